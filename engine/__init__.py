@@ -1,0 +1,50 @@
+"""The computation behind semiotui: saliency of every layer, spatial entropy, superization.
+
+A library with no terminal code; the interface and the reports sit on top of it.
+"""
+
+from .analysis import (
+    AnalysisResult,
+    AnalysisSettings,
+    Batch,
+    BatchDone,
+    Finished,
+    ImageResult,
+    Notice,
+    analyze,
+    stream_analysis,
+)
+from .device import describe_device, resolve_device
+from .entropy import ESTIMATORS, spatial_entropy
+from .hooks import ActivationCapture
+from .layers import LayerIndex, LayerInfo, index_layers
+from .saliency import METHODS, compute_saliency, layer_saliency
+from .stats import RunningStats
+from .superization import Superization, holm, superization
+
+__all__ = [
+    "ActivationCapture",
+    "AnalysisResult",
+    "AnalysisSettings",
+    "Batch",
+    "BatchDone",
+    "ESTIMATORS",
+    "Finished",
+    "ImageResult",
+    "LayerIndex",
+    "LayerInfo",
+    "METHODS",
+    "Notice",
+    "RunningStats",
+    "Superization",
+    "analyze",
+    "compute_saliency",
+    "describe_device",
+    "holm",
+    "index_layers",
+    "layer_saliency",
+    "resolve_device",
+    "spatial_entropy",
+    "stream_analysis",
+    "superization",
+]

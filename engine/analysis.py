@@ -1,0 +1,294 @@
+"""Streaming analysis of many images: maps, entropy and statistics, batch by batch.
+
+`stream_analysis` yields events (`BatchDone`, `Notice`, then `Finished`), so a
+caller (the interface's worker, the report command) can show progress and stop
+it; memory does not grow with the number of images beyond one row of scalars
+per image and the thumbnails asked for.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .device import resolve_device
+from .entropy import ESTIMATORS, spatial_entropy
+from .saliency import METHODS, OutputSelector, compute_saliency
+from .stats import RunningStats
+from .superization import Superization, superization
+
+TargetSetting = Union[str, int]  # "predicted", "label", or a class index
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """Everything that changes the numbers of an analysis."""
+
+    method: str = "gradcam"
+    estimator: str = "aura"
+    levels: int = 256
+    upsample: bool = True  # measure at the input resolution (METHOD.md §1); False: native
+    normalized: bool = False
+    target: TargetSetting = "predicted"
+    batch_size: int = 32
+    device: str = "auto"
+    output: OutputSelector = None
+    thumbnail: int = 48  # longest side of kept maps, in pixels
+
+    def check(self) -> None:
+        """Raise ValueError for a setting outside its range."""
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"unknown estimator {self.estimator!r}; choose one of {', '.join(ESTIMATORS)}")
+        if self.levels < 2:
+            raise ValueError(f"levels must be at least 2, got {self.levels}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
+        if not (isinstance(self.target, int) or self.target in ("predicted", "label")):
+            raise ValueError(f"target must be 'predicted', 'label' or a class index, got {self.target!r}")
+
+
+@dataclass
+class Batch:
+    """Images with optional labels (-1: unknown) and names."""
+
+    images: torch.Tensor
+    labels: torch.Tensor | None = None
+    names: list[str] | None = None
+
+
+@dataclass
+class ImageResult:
+    index: int
+    name: str
+    label: int | None
+    predicted: int
+    confidence: float  # softmax probability of the predicted class
+    target: int  # class the maps explain
+    entropy: np.ndarray  # (layers,) bits
+    maps: dict[str, np.ndarray] | None = None  # thumbnails, kept for chosen images only
+
+
+@dataclass
+class AnalysisResult:
+    """What an analysis finished; partial (`cancelled`) results stay valid."""
+
+    layers: list[str]  # map names in forward order
+    settings: AnalysisSettings
+    device: str
+    images: list[ImageResult] = field(default_factory=list)
+    stats: RunningStats = field(default_factory=RunningStats)
+    cancelled: bool = False
+    seconds: float = 0.0
+
+    @property
+    def entropy(self) -> np.ndarray:
+        """Per-image entropy, images × layers."""
+        if not self.images:
+            return np.zeros((0, len(self.layers)))
+        return np.stack([r.entropy for r in self.images])
+
+    def superization(self) -> Superization:
+        return superization(self.entropy, self.layers)
+
+
+@dataclass
+class BatchDone:
+    images: list[ImageResult]
+    done: int
+    total: int | None
+    rate: float  # images per second so far
+
+
+@dataclass
+class Notice:
+    message: str
+
+
+@dataclass
+class Finished:
+    result: AnalysisResult
+
+
+Event = Union[BatchDone, Notice, Finished]
+
+
+def analyze(model: nn.Module, batches: Iterable, layers: list[str], **kwargs) -> AnalysisResult:
+    """Run `stream_analysis` to the end and return its result."""
+    for event in stream_analysis(model, batches, layers, **kwargs):
+        if isinstance(event, Finished):
+            return event.result
+    raise AssertionError("stream_analysis ended without a result")
+
+
+def stream_analysis(
+    model: nn.Module,
+    batches: Iterable,
+    layers: list[str],
+    settings: AnalysisSettings = AnalysisSettings(),
+    *,
+    keep_maps: int | Collection[int] = 0,
+    total: int | None = None,
+    cancel: threading.Event | None = None,
+) -> Iterator[Event]:
+    """Analyse `batches` (tensors, (images, labels) pairs or `Batch`) layer by layer.
+
+    `keep_maps` keeps thumbnails for the first N images, or for the given indices.
+    Setting `cancel` stops after the current batch; the result then holds what
+    was finished. A CUDA out-of-memory error halves the batch and retries.
+    """
+    settings.check()
+    device = resolve_device(settings.device)
+    model.to(device)
+    keep = range(keep_maps) if isinstance(keep_maps, int) else frozenset(keep_maps)
+    chunk = settings.batch_size
+    result: AnalysisResult | None = None
+    start = time.perf_counter()
+    done = 0
+
+    for item in batches:
+        batch = _as_batch(item)
+        pos = 0
+        while pos < len(batch.images):
+            if cancel is not None and cancel.is_set():
+                break
+            size = min(chunk, len(batch.images) - pos)
+            part = Batch(
+                batch.images[pos : pos + size],
+                None if batch.labels is None else batch.labels[pos : pos + size],
+                None if batch.names is None else batch.names[pos : pos + size],
+            )
+            try:
+                rows, names = _analyse_batch(model, part, layers, settings, device, done, keep)
+            except torch.OutOfMemoryError:
+                if size == 1:
+                    raise MemoryError(
+                        f"out of memory on {device} even with one image per batch; "
+                        "select fewer layers or use --device cpu"
+                    ) from None
+                chunk = max(1, size // 2)
+                _free_memory(device)
+                yield Notice(f"out of memory on {device} with {size} images per batch; retrying with {chunk}")
+                continue
+            if result is None:
+                result = AnalysisResult(layers=names, settings=settings, device=str(device))
+            result.images.extend(rows)
+            result.stats.update(np.stack([r.entropy for r in rows]))
+            done += len(rows)
+            pos += size
+            elapsed = time.perf_counter() - start
+            yield BatchDone(rows, done, total, done / elapsed if elapsed > 0 else 0.0)
+        if cancel is not None and cancel.is_set():
+            break
+
+    if result is None:
+        result = AnalysisResult(layers=[], settings=settings, device=str(device))
+    result.cancelled = cancel is not None and cancel.is_set()
+    result.seconds = time.perf_counter() - start
+    yield Finished(result)
+
+
+def _analyse_batch(
+    model: nn.Module,
+    batch: Batch,
+    layers: list[str],
+    settings: AnalysisSettings,
+    device: torch.device,
+    first: int,
+    keep: Collection[int],
+) -> tuple[list[ImageResult], list[str]]:
+    images = batch.images.to(device, non_blocking=True)
+    labels = batch.labels
+    target = settings.target
+    if target == "label":
+        if labels is None or bool((labels < 0).any()):
+            raise ValueError("target 'label' needs a label for every image; use target 'predicted'")
+        target = labels.to(device)
+    elif target == "predicted":
+        target = None
+    sal = compute_saliency(
+        model, images, layers, target=target, method=settings.method,
+        upsample=settings.upsample, output=settings.output,
+    )
+    names = list(sal.maps)
+    entropy = _entropy_of_maps(sal.maps, settings).cpu().numpy()
+    probs = torch.softmax(sal.logits.float(), dim=1)
+    confidence, predicted = probs.max(dim=1)
+    predicted, confidence = predicted.tolist(), confidence.tolist()
+    targets = sal.targets.tolist()
+    wanted = [i for i in range(len(images)) if first + i in keep]
+    thumbs = _thumbnails(sal.maps, wanted, settings.thumbnail)
+    rows = []
+    for i in range(len(images)):
+        label = None if labels is None or int(labels[i]) < 0 else int(labels[i])
+        rows.append(
+            ImageResult(
+                index=first + i,
+                name=batch.names[i] if batch.names else f"#{first + i}",
+                label=label,
+                predicted=predicted[i],
+                confidence=confidence[i],
+                target=targets[i],
+                entropy=entropy[i],
+                maps=thumbs.get(i),
+            )
+        )
+    return rows, names
+
+
+def _entropy_of_maps(maps: dict[str, torch.Tensor], settings: AnalysisSettings) -> torch.Tensor:
+    """(B, layers) entropy; maps of one size are measured in a single batched call."""
+    by_shape: dict[tuple[int, int], list[int]] = {}
+    tensors = list(maps.values())
+    for j, m in enumerate(tensors):
+        by_shape.setdefault(tuple(m.shape[-2:]), []).append(j)
+    b = tensors[0].shape[0]
+    out = torch.empty(b, len(tensors), dtype=torch.float64, device=tensors[0].device)
+    for cols in by_shape.values():
+        stacked = torch.cat([tensors[j] for j in cols])  # (len(cols) * B, h, w)
+        bits = spatial_entropy(
+            stacked, levels=settings.levels, normalized=settings.normalized, estimator=settings.estimator
+        )
+        out[:, cols] = bits.view(len(cols), b).T.to(out.dtype)
+    return out
+
+
+def _thumbnails(maps: dict[str, torch.Tensor], wanted: list[int], side: int) -> dict[int, dict[str, np.ndarray]]:
+    """Small float32 copies of the chosen images' maps, longest side at most `side`."""
+    if not wanted:
+        return {}
+    out: dict[int, dict[str, np.ndarray]] = {i: {} for i in wanted}
+    for name, m in maps.items():
+        sel = m[wanted].float()
+        h, w = sel.shape[-2:]
+        scale = side / max(h, w)
+        if scale < 1:
+            size = (max(1, round(h * scale)), max(1, round(w * scale)))
+            sel = F.interpolate(sel[:, None], size=size, mode="area")[:, 0]
+        for k, i in enumerate(wanted):
+            out[i][name] = sel[k].cpu().numpy()
+    return out
+
+
+def _as_batch(item: object) -> Batch:
+    if isinstance(item, Batch):
+        return item
+    if isinstance(item, torch.Tensor):
+        return Batch(item)
+    if isinstance(item, (tuple, list)) and len(item) >= 2 and isinstance(item[0], torch.Tensor):
+        return Batch(item[0], torch.as_tensor(item[1]).long())
+    raise TypeError(f"expected a Batch, an image tensor or (images, labels), got {type(item).__name__}")
+
+
+def _free_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()

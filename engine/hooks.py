@@ -1,0 +1,76 @@
+"""Capturing what modules return during a forward pass, and restoring the model after."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import nn
+
+
+class ActivationCapture:
+    """Context manager that records each call's output of the named modules.
+
+    The recorded tensor is the one the module returned; the rest of the network
+    receives a clone, so a later in-place operation (`ReLU(inplace=True)`) cannot
+    change what was recorded. Hooks are removed on exit, also after an exception.
+    """
+
+    def __init__(self, model: nn.Module, names: Sequence[str], *, clone: bool = True) -> None:
+        modules = dict(model.named_modules())
+        missing = [n for n in names if n not in modules]
+        if missing:
+            raise KeyError(f"no module named {missing[0]!r} in the model")
+        self._modules = {n: modules[n] for n in names}
+        self._clone = clone
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self.outputs: dict[str, list[object]] = {n: [] for n in names}
+
+    def __enter__(self) -> ActivationCapture:
+        try:
+            for name, module in self._modules.items():
+                self._handles.append(module.register_forward_hook(self._hook(name)))
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _hook(self, name: str):
+        def hook(module: nn.Module, args: object, output: object) -> object:
+            self.outputs[name].append(output)
+            if self._clone and isinstance(output, torch.Tensor):
+                return output.clone()
+            return None
+
+        return hook
+
+
+@contextlib.contextmanager
+def analysis_mode(model: nn.Module, *, frozen: bool = True) -> Iterator[nn.Module]:
+    """Put `model` in eval mode with frozen parameters; restore both on exit.
+
+    Eval mode keeps batch norm from mixing images; frozen parameters keep the
+    backward pass to the activations we ask about.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        model.eval()
+        if frozen:
+            for p, _ in flags:
+                p.requires_grad_(False)
+        yield model
+    finally:
+        for m, training in modes:
+            m.training = training
+        for p, flag in flags:
+            p.requires_grad_(flag)

@@ -1,0 +1,209 @@
+"""Saliency maps of many layers from one forward and one backward pass (METHOD.md §1)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .hooks import ActivationCapture, analysis_mode
+
+Method = Literal["gradcam", "layercam", "gradxact", "activation"]
+METHODS: tuple[str, ...] = ("gradcam", "layercam", "gradxact", "activation")
+Target = Union[None, int, Sequence[int], torch.Tensor]
+OutputSelector = Union[None, int, str]
+
+
+@dataclass
+class SaliencyResult:
+    """Maps of one pass, with the scores and the class each map explains."""
+
+    maps: dict[str, torch.Tensor]  # map name -> (B, h, w), forward order
+    logits: torch.Tensor  # (B, classes), detached
+    targets: torch.Tensor  # (B,) long
+
+
+def layer_saliency(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    layers: Sequence[str | nn.Module] | str | nn.Module,
+    *,
+    target: Target = None,
+    method: Method = "gradcam",
+    upsample: bool = False,
+    output: OutputSelector = None,
+) -> dict[str, torch.Tensor]:
+    """Un-normalised saliency maps `{map_name: (B, h, w)}` of every layer in `layers`.
+
+    A module called several times in one forward gives `name#1`, `name#2`, ...
+    `target` is the class explained: None (predicted), an int, or one per image.
+    """
+    return compute_saliency(
+        model, inputs, layers, target=target, method=method, upsample=upsample, output=output
+    ).maps
+
+
+def compute_saliency(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    layers: Sequence[str | nn.Module] | str | nn.Module,
+    *,
+    target: Target = None,
+    method: Method = "gradcam",
+    upsample: bool = False,
+    output: OutputSelector = None,
+) -> SaliencyResult:
+    """`layer_saliency`, also returning the logits and the explained classes."""
+    if method not in METHODS:
+        raise ValueError(f"unknown saliency method {method!r}; choose one of {', '.join(METHODS)}")
+    if inputs.dim() != 4:
+        raise ValueError(f"inputs must have shape (B, C, H, W), got {tuple(inputs.shape)}")
+    requested = _resolve_layers(model, layers)
+    modules = list(dict.fromkeys(name for name, _ in requested))
+    needs_grad = method != "activation"
+
+    with analysis_mode(model), ActivationCapture(model, modules) as capture:
+        x = inputs.detach().requires_grad_(needs_grad)
+        with torch.set_grad_enabled(needs_grad):
+            logits = select_output(model(x), output)
+        targets = resolve_targets(target, logits)
+        acts = _spatial_activations(capture.outputs, requested)
+        if needs_grad:
+            score = logits.gather(1, targets[:, None]).sum()
+            grads = _gradients(score, list(acts.values()))
+        else:
+            grads = [None] * len(acts)
+        maps = {
+            name: _combine(method, a.detach(), None if g is None else g.detach())
+            for (name, a), g in zip(acts.items(), grads)
+        }
+    if upsample:
+        maps = {name: upsample_map(m, inputs.shape[-2:]) for name, m in maps.items()}
+    return SaliencyResult(maps=maps, logits=logits.detach(), targets=targets)
+
+
+def upsample_map(maps: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Bilinear (align_corners=False) resize of `(B, h, w)` maps to `size`."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps[:, None], size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
+
+
+def select_output(out: object, output: OutputSelector = None) -> torch.Tensor:
+    """The `(B, classes)` score tensor among a model's outputs."""
+    if isinstance(out, torch.Tensor):
+        scores = out
+    elif isinstance(out, dict):
+        key = output if output is not None else ("logits" if "logits" in out else None)
+        if key not in out:
+            raise ValueError(
+                f"the model returns a dict with keys {sorted(map(str, out))}; choose one with --output KEY"
+            )
+        scores = out[key]
+    elif isinstance(out, (tuple, list)):
+        if output is None:
+            raise ValueError(f"the model returns {len(out)} outputs; choose one with --output N")
+        if not isinstance(output, int) or not -len(out) <= output < len(out):
+            raise ValueError(f"--output {output} is out of range: the model returns {len(out)} outputs")
+        scores = out[output]
+    else:
+        raise ValueError(f"the model returns {type(out).__name__}, not a tensor of class scores")
+    if not isinstance(scores, torch.Tensor) or scores.dim() != 2:
+        shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+        raise ValueError(f"the model's output has shape {shape}; expected (batch, classes)")
+    return scores
+
+
+def resolve_targets(target: Target, logits: torch.Tensor) -> torch.Tensor:
+    """The class explained for each image: predicted, one for all, or one per image."""
+    batch, classes = logits.shape
+    if target is None:
+        return logits.detach().argmax(dim=1)
+    t = torch.as_tensor(target, device=logits.device).long().flatten()
+    if t.numel() == 1:
+        t = t.expand(batch)
+    if t.numel() != batch:
+        raise ValueError(f"got {t.numel()} targets for {batch} images")
+    if bool(((t < 0) | (t >= classes)).any()):
+        raise ValueError(f"target class out of range: the model has {classes} classes")
+    return t.clone()
+
+
+def _resolve_layers(
+    model: nn.Module, layers: Sequence[str | nn.Module] | str | nn.Module
+) -> list[tuple[str, int | None]]:
+    """(module name, call number or None for every call) for each requested layer."""
+    if isinstance(layers, (str, nn.Module)):
+        layers = [layers]
+    names_of = {id(m): n for n, m in model.named_modules() if n}
+    known = set(names_of.values())
+    out: list[tuple[str, int | None]] = []
+    for layer in layers:
+        if isinstance(layer, nn.Module):
+            if id(layer) not in names_of:
+                raise ValueError(f"{type(layer).__name__} module is not part of the model")
+            out.append((names_of[id(layer)], None))
+            continue
+        name, _, call = layer.partition("#")
+        if name not in known:
+            raise ValueError(f"no layer named {name!r} in the model")
+        if call and not (call.isdigit() and int(call) >= 1):
+            raise ValueError(f"bad call number in layer {layer!r}; expected name#1, name#2, ...")
+        out.append((name, int(call) if call else None))
+    if not out:
+        raise ValueError("no layers selected")
+    return out
+
+
+def _spatial_activations(
+    outputs: dict[str, list[object]], requested: list[tuple[str, int | None]]
+) -> dict[str, torch.Tensor]:
+    """Map names to the captured 4-D activations, in forward order of the requests."""
+    acts: dict[str, torch.Tensor] = {}
+    for name, call in requested:
+        calls = outputs[name]
+        if not calls:
+            raise ValueError(f"layer {name!r} was not called in the forward pass")
+        numbers = range(1, len(calls) + 1) if call is None else [call]
+        for k in numbers:
+            if k > len(calls):
+                raise ValueError(f"layer {name!r} was called {len(calls)} times, not {k}")
+            a = calls[k - 1]
+            if not isinstance(a, torch.Tensor) or a.dim() != 4:
+                what = tuple(a.shape) if isinstance(a, torch.Tensor) else type(a).__name__
+                raise ValueError(f"layer {name!r} returns {what}, which has no spatial map")
+            acts[map_name(name, k, len(calls))] = a
+    return acts
+
+
+def _gradients(score: torch.Tensor, acts: list[torch.Tensor]) -> list[torch.Tensor]:
+    """d score / d act for each act; zeros where the score does not depend on it."""
+    linked = [i for i, a in enumerate(acts) if a.requires_grad]
+    grads = [torch.zeros_like(a) for a in acts]
+    if linked and score.requires_grad:
+        found = torch.autograd.grad(
+            score, [acts[i] for i in linked], allow_unused=True, materialize_grads=True
+        )
+        for i, g in zip(linked, found):
+            grads[i] = g
+    return grads
+
+
+def map_name(module_name: str, call: int, calls: int) -> str:
+    """`name` for a module called once, `name#k` for the k-th of several calls."""
+    return module_name if calls == 1 else f"{module_name}#{call}"
+
+
+def _combine(method: str, a: torch.Tensor, g: torch.Tensor | None) -> torch.Tensor:
+    if method == "gradcam":
+        alpha = g.mean(dim=(2, 3), keepdim=True)
+        return torch.relu((alpha * a).sum(dim=1))
+    if method == "layercam":
+        return (torch.relu(g) * a).sum(dim=1)
+    if method == "gradxact":
+        return (g * a).sum(dim=1).abs()
+    return a.abs().mean(dim=1)

@@ -1,0 +1,3 @@
+from semiotui.tui.cli import main
+
+raise SystemExit(main())
