@@ -1,2 +1,120 @@
-def main(argv=None) -> int:
-    return 0
+"""The `semiotui` command line: the interface by default, and the headless subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Sequence
+
+from semiotui import __version__
+from semiotui.engine.entropy import ESTIMATORS
+from semiotui.engine.saliency import METHODS
+
+COMMANDS = ("demo",)  # grows as each subcommand lands
+
+
+class CommandError(Exception):
+    """A failure to report as one line, without a traceback."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `semiotui` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv and argv[0] in COMMANDS else None
+    parser = build_parser(command)
+    args = parser.parse_args(argv[1:] if command else argv)
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        print("semiotui: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # every failure becomes one line; --debug shows the traceback
+        if args.debug:
+            traceback.print_exc()
+        print(f"semiotui: error: {one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def one_line(exc: BaseException) -> str:
+    """The exception's message on one line, naming its type when it has no message."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, KeyError) and len(exc.args) == 1:
+        text = str(exc.args[0])
+    return text or type(exc).__name__
+
+
+def build_parser(command: str | None) -> argparse.ArgumentParser:
+    """The parser of the interface (`command=None`) or of one subcommand."""
+    prog = "semiotui" if command is None else f"semiotui {command}"
+    descriptions = {
+        None: "Explore how a CNN abstracts what it sees: per-layer saliency, spatial entropy and "
+        "superization, in the terminal. With no MODEL, opens the bundled demo. "
+        f"Subcommands: {', '.join(COMMANDS)} (semiotui SUBCOMMAND --help).",
+        "report": "Run the analysis with no interface and write a report folder.",
+        "prune": "Greedy pruning guided by the entropy analysis (METHOD.md §5).",
+        "demo": "The bundled demo model and its images.",
+        "open": "Browse a saved report folder, with no model and no GPU.",
+    }
+    parser = argparse.ArgumentParser(prog=prog, description=descriptions[command])
+    parser.add_argument("--version", action="version", version=f"semiotui {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    from . import commands  # the subcommands' bodies; imported here to keep --help fast
+
+    if command in (None, "report", "prune"):
+        add_model_options(parser)
+        add_data_options(parser)
+    if command in (None, "report"):
+        add_analysis_options(parser)
+    commands.configure(command, parser)
+    return parser
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("model")
+    g.add_argument("model", nargs="?", metavar="MODEL",
+                   help="model file: a full pickle (needs --trust), a checkpoint or state dict "
+                   "(with --arch), TorchScript, or a torch.export .pt2; none: the bundled demo")
+    g.add_argument("--trust", action="store_true",
+                   help="allow loading a full pickled model; pickles can run code, so only for files you trust")
+    g.add_argument("--arch", help="architecture for a state dict: a torchvision model name "
+                   "(resnet18) or package.module:Class")
+    g.add_argument("--arch-kwargs", metavar="JSON", help="keyword arguments for --arch, as JSON")
+    g.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import MODULE first (for your own model classes); repeatable")
+    g.add_argument("--pythonpath", action="append", default=[], metavar="DIR",
+                   help="add DIR to the import path; repeatable")
+    g.add_argument("--output", metavar="N|KEY",
+                   help="which output holds the class scores, for models with several")
+    g.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"),
+                   help="input size (default: the model's own where known, else 224 224)")
+    g.add_argument("--mean", nargs="+", type=float, help="per-channel mean (default: the model's, else ImageNet)")
+    g.add_argument("--std", nargs="+", type=float, help="per-channel std (default: the model's, else ImageNet)")
+    g.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("images")
+    g.add_argument("--images", action="append", default=[], metavar="PATH",
+                   help="image files or folders (recursive; an ImageFolder tree gives labels); repeatable")
+    g.add_argument("--dataset", metavar="NAME:ROOT",
+                   help="a torchvision dataset already on disk: cifar10, cifar100, mnist, imagenet (never downloaded)")
+    g.add_argument("--limit", type=int, metavar="N", help="use at most N images")
+    g.add_argument("--shuffle", action="store_true", help="take the images in a random order (see --seed)")
+    g.add_argument("--seed", type=int, default=0, help="seed for --shuffle (default 0)")
+
+
+def add_analysis_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("analysis")
+    g.add_argument("--layers", nargs="+", metavar="NAME",
+                   help="layers to measure: dotted names or globs ('features.*'); default: conv and pooling layers")
+    g.add_argument("--method", choices=METHODS, default="gradcam", help="saliency method (default gradcam)")
+    g.add_argument("--estimator", choices=ESTIMATORS, default="aura",
+                   help="entropy estimator (default aura: the spatial one of METHOD.md §2)")
+    g.add_argument("--levels", type=int, default=256, help="grey levels of the entropy (default 256)")
+    g.add_argument("--native", action="store_true",
+                   help="measure each map at the layer's own size instead of the input size")
+    g.add_argument("--normalized", action="store_true", help="report entropy divided by its maximum")
+    g.add_argument("--target", default="predicted",
+                   help="class each map explains: predicted (default), label, or a class index")
+    g.add_argument("--batch-size", type=int, default=32, help="images per batch (halved on out-of-memory)")
