@@ -122,9 +122,15 @@ class Finished:
 Event = Union[BatchDone, Notice, Finished]
 
 
-def analyze(model: nn.Module, batches: Iterable, layers: list[str], **kwargs) -> AnalysisResult:
+def analyze(
+    model: nn.Module,
+    batches: Iterable,
+    layers: list[str],
+    settings: AnalysisSettings = AnalysisSettings(),
+    **options,
+) -> AnalysisResult:
     """Run `stream_analysis` to the end and return its result."""
-    for event in stream_analysis(model, batches, layers, **kwargs):
+    for event in stream_analysis(model, batches, layers, settings, **options):
         if isinstance(event, Finished):
             return event.result
     raise AssertionError("stream_analysis ended without a result")

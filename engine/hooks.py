@@ -26,6 +26,7 @@ class ActivationCapture:
         self._clone = clone
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self.outputs: dict[str, list[object]] = {n: [] for n in names}
+        self.order: list[tuple[str, int]] = []  # (name, call number) as the calls return
 
     def __enter__(self) -> ActivationCapture:
         try:
@@ -47,6 +48,7 @@ class ActivationCapture:
     def _hook(self, name: str):
         def hook(module: nn.Module, args: object, output: object) -> object:
             self.outputs[name].append(output)
+            self.order.append((name, len(self.outputs[name])))
             if self._clone and isinstance(output, torch.Tensor):
                 return output.clone()
             return None

@@ -39,6 +39,7 @@ class LayerInfo:
     parameters: int  # including those of child modules
     spatial: bool  # returns (B, C, h, w) with h*w > 1, so it has a saliency map
     default: bool  # part of the default selection
+    returns: tuple[int, ...] = ()  # position of each call among all calls, as they return
 
     @property
     def map_names(self) -> list[str]:
@@ -103,8 +104,14 @@ class LayerIndex:
         return [info.name for info in self.layers if info.name in picked]
 
     def map_names(self, names: Sequence[str]) -> list[str]:
-        """Map names (`name`, or `name#k` per call) of the given layers, in order."""
-        return [m for name in names for m in self._by_name[name].map_names]
+        """Map names (`name`, or `name#k` per call) of the given layers, in the order calls return."""
+        calls = [
+            (position, map_name(name, k, info.calls))
+            for name in names
+            for info in [self._by_name[name]]
+            for k, position in enumerate(info.returns, start=1)
+        ]
+        return [m for _, m in sorted(calls)]
 
 
 def index_layers(model: nn.Module, example: torch.Tensor) -> LayerIndex:
@@ -112,6 +119,8 @@ def index_layers(model: nn.Module, example: torch.Tensor) -> LayerIndex:
     named = [(n, m) for n, m in model.named_modules() if n]
     order: dict[str, int] = {}
     shapes: dict[str, list[object]] = {n: [] for n, _ in named}
+    returns: dict[str, list[int]] = {n: [] for n, _ in named}
+    returned = 0
 
     def pre_hook(name: str):
         def hook(module: nn.Module, args: object) -> None:
@@ -121,7 +130,10 @@ def index_layers(model: nn.Module, example: torch.Tensor) -> LayerIndex:
 
     def post_hook(name: str):
         def hook(module: nn.Module, args: object, output: object) -> None:
+            nonlocal returned
             shapes[name].append(tuple(output.shape) if isinstance(output, torch.Tensor) else None)
+            returns[name].append(returned)
+            returned += 1
 
         return hook
 
@@ -152,6 +164,7 @@ def index_layers(model: nn.Module, example: torch.Tensor) -> LayerIndex:
                 parameters=sum(p.numel() for p in module.parameters()),
                 spatial=spatial,
                 default=spatial and isinstance(module, DEFAULT_TYPES),
+                returns=tuple(returns[name]),
             )
         )
     # Modules never called keep their definition order, after those that ran.

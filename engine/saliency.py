@@ -71,7 +71,7 @@ def compute_saliency(
         with torch.set_grad_enabled(needs_grad):
             logits = select_output(model(x), output)
         targets = resolve_targets(target, logits)
-        acts = _spatial_activations(capture.outputs, requested)
+        acts = _spatial_activations(capture, requested)
         if needs_grad:
             score = logits.gather(1, targets[:, None]).sum()
             grads = _gradients(score, list(acts.values()))
@@ -160,23 +160,26 @@ def _resolve_layers(
 
 
 def _spatial_activations(
-    outputs: dict[str, list[object]], requested: list[tuple[str, int | None]]
+    capture: ActivationCapture, requested: list[tuple[str, int | None]]
 ) -> dict[str, torch.Tensor]:
-    """Map names to the captured 4-D activations, in forward order of the requests."""
-    acts: dict[str, torch.Tensor] = {}
+    """Map names to the captured 4-D activations, in the order the calls returned."""
+    wanted: set[tuple[str, int]] = set()
     for name, call in requested:
-        calls = outputs[name]
+        calls = len(capture.outputs[name])
         if not calls:
             raise ValueError(f"layer {name!r} was not called in the forward pass")
-        numbers = range(1, len(calls) + 1) if call is None else [call]
-        for k in numbers:
-            if k > len(calls):
-                raise ValueError(f"layer {name!r} was called {len(calls)} times, not {k}")
-            a = calls[k - 1]
-            if not isinstance(a, torch.Tensor) or a.dim() != 4:
-                what = tuple(a.shape) if isinstance(a, torch.Tensor) else type(a).__name__
-                raise ValueError(f"layer {name!r} returns {what}, which has no spatial map")
-            acts[map_name(name, k, len(calls))] = a
+        if call is not None and call > calls:
+            raise ValueError(f"layer {name!r} was called {calls} times, not {call}")
+        wanted |= {(name, k) for k in (range(1, calls + 1) if call is None else [call])}
+    acts: dict[str, torch.Tensor] = {}
+    for name, k in capture.order:
+        if (name, k) not in wanted:
+            continue
+        a = capture.outputs[name][k - 1]
+        if not isinstance(a, torch.Tensor) or a.dim() != 4:
+            what = tuple(a.shape) if isinstance(a, torch.Tensor) else type(a).__name__
+            raise ValueError(f"layer {name!r} returns {what}, which has no spatial map")
+        acts[map_name(name, k, len(capture.outputs[name]))] = a
     return acts
 
 

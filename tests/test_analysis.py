@@ -1,0 +1,160 @@
+import threading
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats as scipy_stats
+
+from semiotui.engine import (
+    AnalysisSettings,
+    Batch,
+    BatchDone,
+    Finished,
+    Notice,
+    RunningStats,
+    analyze,
+    layer_saliency,
+    spatial_entropy,
+    stream_analysis,
+)
+
+LAYERS = ["conv1", "relu", "conv2"]
+
+
+def _batches(images: torch.Tensor, size: int, labels: torch.Tensor | None = None):
+    for lo in range(0, len(images), size):
+        yield Batch(images[lo : lo + size], None if labels is None else labels[lo : lo + size])
+
+
+def test_streamed_entropy_equals_maps_measured_all_at_once(tiny_net):
+    x = torch.randn(10, 3, 16, 16)
+    result = analyze(tiny_net, _batches(x, 3), LAYERS, AnalysisSettings(batch_size=4, device="cpu"))
+    assert result.layers == ["conv1", "relu#1", "conv2", "relu#2"]
+    maps = layer_saliency(tiny_net, x, LAYERS, upsample=True)
+    expected = torch.stack([spatial_entropy(m) for m in maps.values()], dim=1).numpy()
+    assert np.allclose(result.entropy, expected, rtol=0, atol=1e-9)
+    assert [r.index for r in result.images] == list(range(10))
+    assert not result.cancelled
+
+
+def test_running_mean_and_ci_equal_statistics_computed_at_once(tiny_net):
+    x = torch.randn(13, 3, 16, 16)
+    result = analyze(tiny_net, _batches(x, 5), LAYERS, AnalysisSettings(batch_size=2, device="cpu"))
+    h = result.entropy
+    assert result.stats.count == 13
+    assert np.allclose(result.stats.mean, h.mean(axis=0), rtol=0, atol=1e-12)
+    lo, hi = result.stats.ci95()
+    sem = h.std(axis=0, ddof=1) / np.sqrt(13)
+    want_lo, want_hi = scipy_stats.t.interval(0.95, 12, loc=h.mean(axis=0), scale=sem)
+    assert np.allclose(lo, want_lo, atol=1e-12) and np.allclose(hi, want_hi, atol=1e-12)
+
+
+def test_statistics_of_shards_merge_into_those_of_the_whole():
+    rng = np.random.default_rng(0)
+    values = rng.normal(5, 2, size=(101, 6))
+    whole = RunningStats.of(values)
+    merged = RunningStats()
+    for shard in np.array_split(values, [7, 40, 41]):  # uneven shards, one of a single row
+        part = RunningStats()
+        for piece in np.array_split(shard, 3):
+            part.update(piece)
+        merged.merge(part)
+    assert merged.count == whole.count
+    assert np.allclose(merged.mean, whole.mean, rtol=1e-14, atol=0)
+    assert np.allclose(merged.m2, whole.m2, rtol=1e-12, atol=0)
+    assert np.allclose(merged.ci95(), whole.ci95(), rtol=1e-12, atol=0)
+
+
+def test_events_report_progress_then_finish(tiny_net):
+    x = torch.randn(7, 3, 16, 16)
+    events = list(stream_analysis(tiny_net, _batches(x, 7), LAYERS,
+                                  AnalysisSettings(batch_size=3, device="cpu"), total=7))
+    progress = [e for e in events if isinstance(e, BatchDone)]
+    assert [e.done for e in progress] == [3, 6, 7]
+    assert all(e.total == 7 and e.rate > 0 for e in progress)
+    assert isinstance(events[-1], Finished) and len(events[-1].result.images) == 7
+
+
+def test_cancel_stops_after_the_current_batch_and_keeps_what_finished(tiny_net):
+    x = torch.randn(20, 3, 16, 16)
+    cancel = threading.Event()
+    events = []
+    for event in stream_analysis(tiny_net, _batches(x, 4), LAYERS,
+                                 AnalysisSettings(batch_size=4, device="cpu"), cancel=cancel):
+        events.append(event)
+        if isinstance(event, BatchDone) and event.done == 8:
+            cancel.set()
+    result = events[-1].result
+    assert result.cancelled
+    assert [r.index for r in result.images] == list(range(8))
+    assert result.stats.count == 8
+    full = analyze(tiny_net, _batches(x, 4), LAYERS, AnalysisSettings(batch_size=4, device="cpu"))
+    assert np.array_equal(result.entropy, full.entropy[:8])
+
+
+class OutOfMemoryAbove(torch.nn.Module):
+    """Wraps a model and fails like a full GPU when a batch is larger than `limit`."""
+
+    def __init__(self, inner: torch.nn.Module, limit: int) -> None:
+        super().__init__()
+        self.inner = inner
+        self.limit = limit
+
+    def forward(self, x):
+        if len(x) > self.limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return self.inner(x)
+
+
+def test_out_of_memory_halves_the_batch_retries_and_says_so(tiny_net):
+    x = torch.randn(9, 3, 16, 16)
+    layers = ["inner.conv1", "inner.conv2"]
+    flaky = OutOfMemoryAbove(tiny_net, limit=2)
+    events = list(stream_analysis(flaky, _batches(x, 9), layers, AnalysisSettings(batch_size=8, device="cpu")))
+    notices = [e.message for e in events if isinstance(e, Notice)]
+    assert notices == [
+        "out of memory on cpu with 8 images per batch; retrying with 4",
+        "out of memory on cpu with 4 images per batch; retrying with 2",
+    ]
+    result = events[-1].result
+    plain = analyze(tiny_net, _batches(x, 9), ["conv1", "conv2"], AnalysisSettings(batch_size=9, device="cpu"))
+    assert np.allclose(result.entropy, plain.entropy, atol=1e-9)
+    with pytest.raises(MemoryError, match="even with one image per batch"):
+        analyze(OutOfMemoryAbove(tiny_net, limit=0), _batches(x, 9), layers, AnalysisSettings(device="cpu"))
+
+
+def test_kept_maps_are_small_thumbnails_of_chosen_images_only(tiny_net):
+    x = torch.randn(6, 3, 40, 20)
+    settings = AnalysisSettings(batch_size=4, device="cpu", thumbnail=10)
+    result = analyze(tiny_net, _batches(x, 6), ["conv1", "conv2"], settings, keep_maps={1, 4})
+    kept = {r.index for r in result.images if r.maps is not None}
+    assert kept == {1, 4}
+    thumb = result.images[4].maps["conv2"]
+    assert thumb.dtype == np.float32 and thumb.shape == (10, 5)
+    full = layer_saliency(tiny_net, x[4:5], ["conv2"], upsample=True)["conv2"][0]
+    assert np.isclose(thumb.mean(), float(full.mean()), rtol=1e-4)
+
+
+def test_predictions_labels_and_label_targets(tiny_net):
+    x = torch.randn(5, 3, 16, 16)
+    labels = torch.tensor([0, 1, 2, 3, 4])
+    settings = AnalysisSettings(batch_size=5, device="cpu", target="label")
+    result = analyze(tiny_net, _batches(x, 5, labels), LAYERS, settings)
+    assert [r.target for r in result.images] == [0, 1, 2, 3, 4]
+    assert [r.label for r in result.images] == [0, 1, 2, 3, 4]
+    probs = torch.softmax(tiny_net(x), dim=1)
+    assert [r.predicted for r in result.images] == probs.argmax(1).tolist()
+    assert np.allclose([r.confidence for r in result.images], probs.max(1).values.detach().numpy())
+    with pytest.raises(ValueError, match="needs a label for every image"):
+        analyze(tiny_net, _batches(x, 5), LAYERS, settings)
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [("method", "lime", "unknown method"), ("estimator", "renyi", "unknown estimator"),
+     ("levels", 1, "levels"), ("batch_size", 0, "batch size"), ("target", "best", "target")],
+)
+def test_bad_settings_are_refused_before_any_work(tiny_net, field, value, message):
+    settings = AnalysisSettings(**{field: value, "device": "cpu"})
+    with pytest.raises(ValueError, match=message):
+        analyze(tiny_net, [torch.randn(1, 3, 8, 8)], LAYERS, settings)
