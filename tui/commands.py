@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import threading
+
+from semiotui.engine.analysis import AnalysisResult, BatchDone, Finished, Notice, stream_analysis
+from semiotui.engine.report import FORMATS
+from semiotui.engine.workspace import Workspace
 
 
 def configure(command: str | None, parser: argparse.ArgumentParser) -> None:
     """Add the command's own options and the function that runs it."""
     if command is None:
         parser.set_defaults(run=run_interface)
+    elif command == "report":
+        parser.add_argument("-o", "--out", metavar="DIR", required=True, help="report folder to create")
+        parser.add_argument("--force", action="store_true", help="replace DIR if it already holds a report")
+        parser.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS),
+                            help="files to write (default: all)")
+        parser.add_argument("--maps", type=int, default=6, metavar="N",
+                            help="images whose maps are drawn in the report (default 6)")
+        parser.set_defaults(run=run_report)
     elif command == "demo":
         parser.add_argument("--export", metavar="DIR", required=True,
                             help="write the demo's validation images, model and preprocessing into DIR")
@@ -27,3 +41,61 @@ def run_demo(args: argparse.Namespace) -> int:
 
     export_demo(args.export)
     return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from semiotui.engine.report import write_report
+
+    from .workspace_args import workspace_from_args
+
+    if args.maps < 0:
+        raise ValueError(f"--maps must be 0 or more, got {args.maps}")
+    workspace = workspace_from_args(args)
+    for warning in workspace.warnings:
+        print(f"semiotui: warning: {warning}", file=sys.stderr)
+    result = analyse_with_progress(workspace, keep_maps=args.maps)
+    path = write_report(args.out, workspace, result, formats=tuple(args.formats), force=args.force)
+    print(f"semiotui: report written to {path}", file=sys.stderr)
+    return 0
+
+
+def analyse_with_progress(workspace: Workspace, *, keep_maps: int = 0) -> AnalysisResult:
+    """Run the workspace's analysis with progress on stderr: a Rich bar on a terminal, else plain lines.
+
+    Ctrl-C stops after the current batch and keeps what was finished.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    total = len(workspace.images)
+    settings = workspace.settings
+    cancel = threading.Event()
+    events = stream_analysis(workspace.model, workspace.images.batches(settings.batch_size), workspace.layers,
+                             settings, keep_maps=keep_maps, total=total, cancel=cancel)
+    console = Console(stderr=True)
+    bar = Progress(TextColumn("analysing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                   TimeRemainingColumn(), console=console, disable=not console.is_terminal)
+    task = bar.add_task("", total=total, rate="")
+    last_line = 0
+    with bar:
+        while True:
+            try:
+                event = next(events)
+            except KeyboardInterrupt:
+                cancel.set()
+                print("semiotui: interrupted; finishing the current batch", file=sys.stderr)
+                continue
+            if isinstance(event, Finished):
+                break
+            if isinstance(event, Notice):
+                console.print(f"semiotui: {event.message}", highlight=False)
+            elif isinstance(event, BatchDone):
+                bar.update(task, completed=event.done, rate=f"{event.rate:.1f} images/s")
+                if not console.is_terminal and (event.done - last_line >= max(1, total // 10) or event.done == total):
+                    print(f"analysed {event.done}/{total} images ({event.rate:.1f}/s)", file=sys.stderr)
+                    last_line = event.done
+    result = event.result
+    if result.cancelled:
+        print(f"semiotui: analysis stopped after {len(result.images)} of {total} images; "
+              "the report covers those", file=sys.stderr)
+    return result

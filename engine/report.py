@@ -1,0 +1,373 @@
+"""Report folders: report.html (self-contained), report.md, report.json, entropy.csv, PNG heatmaps.
+
+The folder is built under a temporary name beside the destination and renamed
+into place at the end, so a crash never leaves half a report, and an existing
+report is replaced only when asked (`force`).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import math
+import platform
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from html import escape
+from pathlib import Path
+
+import numpy as np
+import scipy
+import torch
+from PIL import Image
+
+from semiotui import __version__
+from semiotui.themes.colormaps import overlay
+
+from .analysis import AnalysisResult
+from .charts import curve_svg, steps_svg
+from .superization import Superization
+from .workspace import Workspace
+
+FORMATS = ("html", "md", "json", "csv")
+MAP_PIXELS = 96  # side of a heatmap tile in the reports
+
+
+@dataclass(frozen=True)
+class _Tile:
+    image: int  # index into result.images
+    layer: str
+    png: bytes
+
+
+def write_report(
+    directory: str | Path,
+    workspace: Workspace,
+    result: AnalysisResult,
+    *,
+    formats: tuple[str, ...] = FORMATS,
+    force: bool = False,
+    screenshot_svg: str | None = None,
+) -> Path:
+    """Write the report of `result` into `directory` (created; replaced only with `force`)."""
+    target = Path(directory)
+    unknown = set(formats) - set(FORMATS)
+    if unknown:
+        raise ValueError(f"unknown report format {sorted(unknown)[0]!r}; choose from {', '.join(FORMATS)}")
+    if not result.images:
+        raise ValueError("the analysis has no images; nothing to report")
+    if target.exists() and not (target.is_dir() and not any(target.iterdir())) and not force:
+        raise FileExistsError(f"{target} already exists; choose another folder or pass --force to replace it")
+    if target.exists() and not target.is_dir():
+        raise FileExistsError(f"{target} is a file, not a folder; choose another name")
+    parent = target.absolute().parent
+    if not parent.exists():
+        raise FileNotFoundError(f"cannot write {target}: the folder {parent} does not exist")
+    if not parent.is_dir():
+        raise NotADirectoryError(f"cannot write {target}: {parent} is not a folder")
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
+    except OSError as exc:
+        raise PermissionError(f"cannot write into {parent}: {exc.strerror or exc}") from None
+    try:
+        sup = result.superization()
+        data = report_data(workspace, result, sup)
+        tiles = _tiles(workspace, result)
+        if "json" in formats:
+            _write_text(staging / "report.json", json.dumps(data, indent=2, allow_nan=False) + "\n")
+        if "csv" in formats:
+            _write_csv(staging / "entropy.csv", result)
+        charts = {
+            "curve.svg": curve_svg(result.layers, sup.mean, sup.ci_low, sup.ci_high, sup.significant),
+            "steps.svg": steps_svg(result.layers, sup.delta, sup.significant),
+        }
+        if "md" in formats:
+            images = staging / "images"
+            images.mkdir()
+            for name, svg in charts.items():
+                _write_text(images / name, svg)
+            for tile in tiles:
+                (images / _tile_name(result, tile)).write_bytes(tile.png)
+            _write_text(staging / "report.md", _markdown(data, result, tiles))
+        if "html" in formats:
+            _write_text(staging / "report.html", _html(data, result, tiles, charts, screenshot_svg))
+        if screenshot_svg is not None:
+            _write_text(staging / "screenshot.svg", screenshot_svg)
+        _swap_into_place(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def report_data(workspace: Workspace, result: AnalysisResult, sup: Superization) -> dict:
+    """Every number of the report, with the settings and versions that produced it."""
+    s = result.settings
+    names = workspace.class_names
+    low, high = sup.ci_low, sup.ci_high
+    layers = []
+    for j, map_name in enumerate(result.layers):
+        info = workspace.index[map_name.partition("#")[0]]
+        layers.append({
+            "name": map_name,
+            "type": info.type,
+            "output_shape": list(info.output_shape or ()),
+            "parameters": info.parameters,
+            "entropy": {"mean": _num(sup.mean[j]), "ci95": [_num(low[j]), _num(high[j])]},
+            "delta": _num(sup.delta[j]),
+            "median_delta": _num(sup.median_delta[j]),
+            "p_value": _num(sup.p_value[j]),
+            "significant": bool(sup.significant[j]),
+        })
+    return {
+        "semiotui": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "numpy": np.__version__, "scipy": scipy.__version__},
+        "model": {"path": workspace.info.path, "format": workspace.info.format, "arch": workspace.info.arch,
+                  "parameters": workspace.info.parameters, "classes": names},
+        "settings": {
+            "method": s.method, "estimator": s.estimator, "levels": s.levels, "upsample": s.upsample,
+            "normalized": s.normalized, "target": s.target, "device": result.device,
+            "input_size": list(workspace.spec.size), "mean": list(workspace.spec.mean),
+            "std": list(workspace.spec.std), "batch_size": s.batch_size,
+            "significance": "one-sided Wilcoxon signed-rank, Holm-corrected, p < 0.01",
+        },
+        "analysis": {"images": len(result.images), "cancelled": result.cancelled,
+                     "seconds": round(result.seconds, 3)},
+        "images": [
+            {"path": r.name, "label": r.label, "label_name": _class(names, r.label), "predicted": r.predicted,
+             "predicted_name": _class(names, r.predicted), "confidence": r.confidence, "target": r.target,
+             "correct": None if r.label is None else r.label == r.predicted}
+            for r in result.images
+        ],
+        "skipped": [{"path": p, "reason": why} for p, why in getattr(workspace.images, "skipped", [])],
+        "layers": layers,
+    }
+
+
+def _tiles(workspace: Workspace, result: AnalysisResult) -> list[_Tile]:
+    """PNG heatmaps of the images whose maps were kept, one per layer."""
+    tiles = []
+    for k, r in enumerate(result.images):
+        if r.maps is None:
+            continue
+        picture = workspace.images.image(r.index)
+        size = _tile_size(picture.shape[:2])
+        tiles.append(_Tile(k, "", _png(overlay(picture, None, *size))))
+        for layer in result.layers:
+            tiles.append(_Tile(k, layer, _png(overlay(picture, r.maps[layer], *size))))
+    return tiles
+
+
+def _tile_size(shape: tuple[int, int]) -> tuple[int, int]:
+    h, w = shape
+    scale = MAP_PIXELS / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(rgb).save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
+def _tile_name(result: AnalysisResult, tile: _Tile) -> str:
+    layer = tile.layer.replace("#", "_call") or "input"
+    return f"image{result.images[tile.image].index:05d}_{layer}.png"
+
+
+def _write_csv(path: Path, result: AnalysisResult) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image", *result.layers])
+        for r in result.images:
+            writer.writerow([r.name, *(repr(float(v)) for v in r.entropy)])
+
+
+def _markdown(data: dict, result: AnalysisResult, tiles: list[_Tile]) -> str:
+    s = data["settings"]
+    lines = [
+        "# semiotui report",
+        "",
+        f"Model `{data['model']['path'] or 'bundled demo'}` ({data['model']['format']}, "
+        f"{data['model']['parameters']:,} parameters); {len(data['images'])} images"
+        + (" (analysis cancelled: partial)" if result.cancelled else "") + ".",
+        f"Method **{s['method']}**, estimator **{s['estimator']}** ({s['levels']} levels, "
+        f"{'input resolution' if s['upsample'] else 'native resolution'}), target {s['target']}, "
+        f"device {s['device']}; {data['created']}, semiotui {data['semiotui']}.",
+        "",
+        *_summary(data),
+        "",
+        "## Entropy curve",
+        "",
+        "![Spatial entropy per layer: mean with 95% confidence band](images/curve.svg)",
+        "",
+        "## Superization steps",
+        "",
+        "![Entropy drop into each layer; significant drops in red](images/steps.svg)",
+        "",
+        "## Layers",
+        "",
+        "| # | layer | type | output | parameters | entropy (bits) | 95% CI | ΔH | p (Holm) | significant |",
+        "|---:|---|---|---|---:|---:|---|---:|---:|:---:|",
+    ]
+    for i, layer in enumerate(data["layers"], start=1):
+        e = layer["entropy"]
+        lines.append(
+            f"| {i} | `{layer['name']}` | {layer['type']} | {_shape(layer['output_shape'])} | "
+            f"{layer['parameters']:,} | {_fmt(e['mean'])} | {_fmt(e['ci95'][0])} – {_fmt(e['ci95'][1])} | "
+            f"{_fmt(layer['delta'], '+.3f')} | {_fmt(layer['p_value'], '.2g')} | "
+            f"{'**yes**' if layer['significant'] else ''} |"
+        )
+    if tiles:
+        lines += ["", "## Maps", ""]
+        for k in sorted({t.image for t in tiles}):
+            r = data["images"][k]
+            lines += [f"### {r['path']}", "", _caption(r), ""]
+            lines += [f"![{t.layer or 'input'}](images/{_tile_name(result, t)} \"{t.layer or 'input'}\")"
+                      for t in tiles if t.image == k]
+            lines.append("")
+    if data["skipped"]:
+        lines += ["", "## Skipped files", ""] + [f"- `{s['path']}`: {s['reason']}" for s in data["skipped"]]
+    return "\n".join(lines) + "\n"
+
+
+def _summary(data: dict) -> list[str]:
+    """One or two sentences naming the significant steps and the largest drop."""
+    layers = data["layers"]
+    significant = [layer["name"] for layer in layers if layer["significant"]]
+    deltas = [(layer["delta"], layer["name"]) for layer in layers if layer["delta"] is not None]
+    out = []
+    if significant:
+        out.append("Significant superization (entropy drops, p < 0.01 after Holm correction) into: "
+                   + ", ".join(f"`{n}`" for n in significant) + ".")
+    elif len(data["images"]) > 1:
+        out.append("No step is a significant superization at p < 0.01 (Holm-corrected).")
+    if deltas:
+        d, name = max(deltas)
+        out.append(f"Largest mean drop: {d:+.3f} bits into `{name}`.")
+    return [" ".join(out)]
+
+
+def _html(data: dict, result: AnalysisResult, tiles: list[_Tile], charts: dict[str, str], screenshot: str | None) -> str:
+    s = data["settings"]
+    rows = []
+    for i, layer in enumerate(data["layers"], start=1):
+        e = layer["entropy"]
+        rows.append(
+            f"<tr class=\"{'sig' if layer['significant'] else ''}\"><td>{i}</td><td><code>{escape(layer['name'])}</code>"
+            f"</td><td>{escape(layer['type'])}</td><td>{_shape(layer['output_shape'])}</td>"
+            f"<td class=n>{layer['parameters']:,}</td><td class=n>{_fmt(e['mean'])}</td>"
+            f"<td class=n>{_fmt(e['ci95'][0])} – {_fmt(e['ci95'][1])}</td>"
+            f"<td class=n>{_fmt(layer['delta'], '+.3f')}</td><td class=n>{_fmt(layer['p_value'], '.2g')}</td>"
+            f"<td>{'yes' if layer['significant'] else ''}</td></tr>"
+        )
+    grid = ""
+    if tiles:
+        head = "".join(f"<th>{escape(name)}</th>" for name in ["image", "input", *result.layers])
+        body = []
+        for k in sorted({t.image for t in tiles}):
+            r = data["images"][k]
+            cells = "".join(
+                f"<td><img src=\"data:image/png;base64,{base64.b64encode(t.png).decode()}\" "
+                f"alt=\"{escape(t.layer or 'input')}\" title=\"{escape(t.layer or r['path'])}\"></td>"
+                for t in tiles if t.image == k
+            )
+            body.append(f"<tr><th class=img>{escape(r['path'])}<br><small>{escape(_caption(r))}</small></th>{cells}</tr>")
+        grid = (f"<h2>Maps</h2><div class=scroll><table class=maps><tr>{head}</tr>{''.join(body)}</table></div>")
+    skipped = ""
+    if data["skipped"]:
+        items = "".join(f"<li><code>{escape(x['path'])}</code>: {escape(x['reason'])}</li>" for x in data["skipped"])
+        skipped = f"<h2>Skipped files</h2><ul>{items}</ul>"
+    shot = f"<h2>Interface</h2><div class=shot>{screenshot}</div>" if screenshot else ""
+    model = data["model"]
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>semiotui report</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>{_CSS}</style></head><body>
+<header><h1>semiotui report</h1>
+<p class=meta>Model <code>{escape(model['path'] or 'bundled demo')}</code> ({escape(model['format'])},
+{model['parameters']:,} parameters) · {len(data['images'])} images{' · <b>cancelled: partial</b>' if result.cancelled else ''}
+· method <b>{escape(s['method'])}</b> · estimator <b>{escape(s['estimator'])}</b> ({s['levels']} levels,
+{'input' if s['upsample'] else 'native'} resolution) · target {escape(str(s['target']))} · device {escape(s['device'])}
+· {escape(data['created'])} · semiotui {escape(data['semiotui'])}</p>
+<p class=summary>{escape(' '.join(_summary(data))).replace('`', '')}</p></header>
+<h2>Entropy curve</h2><p class=note>Mean spatial entropy of each layer's map, with its 95% confidence band;
+red points are layers entered by a significant drop (superization).</p>{charts['curve.svg']}
+<h2>Superization steps</h2><p class=note>ΔH = H(previous layer) − H(layer): positive bars are drops.</p>
+{charts['steps.svg']}
+<h2>Layers</h2><div class=scroll><table class=layers><tr><th>#</th><th>layer</th><th>type</th><th>output</th>
+<th>parameters</th><th>entropy (bits)</th><th>95% CI</th><th>ΔH</th><th>p (Holm)</th><th>significant</th></tr>
+{''.join(rows)}</table></div>
+{grid}{skipped}{shot}
+<footer>Spatial entropy: the aura (4-neighbour co-occurrence) reading of METHOD.md §2; significance: {escape(s['significance'])}.
+Every number is in report.json.</footer>
+</body></html>
+"""
+
+
+_CSS = """
+body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;color:#222;max-width:1100px;margin:2em auto;padding:0 1.2em}
+h1{margin:.2em 0;font-size:1.7em}h2{margin-top:1.8em;border-bottom:1px solid #ddd;padding-bottom:.2em;font-size:1.25em}
+.meta{color:#555;font-size:.92em}.summary{background:#f3f6fb;border-left:4px solid #4c72b0;padding:.6em .9em}
+.note{color:#666;font-size:.9em;margin:.2em 0}svg{width:100%;height:auto;max-width:900px}
+table{border-collapse:collapse;font-size:.88em}th,td{padding:.25em .6em;border-bottom:1px solid #eee;text-align:left}
+td.n{text-align:right;font-variant-numeric:tabular-nums}tr.sig td{background:#fbeaea}code{font-size:.95em}
+.scroll{overflow-x:auto}table.maps td{padding:2px}table.maps img{width:96px;height:auto;image-rendering:pixelated;display:block}
+table.maps th{font-weight:normal;font-size:.8em;white-space:nowrap}th.img{max-width:12em;white-space:normal!important}
+.shot svg{max-width:100%;border:1px solid #ccc}footer{margin:2.5em 0 1em;color:#777;font-size:.85em}
+"""
+
+
+def _caption(image: dict) -> str:
+    predicted = image["predicted_name"] or str(image["predicted"])
+    text = f"predicted {predicted} ({image['confidence']:.0%})"
+    if image["label"] is not None:
+        text += f", label {image['label_name'] or image['label']}"
+    return text
+
+
+def _class(names: list[str] | None, index: int | None) -> str | None:
+    if index is None or names is None or not 0 <= index < len(names):
+        return None
+    return names[index]
+
+
+def _num(value: float) -> float | None:
+    """JSON has no NaN: undefined numbers (one image, first layer) are null."""
+    return float(value) if math.isfinite(value) else None
+
+
+def _fmt(value: float | None, spec: str = ".3f") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def _shape(shape: list[int]) -> str:
+    return "×".join(map(str, shape)) if shape else "–"
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+
+
+def _swap_into_place(staging: Path, target: Path) -> None:
+    """Rename the finished folder to `target`, moving an old one aside until the rename succeeded."""
+    staging.chmod(0o755)
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+    try:
+        staging.rename(target)
+    except BaseException:
+        if old is not None:
+            old.rename(target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

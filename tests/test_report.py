@@ -1,0 +1,152 @@
+import csv
+import json
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy import stats as scipy_stats
+
+from conftest import TinyNet
+from semiotui.engine import AnalysisSettings, analyze, index_layers
+from semiotui.engine.data import ImageSource
+from semiotui.engine.report import write_report
+from semiotui.engine.workspace import InputSpec, ModelInfo, Workspace
+
+CLASSES = ["a", "b", "c", "d", "e"]
+
+
+@pytest.fixture
+def analysed():
+    """A TinyNet workspace over 12 labelled random images, and its analysis (maps kept for 2)."""
+    rng = np.random.default_rng(0)
+    pictures = [Image.fromarray((rng.random((24, 24, 3)) * 255).astype(np.uint8)) for _ in range(12)]
+    spec = InputSpec((24, 24), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    images = ImageSource.from_images(pictures, spec, labels=[i % 5 for i in range(12)], class_names=CLASSES,
+                                     names=[f"img/{i:02d}.png" for i in range(12)])
+    model = TinyNet().eval()
+    index = index_layers(model, next(images.batches(1)).images)
+    settings = AnalysisSettings(batch_size=5, device="cpu")
+    layers = index.select()
+    ws = Workspace(model, ModelInfo("tiny.pt", "pickle", "TinyNet", 1637), spec, index, layers, images,
+                   settings, class_names=CLASSES)
+    result = analyze(model, images.batches(5), ws.layers + ["relu"], settings, keep_maps=2)
+    return ws, result
+
+
+class _Refs(HTMLParser):
+    """Collects every URL-bearing attribute of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.urls += [v for k, v in attrs if k in ("src", "href", "srcset", "data", "poster") and v]
+
+
+def test_all_four_files_agree_with_each_other_and_with_the_analysis(analysed, tmp_path):
+    ws, result = analysed
+    out = write_report(tmp_path / "rep", ws, result)
+    data = json.loads((out / "report.json").read_text())
+    with (out / "entropy.csv").open() as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["image", *result.layers] == ["image", *(layer["name"] for layer in data["layers"])]
+    table = np.array([[float(v) for v in row[1:]] for row in rows[1:]])
+    assert [row[0] for row in rows[1:]] == [img["path"] for img in data["images"]]
+    assert np.array_equal(table, result.entropy)  # repr() round-trips every float
+    # the JSON's statistics are those of the CSV's numbers
+    mean = table.mean(axis=0)
+    lo, hi = scipy_stats.t.interval(0.95, len(table) - 1, loc=mean, scale=scipy_stats.sem(table, axis=0))
+    for j, layer in enumerate(data["layers"]):
+        assert layer["entropy"]["mean"] == pytest.approx(mean[j], abs=1e-12)
+        assert layer["entropy"]["ci95"] == pytest.approx([lo[j], hi[j]], abs=1e-9)
+        if j:
+            assert layer["delta"] == pytest.approx(mean[j - 1] - mean[j], abs=1e-12)
+    assert data["layers"][0]["delta"] is None
+    assert [layer["type"] for layer in data["layers"]][:2] == ["Conv2d", "ReLU"]
+    assert data["settings"]["input_size"] == [24, 24] and data["settings"]["method"] == "gradcam"
+    assert [img["label"] for img in data["images"]] == [i % 5 for i in range(12)]
+    # Markdown and HTML show the same table values
+    md = (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    for layer in data["layers"]:
+        shown = f"{layer['entropy']['mean']:.3f}"
+        assert f"`{layer['name']}`" in md and shown in md
+        assert f"<code>{layer['name']}</code>" in html and shown in html
+    for image in (out / "images").glob("*.png"):
+        Image.open(image).verify()
+    assert len(list((out / "images").glob("image*.png"))) == 2 * (1 + len(result.layers))
+    for link in re.findall(r"\]\((images/[^ )]+)", md):
+        assert (out / link).is_file(), link
+
+
+def test_html_is_self_contained(analysed, tmp_path):
+    ws, result = analysed
+    html = (write_report(tmp_path / "rep", ws, result) / "report.html").read_text()
+    refs = _Refs()
+    refs.feed(html)
+    assert refs.urls and all(u.startswith("data:image/png;base64,") for u in refs.urls)
+    assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}/", html.replace("http://www.w3.org/2000/svg", ""))
+    assert "@import" not in html and "url(" not in html
+    assert html.count("<svg") == 2  # curve and steps drawn inline
+
+
+def test_existing_report_is_kept_unless_forced(analysed, tmp_path):
+    ws, result = analysed
+    target = tmp_path / "rep"
+    target.mkdir()
+    (target / "mine.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="--force"):
+        write_report(target, ws, result)
+    assert (target / "mine.txt").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]  # no staging folder left behind
+    write_report(target, ws, result, force=True)
+    assert not (target / "mine.txt").exists() and (target / "report.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]
+
+
+def test_a_crash_while_writing_leaves_nothing_behind(analysed, tmp_path, monkeypatch):
+    ws, result = analysed
+    from semiotui.engine import report
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(report, "_html", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_report(tmp_path / "rep", ws, result)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_or_missing_parent_is_explained(analysed, tmp_path):
+    ws, result = analysed
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        write_report(tmp_path / "no" / "rep", ws, result)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError, match="is not a folder"):
+        write_report(tmp_path / "file" / "rep", ws, result)
+    # /proc refuses new folders even to root, where a read-only mode would not
+    with pytest.raises(PermissionError, match="cannot write into /proc"):
+        write_report("/proc/semiotui-report", ws, result)
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")
+def test_html_renders_to_a_non_blank_page(analysed, tmp_path):
+    ws, result = analysed
+    page = write_report(tmp_path / "rep", ws, result) / "report.html"
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+         f"--screenshot={shot}", "--window-size=1100,1400", page.as_uri()],
+        check=True, capture_output=True, timeout=120,
+    )
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
+    assert pixels.std() > 10  # text, charts and maps, not a blank page
+    assert (pixels < 128).mean() > 0.01
