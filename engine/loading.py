@@ -1,0 +1,459 @@
+"""Opening a user's model file safely, whatever its format, and the input it expects.
+
+Formats: a full pickled module (only with `trust`: unpickling can run code), a
+checkpoint or bare state dict plus an architecture, and a `torch.export` program.
+Every pickle is first read with `torch.load(weights_only=True)`, which runs no
+code. TorchScript is recognised and refused with the reason, since PyTorch does
+not allow the forward hooks the per-layer maps need on a loaded ScriptModule.
+Every failure is a `LoadError` with a one-line message naming the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import pickle
+import re
+import sys
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .hooks import analysis_mode
+from .layers import DEFAULT_TYPES, LayerIndex, index_layers
+from .saliency import OutputSelector, select_output
+from .workspace import InputSpec, ModelInfo
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_SIZE = (224, 224)
+CHECKPOINT_KEYS = ("state_dict", "model", "model_state_dict", "net", "weights")
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP, torch.compile
+SIDECAR = "preprocess.json"  # input size, mean, std and classes beside a model (`semiotui demo --export`)
+_SHOWN = 3  # names listed per kind of key mismatch
+
+
+class LoadError(ValueError):
+    """A model file that cannot be used, with a message saying what to do."""
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for analysis, with what its file tells about its input and classes."""
+
+    model: nn.Module
+    info: ModelInfo
+    spec_defaults: InputSpec | None  # None: unknown (the caller uses 224 and ImageNet)
+    class_names: list[str] | None = None
+    batch_size: int | None = None  # the only batch size it accepts (a static torch.export program)
+    layer_types: dict[str, str] = field(default_factory=dict)  # module types a torch.export program lost
+    notes: list[str] = field(default_factory=list)  # things the user should know, one line each
+
+
+def load_model(
+    path: str | Path,
+    *,
+    trust: bool = False,
+    arch: str | None = None,
+    arch_kwargs: Mapping[str, object] | None = None,
+    imports: Sequence[str] = (),
+    pythonpath: Sequence[str | Path] = (),
+    device: str | torch.device = "cpu",
+) -> LoadedModel:
+    """Load the model in `path` in eval mode on `device`, detecting its format."""
+    file = _checked_file(Path(path))
+    _extend_imports(pythonpath, imports)
+    kind = _sniff(file)
+    if kind == "torchscript":
+        raise LoadError(
+            f"{file} is a TorchScript model; PyTorch does not allow forward hooks on a loaded "
+            "ScriptModule, and the per-layer maps need them. Save the model itself instead: "
+            "torch.save(model.state_dict()) and pass --arch, or torch.save(model) with --trust, "
+            "or a torch.export .pt2"
+        )
+    loaded = _load_export(file) if kind == "export" else _load_pickle(file, trust, arch, arch_kwargs)
+    if arch is not None and loaded.info.format in ("pickle", "export"):
+        loaded.notes.append(f"--arch {arch} ignored: {file.name} holds the whole model")
+    _apply_sidecar(file, loaded)
+    loaded.model.to(device).eval()
+    return loaded
+
+
+def input_spec(
+    defaults: InputSpec | None,
+    size: Sequence[int] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> InputSpec:
+    """The input spec: the user's values where given, else the model's, else 224 and ImageNet."""
+    base = defaults or InputSpec(DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD)
+    if size is not None:
+        if len(size) != 2 or min(size) < 1:
+            raise ValueError(f"--input-size needs two positive numbers H W, got {' '.join(map(str, size))}")
+        base = dataclasses.replace(base, size=(int(size[0]), int(size[1])))
+    if mean is not None or std is not None:
+        base = dataclasses.replace(
+            base,
+            mean=tuple(float(v) for v in mean) if mean is not None else base.mean,
+            std=tuple(float(v) for v in std) if std is not None else base.std,
+        )
+    if len(base.mean) != len(base.std) or len(base.mean) not in (1, 3):
+        raise ValueError(
+            f"--mean has {len(base.mean)} values and --std {len(base.std)}; give both with one value "
+            "per channel (3 for colour, 1 for grey)"
+        )
+    if min(base.std) <= 0:
+        raise ValueError(f"--std must be positive, got {' '.join(map(str, base.std))}")
+    return base
+
+
+def check_input_size(model: nn.Module, spec: InputSpec, output: OutputSelector = None) -> int:
+    """Run one zero image through `model` at `spec`'s size; return the number of classes.
+
+    Turns a failure into a message naming the size tried, so a wrong `--input-size`
+    (or channel count) is caught before any analysis starts.
+    """
+    channels = len(spec.mean)
+    h, w = spec.size
+    param = next(model.parameters(), None)
+    x = torch.zeros(1, channels, h, w, device=param.device if param is not None else "cpu")
+    try:
+        with analysis_mode(model), torch.no_grad():
+            out = model(x)
+    except Exception as exc:  # any failure of the model's own code means the input is wrong
+        expected = _first_conv_channels(model)
+        if expected is not None and expected != channels:
+            hint = (f"the model expects {expected} channel(s): pass --mean and --std with "
+                    f"{expected} value(s) each")
+        else:
+            hint = "pass the size it expects with --input-size H W"
+        raise ValueError(
+            f"the model rejects a {channels}x{h}x{w} input ({brief(exc)}); {hint}"
+        ) from exc
+    return select_output(out, output).shape[1]
+
+
+def layer_index(loaded: LoadedModel, example: torch.Tensor) -> LayerIndex:
+    """`index_layers`, with the module types a torch.export program lost put back."""
+    index = index_layers(loaded.model, example)
+    if not loaded.layer_types:
+        return index
+    wanted = {f"{t.__module__}.{t.__qualname__}" for t in DEFAULT_TYPES}
+    return LayerIndex(
+        dataclasses.replace(
+            info,
+            type=loaded.layer_types.get(info.name, info.type).rpartition(".")[2],
+            default=info.spatial and loaded.layer_types.get(info.name) in wanted,
+        )
+        for info in index
+    )
+
+
+def _checked_file(path: Path) -> Path:
+    if not path.exists():
+        raise LoadError(f"{path}: no such file; check the model path")
+    if path.is_dir():
+        raise LoadError(f"{path} is a folder; pass the model file inside it (.pt, .pth, .pt2)")
+    try:
+        size = path.stat().st_size
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise LoadError(f"{path}: cannot read it ({exc.strerror or exc}); check its permissions") from exc
+    if size == 0:
+        raise LoadError(f"{path} is empty (0 bytes); the save or copy that made it did not finish")
+    return path
+
+
+def _extend_imports(pythonpath: Sequence[str | Path], imports: Sequence[str]) -> None:
+    """Make the user's own model classes importable (`--pythonpath`, `--import`)."""
+    for folder in pythonpath:
+        if not Path(folder).is_dir():
+            raise LoadError(f"--pythonpath {folder}: no such folder")
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
+    for name in imports:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # the user's module may fail in any way; say which one
+            raise LoadError(
+                f"--import {name} failed ({brief(exc)}); add the folder that holds it with --pythonpath DIR"
+            ) from exc
+
+
+def _sniff(path: Path) -> str:
+    """'torchscript', 'export' or 'pickle', from the file's content; LoadError for anything else."""
+    with path.open("rb") as f:
+        head = f.read(4096)
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+                formats = [n for n in names if n.endswith("/archive_format") or n == "archive_format"]
+                if formats and z.read(formats[0]).strip() == b"pt2":
+                    return "export"
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise LoadError(
+                f"{path} is a truncated or damaged archive ({brief(exc)}); copy or save it again"
+            ) from exc
+        if any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names):
+            return "torchscript"
+        if not any(n.endswith("data.pkl") for n in names):
+            raise LoadError(f"{path} is a zip archive but not a PyTorch file (it has no data.pkl)")
+        return "pickle"
+    if head.startswith(b"\x80"):  # pickle protocol 2 or later: torch's legacy format or a plain pickle
+        return "pickle"
+    if _looks_like_text(head):
+        raise LoadError(f"{path} is a text file, not a model; pass the file written by torch.save or torch.export.save")
+    raise LoadError(
+        f"{path} is not a PyTorch model file (unrecognised content); pass the file written by "
+        "torch.save or torch.export.save"
+    )
+
+
+def _looks_like_text(head: bytes) -> bool:
+    if b"\x00" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start >= len(head) - 3  # only a character cut by the 4096-byte read
+    return True
+
+
+def _load_pickle(path: Path, trust: bool, arch: str | None, arch_kwargs: Mapping[str, object] | None) -> LoadedModel:
+    obj = _torch_load(path, trust)
+    if isinstance(obj, nn.Module):
+        return _loaded(obj, path, "pickle", None)
+    if not isinstance(obj, Mapping):
+        raise LoadError(
+            f"{path} holds a {type(obj).__name__}, not a model or a state dict; pass the file "
+            "written by torch.save(model) or torch.save(model.state_dict())"
+        )
+    key = next((k for k in CHECKPOINT_KEYS if k in obj and isinstance(obj[k], (Mapping, nn.Module))), None)
+    weights = obj[key] if key is not None else obj
+    names = _class_names(obj)
+    if isinstance(weights, nn.Module):
+        loaded = _loaded(weights, path, "pickle", None)
+        loaded.class_names = names
+        return loaded
+    state = _state_dict(weights, path)
+    fmt = "checkpoint" if key is not None else "state_dict"
+    if arch is None:
+        where = f" under '{key}'" if key is not None else ""
+        raise LoadError(
+            f"{path} holds a state dict ({len(state)} tensors{where}), not a model; name its architecture "
+            "with --arch (a torchvision name such as resnet18, or package.module:Class)"
+        )
+    model, spec, arch_names = _build_arch(arch, dict(arch_kwargs or {}))
+    _load_weights(model, state, path, arch)
+    loaded = _loaded(model, path, fmt, arch)
+    loaded.spec_defaults = spec
+    loaded.class_names = names or arch_names
+    return loaded
+
+
+def _torch_load(path: Path, trust: bool) -> object:
+    """`torch.load` with weights_only=True; the full unpickler only when the user trusts the file."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if found is None:
+            raise _corrupt(path, exc) from exc
+        if not trust:
+            raise LoadError(
+                f"{path} is a full pickle (it contains {found.group(1)}); unpickling can run arbitrary code, "
+                "so semiotui loads it only with --trust, for files you trust (safer: save model.state_dict() "
+                "and pass --arch)"
+            ) from exc
+    except Exception as exc:  # torch reports damage as RuntimeError, EOFError, ...
+        raise _corrupt(path, exc) from exc
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (ModuleNotFoundError, AttributeError) as exc:
+        raise LoadError(
+            f"{path} needs a class that cannot be imported here ({brief(exc)}); add its module with "
+            "--pythonpath DIR and --import MODULE (a class defined in a script's __main__ cannot be found: "
+            "save model.state_dict() and pass --arch package.module:Class)"
+        ) from exc
+    except Exception as exc:  # anything else the unpickler runs into
+        raise _corrupt(path, exc) from exc
+
+
+def _corrupt(path: Path, exc: BaseException) -> LoadError:
+    return LoadError(f"{path} is damaged or not a PyTorch file ({brief(exc)}); copy or save it again")
+
+
+def _state_dict(weights: Mapping, path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a state dict, without the prefix DataParallel, DDP or torch.compile add."""
+    state = {str(k): v for k, v in weights.items() if isinstance(v, torch.Tensor)}
+    if not state:
+        raise LoadError(f"{path} holds a dict with no tensors ({_keys(weights)}); it is not a model or state dict")
+    for prefix in WRAPPER_PREFIXES:
+        if all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def _build_arch(arch: str, kwargs: dict[str, object]) -> tuple[nn.Module, InputSpec | None, list[str] | None]:
+    """The model `arch` names (torchvision name or package.module:Class), its input spec and classes."""
+    if ":" in arch:
+        module_name, _, attr = arch.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except ImportError as exc:
+            raise LoadError(
+                f"--arch {arch}: cannot import {module_name} ({brief(exc)}); add its folder with --pythonpath DIR"
+            ) from exc
+        except AttributeError as exc:
+            raise LoadError(f"--arch {arch}: module {module_name} has no {attr!r}") from exc
+        model = _construct(factory, kwargs, arch)
+        if not isinstance(model, nn.Module):
+            raise LoadError(f"--arch {arch} returned a {type(model).__name__}, not a torch.nn.Module")
+        return model, None, None
+    import torchvision
+
+    known = torchvision.models.list_models()
+    if arch not in known:
+        import difflib
+
+        close = difflib.get_close_matches(arch, known, n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else "see torchvision.models.list_models()"
+        raise LoadError(f"--arch {arch} is not a torchvision model name; {hint} (or use package.module:Class)")
+    model = _construct(lambda **kw: torchvision.models.get_model(arch, weights=None, **kw), kwargs, arch)
+    return (model, *_torchvision_meta(arch))
+
+
+def _construct(factory: object, kwargs: dict[str, object], arch: str) -> object:
+    try:
+        return factory(**kwargs)
+    except Exception as exc:  # the constructor is the user's code
+        raise LoadError(f"--arch {arch} could not be built with --arch-kwargs {json.dumps(kwargs)} ({brief(exc)})") from exc
+
+
+def _torchvision_meta(arch: str) -> tuple[InputSpec | None, list[str] | None]:
+    """Input spec and class names from torchvision's weight metadata (no download needed)."""
+    import torchvision
+
+    try:
+        weights = torchvision.models.get_model_weights(arch).DEFAULT
+        transform = weights.transforms()
+        size = transform.crop_size
+        spec = InputSpec((size[0], size[-1]), tuple(transform.mean), tuple(transform.std))
+    except (AttributeError, ValueError, KeyError, TypeError):  # a model without classification weights
+        return None, None
+    return spec, list(weights.meta.get("categories") or []) or None
+
+
+def _load_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Path, arch: str) -> None:
+    """Load `state` into `model`, naming the first missing, unexpected and wrong-shaped keys."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own if k in state and state[k].shape != own[k].shape
+    ]
+    problems = [
+        f"{len(items)} {kind} ({', '.join(items[:_SHOWN])}{', ...' if len(items) > _SHOWN else ''})"
+        for kind, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape: file vs model", shapes))
+        if items
+    ]
+    if problems:
+        raise LoadError(
+            f"the weights in {path} do not fit --arch {arch}: {'; '.join(problems)}; check --arch, or pass "
+            'constructor arguments such as {"num_classes": N} with --arch-kwargs'
+        )
+    model.load_state_dict(state, strict=False)  # only num_batches_tracked may be absent
+
+
+def _load_export(path: Path) -> LoadedModel:
+    """A torch.export program, unflattened so that its submodules are called (and hookable).
+
+    `ExportedProgram.module()` inlines every submodule into one graph, so forward
+    hooks on its submodules never fire; `torch.export.unflatten` keeps the calls.
+    """
+    try:
+        program = torch.export.load(path)
+        model = torch.export.unflatten(program)
+    except Exception as exc:  # deserialisation reports damage in many ways
+        raise LoadError(f"{path} is a torch.export archive that cannot be loaded ({brief(exc)})") from exc
+    nodes = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
+    inputs = [nodes[name].meta.get("val") for name in program.graph_signature.user_inputs]
+    if len(inputs) != 1 or not isinstance(inputs[0], torch.Tensor) or inputs[0].dim() != 4:
+        raise LoadError(f"{path} takes {len(inputs)} inputs; semiotui needs one image batch (B, C, H, W)")
+    batch, _, h, w = inputs[0].shape
+    loaded = _loaded(model, path, "export", None)
+    loaded.layer_types = {
+        p.partition("@")[0]: t
+        for n in program.graph.nodes
+        for p, t in n.meta.get("nn_module_stack", {}).values()
+    }
+    if isinstance(h, int) and isinstance(w, int):
+        loaded.spec_defaults = InputSpec((h, w), IMAGENET_MEAN, IMAGENET_STD)
+    if isinstance(batch, int):
+        if batch != 1:
+            raise LoadError(
+                f"{path} was exported for batches of exactly {batch} images; export it again with a dynamic "
+                "batch (dynamic_shapes={'x': {0: torch.export.Dim.DYNAMIC}}) or with one example image"
+            )
+        loaded.batch_size = 1
+        loaded.notes.append(f"{path.name} was exported for one image at a time; analysing one image per batch")
+    return loaded
+
+
+def _apply_sidecar(path: Path, loaded: LoadedModel) -> None:
+    """Input spec and classes from a `preprocess.json` beside the model, as `semiotui demo --export` writes."""
+    sidecar = path.with_name(SIDECAR)
+    if not sidecar.is_file():
+        return
+    try:
+        data = json.loads(sidecar.read_text(encoding="utf-8"))
+        loaded.spec_defaults = InputSpec(
+            tuple(int(v) for v in data["input_size"]),
+            tuple(float(v) for v in data["mean"]),
+            tuple(float(v) for v in data["std"]),
+        )
+        if isinstance(data.get("classes"), list):
+            loaded.class_names = [str(c) for c in data["classes"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise LoadError(
+            f"{sidecar} is not a valid preprocessing file ({brief(exc)}); fix or remove it"
+        ) from exc
+    loaded.notes.append(f"input size, mean, std and classes from {sidecar.name}")
+
+
+def _class_names(checkpoint: Mapping) -> list[str] | None:
+    """Class names a checkpoint stores under 'classes' or 'class_names'."""
+    for key in ("classes", "class_names"):
+        names = checkpoint.get(key)
+        if isinstance(names, (list, tuple)) and names and all(isinstance(n, str) for n in names):
+            return list(names)
+    return None
+
+
+def _loaded(model: nn.Module, path: Path, fmt: str, arch: str | None) -> LoadedModel:
+    info = ModelInfo(str(path), fmt, arch, sum(p.numel() for p in model.parameters()))
+    return LoadedModel(model=model, info=info, spec_defaults=None)
+
+
+def _first_conv_channels(model: nn.Module) -> int | None:
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    return conv.in_channels if conv is not None else None
+
+
+def _keys(d: Mapping) -> str:
+    keys = [str(k) for k in d]
+    return "keys: " + ", ".join(keys[:5]) + (", ..." if len(keys) > 5 else "") if keys else "empty"
+
+
+def brief(exc: BaseException) -> str:
+    """An exception's message on one line, cut short, to embed in a message of ours."""
+    text = " ".join(str(exc).split())
+    return (text[:200] + "...") if len(text) > 200 else text or type(exc).__name__

@@ -1,0 +1,213 @@
+"""engine.data: odd images converted, bad files skipped and named, labels, order, lazy batches, datasets."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+import torch
+import torchvision.transforms.functional as TF
+from PIL import Image
+
+from semiotui.engine.data import ImageSource, fit, to_mode
+from semiotui.engine.workspace import InputSpec
+
+SPEC = InputSpec((16, 16), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+
+
+def save(path, array, mode=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array, mode).save(path) if mode else Image.fromarray(array).save(path)
+    return path
+
+
+def rgb(h=20, w=24, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped():
+    wide = np.full((8, 8), 32896, np.uint16)  # 128 * 257
+    wide[0, 0] = 65535
+    for img in (Image.fromarray(wide), Image.fromarray(wide.astype(np.int32))):
+        assert img.mode in ("I;16", "I")
+        out = np.asarray(to_mode(img, "RGB"))
+        assert out.shape == (8, 8, 3)
+        assert out[1, 1].tolist() == [128, 128, 128] and out[0, 0].tolist() == [255, 255, 255]
+
+
+def test_grey_rgba_palette_and_cmyk_images_become_rgb(tmp_path):
+    base = rgb(12, 12)
+    grey = Image.fromarray(base[:, :, 0])
+    rgba = Image.fromarray(np.dstack([base, np.zeros((12, 12), np.uint8)]), "RGBA")
+    palette = Image.fromarray(base).convert("P")
+    palette.info["transparency"] = 0
+    for img in (grey, rgba, palette, Image.fromarray(base).convert("CMYK")):
+        assert to_mode(img, "RGB").mode == "RGB"
+    # RGBA keeps its colour under the alpha, as torchvision's loader does
+    assert np.array_equal(np.asarray(to_mode(rgba, "RGB")), base)
+    assert np.array_equal(np.asarray(to_mode(grey, "RGB"))[:, :, 1], base[:, :, 0])
+
+
+def test_fit_matches_torchvision_resize_and_center_crop():
+    img = Image.fromarray(rgb(30, 47))
+    ours = np.asarray(fit(img, (16, 16)))
+    theirs = np.asarray(TF.center_crop(TF.resize(img, 16), [16, 16]))
+    assert np.array_equal(ours, theirs)
+    assert fit(img, (10, 40)).size == (40, 10)
+    same = Image.fromarray(rgb(16, 16))
+    assert fit(same, (16, 16)) is same
+
+
+def test_image_folder_tree_gives_labels_and_odd_files_are_skipped_in_one_warning(tmp_path):
+    root = tmp_path / "val"
+    save(root / "dog" / "a.png", rgb())
+    save(root / "dog" / "deep" / "b.jpg", rgb(seed=1))
+    save(root / "cat" / "c.png", rgb(seed=2)[:, :, 0])
+    save(root / "cat" / "d.tif", (np.arange(400).reshape(20, 20) * 100).astype(np.uint16))
+    (root / "cat" / "notes.txt").write_text("not an image")
+    good = (root / "dog" / "a.png").read_bytes()
+    (root / "dog" / "cut.png").write_bytes(good[: len(good) // 2])
+    (root / "dog" / ".DS_Store").write_bytes(b"\x00\x01")
+    source = ImageSource.from_paths([root], SPEC)
+    assert source.class_names == ["cat", "dog"]
+    assert source.names == ["val/cat/c.png", "val/cat/d.tif", "val/dog/a.png", "val/dog/deep/b.jpg"]
+    assert source.labels == [0, 0, 1, 1]
+    assert sorted(p.rsplit("/", 1)[1] for p, _ in source.skipped) == ["cut.png", "notes.txt"]
+    assert dict((p.rsplit("/", 1)[1], r) for p, r in source.skipped)["notes.txt"] == "not an image"
+    assert len(source.warnings) == 1
+    assert "cut.png" in source.warnings[0] and "notes.txt" in source.warnings[0]
+
+
+def test_folder_names_map_to_the_models_class_order(tmp_path):
+    save(tmp_path / "imgs" / "square" / "1.png", rgb())
+    save(tmp_path / "imgs" / "circle" / "2.png", rgb(seed=1))
+    source = ImageSource.from_paths([tmp_path / "imgs"], SPEC, classes=["square", "circle", "star"])
+    assert source.names == ["imgs/circle/2.png", "imgs/square/1.png"] and source.labels == [1, 0]
+    other = ImageSource.from_paths([tmp_path / "imgs"], SPEC, classes=["cat", "dog"])
+    assert other.class_names == ["circle", "square"] and other.labels == [0, 1]
+    assert "not the model's class names" in other.warnings[-1]
+
+
+def test_plain_files_and_folders_have_unknown_labels(tmp_path):
+    a = save(tmp_path / "a.png", rgb())
+    save(tmp_path / "more" / "b.png", rgb(seed=1))
+    source = ImageSource.from_paths([a, tmp_path / "more"], SPEC)
+    assert source.labels == [-1, -1] and source.class_names is None
+    assert source.names == ["a.png", "more/b.png"]
+
+
+def test_nothing_readable_is_an_error_naming_what_was_found(tmp_path):
+    (tmp_path / "x.txt").write_text("hello")
+    (tmp_path / "y.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    with pytest.raises(ValueError, match=r"no readable image in .*2 file\(s\) skipped.*x.txt: not an image"):
+        ImageSource.from_paths([tmp_path], SPEC)
+    with pytest.raises(FileNotFoundError, match="no such file or folder"):
+        ImageSource.from_paths([tmp_path / "nope"], SPEC)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no files"):
+        ImageSource.from_paths([tmp_path / "empty"], SPEC)
+
+
+def test_images_over_the_pixel_limit_are_skipped_with_the_reason(tmp_path, monkeypatch):
+    save(tmp_path / "small.png", rgb(8, 8))
+    save(tmp_path / "huge.png", rgb(40, 40))
+    save(tmp_path / "bomb.png", rgb(40, 80))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 1600 pixels: PIL warns; 3200: PIL refuses
+    source = ImageSource.from_paths([tmp_path], SPEC)
+    assert source.names == [f"{tmp_path.name}/small.png"]
+    assert [p.rsplit("/", 1)[1] for p, _ in source.skipped] == ["bomb.png", "huge.png"]
+    assert all(reason.startswith("too large") for _, reason in source.skipped)
+
+
+def test_limit_shuffle_and_seed(tmp_path):
+    for i in range(6):
+        save(tmp_path / f"{i}.png", rgb(seed=i))
+    (tmp_path / "0_bad.png").write_text("nope")
+    first = ImageSource.from_paths([tmp_path], SPEC, limit=3)
+    assert [n.rsplit("/", 1)[1] for n in first.names] == ["0.png", "1.png", "2.png"]  # the bad one not counted
+    a = ImageSource.from_paths([tmp_path], SPEC, shuffle=True, seed=5)
+    b = ImageSource.from_paths([tmp_path], SPEC, shuffle=True, seed=5)
+    c = ImageSource.from_paths([tmp_path], SPEC, shuffle=True, seed=6)
+    assert a.names == b.names != c.names
+    assert sorted(a.names) == sorted(ImageSource.from_paths([tmp_path], SPEC).names)
+    with pytest.raises(ValueError, match="--limit must be at least 1"):
+        ImageSource.from_paths([tmp_path], SPEC, limit=0)
+
+
+def test_batches_are_normalised_at_the_spec_size_with_labels_and_names(tmp_path):
+    colour = np.zeros((16, 16, 3), np.uint8)
+    colour[..., 0] = 255
+    images = [Image.fromarray(colour), Image.fromarray(rgb(40, 30))]
+    source = ImageSource.from_images(images, SPEC, labels=[2, 0], class_names=["a", "b", "c"], names=["red", "x"])
+    batches = list(source.batches(1))
+    assert [b.names for b in batches] == [["red"], ["x"]]
+    assert [b.labels.tolist() for b in batches] == [[2], [0]]
+    red = batches[0].images[0]
+    assert red.shape == (3, 16, 16) and red.dtype == torch.float32
+    assert torch.allclose(red[0], torch.full((16, 16), 2.0)) and torch.allclose(red[1], torch.full((16, 16), -2.0))
+    shown = source.image(1)
+    assert shown.shape == (16, 16, 3) and shown.dtype == np.uint8
+    expected = (torch.tensor(shown).permute(2, 0, 1).float() / 255 - 0.5) / 0.25
+    assert torch.allclose(batches[1].images[0], expected)
+
+
+def test_one_mean_value_gives_grey_input():
+    source = ImageSource.from_images([Image.fromarray(rgb())], InputSpec((16, 16), (0.5,), (0.5,)))
+    assert next(source.batches(4)).images.shape == (1, 1, 16, 16)
+    assert source.image(0).shape == (16, 16, 3)
+
+
+class CountingImages(list):
+    """A list of images that counts how many were read."""
+
+    reads = 0
+
+    def __getitem__(self, i):
+        CountingImages.reads += 1
+        return super().__getitem__(i)
+
+
+def test_images_are_read_lazily_batch_by_batch():
+    CountingImages.reads = 0
+    images = CountingImages(Image.fromarray(rgb(seed=i)) for i in range(40))
+    source = ImageSource.from_images(images, SPEC)
+    assert CountingImages.reads == 0
+    batches = source.batches(4)
+    first = next(batches)
+    assert first.images.shape == (4, 3, 16, 16)
+    assert CountingImages.reads <= 8  # this batch and the one decoding ahead
+    assert sum(len(b.images) for b in batches) == 36
+    batches.close()
+
+
+def write_idx(path, array):
+    """An MNIST idx file, as torchvision leaves it in MNIST/raw after its download."""
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def test_mnist_on_disk_is_read_without_downloading(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    images = np.random.default_rng(0).integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    for prefix in ("train", "t10k"):
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(5))
+    source = ImageSource.from_dataset(f"mnist:{tmp_path}", InputSpec((28, 28), (0.5,), (0.5,)), limit=4)
+    assert len(source) == 4 and source.labels == [0, 1, 2, 3]
+    assert source.names[0] == "mnist/test/00000" and source.class_names[3].startswith("3")
+    batch = next(source.batches(4))
+    assert torch.allclose(batch.images[2, 0], (torch.from_numpy(images[2]).float() / 255 - 0.5) / 0.5)
+
+
+def test_missing_datasets_are_never_downloaded(tmp_path):
+    with pytest.raises(ValueError, match="cifar10 is not in .*never downloads.*CIFAR10"):
+        ImageSource.from_dataset(f"cifar10:{tmp_path}", SPEC)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="NAME:ROOT"):
+        ImageSource.from_dataset(f"svhn:{tmp_path}", SPEC)
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        ImageSource.from_dataset(f"mnist:{tmp_path / 'nope'}", SPEC)
+    with pytest.raises(ValueError, match="splits train and test"):
+        ImageSource.from_dataset(f"mnist:{tmp_path}:val", SPEC)
