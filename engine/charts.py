@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from html import escape
 
 import numpy as np
@@ -59,9 +60,8 @@ def _frame(labels: Sequence[str], lo: float, hi: float, ylabel: str) -> tuple[li
 def _svg(parts: list[str], title: str, labels: Sequence[str]) -> str:
     style = (
         ".plot{fill:#fafafa;stroke:#ccc}.grid{stroke:#e4e4e4}.tick{font:11px sans-serif;fill:#555}"
-        ".axis{font:12px sans-serif;fill:#333}.band{fill:#4c72b0;opacity:.22}.mean{fill:none;stroke:#4c72b0;"
-        "stroke-width:2}.one{fill:none;stroke:#dd8452;stroke-width:1.5;stroke-dasharray:4 3}"
-        ".dot{fill:#4c72b0}.sig{fill:#c44e52}.bar{fill:#8c8c8c}.zero{stroke:#333}"
+        ".axis{font:12px sans-serif;fill:#333}.band{opacity:.2}.mean{fill:none;stroke-width:2}"
+        ".sig{fill:#c44e52}.bar{fill:#8c8c8c}.zero{stroke:#333}.mark{stroke:#333;stroke-dasharray:3 3}"
     )
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {_height(labels)}" role="img" '
@@ -71,35 +71,62 @@ def _svg(parts: list[str], title: str, labels: Sequence[str]) -> str:
     )
 
 
+@dataclass
+class Series:
+    """One curve over the layers, with an optional 95% band."""
+
+    name: str
+    mean: np.ndarray
+    low: np.ndarray | None = None
+    high: np.ndarray | None = None
+
+
+COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974",
+           "#64b5cd")
+
+
 def curve_svg(
     labels: Sequence[str],
-    mean: np.ndarray,
-    low: np.ndarray,
-    high: np.ndarray,
-    significant: np.ndarray,
+    series: Sequence[Series],
     *,
-    image: np.ndarray | None = None,
+    significant: np.ndarray | None = None,
+    mark: int | None = None,
+    title: str = "Spatial entropy per layer",
 ) -> str:
-    """Mean entropy per layer with its 95% band; layers entered by a significant drop in red."""
-    values = np.concatenate([mean, low, high] + ([image] if image is not None else []))
+    """Entropy curves over the layers with their bands; significant drops in red; `mark` a layer."""
+    arrays = [a for one in series for a in (one.mean, one.low, one.high) if a is not None]
+    values = np.concatenate(arrays) if arrays else np.zeros(0)
     values = values[np.isfinite(values)]
     lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
     pad = 0.05 * (hi - lo or 1.0)
     parts, x, y = _frame(labels, lo - pad, hi + pad, "entropy (bits)")
-    band = np.isfinite(low) & np.isfinite(high)
-    if band.any():
-        idx = np.flatnonzero(band)
-        upper = " ".join(f"{x(i):.1f},{y(high[i]):.1f}" for i in idx)
-        lower = " ".join(f"{x(i):.1f},{y(low[i]):.1f}" for i in idx[::-1])
-        parts.append(f'<polygon points="{upper} {lower}" class="band"/>')
-    parts.append(f'<polyline points="{" ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(mean))}" class="mean"/>')
-    if image is not None:
-        parts.append(f'<polyline points="{" ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(image))}" class="one"/>')
-    for i, v in enumerate(mean):
-        cls = "sig" if significant[i] else "dot"
-        parts.append(f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="{4 if significant[i] else 2.5}" class="{cls}">'
-                     f"<title>{escape(labels[i])}: {v:.3f} bits</title></circle>")
-    return _svg(parts, "Spatial entropy per layer", labels)
+    if mark is not None:
+        parts.append(f'<line x1="{x(mark):.1f}" x2="{x(mark):.1f}" y1="{MARGIN["top"]}" '
+                     f'y2="{MARGIN["top"] + PLOT_HEIGHT}" class="mark"/>')
+    for k, one in enumerate(series):
+        colour = COLOURS[k % len(COLOURS)]
+        if one.low is not None and one.high is not None:
+            idx = np.flatnonzero(np.isfinite(one.low) & np.isfinite(one.high))
+            if idx.size:
+                upper = " ".join(f"{x(i):.1f},{y(one.high[i]):.1f}" for i in idx)
+                lower = " ".join(f"{x(i):.1f},{y(one.low[i]):.1f}" for i in idx[::-1])
+                parts.append(f'<polygon points="{upper} {lower}" class="band" style="fill:{colour}"/>')
+        points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(one.mean) if np.isfinite(v))
+        parts.append(f'<polyline points="{points}" class="mean" style="stroke:{colour}"/>')
+        for i, v in enumerate(one.mean):
+            if not np.isfinite(v):
+                continue
+            sig = significant is not None and k == 0 and bool(significant[i])
+            parts.append(f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="{4 if sig else 2.5}" '
+                         f'style="fill:{"#c44e52" if sig else colour}"><title>{escape(one.name)} · '
+                         f"{escape(labels[i])}: {v:.3f} bits</title></circle>")
+    if len(series) > 1:
+        for k, one in enumerate(series):
+            lx = MARGIN["left"] + 10 + (k % 5) * 130
+            ly = MARGIN["top"] + 14 + (k // 5) * 16
+            parts.append(f'<rect x="{lx}" y="{ly - 8}" width="14" height="4" style="fill:{COLOURS[k % len(COLOURS)]}"/>'
+                         f'<text x="{lx + 18}" y="{ly - 2}" class="tick">{escape(one.name)}</text>')
+    return _svg(parts, title, labels)
 
 
 def steps_svg(labels: Sequence[str], delta: np.ndarray, significant: np.ndarray) -> str:

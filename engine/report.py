@@ -29,7 +29,8 @@ from semiotui import __version__
 from semiotui.themes.colormaps import overlay
 
 from .analysis import AnalysisResult
-from .charts import curve_svg, steps_svg
+from .charts import Series, curve_svg, steps_svg
+from .explain import class_curves, contrast_pair, largest_steps, outcome_curves
 from .superization import Superization
 from .workspace import Workspace
 
@@ -81,10 +82,7 @@ def write_report(
             _write_text(staging / "report.json", json.dumps(data, indent=2, allow_nan=False) + "\n")
         if "csv" in formats:
             _write_csv(staging / "entropy.csv", result)
-        charts = {
-            "curve.svg": curve_svg(result.layers, sup.mean, sup.ci_low, sup.ci_high, sup.significant),
-            "steps.svg": steps_svg(result.layers, sup.delta, sup.significant),
-        }
+        charts = _charts(workspace, result, sup)
         if "md" in formats:
             images = staging / "images"
             images.mkdir()
@@ -92,7 +90,7 @@ def write_report(
                 _write_text(images / name, svg)
             for tile in tiles:
                 (images / _tile_name(result, tile)).write_bytes(tile.png)
-            _write_text(staging / "report.md", _markdown(data, result, tiles))
+            _write_text(staging / "report.md", _markdown(data, result, tiles, charts))
         if "html" in formats:
             _write_text(staging / "report.html", _html(data, result, tiles, charts, screenshot_svg))
         if screenshot_svg is not None:
@@ -123,6 +121,9 @@ def report_data(workspace: Workspace, result: AnalysisResult, sup: Superization)
             "p_value": _num(sup.p_value[j]),
             "significant": bool(sup.significant[j]),
         })
+    steps = largest_steps(result.entropy)
+    outcomes = outcome_curves(result)
+    pair = contrast_pair(result)
     return {
         "semiotui": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -142,12 +143,44 @@ def report_data(workspace: Workspace, result: AnalysisResult, sup: Superization)
         "images": [
             {"path": r.name, "label": r.label, "label_name": _class(names, r.label), "predicted": r.predicted,
              "predicted_name": _class(names, r.predicted), "confidence": r.confidence, "target": r.target,
-             "correct": None if r.label is None else r.label == r.predicted}
-            for r in result.images
+             "correct": None if r.label is None else r.label == r.predicted,
+             "largest_step": result.layers[steps[k]] if steps[k] >= 0 else None}
+            for k, r in enumerate(result.images)
         ],
+        "classes": {name: {"count": c.count, "curve": [_num(v) for v in c.mean],
+                           "ci95": [[_num(a), _num(b)] for a, b in zip(c.ci_low, c.ci_high)]}
+                    for name, c in class_curves(result, names).items()},
+        "outcomes": None if outcomes is None else {
+            **{g.name: {"count": g.count, "curve": [_num(v) for v in g.mean]} for g in (outcomes.correct, outcomes.wrong)},
+            "parting_layer": None if outcomes.parting_layer is None else result.layers[outcomes.parting_layer],
+        },
+        "contrast": None if pair is None else {"wrong": result.images[pair[0]].name,
+                                               "correct": result.images[pair[1]].name},
         "skipped": [{"path": p, "reason": why} for p, why in getattr(workspace.images, "skipped", [])],
         "layers": layers,
     }
+
+
+def _charts(workspace: Workspace, result: AnalysisResult, sup: Superization) -> dict[str, str]:
+    """The report's SVG charts by file name: curve, steps, per class, and correct against wrong."""
+    layers = result.layers
+    charts = {
+        "curve.svg": curve_svg(layers, [Series("all images", sup.mean, sup.ci_low, sup.ci_high)],
+                               significant=sup.significant),
+        "steps.svg": steps_svg(layers, sup.delta, sup.significant),
+    }
+    classes = class_curves(result, workspace.class_names)
+    if len(classes) > 1:
+        charts["classes.svg"] = curve_svg(
+            layers, [Series(f"{name} ({c.count})", c.mean) for name, c in classes.items()],
+            title="Spatial entropy per layer, by class")
+    outcomes = outcome_curves(result)
+    if outcomes is not None and outcomes.correct.count and outcomes.wrong.count:
+        charts["outcomes.svg"] = curve_svg(
+            layers, [Series(f"{g.name} ({g.count})", g.mean, g.ci_low, g.ci_high)
+                     for g in (outcomes.correct, outcomes.wrong)],
+            mark=outcomes.parting_layer, title="Correct against wrong predictions")
+    return charts
 
 
 def _tiles(workspace: Workspace, result: AnalysisResult) -> list[_Tile]:
@@ -189,7 +222,19 @@ def _write_csv(path: Path, result: AnalysisResult) -> None:
             writer.writerow([r.name, *(repr(float(v)) for v in r.entropy)])
 
 
-def _markdown(data: dict, result: AnalysisResult, tiles: list[_Tile]) -> str:
+# Title and explanation of each chart, in the order the reports show them.
+CHART_TEXT = {
+    "curve.svg": ("Entropy curve", "Mean spatial entropy of each layer's map with its 95% confidence band; "
+                  "red points are layers entered by a significant drop (superization)."),
+    "steps.svg": ("Superization steps", "ΔH = H(previous layer) − H(layer): positive bars are drops; "
+                  "significant ones in red."),
+    "classes.svg": ("By class", "Mean curve of each class (by label where known, else by predicted class)."),
+    "outcomes.svg": ("Correct against wrong", "Mean curves of correctly and wrongly classified images; the "
+                     "dashed line marks the layer where they part most."),
+}
+
+
+def _markdown(data: dict, result: AnalysisResult, tiles: list[_Tile], charts: dict[str, str]) -> str:
     s = data["settings"]
     lines = [
         "# semiotui report",
@@ -202,14 +247,11 @@ def _markdown(data: dict, result: AnalysisResult, tiles: list[_Tile]) -> str:
         f"device {s['device']}; {data['created']}, semiotui {data['semiotui']}.",
         "",
         *_summary(data),
-        "",
-        "## Entropy curve",
-        "",
-        "![Spatial entropy per layer: mean with 95% confidence band](images/curve.svg)",
-        "",
-        "## Superization steps",
-        "",
-        "![Entropy drop into each layer; significant drops in red](images/steps.svg)",
+    ]
+    for name, (title, note) in CHART_TEXT.items():
+        if name in charts:
+            lines += ["", f"## {title}", "", note, "", f"![{title}](images/{name})"]
+    lines += [
         "",
         "## Layers",
         "",
@@ -224,9 +266,9 @@ def _markdown(data: dict, result: AnalysisResult, tiles: list[_Tile]) -> str:
             f"{_fmt(layer['delta'], '+.3f')} | {_fmt(layer['p_value'], '.2g')} | "
             f"{'**yes**' if layer['significant'] else ''} |"
         )
-    if tiles:
-        lines += ["", "## Maps", ""]
-        for k in sorted({t.image for t in tiles}):
+    for title, note, positions in _map_sections(data, tiles):
+        lines += ["", f"## {title}", "", note, ""]
+        for k in positions:
             r = data["images"][k]
             lines += [f"### {r['path']}", "", _caption(r), ""]
             lines += [f"![{t.layer or 'input'}](images/{_tile_name(result, t)} \"{t.layer or 'input'}\")"
@@ -235,6 +277,25 @@ def _markdown(data: dict, result: AnalysisResult, tiles: list[_Tile]) -> str:
     if data["skipped"]:
         lines += ["", "## Skipped files", ""] + [f"- `{s['path']}`: {s['reason']}" for s in data["skipped"]]
     return "\n".join(lines) + "\n"
+
+
+def _map_sections(data: dict, tiles: list[_Tile]) -> list[tuple[str, str, list[int]]]:
+    """(title, note, image positions) of the map grids: the contrast pair, then the others."""
+    with_maps = sorted({t.image for t in tiles})
+    paths = [img["path"] for img in data["images"]]
+    sections = []
+    pair = data["contrast"]
+    shown: list[int] = []
+    if pair is not None:
+        shown = [paths.index(pair["wrong"]), paths.index(pair["correct"])]
+        if all(k in with_maps for k in shown):
+            sections.append(("A mistake next to a correct image of its class",
+                             "The most confidently misclassified image, and the most confident correct one with "
+                             "the same label: where do their maps part?", shown))
+    rest = [k for k in with_maps if k not in shown]
+    if rest:
+        sections.append(("Maps", "Each layer's saliency map over the image (brighter: more salient).", rest))
+    return sections
 
 
 def _summary(data: dict) -> list[str]:
@@ -267,11 +328,11 @@ def _html(data: dict, result: AnalysisResult, tiles: list[_Tile], charts: dict[s
             f"<td class=n>{_fmt(layer['delta'], '+.3f')}</td><td class=n>{_fmt(layer['p_value'], '.2g')}</td>"
             f"<td>{'yes' if layer['significant'] else ''}</td></tr>"
         )
-    grid = ""
-    if tiles:
-        head = "".join(f"<th>{escape(name)}</th>" for name in ["image", "input", *result.layers])
+    grids = []
+    head = "".join(f"<th>{escape(name)}</th>" for name in ["image", "input", *result.layers])
+    for title, note, positions in _map_sections(data, tiles):
         body = []
-        for k in sorted({t.image for t in tiles}):
+        for k in positions:
             r = data["images"][k]
             cells = "".join(
                 f"<td><img src=\"data:image/png;base64,{base64.b64encode(t.png).decode()}\" "
@@ -279,7 +340,10 @@ def _html(data: dict, result: AnalysisResult, tiles: list[_Tile], charts: dict[s
                 for t in tiles if t.image == k
             )
             body.append(f"<tr><th class=img>{escape(r['path'])}<br><small>{escape(_caption(r))}</small></th>{cells}</tr>")
-        grid = (f"<h2>Maps</h2><div class=scroll><table class=maps><tr>{head}</tr>{''.join(body)}</table></div>")
+        grids.append(f"<h2>{escape(title)}</h2><p class=note>{escape(note)}</p>"
+                     f"<div class=scroll><table class=maps><tr>{head}</tr>{''.join(body)}</table></div>")
+    sections = "".join(f"<h2>{escape(title)}</h2><p class=note>{escape(note)}</p>{charts[name]}"
+                       for name, (title, note) in CHART_TEXT.items() if name in charts)
     skipped = ""
     if data["skipped"]:
         items = "".join(f"<li><code>{escape(x['path'])}</code>: {escape(x['reason'])}</li>" for x in data["skipped"])
@@ -297,14 +361,11 @@ def _html(data: dict, result: AnalysisResult, tiles: list[_Tile], charts: dict[s
 {'input' if s['upsample'] else 'native'} resolution) · target {escape(str(s['target']))} · device {escape(s['device'])}
 · {escape(data['created'])} · semiotui {escape(data['semiotui'])}</p>
 <p class=summary>{escape(' '.join(_summary(data))).replace('`', '')}</p></header>
-<h2>Entropy curve</h2><p class=note>Mean spatial entropy of each layer's map, with its 95% confidence band;
-red points are layers entered by a significant drop (superization).</p>{charts['curve.svg']}
-<h2>Superization steps</h2><p class=note>ΔH = H(previous layer) − H(layer): positive bars are drops.</p>
-{charts['steps.svg']}
+{sections}
 <h2>Layers</h2><div class=scroll><table class=layers><tr><th>#</th><th>layer</th><th>type</th><th>output</th>
 <th>parameters</th><th>entropy (bits)</th><th>95% CI</th><th>ΔH</th><th>p (Holm)</th><th>significant</th></tr>
 {''.join(rows)}</table></div>
-{grid}{skipped}{shot}
+{''.join(grids)}{skipped}{shot}
 <footer>Spatial entropy: the aura (4-neighbour co-occurrence) reading of METHOD.md §2; significance: {escape(s['significance'])}.
 Every number is in report.json.</footer>
 </body></html>

@@ -94,7 +94,8 @@ def test_html_is_self_contained(analysed, tmp_path):
     assert refs.urls and all(u.startswith("data:image/png;base64,") for u in refs.urls)
     assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}/", html.replace("http://www.w3.org/2000/svg", ""))
     assert "@import" not in html and "url(" not in html
-    assert html.count("<svg") == 2  # curve and steps drawn inline
+    for title in ("Spatial entropy per layer", "Superization steps", "by class", "Correct against wrong predictions"):
+        assert f"{title}</title>" in html  # charts drawn inline, not linked
 
 
 def test_existing_report_is_kept_unless_forced(analysed, tmp_path):
@@ -150,3 +151,34 @@ def test_html_renders_to_a_non_blank_page(analysed, tmp_path):
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
     assert pixels.std() > 10  # text, charts and maps, not a blank page
     assert (pixels < 128).mean() > 0.01
+
+
+def test_significance_classes_and_outcomes_recomputed_from_the_csv(analysed, tmp_path):
+    ws, result = analysed
+    out = write_report(tmp_path / "rep", ws, result)
+    data = json.loads((out / "report.json").read_text())
+    with (out / "entropy.csv").open() as f:
+        rows = list(csv.reader(f))[1:]
+    h = np.array([[float(v) for v in row[1:]] for row in rows])
+    raw = [scipy_stats.wilcoxon(h[:, j - 1] - h[:, j], alternative="greater").pvalue for j in range(1, h.shape[1])]
+    m = len(raw)
+    order = np.argsort(raw)
+    holm = np.empty(m)
+    holm[order] = np.minimum(1, np.maximum.accumulate([(m - i) * raw[k] for i, k in enumerate(order)]))
+    reported = [layer["p_value"] for layer in data["layers"][1:]]
+    assert reported == pytest.approx(holm.tolist(), rel=1e-9)
+    medians = np.median(h[:, :-1] - h[:, 1:], axis=0)
+    assert [layer["significant"] for layer in data["layers"][1:]] == ((holm < 0.01) & (medians > 0)).tolist()
+    labels = np.array([img["label"] for img in data["images"]])
+    predicted = np.array([img["predicted"] for img in data["images"]])
+    for name, group in data["classes"].items():
+        members = labels == CLASSES.index(name)
+        assert group["count"] == members.sum()
+        assert group["curve"] == pytest.approx(h[members].mean(axis=0).tolist(), abs=1e-12)
+    right = labels == predicted
+    assert data["outcomes"]["correct"]["count"] == right.sum() and data["outcomes"]["wrong"]["count"] == (~right).sum()
+    assert data["outcomes"]["wrong"]["curve"] == pytest.approx(h[~right].mean(axis=0).tolist(), abs=1e-12)
+    gap = np.abs(h[right].mean(axis=0) - h[~right].mean(axis=0))
+    assert data["outcomes"]["parting_layer"] == result.layers[int(np.argmax(gap))]
+    steps = np.argmax(h[:, :-1] - h[:, 1:], axis=1) + 1
+    assert [img["largest_step"] for img in data["images"]] == [result.layers[k] for k in steps]

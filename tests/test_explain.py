@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+
+from semiotui.engine.analysis import AnalysisResult, AnalysisSettings, ImageResult
+from semiotui.engine.explain import class_curves, contrast_pair, largest_steps, outcome_curves
+
+
+def _result(rows) -> AnalysisResult:
+    """rows: (label, predicted, confidence, entropy per layer)."""
+    images = [ImageResult(i, f"img{i}", label, predicted, conf, predicted, np.array(h, dtype=float))
+              for i, (label, predicted, conf, h) in enumerate(rows)]
+    return AnalysisResult(["a", "b", "c"], AnalysisSettings(), "cpu", images)
+
+
+ROWS = [
+    (0, 0, 0.9, [9, 5, 4]),
+    (0, 0, 0.8, [9, 6, 4]),
+    (0, 1, 0.7, [9, 9, 8]),  # wrong, and its curve does not drop at b
+    (1, 1, 0.6, [8, 4, 3]),
+    (1, 1, 0.95, [8, 5, 3]),
+    (1, 0, 0.55, [8, 8, 2]),  # wrong
+]
+
+
+def test_class_curves_by_label_with_names():
+    curves = class_curves(_result(ROWS), ["cat", "dog"])
+    assert list(curves) == ["cat", "dog"]
+    assert curves["cat"].count == 3
+    assert curves["cat"].mean.tolist() == pytest.approx([9, 20 / 3, 16 / 3])
+    assert curves["dog"].mean.tolist() == pytest.approx([8, 17 / 3, 8 / 3])
+
+
+def test_class_curves_fall_back_to_predicted_class_without_labels():
+    rows = [(None, p, c, h) for _, p, c, h in ROWS]
+    curves = class_curves(_result(rows))
+    assert {k: v.count for k, v in curves.items()} == {"0": 3, "1": 3}
+    assert curves["1"].mean.tolist() == pytest.approx(np.mean([ROWS[i][3] for i in (2, 3, 4)], axis=0))
+
+
+def test_outcomes_and_the_layer_where_they_part():
+    out = outcome_curves(_result(ROWS))
+    assert (out.correct.count, out.wrong.count) == (4, 2)
+    assert out.correct.mean.tolist() == pytest.approx([8.5, 5, 3.5])
+    assert out.wrong.mean.tolist() == pytest.approx([8.5, 8.5, 5])
+    assert out.parting_layer == 1
+    assert outcome_curves(_result([(None, 0, 0.5, [1, 2, 3])])) is None
+
+
+def test_largest_step_per_image():
+    h = np.array([[9, 5, 4], [9, 9, 8], [8, 8, 2]], dtype=float)
+    assert largest_steps(h).tolist() == [1, 2, 2]
+    assert largest_steps(np.ones((2, 1))).tolist() == [-1, -1]
+
+
+def test_contrast_pair_is_the_most_confident_mistake_and_best_correct_of_its_class():
+    assert contrast_pair(_result(ROWS)) == (2, 0)
+    assert contrast_pair(_result([r for r in ROWS if r[0] == r[1]])) is None
