@@ -1,0 +1,258 @@
+"""The explorer driven with Textual's Pilot: navigation, restarts, quitting, help, images, themes."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from rich.console import Console
+from tui_demo import demo_workspace
+
+from semiotui.engine.analysis import analyze
+from semiotui.tui.analysis_worker import AnalysisProgress
+from semiotui.tui.app import SemiotuiApp
+from semiotui.tui.confirm import ConfirmQuit
+from semiotui.tui.heatmap import Heatmap, resize_bilinear
+from semiotui.tui.help import HelpScreen
+from semiotui.tui.layer_tree import LayerFind, LayerTree
+from semiotui.tui.saliency import SaliencyView
+
+
+@pytest.fixture(autouse=True)
+def _config_home(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+
+
+async def wait_until(pilot, condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Let the app run until `condition()` holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the app"
+        await pilot.pause(0.05)
+
+
+def finished(app: SemiotuiApp) -> Callable[[], bool]:
+    return lambda: app.run_state is not None and app.run_state.finished
+
+
+def images_done(app: SemiotuiApp, count: int) -> Callable[[], bool]:
+    return lambda: app.run_state is not None and app.run_state.done >= count
+
+
+async def test_tree_lists_every_layer_in_forward_order_before_the_analysis_ends():
+    workspace = demo_workspace(24, batch_size=4)
+    app = SemiotuiApp(workspace, live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        tree = app.query_one(LayerTree)
+        assert list(tree.nodes_by_name) == [info.name for info in workspace.index]
+        assert app.run_state is None or not app.run_state.finished
+        await wait_until(pilot, finished(app))
+        assert app.run_state.done == 24
+
+
+async def test_j_k_move_the_saliency_pane_to_the_highlighted_layer():
+    app = SemiotuiApp(demo_workspace(8), live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, finished(app))
+        assert app.layer == "features.conv1"
+        view = app.query_one(SaliencyView)
+        assert view.content.saliency is not None
+        await pilot.press("j")
+        assert app.layer == "features.bn1"
+        assert view.border_title == "features.bn1"
+        assert "not measured" in view.content.message
+        await pilot.press("j", "j")
+        assert app.layer == "features.pool1"
+        assert view.content.saliency is not None
+        await pilot.press("k", "up")
+        assert app.layer == "features.bn1"
+
+
+async def test_enter_opens_and_closes_a_group_of_layers():
+    app = SemiotuiApp(demo_workspace(4), live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        tree = app.query_one(LayerTree)
+        app.show_layer("features")
+        await pilot.pause()
+        assert app.layer == "features"
+        await pilot.press("enter")
+        assert not tree.nodes_by_name["features"].is_expanded
+        await pilot.press("enter")
+        assert tree.nodes_by_name["features"].is_expanded
+        await wait_until(pilot, finished(app))
+
+
+async def test_switching_method_restarts_the_analysis_with_no_stale_rows():
+    workspace = demo_workspace(16, batch_size=2)
+    app = SemiotuiApp(workspace, live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, images_done(app, 2))
+        old, old_job = app.run_state, app._job
+        assert old.running
+        await pilot.press("m")
+        assert app.settings.method == "layercam"
+        assert app.run_state.run_id != old.run_id and old_job.cancel.is_set()
+        # A batch the cancelled run still sends is dropped.
+        app.post_message(AnalysisProgress(old.run_id, list(old.rows.values()), 99, 16, 1.0))
+        await wait_until(pilot, finished(app))
+        run = app.run_state
+        assert run.settings.method == "layercam" and not run.cancelled
+        assert sorted(run.rows) == list(range(16)) and run.done == 16
+    expected = analyze(workspace.model, workspace.images.batches(4), workspace.layers, run.settings)
+    np.testing.assert_allclose(np.stack([run.rows[i].entropy for i in range(16)]), expected.entropy, rtol=1e-6)
+    np.testing.assert_allclose(run.stats.mean, expected.entropy.mean(axis=0), rtol=1e-9)
+
+
+async def test_space_measures_a_layer_and_restarts():
+    app = SemiotuiApp(demo_workspace(8), live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, finished(app))
+        first = app.run_state
+        await pilot.press("j", "space")  # features.bn1: spatial, not measured by default
+        assert "features.bn1" in app.measured
+        assert app.run_state.run_id != first.run_id
+        await wait_until(pilot, finished(app))
+        assert "features.bn1" in app.run_state.map_names
+        assert app.query_one(SaliencyView).content.saliency is not None
+
+
+async def test_q_asks_before_quitting_while_the_analysis_runs():
+    app = SemiotuiApp(demo_workspace(64, batch_size=2), live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, images_done(app, 2))
+        await pilot.press("q")
+        assert isinstance(app.screen, ConfirmQuit)
+        await pilot.press("n")
+        assert not isinstance(app.screen, ConfirmQuit)
+        assert app.run_state.running
+        await pilot.press("q", "y")
+        await pilot.pause()
+        assert app.return_value == 0
+    assert app._job.cancel.is_set()
+
+
+async def test_q_quits_at_once_when_the_analysis_is_done():
+    app = SemiotuiApp(demo_workspace(4), live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, finished(app))
+        await pilot.press("q")
+        await pilot.pause()
+        assert app.return_value == 0
+
+
+async def test_question_mark_opens_help_and_escape_closes_it():
+    app = SemiotuiApp(demo_workspace(4), live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+        await pilot.press("f1")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("question_mark")
+        assert not isinstance(app.screen, HelpScreen)
+        await wait_until(pilot, finished(app))
+
+
+async def test_n_and_p_change_the_image_and_its_caption():
+    workspace = demo_workspace(8)
+    app = SemiotuiApp(workspace, live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, finished(app))
+        view = app.query_one(SaliencyView)
+        await pilot.press("n")
+        assert app.image == 1
+        assert view.content.caption.plain.startswith(f"{workspace.images.names[1]} · image 2/8")
+        assert "predicted" in view.content.caption.plain and "true square" in view.content.caption.plain
+        np.testing.assert_array_equal(view.content.image, workspace.images.image(1))
+        await pilot.press("p", "p")
+        assert app.image == 7
+
+
+async def test_slash_finds_a_layer_by_name():
+    app = SemiotuiApp(demo_workspace(4), live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("slash")
+        find = app.query_one(LayerFind)
+        assert find.has_focus
+        await pilot.press(*"conv4")
+        await pilot.pause()
+        assert app.layer == "features.conv4"
+        await pilot.press("down")
+        await pilot.pause()
+        assert app.layer == "features.conv4"  # the only match
+        await pilot.press("enter")
+        assert app.query_one(LayerTree).has_focus and not find.display
+        await wait_until(pilot, finished(app))
+
+
+async def test_palette_changes_the_estimator():
+    app = SemiotuiApp(demo_workspace(4), live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("ctrl+p")
+        await pilot.press(*"estimator histogram")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.settings.estimator == "histogram")
+        await wait_until(pilot, finished(app))
+        assert app.run_state.settings.estimator == "histogram"
+
+
+async def test_theme_choice_is_remembered_in_the_config_file(tmp_path):
+    app = SemiotuiApp(demo_workspace(4), live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert app.theme == "semiotui-dark"
+        app.theme = "semiotui-high-contrast"
+        await wait_until(pilot, finished(app))
+    saved = json.loads((tmp_path / "config" / "semiotui" / "config.json").read_text())
+    assert saved["theme"] == "semiotui-high-contrast"
+    again = SemiotuiApp(demo_workspace(4), live=False)
+    async with again.run_test(size=(120, 40)) as pilot:
+        assert again.theme == "semiotui-high-contrast"
+        await wait_until(pilot, finished(again))
+
+
+async def test_small_terminal_says_the_panes_scroll():
+    app = SemiotuiApp(demo_workspace(4), live=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert app.screen.has_class("-compact")
+        assert app.query_one("#compact-hint").display
+        assert app.query_one(LayerTree).compact
+        await wait_until(pilot, finished(app))
+
+
+def test_heatmap_draws_two_pixels_per_cell_in_true_colour():
+    image = np.zeros((8, 8, 3), np.uint8)
+    image[:4] = 255  # white top half
+    console = Console(width=8, color_system="truecolor", record=True)
+    console.print(Heatmap(image, None, height=4), end="")
+    lines = console.export_text().splitlines()
+    assert lines == ["▀" * 8] * 4
+    segments = list(console.render(Heatmap(image, None, height=4)))
+    top = [s.style for s in segments if s.text == "▀"]
+    assert top[0].color.triplet == (255, 255, 255) and top[0].bgcolor.triplet == (255, 255, 255)
+    assert top[-1].color.triplet == (0, 0, 0)
+
+
+def test_heatmap_without_colour_draws_the_map_as_characters():
+    saliency = np.zeros((4, 4))
+    saliency[1:3, 1:3] = 1.0
+    console = Console(width=4, no_color=True, record=True)
+    console.print(Heatmap(np.zeros((4, 4, 3), np.uint8), saliency, color=False, height=2), end="")
+    text = console.export_text()
+    assert "@" in text and " " in text and "▀" not in text
+
+
+def test_bilinear_resize_matches_torch():
+    torch = pytest.importorskip("torch")
+    values = np.random.default_rng(0).random((5, 7))
+    ours = resize_bilinear(values, 11, 3)
+    theirs = torch.nn.functional.interpolate(
+        torch.tensor(values)[None, None], size=(11, 3), mode="bilinear", align_corners=False
+    )[0, 0].numpy()
+    np.testing.assert_allclose(ours, theirs, atol=1e-12)

@@ -1,0 +1,41 @@
+"""A small demo workspace for the interface's tests: the bundled model on a few of its images."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+
+from semiotui.engine.analysis import AnalysisSettings
+from semiotui.engine.data import ImageSource
+from semiotui.engine.demo import CLASSES, INPUT_SPEC, DemoNet, demo_samples, load_demo_model
+from semiotui.engine.layers import index_layers
+from semiotui.engine.workspace import ModelInfo, Workspace
+
+
+def demo_workspace(images: int = 16, *, batch_size: int = 4, **settings: object) -> Workspace:
+    """The demo model on its first `images` validation images, analysed on the CPU."""
+    samples = demo_samples("val", images)
+    source = ImageSource.from_images(
+        [img for img, _ in samples],
+        INPUT_SPEC,
+        labels=[label for _, label in samples],
+        class_names=CLASSES,
+        names=[f"{CLASSES[label]}_{i:04d}" for i, (_, label) in enumerate(samples)],
+    )
+    try:
+        model = load_demo_model()
+    except FileNotFoundError:  # TEMP until the trained weights land
+        torch.manual_seed(0)
+        model = DemoNet().eval()
+    index = index_layers(model, next(source.batches(1)).images)
+    return Workspace(
+        model=model,
+        info=ModelInfo(None, "demo", "DemoNet", sum(p.numel() for p in model.parameters())),
+        spec=INPUT_SPEC,
+        index=index,
+        layers=index.default_selection(),
+        images=source,
+        settings=replace(AnalysisSettings(), device="cpu", batch_size=batch_size, **settings),
+        class_names=list(CLASSES),
+    )

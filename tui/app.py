@@ -1,0 +1,373 @@
+"""The explorer: layer tree, saliency, entropy curve and superization steps, with the analysis in a worker thread."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from rich.text import Text
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.reactive import reactive
+from textual.widgets import Footer, Static, Tree
+
+from semiotui import themes
+from semiotui.engine.analysis import TargetSetting
+from semiotui.engine.device import describe_device, resolve_device
+from semiotui.engine.entropy import ESTIMATORS
+from semiotui.engine.saliency import METHODS
+from semiotui.engine.workspace import Workspace
+from semiotui.themes.theme import DEFAULT_THEME, THEMES
+
+from .analysis_worker import (
+    AnalysisFailed,
+    AnalysisFinished,
+    AnalysisJob,
+    AnalysisMessage,
+    AnalysisNotice,
+    AnalysisProgress,
+    run_job,
+)
+from .cli import one_line
+from .config import load_config, save_config
+from .confirm import ConfirmQuit
+from .curve import CurveData, EntropyCurve
+from .help import HelpScreen
+from .layer_tree import LayerPane, LayerTree, format_shape
+from .palette import SemiotuiCommands, target_text
+from .run_state import RunState
+from .saliency import SaliencyContent, SaliencyView, describe_image
+from .status import StatusLine, memory_in_use
+from .steps import StepsView
+
+KEEP_MAPS = 64  # images whose maps are kept for the saliency pane (`n`/`p` go through them)
+COMPACT_WIDTH, COMPACT_HEIGHT = 110, 32
+
+
+class PaneColumn(VerticalScroll, can_focus=False):
+    """The panes right of the tree; in a small terminal they scroll instead of shrinking."""
+
+
+class SemiotuiApp(App[int]):
+    """Explore one workspace: pick a layer, see its map, the entropy curve and the superization steps."""
+
+    CSS_PATH = Path(themes.__file__).parent / "semiotui.tcss"
+    TITLE = "semiotui"
+    COMMANDS = App.COMMANDS | {SemiotuiCommands}
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark,f1", "help", "Help", key_display="?"),
+        Binding("slash", "find", "Find", key_display="/"),
+        Binding("n", "image(1)", "Next image"),
+        Binding("p", "image(-1)", "Prev", show=False),
+        Binding("m", "cycle('method')", "Method"),
+        Binding("e", "cycle('estimator')", "Estimator", show=False),
+        Binding("t", "cycle('target')", "Target", show=False),
+    ]
+    REFRESH_INTERVAL = 0.1  # at most ~10 redraws a second from the analysis
+
+    layer: reactive[str | None] = reactive(None, init=False)
+    """The module shown in the saliency pane and marked on the curve."""
+    image: reactive[int] = reactive(0, init=False)
+    """Which of the first `keep_maps` images is shown."""
+
+    def __init__(self, workspace: Workspace, *, live: bool = True, keep_maps: int = KEEP_MAPS) -> None:
+        """`live=False` hides rates, times and memory, for reproducible screenshots."""
+        super().__init__()
+        for theme in THEMES.values():
+            self.register_theme(theme)
+        self.workspace = workspace
+        self.settings = workspace.settings
+        self.measured = list(workspace.layers)
+        self.live = live
+        self.keep_maps = max(1, min(keep_maps, len(workspace.images)))
+        self.engine_lock = threading.Lock()  # one job on the model at a time
+        self.run_state: RunState | None = None
+        self._job: AnalysisJob | None = None
+        self._run_ids = itertools.count(1)
+        self._dirty = False
+        self._pictures: dict[int, np.ndarray] = {}
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="main"):
+            yield LayerPane(self.workspace.index, self.measured, id="layers")
+            with PaneColumn(id="panes"):
+                yield Static("small terminal: scroll ↓ or tab for more panes", id="compact-hint")
+                with Horizontal(id="top"):
+                    yield SaliencyView(id="saliency")
+                    with VerticalScroll(id="steps"):
+                        yield StepsView()
+                yield EntropyCurve(id="curve")
+        yield StatusLine(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        saved = load_config().get("theme")
+        self.theme = saved if saved in self.available_themes else DEFAULT_THEME
+        self.query_one("#layers").border_title = "Layers"
+        self.query_one("#steps").border_title = "Superization steps ΔH"
+        self.query_one("#curve").border_title = "Entropy curve"
+        status = self.query_one(StatusLine)
+        status.live = self.live
+        status.device = describe_device(resolve_device(self.settings.device))
+        spatial = [info.name for info in self.workspace.index if info.spatial]
+        first = (self.measured or spatial or [info.name for info in self.workspace.index] or [None])[0]
+        if first is not None:
+            self.show_layer(first)
+        self.query_one(LayerTree).focus()
+        for warning in self.workspace.warnings:
+            self.notify(warning, severity="warning", timeout=8)
+        self.set_interval(self.REFRESH_INTERVAL, self._refresh_views)
+        if self.live:
+            self.set_interval(1.0, self._update_memory)
+        self.call_after_refresh(self.restart_analysis)
+
+    def watch_theme(self, theme: str) -> None:
+        if load_config().get("theme") != theme:
+            save_config(theme=theme)
+
+    def on_resize(self) -> None:
+        width, height = self.size
+        self.screen.set_class(width < COMPACT_WIDTH or height < COMPACT_HEIGHT, "-compact")
+        self.query_one(LayerTree).compact = width < COMPACT_WIDTH
+
+    # The analysis: one job at a time, restarted when what it measures changes.
+
+    def restart_analysis(self) -> None:
+        """Stop the running job (after its current batch) and start one with the current settings."""
+        if self._job is not None:
+            self._job.cancel.set()
+        job = AnalysisJob(next(self._run_ids), self.settings, list(self.measured), self.keep_maps)
+        self._job = job
+        map_names = self.workspace.index.map_names(job.layers)
+        self.run_state = RunState(job.run_id, job.settings, job.layers, map_names, total=len(self.workspace.images))
+        self._dirty = True
+        self._analyse(job)
+
+    @work(thread=True, exclusive=True, group="analysis", exit_on_error=False)
+    def _analyse(self, job: AnalysisJob) -> None:
+        run_job(job, self.workspace, self.post_message, self.engine_lock)
+
+    def _current(self, message: AnalysisMessage) -> RunState | None:
+        """The state the message belongs to, or None for a message of an earlier run."""
+        run = self.run_state
+        return run if run is not None and run.run_id == message.run_id else None
+
+    def on_analysis_progress(self, message: AnalysisProgress) -> None:
+        if run := self._current(message):
+            run.add(message.images, message.done, message.rate)
+            self._dirty = True
+
+    def on_analysis_notice(self, message: AnalysisNotice) -> None:
+        if self._current(message):
+            self.notify(message.text, severity="warning", timeout=6)
+
+    def on_analysis_finished(self, message: AnalysisFinished) -> None:
+        if run := self._current(message):
+            run.finish(message.result)
+            self._dirty = True
+            self._refresh_views()
+
+    def on_analysis_failed(self, message: AnalysisFailed) -> None:
+        if run := self._current(message):
+            run.fail(one_line(message.error))
+            self.notify(f"analysis failed: {run.error}", severity="error", timeout=10)
+            self._dirty = True
+            self._refresh_views()
+
+    def on_unmount(self) -> None:
+        if self._job is not None:
+            self._job.cancel.set()
+
+    # Attributes down: the widgets get what they show.
+
+    def _refresh_views(self) -> None:
+        """Push the current run's numbers into the widgets, if anything arrived since the last time."""
+        if not self._dirty or self.run_state is None:
+            return
+        self._dirty = False
+        run = self.run_state
+        entropy = {}
+        for name in run.layers:
+            value = run.mean_entropy(self.workspace.index[name].map_names[0])
+            if value is not None:
+                entropy[name] = value
+        self.query_one(LayerTree).set_entropy(entropy)
+        self.query_one(StepsView).steps = run.steps()
+        self._show_selection()
+        self._show_status()
+
+    def _show_selection(self) -> None:
+        """Saliency pane and curve for the current layer and image."""
+        self._show_saliency()
+        self._show_curve()
+
+    def _show_saliency(self) -> None:
+        view = self.query_one(SaliencyView)
+        run, name = self.run_state, self.layer
+        if name is None:
+            return
+        info = self.workspace.index[name]
+        view.border_title = name
+        row = run.rows.get(self.image) if run else None
+        images = self.workspace.images
+        caption = Text(f"{row.name if row else images.names[self.image]}", style="bold")
+        caption.append(f" · image {self.image + 1}/{self.keep_maps}", style="dim")
+        caption.append(f"\n{info.type} · {format_shape(info.output_shape)}", style="dim")
+        saliency, message = None, ""
+        map_name = info.map_names[0] if info.map_names else None
+        if row is not None:
+            caption.append("\n").append(describe_image(row, self.workspace.class_names))
+        if not info.spatial:
+            message = f"no spatial map (output {format_shape(info.output_shape)})"
+        elif run is None or name not in run.layers:
+            message = "not measured: space in the tree measures it" if name not in self.measured else "analysing…"
+        elif row is None:
+            message = "analysing…" if run.running else "no result for this image"
+        else:
+            saliency = (row.maps or {}).get(map_name)
+            value = row.entropy[run.map_names.index(map_name)]
+            units = "normalised" if run.settings.normalized else "bits"
+            caption.append(f"\nH = {value:.2f} {units}")
+            mean = run.mean_entropy(map_name)
+            if mean is not None:
+                caption.append(f" · mean {mean:.2f}", style="dim")
+            if info.calls > 1:
+                caption.append(f" · call 1 of {info.calls}", style="dim")
+        view.content = SaliencyContent(self._picture(self.image), saliency, caption, message)
+
+    def _picture(self, index: int) -> np.ndarray:
+        if index not in self._pictures:
+            self._pictures[index] = np.asarray(self.workspace.images.image(index))
+        return self._pictures[index]
+
+    def _show_curve(self) -> None:
+        run = self.run_state
+        curve = self.query_one(EntropyCurve)
+        if run is None or run.stats.count == 0:
+            curve.data = None
+            return
+        low, high = run.stats.ci95()
+        row = run.rows.get(self.image)
+        info = self.workspace.index[self.layer] if self.layer else None
+        first = info.map_names[0] if info and info.map_names else None
+        selected = run.map_names.index(first) if first in run.map_names else None
+        curve.data = CurveData(
+            run.map_names, run.stats.mean, low, high, row.entropy if row else None, selected,
+            "normalised" if run.settings.normalized else "bits",
+        )
+
+    def _show_status(self) -> None:
+        run = self.run_state
+        status = self.query_one(StatusLine)
+        if run.error:
+            status.phase = "failed"
+        elif run.finished:
+            status.phase = "cancelled" if run.cancelled else "done"
+        else:
+            status.phase = "running" if run.done else "starting"
+        status.done, status.total, status.rate, status.seconds = run.done, run.total, run.rate, run.seconds
+        s = run.settings
+        status.settings = f"{s.method} · {s.estimator} · {target_text(s.target, self.workspace.class_names)}"
+
+    def _update_memory(self) -> None:
+        self.query_one(StatusLine).memory = memory_in_use(str(resolve_device(self.settings.device)))
+
+    def watch_layer(self) -> None:
+        if self.is_mounted:
+            self._show_selection()
+
+    def watch_image(self) -> None:
+        if self.is_mounted:
+            self._show_selection()
+
+    # What the user does.
+
+    def on_tree_node_highlighted(self, event: Tree.NodeHighlighted) -> None:
+        if event.node.data is not None:
+            self.layer = event.node.data.name
+
+    def on_layer_tree_measure_toggled(self, event: LayerTree.MeasureToggled) -> None:
+        name = event.layer.name
+        chosen = set(self.measured) ^ {name}
+        if not chosen:
+            self.notify("at least one layer must be measured", severity="warning")
+            return
+        self.measured = [info.name for info in self.workspace.index if info.name in chosen]
+        self.query_one(LayerTree).set_measured(self.measured)
+        self.restart_analysis()
+        self._show_selection()
+
+    def show_layer(self, name: str) -> None:
+        """Select a layer and move the tree's cursor to it."""
+        self.query_one(LayerTree).select_layer(name)
+        self.layer = name
+
+    def targets(self) -> list[tuple[TargetSetting, str]]:
+        """The targets this workspace allows, with how they read."""
+        names = self.workspace.class_names
+        options: list[tuple[TargetSetting, str]] = [("predicted", target_text("predicted", names))]
+        labels = getattr(self.workspace.images, "labels", None)
+        if labels is not None and len(labels) and all(label is not None and label >= 0 for label in labels):
+            options.append(("label", target_text("label", names)))
+        options += [(i, target_text(i, names)) for i in range(len(names or []))]
+        return options
+
+    def change_settings(self, **changes: object) -> None:
+        """Change method, estimator or target, and restart the analysis if anything changed."""
+        settings = replace(self.settings, **changes)
+        if settings == self.settings:
+            return
+        self.settings = settings
+        self.restart_analysis()
+        self._show_selection()
+        self._show_status()
+
+    def action_cycle(self, setting: str) -> None:
+        """Move to the next saliency method, estimator or target (predicted ↔ label)."""
+        if setting == "target":
+            choices = [target for target, _ in self.targets() if not isinstance(target, int)]
+        else:
+            choices = list({"method": METHODS, "estimator": ESTIMATORS}[setting])
+        current = getattr(self.settings, setting)
+        following = choices[(choices.index(current) + 1) % len(choices)] if current in choices else choices[0]
+        self.change_settings(**{setting: following})
+        self.notify(f"{setting}: {following}", timeout=2)
+
+    def action_image(self, step: int) -> None:
+        self.image = (self.image + step) % self.keep_maps
+
+    def action_find(self) -> None:
+        self.query_one(LayerPane).open_find()
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    async def action_quit(self) -> None:
+        """Quit, asking first while the analysis runs."""
+        run = self.run_state
+        if isinstance(self.screen, ConfirmQuit):
+            return
+        if run is not None and run.running:
+            total = f"/{run.total}" if run.total else ""
+            question = f"The analysis is running ({run.done}{total} images). Quit anyway?"
+            self.push_screen(ConfirmQuit(question), self._quit_if)
+        else:
+            self.exit(0)
+
+    def _quit_if(self, quit: bool | None) -> None:
+        if quit:
+            self.exit(0)
+
+
+def run_app(workspace: Workspace) -> int:
+    """Open the explorer on `workspace`; returns the exit status."""
+    app = SemiotuiApp(workspace)
+    app.run()
+    return app.return_code or 0

@@ -1,0 +1,117 @@
+"""A saliency map drawn over its image with half blocks: two pixels per cell, in true colour."""
+
+from __future__ import annotations
+
+import numpy as np
+from rich.color import Color
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.segment import Segment
+from rich.style import Style
+
+from semiotui.themes.colormaps import DEFAULT_COLORMAP, colorize
+
+UPPER_HALF = "▀"
+GREY_RAMP = " .:-=+*#%@"  # for terminals without colour: darker to brighter
+
+
+def resize_bilinear(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize of the first two axes, pixel centres aligned (`align_corners=False`)."""
+    src_h, src_w = array.shape[:2]
+
+    def axis(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pos = np.clip((np.arange(dst) + 0.5) * (src / dst) - 0.5, 0, src - 1)
+        low = np.floor(pos).astype(np.intp)
+        high = np.minimum(low + 1, src - 1)
+        return low, high, pos - low
+
+    y0, y1, fy = axis(src_h, height)
+    x0, x1, fx = axis(src_w, width)
+    a = array.astype(np.float64)
+    extra = (1,) * (a.ndim - 2)
+    fy = fy.reshape((-1, 1) + extra)
+    fx = fx.reshape((1, -1) + extra)
+    top = a[y0][:, x0] * (1 - fx) + a[y0][:, x1] * fx
+    bottom = a[y1][:, x0] * (1 - fx) + a[y1][:, x1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def normalize(saliency: np.ndarray) -> np.ndarray:
+    """Scale a map to [0, 1]; a constant or non-finite map becomes zeros."""
+    s = np.nan_to_num(np.asarray(saliency, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = float(s.min()), float(s.max())
+    if high - low <= 1e-12 * max(1.0, abs(high)):
+        return np.zeros_like(s)
+    return (s - low) / (high - low)
+
+
+class Heatmap:
+    """Rich renderable: `saliency` blended in a colour map over `image`, fitted to the space given.
+
+    With `color=False` it draws the map alone as a ramp of characters, for `NO_COLOR` terminals.
+    """
+
+    def __init__(
+        self,
+        image: np.ndarray,
+        saliency: np.ndarray | None,
+        *,
+        colormap: str = DEFAULT_COLORMAP,
+        opacity: float = 0.6,
+        grey: bool = True,
+        color: bool = True,
+        height: int | None = None,
+    ) -> None:
+        self.image = image
+        self.saliency = saliency
+        self.colormap = colormap
+        self.opacity = opacity
+        self.grey = grey
+        self.color = color
+        self.height = height
+
+    def fit(self, width: int, height: int) -> tuple[int, int]:
+        """Cells (columns, rows) that keep the image's aspect ratio within width × height."""
+        img_h, img_w = self.image.shape[:2]
+        scale = min(width / img_w, 2 * height / img_h)
+        return max(1, int(img_w * scale)), max(1, int(img_h * scale / 2))
+
+    def pixels(self, columns: int, rows: int) -> np.ndarray:
+        """The blended picture, (2·rows, columns, 3) uint8."""
+        image = resize_bilinear(self.image, 2 * rows, columns)
+        if self.grey:
+            luma = image @ np.array([0.299, 0.587, 0.114])
+            image = np.repeat(luma[..., None], 3, axis=2)
+        if self.saliency is None:
+            return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+        level = normalize(resize_bilinear(self.saliency, 2 * rows, columns))
+        alpha = (self.opacity * (0.4 + 0.6 * level))[..., None]
+        colours = colorize(level, self.colormap).astype(np.float64)
+        return np.clip(np.rint(image * (1 - alpha) + colours * alpha), 0, 255).astype(np.uint8)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        height = self.height or options.height or options.max_width // 2
+        columns, rows = self.fit(options.max_width, height)
+        pad = " " * (options.max_width - columns)
+        if not self.color:
+            yield from self._ramp(columns, rows, pad)
+            return
+        picture = self.pixels(columns, rows)
+        styles: dict[tuple[int, ...], Style] = {}
+        for row in range(rows):
+            top, bottom = picture[2 * row], picture[2 * row + 1]
+            for x in range(columns):
+                key = (*top[x], *bottom[x])
+                style = styles.get(key)
+                if style is None:
+                    style = styles[key] = Style(
+                        color=Color.from_rgb(*top[x]), bgcolor=Color.from_rgb(*bottom[x])
+                    )
+                yield Segment(UPPER_HALF, style)
+            yield Segment(pad + "\n")
+
+    def _ramp(self, columns: int, rows: int, pad: str) -> RenderResult:
+        source = self.saliency if self.saliency is not None else self.image.mean(axis=2)
+        level = normalize(resize_bilinear(source, rows, columns))
+        index = np.minimum((level * len(GREY_RAMP)).astype(np.intp), len(GREY_RAMP) - 1)
+        for row in index:
+            yield Segment("".join(GREY_RAMP[i] for i in row) + pad + "\n")

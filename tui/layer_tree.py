@@ -1,0 +1,223 @@
+"""The layer tree: the model's modules in forward order, with type, shape, parameters and entropy."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.message import Message
+from textual.reactive import reactive
+from textual.widgets import Input, Tree
+from textual.widgets.tree import TreeNode
+
+from semiotui.engine.layers import LayerIndex, LayerInfo
+
+
+def format_count(n: int) -> str:
+    """Parameters in a short form: 448, 12.3k, 1.2M."""
+    if n < 1000:
+        return str(n)
+    if n < 1_000_000:
+        return f"{n / 1000:.1f}k"
+    return f"{n / 1_000_000:.1f}M"
+
+
+def format_shape(shape: tuple[int, ...] | None) -> str:
+    return "×".join(map(str, shape)) if shape else "–"
+
+
+def clip(text: str, width: int) -> str:
+    """`text` cut to `width` cells, with an ellipsis when cut."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def short_names(names: list[str]) -> list[str]:
+    """Dotted names without the prefix they all share (`features.conv1` → `conv1`)."""
+    if len(names) < 2:
+        return [name.rsplit(".", 1)[-1] for name in names]
+    parts = [name.split(".") for name in names]
+    shared = 0
+    while all(len(p) > shared + 1 and p[shared] == parts[0][shared] for p in parts):
+        shared += 1
+    return [".".join(p[shared:]) for p in parts]
+
+
+class LayerTree(Tree[LayerInfo]):
+    """Every module, nested as in the model; `space` adds or removes a layer from the measured ones."""
+
+    BINDINGS = [
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+        Binding("space", "toggle_measure", "Measure"),
+    ]
+
+    compact: reactive[bool] = reactive(False)
+    """Show only the name and the entropy (narrow panes)."""
+
+    class MeasureToggled(Message):
+        """The user asked to measure, or stop measuring, a layer."""
+
+        def __init__(self, layer: LayerInfo) -> None:
+            super().__init__()
+            self.layer = layer
+
+    def __init__(self, index: LayerIndex, measured: list[str], *, id: str | None = None) -> None:
+        super().__init__("model", id=id)
+        self.show_root = False
+        self.guide_depth = 3
+        self.index = index
+        self.measured = set(measured)
+        self.entropy: dict[str, float] = {}
+        self.nodes_by_name: dict[str, TreeNode[LayerInfo]] = {}
+        self._name_width = 0
+        self._type_width = min(11, max((len(info.type) for info in index), default=0))
+        self._shape_width = min(11, max((len(format_shape(info.output_shape)) for info in index), default=0))
+
+    def on_mount(self) -> None:
+        self._name_width = max(
+            (self.guide_depth * info.depth + 2 + len(info.name.rsplit(".", 1)[-1]) for info in self.index),
+            default=0,
+        )
+        for info in self.index:
+            parent_name = info.name.rpartition(".")[0]
+            parent = self.nodes_by_name.get(parent_name, self.root)
+            node = parent.add(self._label(info), data=info, expand=True, allow_expand=not info.leaf)
+            self.nodes_by_name[info.name] = node
+        self.root.expand()
+
+    def _label(self, info: LayerInfo) -> Text:
+        """One row: marker, name, then type, output shape, parameters and entropy."""
+        name = info.name.rsplit(".", 1)[-1]
+        value = self.entropy.get(info.name)
+        if info.name in self.measured:
+            mark, entropy = "● ", "   …" if value is None else f"{value:5.2f}"
+        else:
+            mark, entropy = ("○ " if info.spatial else "  "), ""
+        label = Text(mark, style="bold" if info.name in self.measured else "")
+        label.append(name, style="" if info.spatial else "dim")
+        if self.compact:
+            label.append(f" {entropy}".rstrip(), style="bold")
+            return label
+        pad = self._name_width - self.guide_depth * info.depth - len(mark) - len(name) - (0 if info.leaf else 2)
+        label.append(" " * max(1, pad))
+        kind = clip(info.type, self._type_width)
+        shape = clip(format_shape(info.output_shape), self._shape_width)
+        details = Text(f"{kind:<{self._type_width}} {shape:<{self._shape_width}} {format_count(info.parameters):>6}")
+        details.stylize("dim")
+        label.append(details)
+        label.append(f" {entropy:>5}", style="bold")
+        return label
+
+    def watch_compact(self) -> None:
+        self.relabel()
+
+    def relabel(self, names: list[str] | None = None) -> None:
+        """Redraw the rows of the given layers (all when None)."""
+        for name in self.nodes_by_name if names is None else names:
+            node = self.nodes_by_name[name]
+            node.set_label(self._label(node.data))
+
+    def set_entropy(self, entropy: dict[str, float]) -> None:
+        """Show these mean entropies (by module name); only the rows that changed are redrawn."""
+        changed = [n for n in self.nodes_by_name if entropy.get(n) != self.entropy.get(n)]
+        self.entropy = dict(entropy)
+        self.relabel(changed)
+
+    def set_measured(self, measured: list[str]) -> None:
+        changed = set(measured) ^ self.measured
+        self.measured = set(measured)
+        self.relabel(sorted(changed))
+
+    def select_layer(self, name: str) -> None:
+        """Move the cursor to a layer, opening its parents."""
+        node = self.nodes_by_name[name]
+        parent = node.parent
+        while parent is not None:
+            parent.expand()
+            parent = parent.parent
+        self.call_after_refresh(self.move_cursor, node)
+
+    def find(self, text: str, after: str | None = None) -> str | None:
+        """The first layer whose dotted name contains `text` (case-insensitive), after `after` if given."""
+        text = text.lower()
+        names = list(self.nodes_by_name)
+        start = names.index(after) + 1 if after in self.nodes_by_name else 0
+        for name in names[start:] + names[:start]:
+            if text in name.lower():
+                return name
+        return None
+
+    def action_toggle_measure(self) -> None:
+        node = self.cursor_node
+        if node is None or node.data is None:
+            return
+        if not node.data.spatial:
+            if node.allow_expand:
+                node.toggle()
+            else:
+                self.notify(f"{node.data.name} has no spatial map to measure", severity="warning")
+            return
+        self.post_message(self.MeasureToggled(node.data))
+
+
+class LayerFind(Input):
+    """`/` in the layer pane: typing jumps to the first matching layer; `down` to the next; enter closes."""
+
+    BINDINGS = [
+        Binding("escape", "close", "Close", show=False),
+        Binding("down", "next", "Next match", show=False),
+    ]
+
+    class Find(Message):
+        """Jump to a layer whose name contains `text`, after the current one when `next`."""
+
+        def __init__(self, text: str, next: bool) -> None:
+            super().__init__()
+            self.text = text
+            self.next = next
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        if event.value:
+            self.post_message(self.Find(event.value, next=False))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_close()
+
+    def action_next(self) -> None:
+        if self.value:
+            self.post_message(self.Find(self.value, next=True))
+
+    def action_close(self) -> None:
+        self.value = ""
+        self.display = False
+        self.screen.query_one(LayerTree).focus()
+
+
+class LayerPane(Vertical):
+    """The tree and its find box."""
+
+    def __init__(self, index: LayerIndex, measured: list[str], *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.index = index
+        self.measured = measured
+
+    def compose(self) -> ComposeResult:
+        yield LayerTree(self.index, self.measured)
+        yield LayerFind(placeholder="find a layer (↓ next, enter done)")
+
+    def open_find(self) -> None:
+        find = self.query_one(LayerFind)
+        find.display = True
+        find.focus()
+
+    @on(LayerFind.Find)
+    def _jump(self, event: LayerFind.Find) -> None:
+        tree = self.query_one(LayerTree)
+        current = tree.cursor_node.data.name if tree.cursor_node and tree.cursor_node.data else None
+        name = tree.find(event.text, after=current if event.next else None)
+        if name is not None:
+            tree.select_layer(name)

@@ -1,0 +1,70 @@
+"""Command palette entries: jump to a layer, change method, estimator or target, pick a theme."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import TYPE_CHECKING
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from semiotui.engine.entropy import ESTIMATORS
+from semiotui.engine.saliency import METHODS
+from semiotui.themes.theme import THEMES
+
+from .saliency import class_name
+
+if TYPE_CHECKING:
+    from .app import SemiotuiApp
+
+Command = tuple[str, Callable[[], object], str, bool]  # text, callback, help, offered before typing
+
+
+class SemiotuiCommands(Provider):
+    """Every command of the explorer; the current choice of each setting is marked."""
+
+    @property
+    def explorer(self) -> SemiotuiApp:
+        return self.app  # type: ignore[return-value]
+
+    def commands(self) -> Iterator[Command]:
+        app = self.explorer
+        settings = app.settings
+        for method in METHODS:
+            mark = " (current)" if method == settings.method else ""
+            yield f"Method: {method}{mark}", partial(app.change_settings, method=method), "saliency method", True
+        for estimator in ESTIMATORS:
+            mark = " (current)" if estimator == settings.estimator else ""
+            help = "entropy estimator"
+            yield f"Estimator: {estimator}{mark}", partial(app.change_settings, estimator=estimator), help, True
+        for target, text in app.targets():
+            mark = " (current)" if target == settings.target else ""
+            discover = not isinstance(target, int)
+            yield f"Target: {text}{mark}", partial(app.change_settings, target=target), "class the maps explain", discover
+        for name, theme in THEMES.items():
+            mark = " (current)" if name == app.theme else ""
+            yield f"Theme: {name.removeprefix('semiotui-')}{mark}", partial(setattr, app, "theme", name), "", True
+        for info in app.workspace.index:
+            help = f"{info.type}, output {info.output_shape}" if info.output_shape else info.type
+            yield f"Layer: {info.name}", partial(app.show_layer, info.name), help, False
+
+    async def discover(self) -> Hits:
+        for text, callback, help, offered in self.commands():
+            if offered:
+                yield DiscoveryHit(text, callback, help=help)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for text, callback, help, _ in self.commands():
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(score, matcher.highlight(text), callback, help=help)
+
+
+def target_text(target: str | int, names: list[str] | None) -> str:
+    """How a target setting reads in menus and the status line."""
+    if target == "predicted":
+        return "predicted class"
+    if target == "label":
+        return "true label"
+    return class_name(int(target), names)

@@ -1,0 +1,78 @@
+"""The saliency pane: the selected layer's map over the current image, and what the map explains."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from rich.console import Group, RenderableType
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widget import Widget
+
+from semiotui.engine.analysis import ImageResult
+from semiotui.themes.colormaps import COLORMAPS, DEFAULT_COLORMAP
+
+from .heatmap import Heatmap
+
+
+@dataclass(eq=False)
+class SaliencyContent:
+    """What the pane shows: an image, the map over it (or why there is none), and a caption."""
+
+    image: np.ndarray | None
+    saliency: np.ndarray | None
+    caption: Text
+    message: str = ""
+
+
+def class_name(index: int | None, names: list[str] | None) -> str:
+    if index is None:
+        return "?"
+    return names[index] if names and 0 <= index < len(names) else f"class {index}"
+
+
+def describe_image(row: ImageResult, names: list[str] | None) -> Text:
+    """`predicted cat 93% · true dog ✗ · explains cat`: the decision and the class the map explains."""
+    text = Text("predicted ")
+    text.append(class_name(row.predicted, names), style="bold")
+    text.append(f" {row.confidence:.0%}")
+    if row.label is not None:
+        right = row.label == row.predicted
+        text.append(" · true ")
+        text.append(class_name(row.label, names), style="bold")
+        text.append(" ✓" if right else " ✗", style="green" if right else "red")
+    if row.target != row.predicted:
+        text.append(" · explains ")
+        text.append(class_name(row.target, names), style="bold")
+    return text
+
+
+class SaliencyView(Widget, can_focus=True):
+    """Draws a `SaliencyContent` with the heatmap filling the space the caption leaves."""
+
+    content: reactive[SaliencyContent | None] = reactive(None)
+
+    def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self.refresh())
+
+    @property
+    def colormap(self) -> str:
+        name = self.app.theme_variables.get("heatmap-colormap", DEFAULT_COLORMAP)
+        return name if name in COLORMAPS else DEFAULT_COLORMAP
+
+    def render(self) -> RenderableType:
+        content = self.content
+        if content is None:
+            return Text("waiting for the analysis…", style="dim")
+        caption = content.caption.copy()
+        if content.message:
+            caption.append("\n" + content.message, style="italic")
+        lines = len(caption.wrap(self.app.console, max(1, self.size.width)))
+        room = self.size.height - lines
+        if content.image is None or room < 3:
+            return caption
+        heatmap = Heatmap(
+            content.image, content.saliency, colormap=self.colormap, color=not self.app.no_color, height=room
+        )
+        return Group(heatmap, caption)

@@ -1,0 +1,65 @@
+"""The superization steps: ΔH between successive layers as bars, significant steps highlighted."""
+
+from __future__ import annotations
+
+import numpy as np
+from rich.console import RenderableType
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widget import Widget
+
+from semiotui.engine.superization import Superization
+
+from .layer_tree import clip, short_names
+
+BLOCKS = " ▏▎▍▌▋▊▉█"
+
+
+def bar(fraction: float, width: int) -> str:
+    """A left-aligned bar `fraction` (0..1) of `width` cells long, in eighths of a cell."""
+    eighths = int(round(max(0.0, min(1.0, fraction)) * width * 8))
+    full, part = divmod(eighths, 8)
+    return ("█" * full + (BLOCKS[part] if part else "")).ljust(width)
+
+
+class StepsView(Widget, can_focus=True):
+    """One row per step `ℓ_{i-1} → ℓ_i`: a bar for ΔH (right of the axis: a drop), its value, and `*` when significant."""
+
+    COMPONENT_CLASSES = {"steps--significant", "steps--drop", "steps--rise", "steps--label"}
+
+    steps: reactive[Superization | None] = reactive(None, layout=True)
+
+    def get_content_height(self, container, viewport, width: int) -> int:
+        return max(1, len(self.steps.layers) + 1 if self.steps else 1)
+
+    def render(self) -> RenderableType:
+        steps = self.steps
+        if steps is None or len(steps.layers) < 2:
+            return Text("superization steps: waiting for results", style="dim")
+        width = self.size.width
+        names = short_names(steps.layers)
+        label_width = min(max(len(n) for n in names[1:]), max(6, width // 3))
+        half = max(2, (width - label_width - 12) // 2)
+        delta = np.nan_to_num(steps.delta[1:])
+        scale = float(np.abs(delta).max()) or 1.0
+        label_style = self.get_component_rich_style("steps--label")
+        drop_style = self.get_component_rich_style("steps--drop")
+        rise_style = self.get_component_rich_style("steps--rise")
+        sig_style = self.get_component_rich_style("steps--significant")
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append(f"{'entering':<{label_width}} {'rise':>{half}}│{'drop':<{half}}  ΔH\n", style="dim")
+        for i, name in enumerate(names[1:], start=1):
+            value, significant = steps.delta[i], bool(steps.significant[i])
+            text.append(f"{clip(name, label_width):<{label_width}} ", style=label_style)
+            length = abs(value) / scale if np.isfinite(value) else 0.0
+            if value >= 0:
+                text.append(" " * half + "│")
+                text.append(bar(length, half), style=sig_style if significant else drop_style)
+            else:
+                text.append(("█" * int(round(length * half))).rjust(half), style=rise_style)
+                text.append("│" + " " * half)
+            text.append(f" {value:+.2f}" if np.isfinite(value) else "   –", style=sig_style if significant else "")
+            text.append(" *" if significant else "", style=sig_style)
+            text.append("\n")
+        text.rstrip()
+        return text
