@@ -308,3 +308,45 @@ def test_full_pickle_and_state_dict_with_arch_give_identical_numbers(tmp_path):
     b = analyze(arch.model, arch.images.batches(2), arch.layers, settings=arch.settings)
     assert a.entropy.shape == (3, len(a.layers))
     assert np.array_equal(a.entropy, b.entropy)
+
+
+def test_no_model_opens_the_demo_on_its_validation_images(monkeypatch):
+    from semiotui.engine import demo
+
+    monkeypatch.setattr(demo, "load_demo_model", lambda: demo.DemoNet().eval())  # the weights are not needed here
+    ws = workspace_from_args(build_parser(None).parse_args(["--limit", "5", "--device", "cpu", "--target", "label"]))
+    assert ws.info.format == "demo" and ws.info.path is None
+    assert ws.spec == demo.INPUT_SPEC and ws.class_names == demo.CLASSES
+    assert len(ws.images) == 5 and ws.images.labels == [label for _, label in demo.demo_samples("val", 5)]
+    assert ws.layers == ws.index.default_selection() and len(ws.layers) >= 6
+    assert ws.settings.target == "label" and ws.settings.device == "cpu"
+
+
+def test_settings_come_from_the_options_and_bad_ones_are_refused(tmp_path):
+    torch.save(SmallCNN(), tmp_path / "m.pt")
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "a.png")
+    parser = build_parser(None)
+    base = [str(tmp_path / "m.pt"), "--trust", "--images", str(tmp_path / "a.png"), "--input-size", "16", "16"]
+    ws = workspace_from_args(parser.parse_args(
+        [*base, "--layers", "conv*", "--method", "layercam", "--native", "--target", "2", "--levels", "64",
+         "--output", "0", "--batch-size", "3", "--normalized", "--estimator", "histogram"]
+    ))
+    assert ws.layers == ["conv1", "conv2"]
+    s = ws.settings
+    assert (s.method, s.estimator, s.levels, s.upsample, s.normalized, s.target, s.batch_size, s.output) == (
+        "layercam", "histogram", 64, False, True, 2, 3, 0)
+    for extra, message in [
+        (["--target", "3"], "out of range: the model has 3 classes"),
+        (["--target", "label"], "needs a label for every image"),
+        (["--target", "cat"], "expected predicted, label or a class index"),
+        (["--arch-kwargs", "{nope"], "--arch-kwargs is not valid JSON"),
+        (["--levels", "1"], "levels must be at least 2"),
+        (["--dataset", f"mnist:{tmp_path}"], "--images or --dataset, not both"),
+        (["--layers", "conv3"], "no layer named 'conv3'; did you mean 'conv2'"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            workspace_from_args(parser.parse_args([*base, *extra]))
+    prune_like = parser.parse_args(base)
+    for name in ("layers", "method", "estimator", "levels", "native", "normalized", "target", "batch_size"):
+        delattr(prune_like, name)  # a parser without the analysis options
+    assert workspace_from_args(prune_like).settings.method == "gradcam"

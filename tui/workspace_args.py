@@ -42,6 +42,9 @@ def workspace_from_args(args: argparse.Namespace) -> Workspace:
     warnings += images.warnings
     example = next(images.batches(1)).images.to(device)
     index = layer_index(loaded, example)
+    if not index.spatial:
+        raise ValueError(f"{loaded.info.path or 'the model'}: no layer returns a spatial output (batch, channels, "
+                         "height, width), so there is no saliency map to measure; semiotui analyses CNNs")
     layers = index.select(getattr(args, "layers", None))
     settings = _settings(args, output, classes, images)
     if loaded.batch_size is not None and settings.batch_size > loaded.batch_size:
@@ -85,7 +88,8 @@ def _images(args: argparse.Namespace, spec: InputSpec, class_names: list[str] | 
         return ImageSource.from_dataset(args.dataset, spec, **choice)
     from semiotui.engine import demo
 
-    samples = demo.demo_samples("val", DEMO_IMAGES)
+    count = DEMO_IMAGES if args.shuffle or args.limit is None else min(args.limit, DEMO_IMAGES)
+    samples = demo.demo_samples("val", count)  # a smaller count renders a prefix of the larger
     return ImageSource.from_images(
         [img for img, _ in samples],
         spec,
