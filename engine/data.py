@@ -284,7 +284,9 @@ def _is_image_folder(path: Path) -> bool:
     )
 
 
-def _readable(files: Sequence[Path], order: Sequence[int], limit: int | None) -> tuple[list[int], list[tuple[str, str]]]:
+def _readable(
+    files: Sequence[Path], order: Sequence[int], limit: int | None
+) -> tuple[list[int], list[tuple[str, str]]]:
     """The first `limit` readable files in `order`, and (path, reason) for the unreadable ones met."""
     limit = _checked_limit(limit)
     kept: list[int] = []

@@ -250,7 +250,10 @@ def _load_pickle(path: Path, trust: bool, arch: str | None, arch_kwargs: Mapping
             f"{path} holds a state dict ({len(state)} tensors{where}), not a model; name its architecture "
             "with --arch (a torchvision name such as resnet18, or package.module:Class)"
         )
-    model, spec, arch_names = _build_arch(arch, dict(arch_kwargs or {}))
+    kwargs = dict(arch_kwargs or {})
+    model, spec, arch_names = _build_arch(arch, kwargs)
+    if arch_names and kwargs.get("num_classes", len(arch_names)) != len(arch_names):
+        arch_names = None  # the weights' categories do not apply to a new head
     _load_weights(model, state, path, arch)
     loaded = _loaded(model, path, fmt, arch)
     loaded.spec_defaults = spec
@@ -334,7 +337,9 @@ def _construct(factory: object, kwargs: dict[str, object], arch: str) -> object:
     try:
         return factory(**kwargs)
     except Exception as exc:  # the constructor is the user's code
-        raise LoadError(f"--arch {arch} could not be built with --arch-kwargs {json.dumps(kwargs)} ({brief(exc)})") from exc
+        raise LoadError(
+            f"--arch {arch} could not be built with --arch-kwargs {json.dumps(kwargs)} ({brief(exc)})"
+        ) from exc
 
 
 def _torchvision_meta(arch: str) -> tuple[InputSpec | None, list[str] | None]:

@@ -303,7 +303,7 @@ def test_full_pickle_and_state_dict_with_arch_give_identical_numbers(tmp_path):
     ))
     assert full.layers == arch.layers and len(full.layers) > 10
     assert full.spec == arch.spec
-    assert arch.class_names is None and "not the 1000 names" in arch.warnings[0]
+    assert full.class_names is arch.class_names is None and not arch.warnings  # ImageNet names: not for 10 classes
     a = analyze(full.model, full.images.batches(2), full.layers, settings=full.settings)
     b = analyze(arch.model, arch.images.batches(2), arch.layers, settings=arch.settings)
     assert a.entropy.shape == (3, len(a.layers))
@@ -346,6 +346,10 @@ def test_settings_come_from_the_options_and_bad_ones_are_refused(tmp_path):
     ]:
         with pytest.raises(ValueError, match=message):
             workspace_from_args(parser.parse_args([*base, *extra]))
+    (tmp_path / "preprocess.json").write_text('{"input_size": [16, 16], "mean": [0, 0, 0], "std": [1, 1, 1], '
+                                              '"classes": ["x", "y"]}')
+    ws = workspace_from_args(parser.parse_args(base))
+    assert ws.class_names is None and "has 3 classes, not the 2 names" in ws.warnings[-1]
     prune_like = parser.parse_args(base)
     for name in ("layers", "method", "estimator", "levels", "native", "normalized", "target", "batch_size"):
         delattr(prune_like, name)  # a parser without the analysis options

@@ -100,7 +100,9 @@ def _images(args: argparse.Namespace, spec: InputSpec, class_names: list[str] | 
     )
 
 
-def _settings(args: argparse.Namespace, output: int | str | None, classes: int, images: ImageSource) -> AnalysisSettings:
+def _settings(
+    args: argparse.Namespace, output: int | str | None, classes: int, images: ImageSource
+) -> AnalysisSettings:
     """AnalysisSettings from the options a command has; AnalysisSettings' defaults for the rest."""
     given = {
         key: getattr(args, key)
