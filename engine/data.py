@@ -80,7 +80,8 @@ class ImageSource:
         """Image files and folders (recursive); ImageFolder trees give labels.
 
         A folder whose subfolders hold the images and that has no image of its own
-        is an ImageFolder tree: each subfolder is a class. Labels index `classes`
+        is an ImageFolder tree: each subfolder is a class, and files beside them are
+        ignored. Labels index `classes`
         (the model's class names) when every folder name is one of them, else the
         sorted folder names, as torchvision's ImageFolder does.
         """
@@ -181,6 +182,12 @@ class ImageSource:
     def __len__(self) -> int:
         return len(self.names)
 
+    def subset(self, indices: Sequence[int]) -> ImageSource:
+        """The images at `indices`, in that order: a split, or a few images to draw again."""
+        picked = list(indices)
+        return ImageSource(lambda i: self._read(picked[i]), [self.names[i] for i in picked],
+                           [self.labels[i] for i in picked], self.spec, class_names=self.class_names)
+
     def image(self, i: int) -> np.ndarray:
         """Image `i` as the model sees it before normalisation: uint8 (H, W, 3) at the input size."""
         pixels = np.asarray(self._prepared(i))
@@ -269,9 +276,11 @@ def _find_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[str], lis
         tree = _is_image_folder(path)
         for f in found:
             rel = f.relative_to(path)
+            if tree and len(rel.parts) == 1:
+                continue  # a file beside the class folders (a model, a README) is not part of the tree
             files.append(f)
             names.append(str(Path(path.name) / rel))
-            folders.append(rel.parts[0] if tree and len(rel.parts) > 1 else None)
+            folders.append(rel.parts[0] if tree else None)
     return files, names, folders
 
 

@@ -69,6 +69,7 @@ def test_image_folder_tree_gives_labels_and_odd_files_are_skipped_in_one_warning
     good = (root / "dog" / "a.png").read_bytes()
     (root / "dog" / "cut.png").write_bytes(good[: len(good) // 2])
     (root / "dog" / ".DS_Store").write_bytes(b"\x00\x01")
+    (root / "README.md").write_text("beside the class folders: not part of the tree")
     source = ImageSource.from_paths([root], SPEC)
     assert source.class_names == ["cat", "dog"]
     assert source.names == ["val/cat/c.png", "val/cat/d.tif", "val/dog/a.png", "val/dog/deep/b.jpg"]

@@ -354,3 +354,18 @@ def test_settings_come_from_the_options_and_bad_ones_are_refused(tmp_path):
     for name in ("layers", "method", "estimator", "levels", "native", "normalized", "target", "batch_size"):
         delattr(prune_like, name)  # a parser without the analysis options
     assert workspace_from_args(prune_like).settings.method == "gradcam"
+
+
+def test_an_exported_folder_beside_its_model_gets_the_models_class_order(tmp_path):
+    torch.save(SmallCNN(), tmp_path / "model.pt")
+    (tmp_path / "preprocess.json").write_text('{"input_size": [16, 16], "mean": [0.5, 0.5, 0.5], '
+                                              '"std": [0.5, 0.5, 0.5], "classes": ["zeta", "alpha", "mid"]}')
+    for name in ("alpha", "zeta"):
+        (tmp_path / name).mkdir()
+        Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / name / "1.png")
+    ws = workspace_from_args(build_parser(None).parse_args(
+        [str(tmp_path / "model.pt"), "--trust", "--images", str(tmp_path), "--target", "label"]
+    ))
+    assert ws.spec.size == (16, 16) and ws.class_names == ["zeta", "alpha", "mid"]
+    assert ws.images.names == [f"{tmp_path.name}/alpha/1.png", f"{tmp_path.name}/zeta/1.png"]
+    assert ws.images.labels == [1, 0] and not ws.images.skipped  # model.pt and the JSON are not images of the tree
