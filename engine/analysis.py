@@ -203,6 +203,21 @@ def stream_analysis(
     yield Finished(result)
 
 
+def add_maps(model: nn.Module, images, layers: list[str], result: AnalysisResult, positions: Iterable[int]) -> None:
+    """Thumbnails for the images of `result` at `positions` that have none, from one more small pass.
+
+    `images` is the source the result came from (an `engine.data.ImageSource`).
+    """
+    missing = [k for k in positions if result.images[k].maps is None]
+    if not missing:
+        return
+    batch = next(images.subset([result.images[k].index for k in missing]).batches(len(missing)))
+    device = resolve_device(result.settings.device)
+    rows, _ = _analyse_batch(model, batch, layers, result.settings, device, 0, range(len(missing)))
+    for k, row in zip(missing, rows):
+        result.images[k].maps = row.maps
+
+
 def _analyse_batch(
     model: nn.Module,
     batch: Batch,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Union
 
@@ -60,30 +60,49 @@ def compute_saliency(
     """`layer_saliency`, also returning the logits and the explained classes."""
     if method not in METHODS:
         raise ValueError(f"unknown saliency method {method!r}; choose one of {', '.join(METHODS)}")
+    result = attribute_layers(
+        model, inputs, layers, lambda a, g: _combine(method, a, g),
+        target=target, output=output, gradients=method != "activation",
+    )
+    if upsample:
+        result.maps = {name: upsample_map(m, inputs.shape[-2:]) for name, m in result.maps.items()}
+    return result
+
+
+def attribute_layers(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    layers: Sequence[str | nn.Module] | str | nn.Module,
+    reduce: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
+    *,
+    target: Target = None,
+    output: OutputSelector = None,
+    gradients: bool = True,
+) -> SaliencyResult:
+    """`reduce(activation, gradient)` for every call of every layer, from one forward and one backward.
+
+    The gradient is of the target classes' scores with respect to the activation
+    (None when `gradients` is False); parameters get no gradient.
+    """
     if inputs.dim() != 4:
         raise ValueError(f"inputs must have shape (B, C, H, W), got {tuple(inputs.shape)}")
     requested = _resolve_layers(model, layers)
     modules = list(dict.fromkeys(name for name, _ in requested))
-    needs_grad = method != "activation"
-
     with analysis_mode(model), ActivationCapture(model, modules) as capture:
-        x = inputs.detach().requires_grad_(needs_grad)
-        with torch.set_grad_enabled(needs_grad):
+        x = inputs.detach().requires_grad_(gradients)
+        with torch.set_grad_enabled(gradients):
             logits = select_output(model(x), output)
         targets = resolve_targets(target, logits)
         acts = _spatial_activations(capture, requested)
-        if needs_grad:
-            score = logits.gather(1, targets[:, None]).sum()
-            grads = _gradients(score, list(acts.values()))
+        if gradients:
+            grads = _gradients(logits.gather(1, targets[:, None]).sum(), list(acts.values()))
         else:
             grads = [None] * len(acts)
-        maps = {
-            name: _combine(method, a.detach(), None if g is None else g.detach())
+        out = {
+            name: reduce(a.detach(), None if g is None else g.detach())
             for (name, a), g in zip(acts.items(), grads)
         }
-    if upsample:
-        maps = {name: upsample_map(m, inputs.shape[-2:]) for name, m in maps.items()}
-    return SaliencyResult(maps=maps, logits=logits.detach(), targets=targets)
+    return SaliencyResult(maps=out, logits=logits.detach(), targets=targets)
 
 
 def upsample_map(maps: torch.Tensor, size: Sequence[int]) -> torch.Tensor:

@@ -6,7 +6,9 @@ import argparse
 import sys
 import threading
 
-from semiotui.engine.analysis import AnalysisResult, BatchDone, Finished, Notice, stream_analysis
+from semiotui.engine.analysis import AnalysisResult, BatchDone, Finished, Notice, add_maps, stream_analysis
+from semiotui.engine.explain import contrast_pair
+from semiotui.engine.greedy import CRITERIA
 from semiotui.engine.report import FORMATS
 from semiotui.engine.workspace import Workspace
 
@@ -23,6 +25,29 @@ def configure(command: str | None, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--maps", type=int, default=6, metavar="N",
                             help="images whose maps are drawn in the report (default 6)")
         parser.set_defaults(run=run_report)
+    elif command == "prune":
+        parser.add_argument("-o", "--out", metavar="OUT.pt", required=True,
+                            help="where to save the pruned model (a full module); its log goes to OUT.json")
+        parser.add_argument("--force", action="store_true", help="replace OUT.pt and OUT.json if they exist")
+        parser.add_argument("--criterion", choices=CRITERIA, default="semiotic",
+                            help="channel importance: semiotic (METHOD.md §5, default) or the l1 baseline")
+        parser.add_argument("--target-params", type=float, metavar="F",
+                            help="stop once the model has at most F of the original parameters (e.g. 0.5)")
+        parser.add_argument("--target-macs", type=float, metavar="F", help="stop at F of the original MACs")
+        parser.add_argument("--tolerance", type=float, default=0.02,
+                            help="largest accuracy drop from the original allowed (default 0.02)")
+        parser.add_argument("--max-steps", type=int, metavar="N", help="stop after N accepted moves")
+        parser.add_argument("--fraction", type=float, default=0.1,
+                            help="fraction of a layer's channels removed per move (default 0.1)")
+        parser.add_argument("--finetune-batches", type=int, default=20, metavar="N",
+                            help="batches of fine-tuning after each move (default 20; 0: none)")
+        parser.add_argument("--holdout", type=float, default=0.5, metavar="F",
+                            help="fraction of the images kept aside to measure accuracy (default 0.5; "
+                            "the demo has its own training split)")
+        parser.add_argument("--layers", nargs="+", metavar="NAME",
+                            help="conv layers to measure and prune: names or globs (default: all convs)")
+        parser.add_argument("--batch-size", type=int, default=32, help="images per batch")
+        parser.set_defaults(run=run_prune)
     elif command == "demo":
         parser.add_argument("--export", metavar="DIR", required=True,
                             help="write the demo's validation images, model and preprocessing into DIR")
@@ -30,10 +55,12 @@ def configure(command: str | None, parser: argparse.ArgumentParser) -> None:
 
 
 def run_interface(args: argparse.Namespace) -> int:
-    from .app import run_app
     from .workspace_args import workspace_from_args
 
-    return run_app(workspace_from_args(args))
+    workspace = workspace_from_args(args)  # bad input fails here, before Textual loads
+    from .app import run_app
+
+    return run_app(workspace)
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -54,6 +81,9 @@ def run_report(args: argparse.Namespace) -> int:
     for warning in workspace.warnings:
         print(f"semiotui: warning: {warning}", file=sys.stderr)
     result = analyse_with_progress(workspace, keep_maps=args.maps)
+    pair = contrast_pair(result)
+    if pair is not None:  # draw a mistake beside a correct image of its class
+        add_maps(workspace.model, workspace.images, workspace.layers, result, pair)
     path = write_report(args.out, workspace, result, formats=tuple(args.formats), force=args.force)
     print(f"semiotui: report written to {path}", file=sys.stderr)
     return 0
@@ -99,3 +129,9 @@ def analyse_with_progress(workspace: Workspace, *, keep_maps: int = 0) -> Analys
         print(f"semiotui: analysis stopped after {len(result.images)} of {total} images; "
               "the report covers those", file=sys.stderr)
     return result
+
+
+def run_prune(args: argparse.Namespace) -> int:
+    from .prune_command import prune
+
+    return prune(args)

@@ -1,0 +1,356 @@
+"""Semiotic greedy pruning (METHOD.md §5): remove the channels that contribute least as signs.
+
+Each step analyses the current model on a calibration set, tries the layers in
+increasing order of their superization step (the layer that aggregates least is
+the first suspect), removes the fraction of that layer's channels with the
+smallest importance with Torch-Pruning's dependency graph (so batch norms,
+residual adds, concatenations and consumers follow, and the result is a real
+smaller model), fine-tunes briefly, and keeps the move if the accuracy stays
+within the tolerance of the original; otherwise it restores the model and
+marks the layer saturated. The `l1` criterion runs the same loop with the L1
+norm of each filter as the importance, as a baseline.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Protocol, Union
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from .analysis import AnalysisSettings, Batch, analyze
+from .device import resolve_device
+from .saliency import attribute_layers, select_output
+
+CRITERIA = ("semiotic", "l1")
+
+
+class Images(Protocol):
+    """Anything that yields labelled batches (an `engine.data.ImageSource`)."""
+
+    def batches(self, batch_size: int) -> Iterator[Batch]: ...
+
+
+@dataclass(frozen=True)
+class PruneSettings:
+    criterion: str = "semiotic"
+    fraction: float = 0.1  # of a layer's channels removed per move
+    tolerance: float = 0.02  # largest accuracy drop from the original allowed
+    target_params: float | None = None  # stop at or below this fraction of the original parameters
+    target_macs: float | None = None
+    max_steps: int | None = None  # accepted moves
+    finetune_batches: int = 20
+    learning_rate: float = 0.005
+    calibration_images: int = 64
+
+    def check(self) -> None:
+        if self.criterion not in CRITERIA:
+            raise ValueError(f"unknown criterion {self.criterion!r}; choose one of {', '.join(CRITERIA)}")
+        if not 0 < self.fraction < 1:
+            raise ValueError(f"--fraction must be between 0 and 1, got {self.fraction}")
+        if not 0 <= self.tolerance <= 1:
+            raise ValueError(f"--tolerance must be between 0 and 1, got {self.tolerance}")
+        for name in ("target_params", "target_macs"):
+            value = getattr(self, name)
+            if value is not None and not 0 < value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be between 0 and 1, got {value}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"--max-steps must be at least 1, got {self.max_steps}")
+        if self.finetune_batches < 0 or self.calibration_images < 1:
+            raise ValueError("--finetune-batches must be 0 or more and the calibration set not empty")
+
+
+@dataclass
+class Measure:
+    """A model's size, accuracy and entropy curve."""
+
+    parameters: int
+    macs: int
+    accuracy: float
+    curve: list[float]
+
+
+@dataclass
+class Step:
+    """One tried move: accepted, or rolled back and its layer marked saturated."""
+
+    index: int
+    layer: str
+    channels_removed: int
+    channels_left: int
+    accepted: bool
+    parameters: int
+    macs: int
+    accuracy: float
+    seconds: float
+    curve: list[float] = field(default_factory=list)
+
+
+@dataclass
+class PruneLog:
+    criterion: str
+    layers: list[str]
+    original: Measure
+    settings: dict
+    steps: list[Step] = field(default_factory=list)
+    final: Measure | None = None
+    stopped_because: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Trying:
+    layer: str
+    step: int
+
+
+@dataclass
+class StepDone:
+    step: Step
+    log: PruneLog
+
+
+@dataclass
+class PruneFinished:
+    model: nn.Module
+    log: PruneLog
+
+
+PruneEvent = Union[Trying, StepDone, PruneFinished]
+
+
+def greedy_prune(
+    model: nn.Module,
+    train: Images,
+    held_out: Images,
+    layers: list[str],
+    settings: PruneSettings = PruneSettings(),
+    analysis: AnalysisSettings = AnalysisSettings(),
+    *,
+    cancel: threading.Event | None = None,
+) -> Iterator[PruneEvent]:
+    """Prune a copy of `model` step by step; the input model is left as it was.
+
+    `layers` are the conv layers measured and candidates for pruning. Images
+    without labels (-1) are scored against the original model's predictions.
+    Setting `cancel` stops after the current step, keeping the best model so far.
+    """
+    settings.check()
+    device = resolve_device(analysis.device)
+    analysis = AnalysisSettings(**{**asdict(analysis), "device": str(device), "upsample": True})
+    model = copy.deepcopy(model).to(device).eval()
+    reference = copy.deepcopy(model)  # the original's predictions stand in for missing labels
+    example = next(iter(held_out.batches(1))).images.to(device)
+    classifier = _classifier(model, example, analysis.output)
+    candidates = [name for name in layers if _prunable(model.get_submodule(name), classifier)]
+    if not candidates:
+        raise ValueError("none of the selected layers can be pruned (convolutions with several output channels)")
+
+    calibration = _take(train, settings.calibration_images, analysis.batch_size)
+    original = _measure(model, reference, held_out, calibration, layers, analysis, example)
+    log = PruneLog(settings.criterion, list(layers), original, asdict(settings))
+    saturated: set[str] = set()
+    current = original
+    while True:
+        reason = _stop_reason(log, current, settings, saturated, candidates, cancel)
+        if reason:
+            break
+        curve, steps = _curve_and_steps(model, calibration, layers, analysis)
+        importance = _importance(model, calibration, candidates, settings.criterion, analysis)
+        order = sorted((c for c in candidates if c not in saturated), key=lambda c: _suspicion(steps, layers, c))
+        accepted = False
+        for name in order:
+            yield Trying(name, len(log.steps) + 1)
+            start = time.perf_counter()
+            trial = copy.deepcopy(model)
+            removed, left = _remove_channels(trial, name, importance[name], settings.fraction, classifier, example)
+            if removed == 0:
+                saturated.add(name)
+                continue
+            _finetune(trial, reference, train, settings, analysis)
+            measured = _measure(trial, reference, held_out, None, layers, analysis, example)
+            ok = original.accuracy - measured.accuracy <= settings.tolerance + 1e-12
+            step = Step(len(log.steps) + 1, name, removed, left, ok, measured.parameters, measured.macs,
+                        measured.accuracy, time.perf_counter() - start, curve)
+            log.steps.append(step)
+            yield StepDone(step, log)
+            if ok:
+                model, current, accepted = trial, measured, True
+                break
+            saturated.add(name)
+            if cancel is not None and cancel.is_set():
+                break
+        if not accepted and not (cancel is not None and cancel.is_set()):
+            saturated.update(order)
+    log.stopped_because = reason
+    final_curve, _ = _curve_and_steps(model, calibration, layers, analysis)
+    log.final = Measure(current.parameters, current.macs, current.accuracy, final_curve)
+    yield PruneFinished(model.eval(), log)
+
+
+def _stop_reason(log: PruneLog, current: Measure, settings: PruneSettings, saturated: set[str],
+                 candidates: list[str], cancel: threading.Event | None) -> str:
+    if settings.target_params is not None and current.parameters <= settings.target_params * log.original.parameters:
+        return "target parameters reached"
+    if settings.target_macs is not None and current.macs <= settings.target_macs * log.original.macs:
+        return "target MACs reached"
+    if settings.max_steps is not None and sum(s.accepted for s in log.steps) >= settings.max_steps:
+        return "maximum number of steps reached"
+    if cancel is not None and cancel.is_set():
+        return "stopped by the user"
+    if all(c in saturated for c in candidates):
+        return "every layer is saturated"
+    return ""
+
+
+def _suspicion(steps: dict[str, float], layers: list[str], name: str) -> tuple[float, int]:
+    """Sort key: smallest superization step first; the first layer (no step) last (choice)."""
+    delta = steps.get(name, math.nan)
+    return (math.inf if not math.isfinite(delta) else delta, layers.index(name))
+
+
+def _curve_and_steps(model: nn.Module, calibration: list[Batch], layers: list[str],
+                     analysis: AnalysisSettings) -> tuple[list[float], dict[str, float]]:
+    """Mean entropy per map and the mean drop into each layer (its first call's map)."""
+    result = analyze(model, calibration, layers, analysis)
+    sup = result.superization()
+    steps = {}
+    for j, map_name in enumerate(result.layers):
+        steps.setdefault(map_name.partition("#")[0], float(sup.delta[j]))
+    return [float(v) for v in sup.mean], steps
+
+
+def _importance(model: nn.Module, calibration: list[Batch], layers: list[str], criterion: str,
+                analysis: AnalysisSettings) -> dict[str, torch.Tensor]:
+    """Per output channel of each layer: r_k (semiotic) or the filter's L1 norm."""
+    if criterion == "l1":
+        return {name: model.get_submodule(name).weight.detach().abs().flatten(1).sum(1).cpu() for name in layers}
+    device = next(model.parameters()).device
+    total: dict[str, torch.Tensor] = {}
+    count = 0
+    target = None if analysis.target == "predicted" else analysis.target
+
+    def share(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        # r_bk = |alpha_bk| * mean_ij |A_bkij|: the channel's weight in the gradcam sum
+        return (g.mean(dim=(2, 3)).abs() * a.abs().mean(dim=(2, 3))).sum(dim=0)
+
+    for batch in calibration:
+        labels = batch.labels.to(device) if target == "label" else target
+        sums = attribute_layers(model, batch.images.to(device), layers, share, target=labels,
+                                output=analysis.output).maps
+        for map_name, s in sums.items():
+            name = map_name.partition("#")[0]
+            total[name] = total.get(name, 0) + s.double().cpu()
+        count += len(batch.images)
+    return {name: t / count for name, t in total.items()}
+
+
+def _remove_channels(model: nn.Module, name: str, importance: torch.Tensor, fraction: float,
+                     classifier: nn.Module, example: torch.Tensor) -> tuple[int, int]:
+    """Remove the least important `fraction` of `name`'s output channels, with every coupled layer."""
+    conv = model.get_submodule(name)
+    channels = conv.out_channels
+    count = min(max(1, int(channels * fraction)), channels - 1)
+    if count < 1:
+        return 0, channels
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example, ignored_layers=[classifier],
+                                                  verbose=False)
+    idxs = torch.argsort(importance.float(), stable=True)[:count].tolist()
+    group = graph.get_pruning_group(conv, tp.prune_conv_out_channels, idxs=idxs)
+    if not graph.check_pruning_group(group):
+        return 0, channels
+    group.prune()
+    return count, conv.out_channels
+
+
+def _finetune(model: nn.Module, reference: nn.Module, train: Images, settings: PruneSettings,
+              analysis: AnalysisSettings) -> None:
+    """A few batches of SGD on the training images, with labels or the original's predictions."""
+    if settings.finetune_batches == 0:
+        return
+    device = next(model.parameters()).device
+    optimiser = torch.optim.SGD(model.parameters(), lr=settings.learning_rate, momentum=0.9, weight_decay=5e-4)
+    model.train()
+    for batch in itertools.islice(_cycle(train, analysis.batch_size), settings.finetune_batches):
+        x = batch.images.to(device)
+        y = _labels(batch, reference, x, analysis.output)
+        optimiser.zero_grad(set_to_none=True)
+        loss = nn.functional.cross_entropy(select_output(model(x), analysis.output), y)
+        loss.backward()
+        optimiser.step()
+    model.eval()
+    model.zero_grad(set_to_none=True)
+
+
+def _cycle(images: Images, batch_size: int) -> Iterator[Batch]:
+    while True:
+        yield from images.batches(batch_size)
+
+
+def _measure(model: nn.Module, reference: nn.Module, held_out: Images, calibration: list[Batch] | None,
+             layers: list[str], analysis: AnalysisSettings, example: torch.Tensor) -> Measure:
+    """Parameters, MACs and held-out accuracy; the curve too when a calibration set is given."""
+    macs, params = tp.utils.count_ops_and_params(model, example)
+    right = seen = 0
+    with torch.no_grad():
+        for batch in held_out.batches(analysis.batch_size):
+            x = batch.images.to(example.device)
+            predicted = select_output(model(x), analysis.output).argmax(1)
+            right += int((predicted == _labels(batch, reference, x, analysis.output)).sum())
+            seen += len(x)
+    curve = _curve_and_steps(model, calibration, layers, analysis)[0] if calibration else []
+    return Measure(int(params), int(macs), right / max(seen, 1), curve)
+
+
+def _labels(batch: Batch, reference: nn.Module, x: torch.Tensor, output: object) -> torch.Tensor:
+    """The batch's labels, with the original model's prediction where a label is missing."""
+    with torch.no_grad():
+        predicted = select_output(reference(x), output).argmax(1)
+    if batch.labels is None:
+        return predicted
+    labels = batch.labels.to(x.device)
+    return torch.where(labels >= 0, labels, predicted)
+
+
+def _take(images: Images, count: int, batch_size: int) -> list[Batch]:
+    """The first `count` images as a list of batches (the calibration set)."""
+    out, seen = [], 0
+    for batch in images.batches(min(batch_size, count)):
+        keep = min(len(batch.images), count - seen)
+        out.append(Batch(batch.images[:keep], None if batch.labels is None else batch.labels[:keep],
+                         None if batch.names is None else batch.names[:keep]))
+        seen += keep
+        if seen >= count:
+            break
+    return out
+
+
+def _classifier(model: nn.Module, example: torch.Tensor, output: object) -> nn.Module:
+    """The last module with parameters to run: the head, whose outputs (the classes) stay."""
+    order: list[nn.Module] = []
+    handles = [m.register_forward_hook(lambda m, i, o: order.append(m))
+               for m in model.modules() if next(m.children(), None) is None and any(True for _ in m.parameters())]
+    try:
+        with torch.no_grad():
+            select_output(model(example), output)
+    finally:
+        for h in handles:
+            h.remove()
+    if not order:
+        raise ValueError("the model has no layer with parameters to prune")
+    return order[-1]
+
+
+def _prunable(module: nn.Module, classifier: nn.Module) -> bool:
+    return (isinstance(module, nn.Conv2d) and module is not classifier and module.groups == 1
+            and module.out_channels > 1)

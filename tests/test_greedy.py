@@ -1,0 +1,159 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from semiotui.engine import AnalysisSettings
+from semiotui.engine.analysis import Batch
+from semiotui.engine.greedy import PruneFinished, PruneSettings, StepDone, greedy_prune
+
+ANALYSIS = AnalysisSettings(batch_size=16, device="cpu")
+
+
+class Images:
+    """Labelled tensors in memory, batch by batch."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def batches(self, batch_size: int):
+        for lo in range(0, len(self.x), batch_size):
+            yield Batch(self.x[lo : lo + batch_size], self.y[lo : lo + batch_size])
+
+
+def small_cnn() -> nn.Module:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.Conv2d(16, 20, 3, padding=1), nn.BatchNorm2d(20), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.Conv2d(20, 24, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(24, 3),
+    ).eval()
+    return model
+
+
+def _run(model, layers, settings, images, cancel=None):
+    events = list(greedy_prune(model, images, images, layers, settings, ANALYSIS, cancel=cancel))
+    assert isinstance(events[-1], PruneFinished)
+    return events
+
+
+def _params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.fixture
+def data():
+    torch.manual_seed(1)
+    x = torch.randn(24, 3, 16, 16) + 2 * torch.randn(24, 3, 1, 1)  # images that differ in colour
+    return Images(x, torch.full((24,), -1))  # no labels: agreement with the original
+
+
+CONVS = ["0", "4", "8"]
+
+
+def test_target_parameters_gives_a_real_smaller_model_and_leaves_the_input_alone(data):
+    model = small_cnn()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    settings = PruneSettings(tolerance=1.0, target_params=0.7, finetune_batches=1, calibration_images=8)
+    done = _run(model, CONVS, settings, data)[-1]
+    pruned, log = done.model, done.log
+    assert log.stopped_because == "target parameters reached"
+    assert _params(pruned) <= 0.7 * _params(model) == 0.7 * log.original.parameters
+    assert log.final.parameters == _params(pruned)
+    assert pruned[1].num_features == pruned[0].out_channels  # batch norm followed its conv
+    assert pruned(data.x).shape == (24, 3)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    for step in log.steps:
+        assert step.accepted and step.channels_removed >= 1 and len(step.curve) == len(CONVS)
+
+
+def test_a_move_that_costs_accuracy_is_rolled_back_and_its_layer_saturated():
+    # a model trained to tell the images' dominant colour: halving a layer costs it some answers
+    torch.manual_seed(2)
+    offsets = torch.randn(48, 3)
+    x = torch.randn(48, 3, 16, 16) + 2 * offsets[:, :, None, None]
+    data = Images(x, offsets.argmax(1))
+    model = small_cnn().train()
+    optimiser = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(60):
+        optimiser.zero_grad()
+        nn.functional.cross_entropy(model(x), data.y).backward()
+        optimiser.step()
+    model.eval()
+    assert (model(x).argmax(1) == data.y).float().mean() > 0.9
+    settings = PruneSettings(tolerance=0.0, fraction=0.5, finetune_batches=0, calibration_images=8)
+    done = _run(model, CONVS, settings, data)[-1]
+    rejected = [s for s in done.log.steps if not s.accepted]
+    assert rejected
+    assert done.log.stopped_because == "every layer is saturated"
+    assert done.log.final.accuracy >= done.log.original.accuracy  # only moves that cost nothing stayed
+    accepted = [s for s in done.log.steps if s.accepted]
+    assert _params(done.model) == (accepted[-1].parameters if accepted else _params(model))
+    for s in rejected:  # a rolled-back layer is never tried again
+        assert not any(t.layer == s.layer for t in done.log.steps if t.index > s.index)
+
+
+def test_max_steps_and_user_stop(data):
+    model = small_cnn()
+    settings = PruneSettings(tolerance=1.0, max_steps=2, finetune_batches=0, calibration_images=8)
+    done = _run(model, CONVS, settings, data)[-1]
+    assert done.log.stopped_because == "maximum number of steps reached"
+    assert sum(s.accepted for s in done.log.steps) == 2
+    cancel = threading.Event()
+    events = []
+    for event in greedy_prune(model, data, data, CONVS, PruneSettings(tolerance=1.0, finetune_batches=0,
+                              calibration_images=8), ANALYSIS, cancel=cancel):
+        events.append(event)
+        if isinstance(event, StepDone):
+            cancel.set()
+    log = events[-1].log
+    assert log.stopped_because == "stopped by the user" and len(log.steps) == 1
+    assert _params(events[-1].model) == log.steps[0].parameters  # the step that finished is kept
+
+
+def test_l1_baseline_removes_the_smallest_filters(data):
+    model = small_cnn()
+    with torch.no_grad():
+        model[0].weight[[3, 7]] *= 1e-3  # two nearly empty filters
+    settings = PruneSettings(criterion="l1", tolerance=1.0, max_steps=1, fraction=0.125, finetune_batches=0,
+                             calibration_images=8)
+    done = _run(model, ["0"], settings, data)[-1]
+    pruned = done.model[0].weight
+    assert pruned.shape[0] == 14
+    norms = model[0].weight.abs().flatten(1).sum(1)
+    keep = [k for k in range(16) if k not in (3, 7)]
+    assert torch.allclose(pruned, model[0].weight[keep]) and norms[[3, 7]].max() < norms[keep].min()
+
+
+def test_resnet18_is_pruned_into_a_valid_smaller_model_with_residual_adds_followed():
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=4).eval()
+    data = Images(torch.randn(8, 3, 32, 32), torch.full((8,), -1))
+    layers = ["layer1.0.conv2", "layer2.0.conv1", "layer3.1.conv1"]
+    settings = PruneSettings(tolerance=1.0, max_steps=2, finetune_batches=0, calibration_images=4)
+    done = _run(model, layers, settings, data)[-1]
+    pruned = done.model
+    assert _params(pruned) < _params(model)
+    assert pruned(torch.randn(2, 3, 32, 32)).shape == (2, 4)
+    if any(s.layer == "layer1.0.conv2" for s in done.log.steps):
+        # the residual stream of layer1 shrinks as one: stem, every block's output, the next block's input
+        width = pruned.layer1[0].conv2.out_channels
+        assert pruned.conv1.out_channels == pruned.bn1.num_features == pruned.layer1[1].conv2.out_channels == width
+        assert pruned.layer2[0].conv1.in_channels == pruned.layer2[0].downsample[0].in_channels == width
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="criterion"):
+        PruneSettings(criterion="random").check()
+    with pytest.raises(ValueError, match="--target-params"):
+        PruneSettings(target_params=1.5).check()
+    with pytest.raises(ValueError, match="--fraction"):
+        PruneSettings(fraction=0).check()
