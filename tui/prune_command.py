@@ -70,10 +70,10 @@ def prune(args: argparse.Namespace) -> int:
 
 def _check_output(args: argparse.Namespace, out: Path, log_path: Path) -> None:
     """Never write over the input model; replace earlier outputs only with --force."""
-    if out.suffix != ".pt":
-        raise ValueError(f"-o {out}: the pruned model is saved as a .pt file, e.g. -o pruned.pt")
     if args.model is not None and Path(args.model).resolve() in (out.resolve(), log_path.resolve()):
         raise ValueError(f"-o {out} would overwrite the input model; choose another name")
+    if out.suffix != ".pt":
+        raise ValueError(f"-o {out}: the pruned model is saved as a .pt file, e.g. -o pruned.pt")
     for path in (out, log_path):
         if path.exists() and not args.force:
             raise FileExistsError(f"{path} already exists; choose another name or pass --force")

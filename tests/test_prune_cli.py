@@ -1,0 +1,63 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import TinyNet
+
+TESTS = Path(__file__).parent
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    """A TinyNet state dict and an ImageFolder of 16 small images."""
+    torch.manual_seed(0)
+    torch.save(TinyNet().state_dict(), tmp_path / "tiny.pth")
+    rng = np.random.default_rng(0)
+    for i in range(16):
+        folder = tmp_path / "images" / f"c{i % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((rng.random((20, 20, 3)) * 255).astype(np.uint8)).save(folder / f"{i}.png")
+    return tmp_path
+
+
+def _command(inputs: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "semiotui", "prune", str(inputs / "tiny.pth"), "--arch", "conftest:TinyNet",
+            "--pythonpath", str(TESTS), "--images", str(inputs / "images"), "--input-size", "20", "20",
+            "--device", "cpu", "--finetune-batches", "1", "--tolerance", "1", *extra]
+
+
+def test_ctrl_c_stops_after_the_current_step_and_saves_the_model_and_log(inputs):
+    out = inputs / "pruned.pt"
+    proc = subprocess.Popen(_command(inputs, "-o", str(out)), stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if line.startswith("step 1: trying"):
+            proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 0, "".join(lines)
+    log = json.loads(out.with_suffix(".json").read_text())
+    assert log["stopped_because"] == "stopped by the user"
+    assert len(log["steps"]) == 1
+    assert log["preprocess"] == {"input_size": [20, 20], "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    model = torch.load(out, weights_only=False)
+    assert sum(p.numel() for p in model.parameters()) == log["final"]["parameters"] < log["original"]["parameters"]
+    assert not list(inputs.glob(".*tmp"))
+
+
+def test_outputs_never_overwrite_the_input_or_earlier_results(inputs):
+    model_bytes = (inputs / "tiny.pth").read_bytes()
+    same = subprocess.run(_command(inputs, "-o", str(inputs / "tiny.pth"), "--force"), capture_output=True, text=True)
+    assert same.returncode == 1 and "would overwrite the input model" in same.stderr
+    (inputs / "tiny.pt").write_bytes(model_bytes)
+    clash = subprocess.run(_command(inputs, "-o", str(inputs / "tiny.pt")), capture_output=True, text=True)
+    assert clash.returncode == 1 and "already exists" in clash.stderr
+    assert (inputs / "tiny.pth").read_bytes() == model_bytes == (inputs / "tiny.pt").read_bytes()
+    assert len(clash.stderr.strip().splitlines()) == 1
