@@ -145,10 +145,12 @@ def stream_analysis(
     keep_maps: int | Collection[int] = 0,
     total: int | None = None,
     cancel: threading.Event | None = None,
+    first_index: int = 0,
 ) -> Iterator[Event]:
     """Analyse `batches` (tensors, (images, labels) pairs or `Batch`) layer by layer.
 
-    `keep_maps` keeps thumbnails for the first N images, or for the given indices.
+    `keep_maps` keeps thumbnails for the first N images, or for the given indices;
+    images are numbered from `first_index` (a shard's place in the whole dataset).
     Setting `cancel` stops after the current batch; the result then holds what
     was finished. A CUDA out-of-memory error halves the batch and retries.
     """
@@ -174,7 +176,7 @@ def stream_analysis(
                 None if batch.names is None else batch.names[pos : pos + size],
             )
             try:
-                rows, names = _analyse_batch(model, part, layers, settings, device, done, keep)
+                rows, names = _analyse_batch(model, part, layers, settings, device, first_index + done, keep)
             except torch.OutOfMemoryError:
                 if size == 1:
                     raise MemoryError(

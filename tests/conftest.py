@@ -36,3 +36,12 @@ class TinyNet(nn.Module):
 @pytest.fixture
 def tiny_net() -> TinyNet:
     return TinyNet().eval()
+
+
+class FailsOnBrightImages(TinyNet):
+    """TinyNet that fails like a broken worker on a very bright image (for sharded-run tests)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool((x.flatten(1).mean(1) > 1.5).any()):
+            raise RuntimeError("cannot process a saturated image")
+        return super().forward(x)

@@ -10,7 +10,10 @@ from semiotui.engine.analysis import AnalysisResult, BatchDone, Finished, Notice
 from semiotui.engine.explain import contrast_pair
 from semiotui.engine.greedy import CRITERIA
 from semiotui.engine.report import FORMATS
+from semiotui.engine.data import ImageSource
 from semiotui.engine.workspace import Workspace
+
+from .cli import one_line
 
 
 def configure(command: str | None, parser: argparse.ArgumentParser) -> None:
@@ -71,16 +74,30 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from semiotui.engine import distributed
     from semiotui.engine.report import write_report
 
     from .workspace_args import workspace_from_args
 
     if args.maps < 0:
         raise ValueError(f"--maps must be 0 or more, got {args.maps}")
-    workspace = workspace_from_args(args)
-    for warning in workspace.warnings:
-        print(f"semiotui: warning: {warning}", file=sys.stderr)
-    result = analyse_with_progress(workspace, keep_maps=args.maps)
+    shard = distributed.current_shard()
+    if shard is not None:
+        args.device = distributed.start(shard, args.device)
+    try:
+        workspace = workspace_from_args(args)
+        if shard is None or shard.leader:
+            for warning in workspace.warnings:
+                print(f"semiotui: warning: {warning}", file=sys.stderr)
+        if shard is None:
+            result = analyse_with_progress(workspace, keep_maps=args.maps)
+        else:
+            result = _analyse_shard(workspace, shard, args.maps)
+            if result is None:
+                return 0
+    finally:
+        if shard is not None:
+            distributed.stop()
     pair = contrast_pair(result)
     if pair is not None:  # draw a mistake beside a correct image of its class
         add_maps(workspace.model, workspace.images, workspace.layers, result, pair)
@@ -89,22 +106,52 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def analyse_with_progress(workspace: Workspace, *, keep_maps: int = 0) -> AnalysisResult:
-    """Run the workspace's analysis with progress on stderr: a Rich bar on a terminal, else plain lines.
+def _analyse_shard(workspace: Workspace, shard, maps: int) -> AnalysisResult | None:
+    """This rank's block of the images; on rank 0 the gathered whole, elsewhere None."""
+    from semiotui.engine import distributed
 
-    Ctrl-C stops after the current batch and keeps what was finished.
+    block = shard.indices(len(workspace.images))
+    part, error = None, None
+    try:
+        part = analyse_with_progress(
+            workspace, images=workspace.images.subset(block), keep_maps=set(range(maps)),
+            first_index=block.start, quiet=not shard.leader,
+        )
+    except Exception as exc:  # every rank must reach the gather, which reports the failure
+        error = one_line(exc)
+    try:
+        return distributed.gather(shard, part, error)
+    except RuntimeError:
+        if shard.leader:
+            raise
+        raise SystemExit(1) from None  # rank 0 says what failed
+
+
+def analyse_with_progress(
+    workspace: Workspace,
+    *,
+    images: ImageSource | None = None,
+    keep_maps: int | set[int] = 0,
+    first_index: int = 0,
+    quiet: bool = False,
+) -> AnalysisResult:
+    """Run the workspace's analysis (or of `images`, a part of them) with progress on stderr.
+
+    A Rich bar on a terminal, else plain lines; nothing when `quiet`. Ctrl-C
+    stops after the current batch and keeps what was finished.
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    total = len(workspace.images)
+    images = workspace.images if images is None else images
+    total = len(images)
     settings = workspace.settings
     cancel = threading.Event()
-    events = stream_analysis(workspace.model, workspace.images.batches(settings.batch_size), workspace.layers,
-                             settings, keep_maps=keep_maps, total=total, cancel=cancel)
-    console = Console(stderr=True)
+    events = stream_analysis(workspace.model, images.batches(settings.batch_size), workspace.layers, settings,
+                             keep_maps=keep_maps, total=total, cancel=cancel, first_index=first_index)
+    console = Console(stderr=True, quiet=quiet)
     bar = Progress(TextColumn("analysing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                   TimeRemainingColumn(), console=console, disable=not console.is_terminal)
+                   TimeRemainingColumn(), console=console, disable=quiet or not console.is_terminal)
     task = bar.add_task("", total=total, rate="")
     last_line = 0
     with bar:
@@ -121,7 +168,8 @@ def analyse_with_progress(workspace: Workspace, *, keep_maps: int = 0) -> Analys
                 console.print(f"semiotui: {event.message}", highlight=False)
             elif isinstance(event, BatchDone):
                 bar.update(task, completed=event.done, rate=f"{event.rate:.1f} images/s")
-                if not console.is_terminal and (event.done - last_line >= max(1, total // 10) or event.done == total):
+                if not (quiet or console.is_terminal) and (event.done - last_line >= max(1, total // 10)
+                                                            or event.done == total):
                     print(f"analysed {event.done}/{total} images ({event.rate:.1f}/s)", file=sys.stderr)
                     last_line = event.done
     result = event.result

@@ -1,0 +1,59 @@
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import TinyNet
+
+TESTS = Path(__file__).parent
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    torch.manual_seed(0)
+    torch.save(TinyNet().state_dict(), tmp_path / "tiny.pth")
+    rng = np.random.default_rng(0)
+    for i in range(13):
+        folder = tmp_path / "images" / f"c{i % 3}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((rng.random((24, 24, 3)) * 200).astype(np.uint8)).save(folder / f"{i:02d}.png")
+    return tmp_path
+
+
+def _report(inputs: Path, out: str, *, procs: int = 1, arch: str = "TinyNet") -> subprocess.CompletedProcess:
+    runner = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={procs}"]
+    command = ["-m", "semiotui", "report", str(inputs / "tiny.pth"), "--arch", f"conftest:{arch}",
+               "--pythonpath", str(TESTS), "--images", str(inputs / "images"), "--input-size", "24", "24",
+               "--device", "cpu", "--batch-size", "4", "--maps", "3", "-o", str(inputs / out)]
+    argv = runner + command if procs > 1 else [sys.executable] + command
+    return subprocess.run(argv, capture_output=True, text=True, timeout=300)
+
+
+def test_two_processes_under_torchrun_give_the_single_process_report(inputs):
+    single, sharded = _report(inputs, "one"), _report(inputs, "two", procs=2)
+    assert single.returncode == 0, single.stderr
+    assert sharded.returncode == 0, sharded.stderr
+    one, two = inputs / "one", inputs / "two"
+    assert (one / "entropy.csv").read_text() == (two / "entropy.csv").read_text()
+    a, b = (json.loads((d / "report.json").read_text()) for d in (one, two))
+    assert a["layers"] == b["layers"] and a["images"] == b["images"] and a["classes"] == b["classes"]
+    assert "2 processes (gloo)" in b["settings"]["device"]
+    assert sorted(p.name for p in (one / "images").iterdir()) == sorted(p.name for p in (two / "images").iterdir())
+
+
+def test_a_failing_rank_stops_the_run_with_one_message_and_no_report(inputs):
+    white = inputs / "images" / "c2" / "zz_white.png"  # last image: in rank 1's shard
+    Image.fromarray(np.full((24, 24, 3), 255, np.uint8)).save(white)
+    run = _report(inputs, "rep", procs=2, arch="FailsOnBrightImages")
+    assert run.returncode != 0
+    errors = [line for line in run.stderr.splitlines() if line.startswith("semiotui: error:")]
+    assert errors == ["semiotui: error: rank 1 of 2 failed: cannot process a saturated image"]
+    # torchrun prints its own launcher traceback; none comes from semiotui's code
+    assert not re.search(r'File ".*/(engine|tui)/', run.stderr)
+    assert not (inputs / "rep").exists() and not list(inputs.glob(".rep*"))
