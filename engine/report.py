@@ -8,6 +8,7 @@ report is replaced only when asked (`force`).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import csv
 import io
 import json
@@ -80,6 +81,7 @@ def write_report(
         tiles = _tiles(workspace, result)
         if "json" in formats:
             _write_text(staging / "report.json", json.dumps(data, indent=2, allow_nan=False) + "\n")
+            _write_maps(staging / "maps.npz", workspace, result)
         if "csv" in formats:
             _write_csv(staging / "entropy.csv", result)
         charts = _charts(workspace, result, sup)
@@ -158,6 +160,7 @@ def report_data(workspace: Workspace, result: AnalysisResult, sup: Superization)
                                                "correct": result.images[pair[1]].name},
         "skipped": [{"path": p, "reason": why} for p, why in getattr(workspace.images, "skipped", [])],
         "layers": layers,
+        "index": [dataclasses.asdict(info) for info in workspace.index],
     }
 
 
@@ -212,6 +215,18 @@ def _png(rgb: np.ndarray) -> bytes:
 def _tile_name(result: AnalysisResult, tile: _Tile) -> str:
     layer = tile.layer.replace("#", "_call") or "input"
     return f"image{result.images[tile.image].index:05d}_{layer}.png"
+
+
+def _write_maps(path: Path, workspace: Workspace, result: AnalysisResult) -> None:
+    """The kept thumbnails and their images, so `semiotui open` can draw them without the model."""
+    arrays = {}
+    for r in result.images:
+        if r.maps is None:
+            continue
+        arrays[f"{r.index}/input"] = workspace.images.image(r.index)
+        arrays.update({f"{r.index}/{layer}": m.astype(np.float16) for layer, m in r.maps.items()})
+    with path.open("wb") as f:
+        np.savez_compressed(f, **arrays)
 
 
 def _write_csv(path: Path, result: AnalysisResult) -> None:

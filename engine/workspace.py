@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from .analysis import AnalysisSettings
+from .analysis import AnalysisResult, AnalysisSettings
 from .layers import LayerIndex
 
 
@@ -29,9 +29,12 @@ class ModelInfo:
 
 @dataclass
 class Workspace:
-    """A model ready to analyse, its selected layers, its images and the settings."""
+    """A model ready to analyse, its selected layers, its images and the settings.
 
-    model: nn.Module
+    A workspace opened from a saved report has no model, and its finished `result` instead.
+    """
+
+    model: nn.Module | None
     info: ModelInfo
     spec: InputSpec
     index: LayerIndex
@@ -40,3 +43,4 @@ class Workspace:
     settings: AnalysisSettings
     class_names: list[str] | None = None
     warnings: list[str] = field(default_factory=list)
+    result: AnalysisResult | None = None
