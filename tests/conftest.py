@@ -45,3 +45,18 @@ class FailsOnBrightImages(TinyNet):
         if bool((x.flatten(1).mean(1) > 1.5).any()):
             raise RuntimeError("cannot process a saturated image")
         return super().forward(x)
+
+
+def write_tiny_inputs(folder: Path, *, images: int, size: int, classes: int) -> Path:
+    """A TinyNet state dict (`tiny.pth`) and an ImageFolder tree of small random images in `folder`."""
+    import numpy as np
+    from PIL import Image
+
+    torch.manual_seed(0)
+    torch.save(TinyNet().state_dict(), folder / "tiny.pth")
+    rng = np.random.default_rng(0)
+    for i in range(images):
+        class_folder = folder / "images" / f"c{i % classes}"
+        class_folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((rng.random((size, size, 3)) * 200).astype(np.uint8)).save(class_folder / f"{i:02d}.png")
+    return folder

@@ -6,24 +6,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from conftest import TinyNet
+from conftest import write_tiny_inputs
 
 TESTS = Path(__file__).parent
 
 
 @pytest.fixture
 def inputs(tmp_path):
-    torch.manual_seed(0)
-    torch.save(TinyNet().state_dict(), tmp_path / "tiny.pth")
-    rng = np.random.default_rng(0)
-    for i in range(13):
-        folder = tmp_path / "images" / f"c{i % 3}"
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray((rng.random((24, 24, 3)) * 200).astype(np.uint8)).save(folder / f"{i:02d}.png")
-    return tmp_path
+    return write_tiny_inputs(tmp_path, images=13, size=24, classes=3)
 
 
 def _report(inputs: Path, out: str, *, procs: int = 1, arch: str = "TinyNet") -> subprocess.CompletedProcess:

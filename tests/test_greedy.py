@@ -1,10 +1,4 @@
-import json
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
 
 import pytest
 import torch

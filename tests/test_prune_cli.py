@@ -1,31 +1,20 @@
 import json
-import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from conftest import TinyNet
+from conftest import write_tiny_inputs
 
 TESTS = Path(__file__).parent
 
 
 @pytest.fixture
 def inputs(tmp_path):
-    """A TinyNet state dict and an ImageFolder of 16 small images."""
-    torch.manual_seed(0)
-    torch.save(TinyNet().state_dict(), tmp_path / "tiny.pth")
-    rng = np.random.default_rng(0)
-    for i in range(16):
-        folder = tmp_path / "images" / f"c{i % 2}"
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray((rng.random((20, 20, 3)) * 255).astype(np.uint8)).save(folder / f"{i}.png")
-    return tmp_path
+    return write_tiny_inputs(tmp_path, images=16, size=20, classes=2)
 
 
 def _command(inputs: Path, *extra: str) -> list[str]:
