@@ -30,6 +30,7 @@ async def wait_until(pilot, condition: Callable[[], bool], timeout: float = 60.0
     """Let the app run until `condition()` holds."""
     deadline = time.monotonic() + timeout
     while not condition():
+        assert pilot.app.is_running, "the app stopped"
         assert time.monotonic() < deadline, "timed out waiting for the app"
         await pilot.pause(0.05)
 
@@ -43,11 +44,11 @@ def images_done(app: SemiotuiApp, count: int) -> Callable[[], bool]:
 
 
 async def test_tree_lists_every_layer_in_forward_order_before_the_analysis_ends():
-    workspace = demo_workspace(24, batch_size=4)
+    workspace = demo_workspace(24, batch_size=4, pause=0.2)
     app = SemiotuiApp(workspace, live=False)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
         tree = app.query_one(LayerTree)
+        assert app.screen.get_widget_at(5, 3)[0] is tree
         assert list(tree.nodes_by_name) == [info.name for info in workspace.index]
         assert app.run_state is None or not app.run_state.finished
         await wait_until(pilot, finished(app))
@@ -87,7 +88,7 @@ async def test_enter_opens_and_closes_a_group_of_layers():
 
 
 async def test_switching_method_restarts_the_analysis_with_no_stale_rows():
-    workspace = demo_workspace(16, batch_size=2)
+    workspace = demo_workspace(16, batch_size=2, pause=0.3)
     app = SemiotuiApp(workspace, live=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, images_done(app, 2))
@@ -121,7 +122,7 @@ async def test_space_measures_a_layer_and_restarts():
 
 
 async def test_q_asks_before_quitting_while_the_analysis_runs():
-    app = SemiotuiApp(demo_workspace(64, batch_size=2), live=False)
+    app = SemiotuiApp(demo_workspace(16, batch_size=2, pause=0.5), live=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, images_done(app, 2))
         await pilot.press("q")
@@ -256,3 +257,15 @@ def test_bilinear_resize_matches_torch():
         torch.tensor(values)[None, None], size=(11, 3), mode="bilinear", align_corners=False
     )[0, 0].numpy()
     np.testing.assert_allclose(ours, theirs, atol=1e-12)
+
+
+async def test_no_color_terminal_draws_the_map_as_characters(monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = SemiotuiApp(demo_workspace(4), live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, finished(app))
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.no_color
+        screen = app.export_screenshot()
+    assert "@" in screen and "▀" not in screen

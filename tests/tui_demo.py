@@ -2,19 +2,40 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from dataclasses import replace
 
 import torch
 
-from semiotui.engine.analysis import AnalysisSettings
+from semiotui.engine.analysis import AnalysisSettings, Batch
 from semiotui.engine.data import ImageSource
 from semiotui.engine.demo import CLASSES, INPUT_SPEC, DemoNet, demo_samples, load_demo_model
 from semiotui.engine.layers import index_layers
 from semiotui.engine.workspace import ModelInfo, Workspace
 
 
-def demo_workspace(images: int = 16, *, batch_size: int = 4, **settings: object) -> Workspace:
-    """The demo model on its first `images` validation images, analysed on the CPU."""
+class PacedSource:
+    """An image source that waits `pause` seconds before each batch, so a run lasts long enough to act on."""
+
+    def __init__(self, source: ImageSource, pause: float) -> None:
+        self.source = source
+        self.pause = pause
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.source, name)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def batches(self, batch_size: int) -> Iterator[Batch]:
+        for batch in self.source.batches(batch_size):
+            time.sleep(self.pause)
+            yield batch
+
+
+def demo_workspace(images: int = 16, *, batch_size: int = 4, pause: float = 0.0, **settings: object) -> Workspace:
+    """The demo model on its first `images` validation images, analysed on the CPU; `pause` s before each batch."""
     samples = demo_samples("val", images)
     source = ImageSource.from_images(
         [img for img, _ in samples],
@@ -35,7 +56,7 @@ def demo_workspace(images: int = 16, *, batch_size: int = 4, **settings: object)
         spec=INPUT_SPEC,
         index=index,
         layers=index.default_selection(),
-        images=source,
+        images=PacedSource(source, pause) if pause else source,
         settings=replace(AnalysisSettings(), device="cpu", batch_size=batch_size, **settings),
         class_names=list(CLASSES),
     )

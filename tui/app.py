@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 from rich.text import Text
@@ -13,7 +14,8 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.reactive import reactive
+from textual.reactive import var
+from textual.timer import Timer
 from textual.widgets import Footer, Static, Tree
 
 from semiotui import themes
@@ -69,11 +71,13 @@ class SemiotuiApp(App[int]):
         Binding("e", "cycle('estimator')", "Estimator", show=False),
         Binding("t", "cycle('target')", "Target", show=False),
     ]
-    REFRESH_INTERVAL = 0.1  # at most ~10 redraws a second from the analysis
+    REFRESH_INTERVAL = 0.1  # the analysis redraws the tree and status at most ~10 times a second
+    SLOW_INTERVAL = 1.0  # and the curve and steps (plotext, statistics) at most once a second
+    CURVE_DELAY = 0.2  # the curve follows the selection once keys pause
 
-    layer: reactive[str | None] = reactive(None, init=False)
+    layer: var[str | None] = var(None, init=False)
     """The module shown in the saliency pane and marked on the curve."""
-    image: reactive[int] = reactive(0, init=False)
+    image: var[int] = var(0, init=False)
     """Which of the first `keep_maps` images is shown."""
 
     def __init__(self, workspace: Workspace, *, live: bool = True, keep_maps: int = KEEP_MAPS) -> None:
@@ -91,6 +95,9 @@ class SemiotuiApp(App[int]):
         self._job: AnalysisJob | None = None
         self._run_ids = itertools.count(1)
         self._dirty = False
+        self._slow_at = 0.0
+        self._shown: tuple[object, ...] = ()
+        self._curve_timer: Timer | None = None
         self._pictures: dict[int, np.ndarray] = {}
 
     def compose(self) -> ComposeResult:
@@ -114,7 +121,8 @@ class SemiotuiApp(App[int]):
         self.query_one("#curve").border_title = "Entropy curve"
         status = self.query_one(StatusLine)
         status.live = self.live
-        status.device = describe_device(resolve_device(self.settings.device))
+        device = resolve_device(self.settings.device)
+        status.device = describe_device(device) if self.live else device.type
         spatial = [info.name for info in self.workspace.index if info.spatial]
         first = (self.measured or spatial or [info.name for info in self.workspace.index] or [None])[0]
         if first is not None:
@@ -198,25 +206,34 @@ class SemiotuiApp(App[int]):
             if value is not None:
                 entropy[name] = value
         self.query_one(LayerTree).set_entropy(entropy)
-        self.query_one(StepsView).steps = run.steps()
-        self._show_selection()
         self._show_status()
+        if (run.run_id, self.image in run.rows, run.running) != self._shown[:3]:
+            self._show_saliency()
+        now = time.monotonic()
+        if not run.running or now - self._slow_at >= self.SLOW_INTERVAL:
+            self._slow_at = now
+            self.query_one(StepsView).steps = run.steps()
+            self._show_curve()
 
     def _show_selection(self) -> None:
-        """Saliency pane and curve for the current layer and image."""
+        """The saliency pane now; the curve (slower to draw) once the keys pause."""
         self._show_saliency()
-        self._show_curve()
+        if self._curve_timer is not None:
+            self._curve_timer.stop()
+        self._curve_timer = self.set_timer(self.CURVE_DELAY, self._show_curve)
 
     def _show_saliency(self) -> None:
         view = self.query_one(SaliencyView)
         run, name = self.run_state, self.layer
         if name is None:
             return
+        if run is not None:
+            self._shown = (run.run_id, self.image in run.rows, run.running)
         info = self.workspace.index[name]
         view.border_title = name
         row = run.rows.get(self.image) if run else None
         images = self.workspace.images
-        caption = Text(f"{row.name if row else images.names[self.image]}", style="bold")
+        caption = Text(PurePath(row.name if row else images.names[self.image]).name, style="bold")
         caption.append(f" · image {self.image + 1}/{self.keep_maps}", style="dim")
         caption.append(f"\n{info.type} · {format_shape(info.output_shape)}", style="dim")
         saliency, message = None, ""

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
+from rich.segment import Segment
+from textual import events, work
 from textual.reactive import reactive
+from textual.strip import Strip
 from textual_plotext import PlotextPlot
 
+from .heatmap import PLAIN
 from .layer_tree import short_names
 
 
@@ -25,18 +30,55 @@ class CurveData:
 
 
 class EntropyCurve(PlotextPlot, can_focus=True):
-    """A plotext plot of `CurveData`, replotted whenever `data` is set."""
+    """A plotext plot of `data`, built in a worker thread so that keys are answered while it draws.
+
+    plotext is pure Python and takes tens of milliseconds per plot; the widget
+    shows the last finished build until the next one is ready.
+    """
 
     data: reactive[CurveData | None] = reactive(None)
 
-    def watch_data(self, data: CurveData | None) -> None:
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._lock = threading.Lock()  # one build at a time uses the figure
+        self._lines: list[list[Segment]] = []
+
+    def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self._build())
+
+    def watch_data(self) -> None:
+        self._build()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._build()
+
+    @work(thread=True, exclusive=True, group="curve")
+    def _build(self) -> None:
+        with self._lock:
+            self._draw_curves(self.data)
+            text = super().render()  # PlotextPlot: sizes the figure, applies the theme, builds
+            options = self.app.console.options.update_dimensions(self.size.width, self.size.height)
+            lines = self.app.console.render_lines(text, options, pad=True)
+        # Textual's colour filters (NO_COLOR) need a style on every segment.
+        lines = [[Segment(seg.text, seg.style or PLAIN) for seg in line] for line in lines]
+        self.app.call_from_thread(self._show, lines)
+
+    def _show(self, lines: list[list[Segment]]) -> None:
+        self._lines = lines
+        self.refresh()
+
+    def render_line(self, y: int) -> Strip:
+        if y < len(self._lines):
+            return Strip(self._lines[y])
+        return Strip.blank(self.size.width, PLAIN)
+
+    def _draw_curves(self, data: CurveData | None) -> None:
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
         plt.ylabel(f"H ({data.units})" if data else "H")
         if data is None or not len(data.names):
             plt.title("entropy curve: waiting for the first batch")
-            self.refresh()
             return
         x = list(range(1, len(data.names) + 1))
         if np.isfinite(data.low).all():
@@ -54,4 +96,3 @@ class EntropyCurve(PlotextPlot, can_focus=True):
         else:
             step = max(1, len(x) // 12)
             plt.xticks(x[::step])
-        self.refresh()

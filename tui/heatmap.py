@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from rich.color import Color
+from rich.color import Color, ColorType
+from rich.color_triplet import ColorTriplet
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.segment import Segment
 from rich.style import Style
@@ -11,6 +12,7 @@ from rich.style import Style
 from semiotui.themes.colormaps import DEFAULT_COLORMAP, colorize
 
 UPPER_HALF = "▀"
+PLAIN = Style()  # for padding: Textual's colour filters need a style on every segment
 GREY_RAMP = " .:-=+*#%@"  # for terminals without colour: darker to brighter
 
 
@@ -33,6 +35,11 @@ def resize_bilinear(array: np.ndarray, height: int, width: int) -> np.ndarray:
     top = a[y0][:, x0] * (1 - fx) + a[y0][:, x1] * fx
     bottom = a[y1][:, x0] * (1 - fx) + a[y1][:, x1] * fx
     return top * (1 - fy) + bottom * fy
+
+
+def true_color(r: int, g: int, b: int) -> Color:
+    """A 24-bit Rich colour, built directly (the heatmap makes thousands per frame)."""
+    return Color(f"#{r:02x}{g:02x}{b:02x}", ColorType.TRUECOLOR, None, ColorTriplet(r, g, b))
 
 
 def normalize(saliency: np.ndarray) -> np.ndarray:
@@ -91,27 +98,21 @@ class Heatmap:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         height = self.height or options.height or options.max_width // 2
         columns, rows = self.fit(options.max_width, height)
-        pad = " " * (options.max_width - columns)
+        margin = (options.max_width - columns) // 2
+        left, pad = " " * margin, " " * (options.max_width - columns - margin)
         if not self.color:
-            yield from self._ramp(columns, rows, pad)
+            yield from self._ramp(columns, rows, left, pad)
             return
-        picture = self.pixels(columns, rows)
-        styles: dict[tuple[int, ...], Style] = {}
+        picture = self.pixels(columns, rows).tolist()
         for row in range(rows):
-            top, bottom = picture[2 * row], picture[2 * row + 1]
-            for x in range(columns):
-                key = (*top[x], *bottom[x])
-                style = styles.get(key)
-                if style is None:
-                    style = styles[key] = Style(
-                        color=Color.from_rgb(*top[x]), bgcolor=Color.from_rgb(*bottom[x])
-                    )
-                yield Segment(UPPER_HALF, style)
-            yield Segment(pad + "\n")
+            yield Segment(left, PLAIN)
+            for top, bottom in zip(picture[2 * row], picture[2 * row + 1]):
+                yield Segment(UPPER_HALF, Style.from_color(true_color(*top), true_color(*bottom)))
+            yield Segment(pad + "\n", PLAIN)
 
-    def _ramp(self, columns: int, rows: int, pad: str) -> RenderResult:
+    def _ramp(self, columns: int, rows: int, left: str, pad: str) -> RenderResult:
         source = self.saliency if self.saliency is not None else self.image.mean(axis=2)
         level = normalize(resize_bilinear(source, rows, columns))
         index = np.minimum((level * len(GREY_RAMP)).astype(np.intp), len(GREY_RAMP) - 1)
         for row in index:
-            yield Segment("".join(GREY_RAMP[i] for i in row) + pad + "\n")
+            yield Segment(left + "".join(GREY_RAMP[i] for i in row) + pad + "\n", PLAIN)

@@ -9,33 +9,26 @@ from textual.screen import ModalScreen
 from textual.widgets import Markdown
 
 HELP = """\
-# semiotui
-
-Per-layer saliency maps, their **spatial entropy** and **superization**:
+**semiotui** shows each layer's saliency map, its **spatial entropy**, and **superization**:
 a drop of entropy from one layer to the next, read as signs aggregated into a supersign.
 
-| Key | |
-| :- | :- |
-| `j` `k` `↑` `↓` | move in the layer tree |
-| `enter` | show the layer; open or close a group |
-| `space` | measure the layer, or stop measuring it (restarts the analysis) |
-| `/` | find a layer by name (`↓` next match, `enter` done) |
-| `n` `p` | next / previous image |
-| `m` `e` `t` | next saliency method / entropy estimator / target |
-| `tab` `shift+tab` | move between panes |
-| `ctrl+p` | commands: jump to a layer, method, estimator, target, theme |
-| `?` `F1` | this help |
-| `q` | quit (asks while the analysis runs) |
+### Keys
+- `j` `k` `↑` `↓`: move in the layer tree; `enter`: open or close a group
+- `space`: measure the layer, or stop measuring it (restarts the analysis)
+- `/`: find a layer by name (`↓` next match, `enter` done, `esc` close)
+- `n` `p`: next / previous image
+- `m` `e` `t`: next saliency method / entropy estimator / target (restarts the analysis)
+- `tab` `shift+tab`: move between panes
+- `ctrl+p`: commands: jump to a layer, method, estimator, target, theme
+- `?` `F1`: this help; `q`: quit (asks while the analysis runs)
 
-**Layers**: `●` measured, `○` could be measured, dim: no spatial map. The number is the
-mean entropy over the images done so far.
-
-**Saliency**: the selected layer's map over the image, and the class it explains.
-
-**Entropy curve**: the dataset mean with its 95% band, the current image, the selected layer.
-
-**Steps**: ΔH = H(previous layer) − H(layer); a bar right of the axis is a drop.
-`*` marks a significant drop (one-sided Wilcoxon, Holm-corrected, p < 0.01).
+### Panes
+- **Layers**: `●` measured, `○` could be measured, dim: no spatial map; the number is the
+  mean entropy over the images done so far.
+- **Saliency**: the selected layer's map over the image, and the class it explains.
+- **Entropy curve**: the dataset mean with its 95% band, the current image, the selected layer.
+- **Steps**: ΔH = H(previous layer) − H(layer); a bar right of the axis is a drop,
+  `*` a significant one (one-sided Wilcoxon, Holm-corrected, p < 0.01).
 """
 
 

@@ -76,16 +76,17 @@ class LayerTree(Tree[LayerInfo]):
         self._shape_width = min(11, max((len(format_shape(info.output_shape)) for info in index), default=0))
 
     def on_mount(self) -> None:
-        self._name_width = max(
-            (self.guide_depth * info.depth + 2 + len(info.name.rsplit(".", 1)[-1]) for info in self.index),
-            default=0,
-        )
+        self._name_width = 1 + max((self._indent(info) + len(info.name.rsplit(".", 1)[-1]) for info in self.index), default=0)
         for info in self.index:
             parent_name = info.name.rpartition(".")[0]
             parent = self.nodes_by_name.get(parent_name, self.root)
             node = parent.add(self._label(info), data=info, expand=True, allow_expand=not info.leaf)
             self.nodes_by_name[info.name] = node
         self.root.expand()
+
+    def _indent(self, info: LayerInfo) -> int:
+        """Cells before a row's name: guides, the open/close icon, the marker."""
+        return self.guide_depth * (info.depth - 1) + (0 if info.leaf else len(self.ICON_NODE_EXPANDED)) + 2
 
     def _label(self, info: LayerInfo) -> Text:
         """One row: marker, name, then type, output shape, parameters and entropy."""
@@ -100,8 +101,7 @@ class LayerTree(Tree[LayerInfo]):
         if self.compact:
             label.append(f" {entropy}".rstrip(), style="bold")
             return label
-        pad = self._name_width - self.guide_depth * info.depth - len(mark) - len(name) - (0 if info.leaf else 2)
-        label.append(" " * max(1, pad))
+        label.append(" " * (self._name_width - self._indent(info) - len(name)))
         kind = clip(info.type, self._type_width)
         shape = clip(format_shape(info.output_shape), self._shape_width)
         details = Text(f"{kind:<{self._type_width}} {shape:<{self._shape_width}} {format_count(info.parameters):>6}")

@@ -1,0 +1,60 @@
+"""Snapshots of the explorer on the demo, at 120×40 and 80×24, once the analysis has finished.
+
+The app runs with `live=False` (no rates, times or memory on screen) and the
+snapshot is taken after the analysis and the curve's drawing have finished, so
+the screen depends only on the model and the images.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from tui_demo import demo_workspace
+
+from semiotui.tui.app import SemiotuiApp
+
+
+@pytest.fixture(autouse=True)
+def _config_home(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+
+
+async def analysis_finished(pilot) -> None:
+    app = pilot.app
+    while app.run_state is None or not app.run_state.finished:
+        await asyncio.sleep(0.05)
+    await app.workers.wait_for_complete()
+    await pilot.pause(0.3)
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def test_main_screen_at_120x40(snap_compare):
+    app = SemiotuiApp(demo_workspace(16), live=False)
+    assert snap_compare(app, terminal_size=(120, 40), run_before=analysis_finished)
+
+
+def test_main_screen_at_80x24_scrolls_its_panes(snap_compare):
+    app = SemiotuiApp(demo_workspace(16), live=False)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=analysis_finished)
+
+
+def test_next_image_and_layer_at_120x40(snap_compare):
+    async def browse(pilot) -> None:
+        await analysis_finished(pilot)
+        await pilot.press("n", "j", "j", "j")
+        await analysis_finished(pilot)
+
+    app = SemiotuiApp(demo_workspace(16), live=False)
+    assert snap_compare(app, terminal_size=(120, 40), run_before=browse)
+
+
+def test_help_screen_at_80x24(snap_compare):
+    async def help(pilot) -> None:
+        await analysis_finished(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+
+    app = SemiotuiApp(demo_workspace(16), live=False)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=help)
