@@ -9,6 +9,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 from rich.console import Console
+from textual.command import CommandList
 from tui_demo import demo_workspace
 
 from semiotui.engine.analysis import analyze
@@ -196,8 +197,9 @@ async def test_palette_changes_the_estimator():
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("ctrl+p")
         await pilot.press(*"estimator histogram")
-        await pilot.pause(0.5)
-        await pilot.press("enter")
+        hits = app.screen.query_one(CommandList)
+        await wait_until(pilot, lambda: hits.option_count and "histogram" in str(hits.get_option_at_index(0).prompt))
+        await pilot.press("down", "enter")
         await wait_until(pilot, lambda: app.settings.estimator == "histogram")
         await wait_until(pilot, finished(app))
         assert app.run_state.settings.estimator == "histogram"
@@ -269,3 +271,16 @@ async def test_no_color_terminal_draws_the_map_as_characters(monkeypatch):
         assert app.no_color
         screen = app.export_screenshot()
     assert "@" in screen and "▀" not in screen
+
+
+async def test_tab_moves_between_the_panes():
+    app = SemiotuiApp(demo_workspace(4), live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert app.focused is app.query_one(LayerTree)
+        order = []
+        for _ in range(4):
+            await pilot.press("tab")
+            order.append(app.focused.id)
+        assert order == ["saliency", "steps", "curve", None]
+        assert app.focused is app.query_one(LayerTree)
+        await wait_until(pilot, finished(app))

@@ -6,11 +6,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 
-import torch
-
 from semiotui.engine.analysis import AnalysisSettings, Batch
 from semiotui.engine.data import ImageSource
-from semiotui.engine.demo import CLASSES, INPUT_SPEC, DemoNet, demo_samples, load_demo_model
+from semiotui.engine.demo import CLASSES, INPUT_SPEC, demo_samples, load_demo_model
 from semiotui.engine.layers import index_layers
 from semiotui.engine.workspace import ModelInfo, Workspace
 
@@ -44,11 +42,7 @@ def demo_workspace(images: int = 16, *, batch_size: int = 4, pause: float = 0.0,
         class_names=CLASSES,
         names=[f"{CLASSES[label]}_{i:04d}" for i, (_, label) in enumerate(samples)],
     )
-    try:
-        model = load_demo_model()
-    except FileNotFoundError:  # TEMP until the trained weights land
-        torch.manual_seed(0)
-        model = DemoNet().eval()
+    model = load_demo_model()
     index = index_layers(model, next(source.batches(1)).images)
     return Workspace(
         model=model,

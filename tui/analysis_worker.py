@@ -12,8 +12,15 @@ from dataclasses import dataclass, field
 
 from textual.message import Message
 
-from semiotui.engine.analysis import AnalysisResult, AnalysisSettings, BatchDone, Finished, ImageResult, Notice
-from semiotui.engine.analysis import stream_analysis
+from semiotui.engine.analysis import (
+    AnalysisResult,
+    AnalysisSettings,
+    BatchDone,
+    Finished,
+    ImageResult,
+    Notice,
+    stream_analysis,
+)
 from semiotui.engine.workspace import Workspace
 
 

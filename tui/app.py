@@ -7,12 +7,13 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path, PurePath
+from typing import ClassVar
 
 import numpy as np
 from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.reactive import var
 from textual.timer import Timer
@@ -21,7 +22,6 @@ from textual.widgets import Footer, Static, Tree
 from semiotui import themes
 from semiotui.engine.analysis import TargetSetting
 from semiotui.engine.device import describe_device, resolve_device
-from semiotui.engine.entropy import ESTIMATORS
 from semiotui.engine.saliency import METHODS
 from semiotui.engine.workspace import Workspace
 from semiotui.themes.theme import DEFAULT_THEME, THEMES
@@ -61,14 +61,13 @@ class SemiotuiApp(App[int]):
     CSS_PATH = Path(themes.__file__).parent / "semiotui.tcss"
     TITLE = "semiotui"
     COMMANDS = App.COMMANDS | {SemiotuiCommands}
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
         Binding("question_mark,f1", "help", "Help", key_display="?"),
         Binding("slash", "find", "Find", key_display="/"),
         Binding("n", "image(1)", "Next image"),
         Binding("p", "image(-1)", "Prev", show=False),
         Binding("m", "cycle('method')", "Method"),
-        Binding("e", "cycle('estimator')", "Estimator", show=False),
         Binding("t", "cycle('target')", "Target", show=False),
     ]
     REFRESH_INTERVAL = 0.1  # the analysis redraws the tree and status at most ~10 times a second
@@ -161,6 +160,11 @@ class SemiotuiApp(App[int]):
     def _analyse(self, job: AnalysisJob) -> None:
         run_job(job, self.workspace, self.post_message, self.engine_lock)
 
+    @property
+    def _panes_gone(self) -> bool:
+        """True once the panes are gone at exit, when a timer's last callback may still run."""
+        return not self.query(StatusLine)
+
     def _current(self, message: AnalysisMessage) -> RunState | None:
         """The state the message belongs to, or None for a message of an earlier run."""
         run = self.run_state
@@ -196,7 +200,7 @@ class SemiotuiApp(App[int]):
 
     def _refresh_views(self) -> None:
         """Push the current run's numbers into the widgets, if anything arrived since the last time."""
-        if not self._dirty or self.run_state is None:
+        if not self._dirty or self.run_state is None or self._panes_gone:
             return
         self._dirty = False
         run = self.run_state
@@ -212,7 +216,7 @@ class SemiotuiApp(App[int]):
         now = time.monotonic()
         if not run.running or now - self._slow_at >= self.SLOW_INTERVAL:
             self._slow_at = now
-            self.query_one(StepsView).steps = run.steps()
+            self.query_one(StepsView).update(run.steps())
             self._show_curve()
 
     def _show_selection(self) -> None:
@@ -235,6 +239,8 @@ class SemiotuiApp(App[int]):
         images = self.workspace.images
         caption = Text(PurePath(row.name if row else images.names[self.image]).name, style="bold")
         caption.append(f" · image {self.image + 1}/{self.keep_maps}", style="dim")
+        if self.keep_maps < len(images):
+            caption.append(f" (maps of the first {self.keep_maps} of {len(images)})", style="dim")
         caption.append(f"\n{info.type} · {format_shape(info.output_shape)}", style="dim")
         saliency, message = None, ""
         map_name = info.map_names[0] if info.map_names else None
@@ -264,6 +270,8 @@ class SemiotuiApp(App[int]):
         return self._pictures[index]
 
     def _show_curve(self) -> None:
+        if self._panes_gone:
+            return
         run = self.run_state
         curve = self.query_one(EntropyCurve)
         if run is None or run.stats.count == 0:
@@ -293,6 +301,8 @@ class SemiotuiApp(App[int]):
         status.settings = f"{s.method} · {s.estimator} · {target_text(s.target, self.workspace.class_names)}"
 
     def _update_memory(self) -> None:
+        if self._panes_gone:
+            return
         self.query_one(StatusLine).memory = memory_in_use(str(resolve_device(self.settings.device)))
 
     def watch_layer(self) -> None:
@@ -346,11 +356,11 @@ class SemiotuiApp(App[int]):
         self._show_status()
 
     def action_cycle(self, setting: str) -> None:
-        """Move to the next saliency method, estimator or target (predicted ↔ label)."""
+        """Move to the next saliency method, or target (predicted ↔ label)."""
         if setting == "target":
             choices = [target for target, _ in self.targets() if not isinstance(target, int)]
         else:
-            choices = list({"method": METHODS, "estimator": ESTIMATORS}[setting])
+            choices = list(METHODS)
         current = getattr(self.settings, setting)
         following = choices[(choices.index(current) + 1) % len(choices)] if current in choices else choices[0]
         self.change_settings(**{setting: following})

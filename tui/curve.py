@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
+from rich.console import Console
 from rich.segment import Segment
 from textual import events, work
 from textual.reactive import reactive
@@ -57,8 +58,9 @@ class EntropyCurve(PlotextPlot, can_focus=True):
         with self._lock:
             self._draw_curves(self.data)
             text = super().render()  # PlotextPlot: sizes the figure, applies the theme, builds
-            options = self.app.console.options.update_dimensions(self.size.width, self.size.height)
-            lines = self.app.console.render_lines(text, options, pad=True)
+            # Its own console: the app's holds a lock while rendering, which would stall the UI thread.
+            console = Console(width=self.size.width, height=self.size.height, color_system="truecolor")
+            lines = console.render_lines(text, console.options, pad=True)
         # Textual's colour filters (NO_COLOR) need a style on every segment.
         lines = [[Segment(seg.text, seg.style or PLAIN) for seg in line] for line in lines]
         self.app.call_from_thread(self._show, lines)

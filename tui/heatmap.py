@@ -52,7 +52,7 @@ def normalize(saliency: np.ndarray) -> np.ndarray:
 
 
 class Heatmap:
-    """Rich renderable: `saliency` blended in a colour map over `image`, fitted to the space given.
+    """Rich renderable: `saliency` blended in a colour map over `image` (colours muted), fitted to the space given.
 
     With `color=False` it draws the map alone as a ramp of characters, for `NO_COLOR` terminals.
     """
@@ -64,7 +64,7 @@ class Heatmap:
         *,
         colormap: str = DEFAULT_COLORMAP,
         opacity: float = 0.6,
-        grey: bool = True,
+        saturation: float = 0.5,
         color: bool = True,
         height: int | None = None,
     ) -> None:
@@ -72,7 +72,7 @@ class Heatmap:
         self.saliency = saliency
         self.colormap = colormap
         self.opacity = opacity
-        self.grey = grey
+        self.saturation = saturation
         self.color = color
         self.height = height
 
@@ -85,9 +85,8 @@ class Heatmap:
     def pixels(self, columns: int, rows: int) -> np.ndarray:
         """The blended picture, (2·rows, columns, 3) uint8."""
         image = resize_bilinear(self.image, 2 * rows, columns)
-        if self.grey:
-            luma = image @ np.array([0.299, 0.587, 0.114])
-            image = np.repeat(luma[..., None], 3, axis=2)
+        luma = (image @ np.array([0.299, 0.587, 0.114]))[..., None]
+        image = luma + self.saturation * (image - luma)  # muted colours let the map stand out
         if self.saliency is None:
             return np.clip(np.rint(image), 0, 255).astype(np.uint8)
         level = normalize(resize_bilinear(self.saliency, 2 * rows, columns))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Markdown
@@ -17,7 +19,7 @@ a drop of entropy from one layer to the next, read as signs aggregated into a su
 - `space`: measure the layer, or stop measuring it (restarts the analysis)
 - `/`: find a layer by name (`↓` next match, `enter` done, `esc` close)
 - `n` `p`: next / previous image
-- `m` `e` `t`: next saliency method / entropy estimator / target (restarts the analysis)
+- `m` `t`: next saliency method / target (restarts the analysis)
 - `tab` `shift+tab`: move between panes
 - `ctrl+p`: commands: jump to a layer, method, estimator, target, theme
 - `?` `F1`: this help; `q`: quit (asks while the analysis runs)
@@ -35,7 +37,7 @@ a drop of entropy from one layer to the next, read as signs aggregated into a su
 class HelpScreen(ModalScreen[None]):
     """Keys and panes; any of escape, q, ? or F1 closes it."""
 
-    BINDINGS = [Binding("escape,q,question_mark,f1", "dismiss", "Close")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,question_mark,f1", "dismiss", "Close")]
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help"):

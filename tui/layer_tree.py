@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.message import Message
 from textual.reactive import reactive
@@ -47,7 +49,7 @@ def short_names(names: list[str]) -> list[str]:
 class LayerTree(Tree[LayerInfo]):
     """Every module, nested as in the model; `space` adds or removes a layer from the measured ones."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("j", "cursor_down", "Down", show=False),
         Binding("k", "cursor_up", "Up", show=False),
         Binding("space", "toggle_measure", "Measure"),
@@ -165,7 +167,7 @@ class LayerTree(Tree[LayerInfo]):
 class LayerFind(Input):
     """`/` in the layer pane: typing jumps to the first matching layer; `down` to the next; enter closes."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Close", show=False),
         Binding("down", "next", "Next match", show=False),
     ]

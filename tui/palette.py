@@ -41,7 +41,7 @@ class SemiotuiCommands(Provider):
             mark = " (current)" if target == settings.target else ""
             discover = not isinstance(target, int)
             yield f"Target: {text}{mark}", partial(app.change_settings, target=target), "class the maps explain", discover
-        for name, theme in THEMES.items():
+        for name in THEMES:
             mark = " (current)" if name == app.theme else ""
             yield f"Theme: {name.removeprefix('semiotui-')}{mark}", partial(setattr, app, "theme", name), "", True
         for info in app.workspace.index:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,7 +28,7 @@ class RunState:
     cancelled: bool = False
     error: str | None = None
     seconds: float = 0.0
-    started: float = field(default_factory=time.monotonic)
+    result: AnalysisResult | None = None  # the engine's own, once the run ended (for export)
     _steps: Superization | None = None
     _steps_at: int = -1  # images counted when the steps were last computed
 
@@ -47,7 +46,7 @@ class RunState:
 
     def finish(self, result: AnalysisResult) -> None:
         """Mark the run ended with the engine's result."""
-        self.finished, self.cancelled, self.seconds = True, result.cancelled, result.seconds
+        self.finished, self.cancelled, self.seconds, self.result = True, result.cancelled, result.seconds, result
         if result.layers:
             self.map_names = list(result.layers)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import resource
 import sys
+from typing import ClassVar
 
 import torch
 from rich.text import Text
@@ -42,7 +43,7 @@ class StatusLine(Widget):
     memory: reactive[str] = reactive("")
     live: reactive[bool] = reactive(True)
 
-    SYMBOLS = {"starting": "…", "running": "▶", "done": "✓", "cancelled": "■", "failed": "✗"}
+    SYMBOLS: ClassVar[dict[str, str]] = {"starting": "…", "running": "▶", "done": "✓", "cancelled": "■", "failed": "✗"}
 
     def render(self) -> Text:
         total = f"/{self.total}" if self.total is not None else ""

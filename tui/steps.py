@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 from rich.console import RenderableType
 from rich.text import Text
-from textual.reactive import reactive
 from textual.widget import Widget
 
 from semiotui.engine.superization import Superization
@@ -17,17 +18,24 @@ BLOCKS = " ▏▎▍▌▋▊▉█"
 
 def bar(fraction: float, width: int) -> str:
     """A left-aligned bar `fraction` (0..1) of `width` cells long, in eighths of a cell."""
-    eighths = int(round(max(0.0, min(1.0, fraction)) * width * 8))
+    eighths = round(max(0.0, min(1.0, fraction)) * width * 8)
     full, part = divmod(eighths, 8)
     return ("█" * full + (BLOCKS[part] if part else "")).ljust(width)
 
 
-class StepsView(Widget, can_focus=True):
+class StepsView(Widget):
     """One row per step `ℓ_{i-1} → ℓ_i`: a bar for ΔH (right of the axis: a drop), its value, and `*` when significant."""
 
-    COMPONENT_CLASSES = {"steps--significant", "steps--drop", "steps--rise", "steps--label"}
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"steps--significant", "steps--drop", "steps--rise", "steps--label"}
 
-    steps: reactive[Superization | None] = reactive(None, layout=True)
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps: Superization | None = None
+
+    def update(self, steps: Superization | None) -> None:
+        """Show these steps (a plain attribute: Superization holds arrays, which a reactive cannot compare)."""
+        self.steps = steps
+        self.refresh(layout=True)
 
     def get_content_height(self, container, viewport, width: int) -> int:
         return max(1, len(self.steps.layers) + 1 if self.steps else 1)
@@ -56,7 +64,7 @@ class StepsView(Widget, can_focus=True):
                 text.append(" " * half + "│")
                 text.append(bar(length, half), style=sig_style if significant else drop_style)
             else:
-                text.append(("█" * int(round(length * half))).rjust(half), style=rise_style)
+                text.append(("█" * round(length * half)).rjust(half), style=rise_style)
                 text.append("│" + " " * half)
             text.append(f" {value:+.2f}" if np.isfinite(value) else "   –", style=sig_style if significant else "")
             text.append(" *" if significant else "", style=sig_style)
