@@ -65,7 +65,7 @@ async def test_j_k_move_the_saliency_pane_to_the_highlighted_layer():
         assert view.content.saliency is not None
         await pilot.press("j")
         assert app.layer == "features.bn1"
-        assert view.border_title == "features.bn1"
+        assert view.border_title.startswith("features.bn1 · BatchNorm2d")
         assert "not measured" in view.content.message
         await pilot.press("j", "j")
         assert app.layer == "features.pool1"

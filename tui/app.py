@@ -20,7 +20,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Static, Tree
 
 from semiotui import themes
-from semiotui.engine.analysis import TargetSetting
+from semiotui.engine.analysis import AnalysisSettings, TargetSetting
 from semiotui.engine.device import describe_device, resolve_device
 from semiotui.engine.saliency import METHODS
 from semiotui.engine.workspace import Workspace
@@ -122,6 +122,7 @@ class SemiotuiApp(App[int]):
         status.live = self.live
         device = resolve_device(self.settings.device)
         status.device = describe_device(device) if self.live else device.type
+        status.total, status.settings = len(self.workspace.images), self._describe_settings(self.settings)
         spatial = [info.name for info in self.workspace.index if info.spatial]
         first = (self.measured or spatial or [info.name for info in self.workspace.index] or [None])[0]
         if first is not None:
@@ -234,14 +235,13 @@ class SemiotuiApp(App[int]):
         if run is not None:
             self._shown = (run.run_id, self.image in run.rows, run.running)
         info = self.workspace.index[name]
-        view.border_title = name
+        view.border_title = f"{name} · {info.type} {format_shape(info.output_shape)}"
         row = run.rows.get(self.image) if run else None
         images = self.workspace.images
         caption = Text(PurePath(row.name if row else images.names[self.image]).name, style="bold")
         caption.append(f" · image {self.image + 1}/{self.keep_maps}", style="dim")
         if self.keep_maps < len(images):
-            caption.append(f" (maps of the first {self.keep_maps} of {len(images)})", style="dim")
-        caption.append(f"\n{info.type} · {format_shape(info.output_shape)}", style="dim")
+            caption.append(f" (first {self.keep_maps} of {len(images)})", style="dim")
         saliency, message = None, ""
         map_name = info.map_names[0] if info.map_names else None
         if row is not None:
@@ -297,8 +297,10 @@ class SemiotuiApp(App[int]):
         else:
             status.phase = "running" if run.done else "starting"
         status.done, status.total, status.rate, status.seconds = run.done, run.total, run.rate, run.seconds
-        s = run.settings
-        status.settings = f"{s.method} · {s.estimator} · {target_text(s.target, self.workspace.class_names)}"
+        status.settings = self._describe_settings(run.settings)
+
+    def _describe_settings(self, s: AnalysisSettings) -> str:
+        return f"{s.method} · {s.estimator} · {target_text(s.target, self.workspace.class_names)}"
 
     def _update_memory(self) -> None:
         if self._panes_gone:

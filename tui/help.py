@@ -40,5 +40,7 @@ class HelpScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,question_mark,f1", "dismiss", "Close")]
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(id="help"):
+        with VerticalScroll(id="help") as pane:
+            pane.border_title = "Help"
+            pane.border_subtitle = "esc closes"
             yield Markdown(HELP)
