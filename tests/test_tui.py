@@ -93,7 +93,7 @@ async def test_switching_method_restarts_the_analysis_with_no_stale_rows():
     app = SemiotuiApp(workspace, live=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, images_done(app, 2))
-        old, old_job = app.run_state, app._job
+        old, old_job = app.run_state, app.job
         assert old.running
         await pilot.press("m")
         assert app.settings.method == "layercam"
@@ -134,7 +134,7 @@ async def test_q_asks_before_quitting_while_the_analysis_runs():
         await pilot.press("q", "y")
         await pilot.pause()
         assert app.return_value == 0
-    assert app._job.cancel.is_set()
+    assert app.job.cancel.is_set() and app.job.stopped.wait(10)
 
 
 async def test_q_quits_at_once_when_the_analysis_is_done():

@@ -69,13 +69,14 @@ class AnalysisFailed(AnalysisMessage):
 
 @dataclass
 class AnalysisJob:
-    """One run: its id, what it measures, and the Event that stops it after the current batch."""
+    """One run: its id, what it measures, the Event that stops it after the current batch, and one set when it has."""
 
     run_id: int
     settings: AnalysisSettings
     layers: list[str]
     keep_maps: int
     cancel: threading.Event = field(default_factory=threading.Event)
+    stopped: threading.Event = field(default_factory=threading.Event)
 
 
 def run_job(job: AnalysisJob, workspace: Workspace, post: Callable[[Message], object], lock: threading.Lock) -> None:
@@ -86,6 +87,7 @@ def run_job(job: AnalysisJob, workspace: Workspace, post: Callable[[Message], ob
     """
     with lock:
         if job.cancel.is_set():
+            job.stopped.set()
             return
         try:
             events = stream_analysis(
@@ -106,3 +108,5 @@ def run_job(job: AnalysisJob, workspace: Workspace, post: Callable[[Message], ob
                     post(AnalysisFinished(job.run_id, event.result))
         except Exception as exc:  # reported in the interface, which stays open
             post(AnalysisFailed(job.run_id, exc))
+        finally:
+            job.stopped.set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -98,6 +99,7 @@ class SemiotuiApp(App[int]):
         self._shown: tuple[object, ...] = ()
         self._curve_timer: Timer | None = None
         self._pictures: dict[int, np.ndarray] = {}
+        self.device = resolve_device(self.settings.device)
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):
@@ -120,8 +122,7 @@ class SemiotuiApp(App[int]):
         self.query_one("#curve").border_title = "Entropy curve"
         status = self.query_one(StatusLine)
         status.live = self.live
-        device = resolve_device(self.settings.device)
-        status.device = describe_device(device) if self.live else device.type
+        status.device = describe_device(self.device) if self.live else self.device.type
         status.total, status.settings = len(self.workspace.images), self._describe_settings(self.settings)
         spatial = [info.name for info in self.workspace.index if info.spatial]
         first = (self.measured or spatial or [info.name for info in self.workspace.index] or [None])[0]
@@ -148,8 +149,7 @@ class SemiotuiApp(App[int]):
 
     def restart_analysis(self) -> None:
         """Stop the running job (after its current batch) and start one with the current settings."""
-        if self._job is not None:
-            self._job.cancel.set()
+        self.stop_analysis()
         job = AnalysisJob(next(self._run_ids), self.settings, list(self.measured), self.keep_maps)
         self._job = job
         map_names = self.workspace.index.map_names(job.layers)
@@ -194,8 +194,18 @@ class SemiotuiApp(App[int]):
             self._refresh_views()
 
     def on_unmount(self) -> None:
+        self.stop_analysis()
+
+    @property
+    def job(self) -> AnalysisJob | None:
+        """The latest analysis job (running or not)."""
+        return self._job
+
+    def stop_analysis(self) -> AnalysisJob | None:
+        """Ask the latest job to stop after its current batch; returns it."""
         if self._job is not None:
             self._job.cancel.set()
+        return self._job
 
     # Attributes down: the widgets get what they show.
 
@@ -282,6 +292,7 @@ class SemiotuiApp(App[int]):
         info = self.workspace.index[self.layer] if self.layer else None
         first = info.map_names[0] if info and info.map_names else None
         selected = run.map_names.index(first) if first in run.map_names else None
+        self.query_one(StepsView).selected = first
         curve.data = CurveData(
             run.map_names, run.stats.mean, low, high, row.entropy if row else None, selected,
             "normalised" if run.settings.normalized else "bits",
@@ -305,7 +316,7 @@ class SemiotuiApp(App[int]):
     def _update_memory(self) -> None:
         if self._panes_gone:
             return
-        self.query_one(StatusLine).memory = memory_in_use(str(resolve_device(self.settings.device)))
+        self.query_one(StatusLine).memory = memory_in_use(self.device)
 
     def watch_layer(self) -> None:
         if self.is_mounted:
@@ -341,8 +352,8 @@ class SemiotuiApp(App[int]):
         """The targets this workspace allows, with how they read."""
         names = self.workspace.class_names
         options: list[tuple[TargetSetting, str]] = [("predicted", target_text("predicted", names))]
-        labels = getattr(self.workspace.images, "labels", None)
-        if labels is not None and len(labels) and all(label is not None and label >= 0 for label in labels):
+        labels = self.workspace.images.labels
+        if len(labels) and all(label >= 0 for label in labels):
             options.append(("label", target_text("label", names)))
         options += [(i, target_text(i, names)) for i in range(len(names or []))]
         return options
@@ -399,4 +410,7 @@ def run_app(workspace: Workspace) -> int:
     """Open the explorer on `workspace`; returns the exit status."""
     app = SemiotuiApp(workspace)
     app.run()
+    job = app.stop_analysis()
+    if job is not None and not job.stopped.wait(0.5):
+        print("semiotui: stopping the analysis after its current batch…", file=sys.stderr)
     return app.return_code or 0

@@ -96,5 +96,5 @@ class EntropyCurve(PlotextPlot, can_focus=True):
         if sum(len(n) + 1 for n in names) <= self.size.width - 12:
             plt.xticks(x, names)
         else:
-            step = max(1, len(x) // 12)
+            step = -(-len(x) // max(1, (self.size.width - 12) // 4))  # a tick every 4 cells at most
             plt.xticks(x[::step])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from typing import ClassVar
 
 from rich.text import Text
@@ -33,6 +35,19 @@ def format_shape(shape: tuple[int, ...] | None) -> str:
 def clip(text: str, width: int) -> str:
     """`text` cut to `width` cells, with an ellipsis when cut."""
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def abbreviate(name: str, width: int) -> str:
+    """A dotted name in `width` cells: outer parts shortened first (`layer2.0.downsample.0` → `l2.0.d.0`)."""
+    parts = name.split(".")
+    for i in range(len(parts) - 1):
+        if len(".".join(parts)) <= width:
+            break
+        word = re.fullmatch(r"([^\d]*)(\d*)", parts[i])
+        if word and word.group(1):
+            parts[i] = word.group(1)[0] + word.group(2)
+    short = ".".join(parts)
+    return short if len(short) <= width else "…" + short[len(short) - width + 1 :]
 
 
 def short_names(names: list[str]) -> list[str]:
@@ -91,7 +106,7 @@ class LayerTree(Tree[LayerInfo]):
         return self.guide_depth * (info.depth - 1) + (0 if info.leaf else len(self.ICON_NODE_EXPANDED)) + 2
 
     def _label(self, info: LayerInfo) -> Text:
-        """One row: marker, name, then type, output shape, parameters and entropy."""
+        """One row: marker, name, entropy (first: it must stay in view), type, output shape, parameters."""
         name = info.name.rsplit(".", 1)[-1]
         value = self.entropy.get(info.name)
         if info.name in self.measured:
@@ -104,12 +119,12 @@ class LayerTree(Tree[LayerInfo]):
             label.append(f" {entropy}".rstrip(), style="bold")
             return label
         label.append(" " * (self._name_width - self._indent(info) - len(name)))
+        label.append(f"{entropy:>5} ", style="bold")
         kind = clip(info.type, self._type_width)
         shape = clip(format_shape(info.output_shape), self._shape_width)
         details = Text(f"{kind:<{self._type_width}} {shape:<{self._shape_width}} {format_count(info.parameters):>6}")
         details.stylize("dim")
         label.append(details)
-        label.append(f" {entropy:>5}", style="bold")
         return label
 
     def watch_compact(self) -> None:

@@ -13,11 +13,10 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 
-def memory_in_use(device: str) -> str:
+def memory_in_use(device: torch.device) -> str:
     """Memory the analysis holds: the GPU's allocated/total, or this process's resident size."""
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        index = dev.index if dev.index is not None else torch.cuda.current_device()
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
         used = torch.cuda.memory_allocated(index) / 2**30
         total = torch.cuda.get_device_properties(index).total_memory / 2**30
         return f"GPU {used:.1f}/{total:.0f} GiB"

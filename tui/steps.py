@@ -7,11 +7,12 @@ from typing import ClassVar
 import numpy as np
 from rich.console import RenderableType
 from rich.text import Text
+from textual.reactive import reactive
 from textual.widget import Widget
 
 from semiotui.engine.superization import Superization
 
-from .layer_tree import clip, short_names
+from .layer_tree import abbreviate, short_names
 
 BLOCKS = " ▏▎▍▌▋▊▉█"
 
@@ -26,7 +27,12 @@ def bar(fraction: float, width: int) -> str:
 class StepsView(Widget):
     """One row per step `ℓ_{i-1} → ℓ_i`: a bar for ΔH (right of the axis: a drop), its value, and `*` when significant."""
 
-    COMPONENT_CLASSES: ClassVar[set[str]] = {"steps--significant", "steps--drop", "steps--rise", "steps--label"}
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "steps--significant", "steps--drop", "steps--rise", "steps--label", "steps--selected"
+    }
+
+    selected: reactive[str | None] = reactive(None)
+    """The map of the selected layer: the step into it is highlighted."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -46,19 +52,21 @@ class StepsView(Widget):
             return Text("superization steps: waiting for results", style="dim")
         width = self.size.width
         names = short_names(steps.layers)
-        label_width = min(max(len(n) for n in names[1:]), max(6, width // 3))
-        half = max(2, (width - label_width - 12) // 2)
+        label_width = min(max(len(n) for n in names[1:]), max(6, width * 45 // 100))
+        half = max(2, (width - label_width - 10) // 2)
         delta = np.nan_to_num(steps.delta[1:])
         scale = float(np.abs(delta).max()) or 1.0
         label_style = self.get_component_rich_style("steps--label")
         drop_style = self.get_component_rich_style("steps--drop")
         rise_style = self.get_component_rich_style("steps--rise")
         sig_style = self.get_component_rich_style("steps--significant")
+        selected_style = self.get_component_rich_style("steps--selected")
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(f"{'entering':<{label_width}} {'rise':>{half}}│{'drop':<{half}}  ΔH\n", style="dim")
         for i, name in enumerate(names[1:], start=1):
             value, significant = steps.delta[i], bool(steps.significant[i])
-            text.append(f"{clip(name, label_width):<{label_width}} ", style=label_style)
+            chosen = steps.layers[i] == self.selected
+            text.append(f"{abbreviate(name, label_width):<{label_width}} ", style=selected_style if chosen else label_style)
             length = abs(value) / scale if np.isfinite(value) else 0.0
             if value >= 0:
                 text.append(" " * half + "│")
