@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats as scipy_stats
 
 
 @dataclass
@@ -62,5 +61,7 @@ class RunningStats:
         if self.count < 2:
             nan = np.full_like(self.mean, np.nan)
             return nan, nan.copy()
+        from scipy import stats as scipy_stats  # imported on first use: it adds a second to start-up
+
         half = scipy_stats.t.ppf(0.975, self.count - 1) * self.std / np.sqrt(self.count)
         return self.mean - half, self.mean + half

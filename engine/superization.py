@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as scipy_stats
 
 from .stats import RunningStats
 
@@ -92,4 +91,6 @@ def _wilcoxon_greater(d: np.ndarray) -> float:
         return np.nan
     if not np.any(d != 0):
         return 1.0
+    from scipy import stats as scipy_stats  # imported on first use: it adds a second to start-up
+
     return float(scipy_stats.wilcoxon(d, alternative="greater").pvalue)
