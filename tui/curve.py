@@ -28,16 +28,18 @@ class CurveData:
     image: np.ndarray | None  # the current image's curve
     selected: int | None  # position of the selected layer's map
     units: str = "bits"
+    labels: tuple[str, str] = ("dataset mean", "this image")  # of `mean` and `image`
 
 
-class EntropyCurve(PlotextPlot, can_focus=True):
+class BackgroundPlot(PlotextPlot, can_focus=True):
     """A plotext plot of `data`, built in a worker thread so that keys are answered while it draws.
 
     plotext is pure Python and takes tens of milliseconds per plot; the widget
-    shows the last finished build until the next one is ready.
+    shows the last finished build until the next one is ready. Subclasses draw
+    `data` in `draw`.
     """
 
-    data: reactive[CurveData | None] = reactive(None)
+    data: reactive[object | None] = reactive(None)
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -53,10 +55,12 @@ class EntropyCurve(PlotextPlot, can_focus=True):
     def on_resize(self, event: events.Resize) -> None:
         self._build()
 
-    @work(thread=True, exclusive=True, group="curve")
+    @work(thread=True, exclusive=True, group="plot")
     def _build(self) -> None:
         with self._lock:
-            self._draw_curves(self.data)
+            self.plt.clear_data()
+            self.plt.clear_figure()
+            self.draw(self.data)
             text = super().render()  # PlotextPlot: sizes the figure, applies the theme, builds
             # Its own console: the app's holds a lock while rendering, which would stall the UI thread.
             console = Console(width=self.size.width, height=self.size.height, color_system="truecolor")
@@ -74,10 +78,18 @@ class EntropyCurve(PlotextPlot, can_focus=True):
             return Strip(self._lines[y])
         return Strip.blank(self.size.width, PLAIN)
 
-    def _draw_curves(self, data: CurveData | None) -> None:
+    def draw(self, data: object | None) -> None:
+        """Put `data` on the cleared figure `self.plt`; runs in the worker thread."""
+        raise NotImplementedError
+
+
+class EntropyCurve(BackgroundPlot):
+    """The entropy curve: the mean with its 95% band, a second curve (the current image), the selected layer."""
+
+    data: reactive[CurveData | None] = reactive(None)
+
+    def draw(self, data: CurveData | None) -> None:
         plt = self.plt
-        plt.clear_data()
-        plt.clear_figure()
         plt.ylabel(f"H ({data.units})" if data else "H")
         if data is None or not len(data.names):
             plt.title("entropy curve: waiting for the first batch")
@@ -86,9 +98,9 @@ class EntropyCurve(PlotextPlot, can_focus=True):
         if np.isfinite(data.low).all():
             plt.plot(x, data.high.tolist(), color="gray", marker="braille", label="95% CI")
             plt.plot(x, data.low.tolist(), color="gray", marker="braille")
-        plt.plot(x, data.mean.tolist(), color="cyan", marker="braille", label="dataset mean")
+        plt.plot(x, data.mean.tolist(), color="cyan", marker="braille", label=data.labels[0])
         if data.image is not None:
-            plt.plot(x, data.image.tolist(), color="orange", marker="braille", label="this image")
+            plt.plot(x, data.image.tolist(), color="orange", marker="braille", label=data.labels[1])
         names = short_names(data.names)
         if data.selected is not None:
             plt.vertical_line(data.selected + 1, color="magenta")
