@@ -88,29 +88,38 @@ def _aura_entropy(q: torch.Tensor, levels: int) -> torch.Tensor:
     pairs = 2 * (h * (w - 1) + (h - 1) * w)
     if pairs == 0:
         return torch.zeros(b, dtype=_float_dtype(q.device), device=q.device)
-    # Each unordered neighbour pair (s, r) is counted as (s, r) and (r, s).
-    firsts = torch.cat([q[:, :, :-1].flatten(1), q[:, :-1, :].flatten(1)], dim=1)
-    seconds = torch.cat([q[:, :, 1:].flatten(1), q[:, 1:, :].flatten(1)], dim=1)
-    keys = torch.cat([firsts * levels + seconds, seconds * levels + firsts], dim=1)
-    return _entropy_of_codes(keys, levels * levels, pairs)
+    # Each unordered neighbour pair is counted once as (s, r); adding the transposed
+    # counts then counts it both ways, with half the keys to sort into bins.
+    q = q.int()  # codes stay below 2**24 per chunk (see _MAX_BINS_PER_CHUNK)
+    keys = torch.cat([(q[:, :, :-1] * levels + q[:, :, 1:]).flatten(1),
+                      (q[:, :-1, :] * levels + q[:, 1:, :]).flatten(1)], dim=1)
+    return _entropy_of_codes(keys, levels * levels, pairs, square=levels)
 
 
 def _histogram_entropy(q: torch.Tensor, levels: int) -> torch.Tensor:
     return _entropy_of_codes(q.flatten(1), levels, q.shape[1] * q.shape[2])
 
 
-def _entropy_of_codes(codes: torch.Tensor, bins: int, total: int) -> torch.Tensor:
-    """Shannon entropy (bits) of each row's distribution of integer codes in [0, bins)."""
+def _entropy_of_codes(codes: torch.Tensor, bins: int, total: int, *, square: int | None = None) -> torch.Tensor:
+    """Shannon entropy (bits) of each row's distribution of integer codes in [0, bins).
+
+    With `square`, the codes index a square matrix whose transpose is added to it.
+    """
     b = codes.shape[0]
     chunk = max(1, _MAX_BINS_PER_CHUNK // bins)
     out = []
     for start in range(0, b, chunk):
         part = codes[start : start + chunk]
         n = part.shape[0]
-        offsets = torch.arange(n, device=part.device)[:, None] * bins
+        offsets = torch.arange(n, device=part.device, dtype=part.dtype)[:, None] * bins
         counts = torch.bincount((part + offsets).flatten(), minlength=n * bins).view(n, bins)
-        p = counts.to(_float_dtype(part.device)) / total
-        out.append(-(torch.special.xlogy(p, p)).sum(dim=1) / math.log(2))
+        if square is not None:
+            counts = counts.view(n, square, square)
+            counts = (counts + counts.transpose(1, 2)).view(n, bins)
+        # H = sum c (ln N - ln c) / (N ln 2): exact 0 for one full bin, and an empty bin
+        # adds 0 * (ln N - ln 1); cheaper than xlogy on the CPU
+        c = counts.to(_float_dtype(part.device))
+        out.append((c * (math.log(total) - torch.log(c.clamp(min=1)))).sum(dim=1) / (total * math.log(2)))
     return torch.cat(out)
 
 
