@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +100,7 @@ def _workspace(folder: Path, data: dict, rows: list[list[str]], arrays: dict[str
         warnings=[f"opened a saved report from {folder} (semiotui {data['semiotui']}, {data['created']}): "
                   "no model, so nothing is recomputed"],
         result=result,
+        origin=f"{folder.absolute()} · {datetime.fromisoformat(data['created']):%Y-%m-%d %H:%M %Z}".rstrip(),
     )
 
 

@@ -44,3 +44,4 @@ class Workspace:
     class_names: list[str] | None = None
     warnings: list[str] = field(default_factory=list)
     result: AnalysisResult | None = None
+    origin: str | None = None  # a saved report's folder and date; None for a loaded model

@@ -58,3 +58,13 @@ def test_help_screen_at_80x24(snap_compare):
 
     app = SemiotuiApp(demo_workspace(16), live=False)
     assert snap_compare(app, terminal_size=(80, 24), run_before=help)
+
+
+def test_compare_view_on_the_mistake_at_120x40(snap_compare):
+    async def compare(pilot) -> None:
+        await analysis_finished(pilot)
+        await pilot.press("c", "down")
+        await analysis_finished(pilot)
+
+    app = SemiotuiApp(demo_workspace(16), live=False)
+    assert snap_compare(app, terminal_size=(120, 40), run_before=compare)

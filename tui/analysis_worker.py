@@ -19,6 +19,7 @@ from semiotui.engine.analysis import (
     Finished,
     ImageResult,
     Notice,
+    add_maps,
     stream_analysis,
 )
 from semiotui.engine.workspace import Workspace
@@ -67,6 +68,15 @@ class AnalysisFailed(AnalysisMessage):
         self.error = error
 
 
+class MapsReady(AnalysisMessage):
+    """Maps the run had not kept are now in the rows of `images` (unless the request was dropped, or `error`)."""
+
+    def __init__(self, run_id: int, images: list[int], error: BaseException | None = None) -> None:
+        super().__init__(run_id)
+        self.images = images
+        self.error = error
+
+
 @dataclass
 class AnalysisJob:
     """One run: its id, what it measures, the Event that stops it after the current batch, and one set when it has."""
@@ -110,3 +120,33 @@ def run_job(job: AnalysisJob, workspace: Workspace, post: Callable[[Message], ob
             post(AnalysisFailed(job.run_id, exc))
         finally:
             job.stopped.set()
+
+
+def compute_maps(
+    run_id: int,
+    result: AnalysisResult,
+    layers: list[str],
+    workspace: Workspace,
+    post: Callable[[Message], object],
+    lock: threading.Lock,
+    wanted: Callable[[], bool],
+) -> None:
+    """Thumbnails for the rows of `result` (maps the run did not keep), from one more small pass on the model.
+
+    The pass waits for `lock` (a running analysis holds it to the end); a request
+    no longer `wanted` by then (the user moved on) is dropped.
+    """
+    images = [row.index for row in result.images]
+    while not lock.acquire(timeout=0.2):
+        if not wanted():
+            post(MapsReady(run_id, images))
+            return
+    try:
+        if wanted():
+            add_maps(workspace.model, workspace.images, layers, result, range(len(images)))
+    except Exception as exc:  # shown in the interface, which stays open
+        post(MapsReady(run_id, images, exc))
+        return
+    finally:
+        lock.release()
+    post(MapsReady(run_id, images))

@@ -19,9 +19,10 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.reactive import var
 from textual.timer import Timer
 from textual.widgets import Footer, Static, Tree
+from textual.worker import get_current_worker
 
 from semiotui import themes
-from semiotui.engine.analysis import AnalysisSettings, TargetSetting
+from semiotui.engine.analysis import AnalysisResult, AnalysisSettings, TargetSetting
 from semiotui.engine.device import describe_device, resolve_device
 from semiotui.engine.saliency import METHODS
 from semiotui.engine.workspace import Workspace
@@ -34,12 +35,15 @@ from .analysis_worker import (
     AnalysisMessage,
     AnalysisNotice,
     AnalysisProgress,
+    MapsReady,
+    compute_maps,
     run_job,
 )
 from .cli import one_line
+from .compare import CompareScreen, largest_step
 from .config import load_config, save_config
 from .confirm import ConfirmQuit
-from .curve import CurveData, EntropyCurve
+from .curve import CurveData, EntropyCurve, units
 from .help import HelpScreen
 from .layer_tree import LayerPane, LayerTree, format_shape
 from .palette import SemiotuiCommands, target_text
@@ -48,7 +52,7 @@ from .saliency import SaliencyContent, SaliencyView, describe_image
 from .status import StatusLine, memory_in_use
 from .steps import StepsView
 
-KEEP_MAPS = 64  # images whose maps are kept for the saliency pane (`n`/`p` go through them)
+KEEP_MAPS = 64  # images whose maps the analysis keeps; others' are computed when shown
 COMPACT_WIDTH, COMPACT_HEIGHT = 110, 32
 
 
@@ -68,6 +72,7 @@ class SemiotuiApp(App[int]):
         Binding("slash", "find", "Find", key_display="/"),
         Binding("n", "image(1)", "Next image"),
         Binding("p", "image(-1)", "Prev", show=False),
+        Binding("c", "compare", "Compare"),
         Binding("m", "cycle('method')", "Method"),
         Binding("t", "cycle('target')", "Target", show=False),
     ]
@@ -78,7 +83,7 @@ class SemiotuiApp(App[int]):
     layer: var[str | None] = var(None, init=False)
     """The module shown in the saliency pane and marked on the curve."""
     image: var[int] = var(0, init=False)
-    """Which of the first `keep_maps` images is shown."""
+    """Which image is shown (its position in the workspace's images)."""
 
     def __init__(self, workspace: Workspace, *, live: bool = True, keep_maps: int = KEEP_MAPS) -> None:
         """`live=False` hides rates, times and memory, for reproducible screenshots."""
@@ -98,7 +103,10 @@ class SemiotuiApp(App[int]):
         self._slow_at = 0.0
         self._shown: tuple[object, ...] = ()
         self._curve_timer: Timer | None = None
-        self._pictures: dict[int, np.ndarray] = {}
+        self._pictures: dict[int, np.ndarray | None] = {}
+        self._mapping: set[int] = set()  # images whose maps a worker is computing
+        self._wanted: frozenset[int] = frozenset()  # images whose maps were asked for since the image changed
+        self.largest: str | None = None  # the layer the current image's entropy drops into most
         self.device = resolve_device(self.settings.device)
 
     def compose(self) -> ComposeResult:
@@ -123,6 +131,8 @@ class SemiotuiApp(App[int]):
         status = self.query_one(StatusLine)
         status.live = self.live
         status.device = describe_device(self.device) if self.live else self.device.type
+        if self.workspace.origin is not None:
+            status.device = f"saved report {self.workspace.origin}"
         status.total, status.settings = len(self.workspace.images), self._describe_settings(self.settings)
         spatial = [info.name for info in self.workspace.index if info.spatial]
         first = (self.measured or spatial or [info.name for info in self.workspace.index] or [None])[0]
@@ -134,7 +144,10 @@ class SemiotuiApp(App[int]):
         self.set_interval(self.REFRESH_INTERVAL, self._refresh_views)
         if self.live:
             self.set_interval(1.0, self._update_memory)
-        self.call_after_refresh(self.restart_analysis)
+        if self.workspace.model is None:
+            self.call_after_refresh(self._show_saved, self.workspace.result)
+        else:
+            self.call_after_refresh(self.restart_analysis)
 
     def watch_theme(self, theme: str) -> None:
         if load_config().get("theme") != theme:
@@ -160,6 +173,36 @@ class SemiotuiApp(App[int]):
     @work(thread=True, exclusive=True, group="analysis", exit_on_error=False)
     def _analyse(self, job: AnalysisJob) -> None:
         run_job(job, self.workspace, self.post_message, self.engine_lock)
+
+    def _show_saved(self, result: AnalysisResult) -> None:
+        """A saved report's finished result, shown as a run that is over; no worker starts."""
+        run = RunState(0, result.settings, list(self.measured), list(result.layers), total=len(self.workspace.images))
+        run.add(result.images, len(result.images), 0.0)
+        run.finish(result)
+        self.run_state, self._dirty = run, True
+        self._refresh_views()
+
+    def request_maps(self, images: list[int]) -> None:
+        """Compute in a worker the maps the analysis did not keep for these images (with the model only)."""
+        run = self.run_state
+        if self.workspace.model is None or run is None:
+            return
+        rows = [run.rows[i] for i in images if i in run.rows and run.rows[i].maps is None and i not in self._mapping]
+        self._wanted |= set(images)
+        if rows:
+            self._mapping.update(row.index for row in rows)
+            self._compute_maps(run.run_id, AnalysisResult(run.map_names, run.settings, "", rows), list(run.layers))
+
+    @work(thread=True, group="maps", exit_on_error=False)
+    def _compute_maps(self, run_id: int, result: AnalysisResult, layers: list[str]) -> None:
+        worker = get_current_worker()
+        images = {row.index for row in result.images}
+
+        def wanted() -> bool:  # still on screen, in the current run
+            run = self.run_state
+            return not worker.is_cancelled and run is not None and run.run_id == run_id and bool(images & self._wanted)
+
+        compute_maps(run_id, result, layers, self.workspace, self.post_message, self.engine_lock, wanted)
 
     @property
     def _panes_gone(self) -> bool:
@@ -192,6 +235,14 @@ class SemiotuiApp(App[int]):
             self.notify(f"analysis failed: {run.error}", severity="error", timeout=10)
             self._dirty = True
             self._refresh_views()
+
+    def on_maps_ready(self, message: MapsReady) -> None:
+        self._mapping.difference_update(message.images)
+        if message.error is not None:
+            self.notify(f"could not compute the map: {one_line(message.error)}", severity="error", timeout=8)
+        elif self._current(message) and not self._panes_gone:
+            self._show_saliency()
+            self._show_compare()
 
     def on_unmount(self) -> None:
         self.stop_analysis()
@@ -229,55 +280,89 @@ class SemiotuiApp(App[int]):
             self._slow_at = now
             self.query_one(StepsView).update(run.steps())
             self._show_curve()
+            self._show_compare()
 
     def _show_selection(self) -> None:
         """The saliency pane now; the curve (slower to draw) once the keys pause."""
         self._show_saliency()
+        self._show_compare()
         if self._curve_timer is not None:
             self._curve_timer.stop()
         self._curve_timer = self.set_timer(self.CURVE_DELAY, self._show_curve)
 
     def _show_saliency(self) -> None:
-        view = self.query_one(SaliencyView)
         run, name = self.run_state, self.layer
         if name is None:
             return
         if run is not None:
             self._shown = (run.run_id, self.image in run.rows, run.running)
         info = self.workspace.index[name]
+        view = self.query_one(SaliencyView)
         view.border_title = f"{name} · {info.type} {format_shape(info.output_shape)}"
+        view.content = self.saliency_content(self.image, name)
         row = run.rows.get(self.image) if run else None
+        step = largest_step(row) if row is not None else None
+        self.largest = None if step is None else run.map_names[step].partition("#")[0]
+        self.query_one(LayerTree).largest = self.largest
+
+    def saliency_content(self, image: int, name: str, map_name: str | None = None) -> SaliencyContent:
+        """Image `image` with the map of layer `name` (its first call unless `map_name`), or why there is none.
+
+        A map the analysis did not keep is computed in a worker when the model is here.
+        """
+        run = self.run_state
+        info = self.workspace.index[name]
+        map_name = map_name or (info.map_names[0] if info.map_names else None)
+        row = run.rows.get(image) if run else None
         images = self.workspace.images
-        caption = Text(PurePath(row.name if row else images.names[self.image]).name, style="bold")
-        caption.append(f" · image {self.image + 1}/{self.keep_maps}", style="dim")
-        if self.keep_maps < len(images):
-            caption.append(f" (first {self.keep_maps} of {len(images)})", style="dim")
+        caption = Text(PurePath(row.name if row else images.names[image]).name, style="bold")
+        caption.append(f" · image {image + 1}/{len(images)}", style="dim")
         saliency, message = None, ""
-        map_name = info.map_names[0] if info.map_names else None
         if row is not None:
             caption.append("\n").append(describe_image(row, self.workspace.class_names))
         if not info.spatial:
             message = f"no spatial map (output {format_shape(info.output_shape)})"
         elif run is None or name not in run.layers:
-            message = "not measured: space in the tree measures it" if name not in self.measured else "analysing…"
+            if self.workspace.model is None:
+                message = "not measured in this report"
+            else:
+                message = "not measured: space in the tree measures it" if name not in self.measured else "analysing…"
         elif row is None:
             message = "analysing…" if run.running else "no result for this image"
         else:
-            saliency = (row.maps or {}).get(map_name)
             value = row.entropy[run.map_names.index(map_name)]
-            units = "normalised" if run.settings.normalized else "bits"
-            caption.append(f"\nH = {value:.2f} {units}")
+            caption.append(f"\nH = {value:.2f} {units(run.settings)}")
             mean = run.mean_entropy(map_name)
             if mean is not None:
                 caption.append(f" · mean {mean:.2f}", style="dim")
             if info.calls > 1:
-                caption.append(f" · call 1 of {info.calls}", style="dim")
-        view.content = SaliencyContent(self._picture(self.image), saliency, caption, message)
+                caption.append(f" · call {info.map_names.index(map_name) + 1} of {info.calls}", style="dim")
+            if row.maps is not None:
+                saliency = row.maps.get(map_name)
+            else:
+                message = self._missing_map(image)
+        return SaliencyContent(self._picture(image), saliency, caption, message)
 
-    def _picture(self, index: int) -> np.ndarray:
+    def _missing_map(self, image: int) -> str:
+        """Why an image's map is not drawn yet; asks for it when the model is here."""
+        if self.workspace.model is None:
+            kept = sum(row.maps is not None for row in self.run_state.rows.values())
+            return f"no saved map: the report kept maps for {kept} of {len(self.workspace.images)} images"
+        self.request_maps([image])
+        if self.run_state.running:
+            return "map computed once the analysis finishes"
+        return "computing the map…"
+
+    def _picture(self, index: int) -> np.ndarray | None:
         if index not in self._pictures:
-            self._pictures[index] = np.asarray(self.workspace.images.image(index))
+            picture = self.workspace.images.image(index)
+            self._pictures[index] = None if picture is None else np.asarray(picture)
         return self._pictures[index]
+
+    def _show_compare(self) -> None:
+        """The compare view, when it is open, gets the run's results and the current image."""
+        if isinstance(self.screen, CompareScreen) and self.run_state is not None:
+            self.screen.show(self.run_state, self.image)
 
     def _show_curve(self) -> None:
         if self._panes_gone:
@@ -294,8 +379,7 @@ class SemiotuiApp(App[int]):
         selected = run.map_names.index(first) if first in run.map_names else None
         self.query_one(StepsView).selected = first
         curve.data = CurveData(
-            run.map_names, run.stats.mean, low, high, row.entropy if row else None, selected,
-            "normalised" if run.settings.normalized else "bits",
+            run.map_names, run.stats.mean, low, high, row.entropy if row else None, selected, units(run.settings)
         )
 
     def _show_status(self) -> None:
@@ -323,6 +407,7 @@ class SemiotuiApp(App[int]):
             self._show_selection()
 
     def watch_image(self) -> None:
+        self._wanted = frozenset()
         if self.is_mounted:
             self._show_selection()
 
@@ -333,6 +418,8 @@ class SemiotuiApp(App[int]):
             self.layer = event.node.data.name
 
     def on_layer_tree_measure_toggled(self, event: LayerTree.MeasureToggled) -> None:
+        if self._without_model("measuring another layer"):
+            return
         name = event.layer.name
         chosen = set(self.measured) ^ {name}
         if not chosen:
@@ -361,7 +448,7 @@ class SemiotuiApp(App[int]):
     def change_settings(self, **changes: object) -> None:
         """Change method, estimator or target, and restart the analysis if anything changed."""
         settings = replace(self.settings, **changes)
-        if settings == self.settings:
+        if settings == self.settings or self._without_model(f"changing the {', '.join(changes)}"):
             return
         self.settings = settings
         self.restart_analysis()
@@ -370,6 +457,8 @@ class SemiotuiApp(App[int]):
 
     def action_cycle(self, setting: str) -> None:
         """Move to the next saliency method, or target (predicted ↔ label)."""
+        if self._without_model(f"changing the {setting}"):
+            return
         if setting == "target":
             choices = [target for target, _ in self.targets() if not isinstance(target, int)]
         else:
@@ -379,10 +468,35 @@ class SemiotuiApp(App[int]):
         self.change_settings(**{setting: following})
         self.notify(f"{setting}: {following}", timeout=2)
 
+    def _without_model(self, what: str) -> bool:
+        """True, with a notice, when this is a saved report: `what` needs the model."""
+        if self.workspace.model is not None:
+            return False
+        self.notify(f"{what} needs the model, and this is a saved report: open the model with semiotui MODEL",
+                    severity="warning", timeout=6)
+        return True
+
     def action_image(self, step: int) -> None:
-        self.image = (self.image + step) % self.keep_maps
+        self.image = (self.image + step) % len(self.workspace.images)
+
+    async def action_compare(self) -> None:
+        """Open the compare view: this image against the dataset, classes, right against wrong, the mistakes."""
+        if not isinstance(self.screen, CompareScreen):
+            names = self.workspace.class_names
+            await self.push_screen(CompareScreen(names, self._map_content, model=self.workspace.model is not None))
+            self._show_compare()
+
+    def _map_content(self, image: int, map_name: str) -> SaliencyContent:
+        return self.saliency_content(image, map_name.partition("#")[0], map_name)
+
+    def on_compare_screen_image_chosen(self, event: CompareScreen.ImageChosen) -> None:
+        self.image = event.image
+        if event.layer is not None:
+            self.show_layer(event.layer)
 
     def action_find(self) -> None:
+        if isinstance(self.screen, CompareScreen):
+            self.screen.dismiss()
         self.query_one(LayerPane).open_find()
 
     def action_help(self) -> None:

@@ -11,7 +11,7 @@ from semiotui import __version__
 from semiotui.engine.entropy import ESTIMATORS
 from semiotui.engine.saliency import METHODS
 
-COMMANDS = ("report", "prune", "demo")  # grows as each subcommand lands
+COMMANDS = ("report", "open", "prune", "demo")  # grows as each subcommand lands
 
 
 class CommandError(Exception):

@@ -51,6 +51,9 @@ def configure(command: str | None, parser: argparse.ArgumentParser) -> None:
                             help="conv layers to measure and prune: names or globs (default: all convs)")
         parser.add_argument("--batch-size", type=int, default=32, help="images per batch")
         parser.set_defaults(run=run_prune)
+    elif command == "open":
+        parser.add_argument("directory", metavar="DIR", help="a report folder written by semiotui report")
+        parser.set_defaults(run=run_open)
     elif command == "demo":
         parser.add_argument("--export", metavar="DIR", required=True,
                             help="write the demo's validation images, model and preprocessing into DIR")
@@ -61,6 +64,15 @@ def run_interface(args: argparse.Namespace) -> int:
     from .workspace_args import workspace_from_args
 
     workspace = workspace_from_args(args)  # bad input fails here, before Textual loads
+    from .app import run_app
+
+    return run_app(workspace)
+
+
+def run_open(args: argparse.Namespace) -> int:
+    from semiotui.engine.saved import open_report
+
+    workspace = open_report(args.directory)  # a missing or damaged folder fails here, before Textual loads
     from .app import run_app
 
     return run_app(workspace)

@@ -13,6 +13,8 @@ from textual.reactive import reactive
 from textual.strip import Strip
 from textual_plotext import PlotextPlot
 
+from semiotui.engine.analysis import AnalysisSettings
+
 from .heatmap import PLAIN
 from .layer_tree import short_names
 
@@ -101,12 +103,24 @@ class EntropyCurve(BackgroundPlot):
         plt.plot(x, data.mean.tolist(), color="cyan", marker="braille", label=data.labels[0])
         if data.image is not None:
             plt.plot(x, data.image.tolist(), color="orange", marker="braille", label=data.labels[1])
-        names = short_names(data.names)
+        names = layer_ticks(plt, data.names, self.size.width)
         if data.selected is not None:
             plt.vertical_line(data.selected + 1, color="magenta")
             plt.title(f"▏ {names[data.selected]} (layer {data.selected + 1} of {len(names)})")
-        if sum(len(n) + 1 for n in names) <= self.size.width - 12:
-            plt.xticks(x, names)
-        else:
-            step = -(-len(x) // max(1, (self.size.width - 12) // 4))  # a tick every 4 cells at most
-            plt.xticks(x[::step])
+
+
+def layer_ticks(plt: object, names: list[str], width: int) -> list[str]:
+    """Ticks 1..n along x: the layers' short names where they fit in `width` cells, else numbers; returns the names."""
+    short = short_names(names)
+    x = list(range(1, len(names) + 1))
+    if sum(len(n) + 1 for n in short) <= width - 12:
+        plt.xticks(x, short)
+    else:
+        step = -(-len(x) // max(1, (width - 12) // 4))  # a tick every 4 cells at most
+        plt.xticks(x[::step])
+    return short
+
+
+def units(settings: AnalysisSettings) -> str:
+    """What the entropy of an analysis is measured in."""
+    return "normalised" if settings.normalized else "bits"

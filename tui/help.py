@@ -18,7 +18,9 @@ a drop of entropy from one layer to the next, read as signs aggregated into a su
 - `j` `k` `↑` `↓`: move in the layer tree; `enter`: open or close a group
 - `space`: measure the layer, or stop measuring it (restarts the analysis)
 - `/`: find a layer by name (`↓` next match, `enter` done, `esc` close)
-- `n` `p`: next / previous image
+- `n` `p`: next / previous image (a map the analysis did not keep is computed when shown)
+- `c`: compare: this image against the dataset, per class, right vs wrong, the misclassified
+  images (`←` `→` or `1` `2` `3` switch views; `enter` opens an image in the explorer; `esc` back)
 - `m` `t`: next saliency method / target (restarts the analysis)
 - `tab` `shift+tab`: move between panes
 - `ctrl+p`: commands: jump to a layer, method, estimator, target, theme
@@ -26,11 +28,14 @@ a drop of entropy from one layer to the next, read as signs aggregated into a su
 
 ### Panes
 - **Layers**: `●` measured, `○` could be measured, dim: no spatial map; the number is the
-  mean entropy over the images done so far.
+  mean entropy over the images done so far; `◆` the layer the image's entropy drops into most.
 - **Saliency**: the selected layer's map over the image, and the class it explains.
 - **Entropy curve**: the dataset mean with its 95% band, the current image, the selected layer.
 - **Steps**: ΔH = H(previous layer) − H(layer); a bar right of the axis is a drop,
   `*` a significant one (one-sided Wilcoxon, Holm-corrected, p < 0.01).
+
+A saved report (`semiotui open DIR`) has no model: its method, target and layers stay as saved,
+and only the images whose maps it kept show a map.
 """
 
 

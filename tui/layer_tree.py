@@ -64,6 +64,7 @@ def short_names(names: list[str]) -> list[str]:
 class LayerTree(Tree[LayerInfo]):
     """Every module, nested as in the model; `space` adds or removes a layer from the measured ones."""
 
+    COMPONENT_CLASSES: ClassVar[set[str]] = Tree.COMPONENT_CLASSES | {"layer-tree--largest"}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("j", "cursor_down", "Down", show=False),
         Binding("k", "cursor_up", "Up", show=False),
@@ -72,6 +73,8 @@ class LayerTree(Tree[LayerInfo]):
 
     compact: reactive[bool] = reactive(False)
     """Show only the name and the entropy (narrow panes)."""
+    largest: reactive[str | None] = reactive(None)
+    """The layer entered by the current image's largest entropy drop, marked `◆`."""
 
     class MeasureToggled(Message):
         """The user asked to measure, or stop measuring, a layer."""
@@ -113,7 +116,11 @@ class LayerTree(Tree[LayerInfo]):
             mark, entropy = "● ", "   …" if value is None else f"{value:5.2f}"
         else:
             mark, entropy = ("○ " if info.spatial else "  "), ""
-        label = Text(mark, style="bold" if info.name in self.measured else "")
+        label = Text(style="bold" if info.name in self.measured else "")
+        if info.name == self.largest:
+            label.append("◆ ", style=self.get_component_rich_style("layer-tree--largest", partial=True))
+        else:
+            label.append(mark)
         label.append(name, style="" if info.spatial else "dim")
         if self.compact:
             label.append(f" {entropy}".rstrip(), style="bold")
@@ -129,6 +136,9 @@ class LayerTree(Tree[LayerInfo]):
 
     def watch_compact(self) -> None:
         self.relabel()
+
+    def watch_largest(self, old: str | None, new: str | None) -> None:
+        self.relabel([name for name in (old, new) if name in self.nodes_by_name])
 
     def relabel(self, names: list[str] | None = None) -> None:
         """Redraw the rows of the given layers (all when None)."""

@@ -1,4 +1,4 @@
-"""Command palette entries: jump to a layer, change method, estimator or target, pick a theme."""
+"""Command palette entries: jump to a layer, change method, estimator or target, compare, pick a theme."""
 
 from __future__ import annotations
 
@@ -41,6 +41,10 @@ class SemiotuiCommands(Provider):
             mark = " (current)" if target == settings.target else ""
             discover = not isinstance(target, int)
             yield f"Target: {text}{mark}", partial(app.change_settings, target=target), "class the maps explain", discover
+        yield "Compare…", app.action_compare, "this image against the dataset, classes, right vs wrong (c)", True
+        if app.largest is not None:
+            help = "the layer this image's entropy drops into most (◆ in the tree)"
+            yield f"Layer: {app.largest} (largest drop)", partial(app.show_layer, app.largest), help, True
         for name in THEMES:
             mark = " (current)" if name == app.theme else ""
             yield f"Theme: {name.removeprefix('semiotui-')}{mark}", partial(setattr, app, "theme", name), "", True

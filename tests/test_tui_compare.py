@@ -1,0 +1,125 @@
+"""The compare view (METHOD.md §4) in the live explorer, and maps computed for images the analysis did not keep."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_tui import finished, wait_until
+from textual.widgets import OptionList
+from tui_demo import demo_workspace
+
+from semiotui.engine.analysis import analyze
+from semiotui.engine.explain import largest_steps
+from semiotui.tui.app import SemiotuiApp
+from semiotui.tui.compare import CompareScreen, GroupPlot, MistakeList, Significance
+from semiotui.tui.layer_tree import LayerTree
+from semiotui.tui.saliency import SaliencyView
+
+MISTAKE = 7  # arrow_0007, predicted square: the demo's one mistake in its first 40 images
+
+
+@pytest.fixture(autouse=True)
+def _config_home(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+
+
+async def test_compare_lists_the_mistake_and_shows_it_beside_a_correct_image_of_its_class():
+    workspace = demo_workspace(40, batch_size=8)
+    app = SemiotuiApp(workspace, live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, finished(app))
+        await pilot.press("c")
+        screen = app.screen
+        assert isinstance(screen, CompareScreen)
+        mistakes = screen.query_one(MistakeList)
+        assert [mistakes.get_option_at_index(i).id for i in range(mistakes.option_count)] == [str(MISTAKE)]
+        assert mistakes.border_title == "Misclassified: 1 of 40"
+        await pilot.press("down")
+        assert app.image == MISTAKE
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        this, other = screen.query_one("#this-map", SaliencyView), screen.query_one("#partner-map", SaliencyView)
+        assert this.content.saliency is not None and other.content.saliency is not None
+        assert other.border_title == "Correct arrow"
+        assert "true arrow ✓" in other.content.caption.plain and "true arrow ✗" in this.content.caption.plain
+        # Its map is drawn at the layer its entropy drops into most, which the tree marks.
+        row = app.run_state.rows[MISTAKE]
+        step = int(largest_steps(row.entropy[None])[0])
+        layer = app.run_state.map_names[step]
+        np.testing.assert_array_equal(this.content.saliency, row.maps[layer])
+        assert app.query_one(LayerTree).largest == layer
+        assert f"largest drop into {layer.rsplit('.', 1)[-1]}" in screen.query_one(GroupPlot).data.title
+        # The significant steps are named.
+        significance = screen.query_one(Significance).render().plain
+        assert "Significant superization: conv1 → pool1" in significance and "over 40 images" in significance
+        await pilot.press("2")
+        plot = screen.query_one(GroupPlot)
+        assert plot.data.title == "mean entropy per true class"
+        assert len(plot.data.lines) == len({r.label for r in app.run_state.rows.values()})
+        await pilot.press("right")
+        assert screen.view == "outcomes"
+        assert "they part most at" in plot.data.title and plot.data.marks
+        legend = [line.label for line in plot.data.lines if line.label]
+        assert legend == ["95% CI, correct", "correct (39)", "wrong (1)"]
+        await pilot.press("enter")  # back to the explorer, at the mistake's largest drop
+        assert not isinstance(app.screen, CompareScreen)
+        assert app.image == MISTAKE and app.layer == layer
+
+
+async def test_compare_follows_the_analysis_as_results_arrive():
+    app = SemiotuiApp(demo_workspace(16, batch_size=4, pause=0.3), live=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("c")
+        screen = app.screen
+        assert isinstance(screen, CompareScreen)
+        await wait_until(pilot, lambda: screen.comparison is not None)
+        assert len(screen.comparison.rows) < 16
+        await wait_until(pilot, finished(app))
+        await pilot.pause(0.2)
+        assert len(screen.comparison.rows) == 16
+        assert screen.query_one(MistakeList).border_title == "Misclassified: 1 of 16"
+        assert "over 16 images" in screen.query_one(Significance).render().plain
+        await pilot.press("escape")
+        assert not isinstance(app.screen, CompareScreen)
+
+
+async def test_maps_beyond_the_kept_images_are_computed_when_shown():
+    workspace = demo_workspace(16)
+    app = SemiotuiApp(workspace, live=False, keep_maps=2)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, finished(app))
+        view = app.query_one(SaliencyView)
+        await pilot.press("n", "n", "n")
+        assert app.image == 3
+        await wait_until(pilot, lambda: view.content.saliency is not None)
+        assert "image 4/16" in view.content.caption.plain
+        # Picking the mistake in the compare view computes its map and its partner's.
+        await pilot.press("c", "down")
+        rows = app.run_state.rows
+        await wait_until(pilot, lambda: rows[MISTAKE].maps is not None and rows[15].maps is not None)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.screen.query_one("#partner-map", SaliencyView).content.saliency is not None
+        with_maps = {i for i, row in rows.items() if row.maps is not None}
+        assert {0, 1, 3, MISTAKE, 15} <= with_maps <= {0, 1, 2, 3, MISTAKE, 15}  # kept, or shown (2 in passing)
+    expected = analyze(workspace.model, workspace.images.batches(16), workspace.layers, app.run_state.settings,
+                       keep_maps=16)
+    for i in (3, MISTAKE):
+        for name, thumbnail in rows[i].maps.items():
+            np.testing.assert_allclose(thumbnail, expected.images[i].maps[name], rtol=1e-4, atol=1e-6)
+
+
+async def test_highlighting_a_mistake_moves_the_explorer_to_it_too():
+    app = SemiotuiApp(demo_workspace(16), live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, finished(app))
+        await pilot.press("c")
+        listing = app.screen.query_one(OptionList)
+        assert listing.highlighted is None  # the current image (0) is right
+        await pilot.press("down")
+        assert app.image == MISTAKE
+        await pilot.press("escape", "n")
+        assert app.image == MISTAKE + 1
+        await pilot.press("c")
+        assert app.screen.query_one(OptionList).highlighted is None
+        await app.workers.wait_for_complete()

@@ -1,0 +1,140 @@
+"""`semiotui open DIR`: a saved report browsed in the explorer with no model, from a folder copied elsewhere."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from test_tui import wait_until
+from tui_demo import demo_workspace
+
+from semiotui.engine.analysis import add_maps, analyze
+from semiotui.engine.explain import contrast_pair
+from semiotui.engine.report import write_report
+from semiotui.engine.saved import open_report
+from semiotui.tui import cli
+from semiotui.tui.app import SemiotuiApp
+from semiotui.tui.compare import CompareScreen, MistakeList, Significance
+from semiotui.tui.curve import EntropyCurve
+from semiotui.tui.layer_tree import LayerTree
+from semiotui.tui.saliency import SaliencyView
+from semiotui.tui.status import StatusLine
+from semiotui.tui.steps import StepsView
+
+IMAGES, KEPT = 40, 3
+MISTAKE = 7  # arrow_0007, predicted square
+
+
+@pytest.fixture(autouse=True)
+def _config_home(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+
+
+@pytest.fixture(scope="module")
+def copied_report(tmp_path_factory) -> str:
+    """A report of the demo, written on "the server" and copied to another folder, as if to a laptop."""
+    workspace = demo_workspace(IMAGES, batch_size=8)
+    result = analyze(workspace.model, workspace.images.batches(8), workspace.layers, workspace.settings,
+                     keep_maps=KEPT)
+    add_maps(workspace.model, workspace.images, workspace.layers, result, contrast_pair(result))
+    server = tmp_path_factory.mktemp("server") / "report"
+    write_report(server, workspace, result, formats=("json", "csv"))
+    laptop = tmp_path_factory.mktemp("laptop") / "copied"
+    shutil.copytree(server, laptop)
+    shutil.rmtree(server)
+    return str(laptop)
+
+
+async def test_open_shows_the_saved_analysis_with_no_model_and_no_worker(copied_report):
+    workspace = open_report(copied_report)
+    app = SemiotuiApp(workspace, live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.run_state is not None)
+        await pilot.pause()
+        assert app.workspace.model is None and app.job is None
+        assert not [w for w in app.workers if w.group == "analysis"]
+        run = app.run_state
+        assert run.finished and run.done == IMAGES
+        status = app.query_one(StatusLine).render().plain
+        assert "✓ done 40/40 images" in status and f"saved report {copied_report}" in status
+        tree = app.query_one(LayerTree)
+        expected = workspace.result.entropy.mean(axis=0)
+        assert tree.entropy["features.conv1"] == pytest.approx(expected[0])
+        assert list(tree.nodes_by_name) == [info.name for info in workspace.index]
+        view = app.query_one(SaliencyView)
+        np.testing.assert_allclose(view.content.saliency, workspace.result.images[0].maps["features.conv1"])
+        assert app.query_one(StepsView).steps.count == IMAGES
+        np.testing.assert_allclose(app.query_one(EntropyCurve).data.mean, expected)
+
+
+async def test_n_and_p_go_through_every_image_and_say_when_no_map_was_saved(copied_report):
+    app = SemiotuiApp(open_report(copied_report), live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.run_state is not None)
+        view = app.query_one(SaliencyView)
+        await pilot.press(*"n" * KEPT)
+        assert app.image == KEPT
+        assert view.content.image is None and view.content.saliency is None
+        saved = KEPT + 2  # the first images and the contrast pair
+        assert view.content.message == f"no saved map: the report kept maps for {saved} of {IMAGES} images"
+        assert "image 4/40" in view.content.caption.plain and "predicted" in view.content.caption.plain
+        await pilot.press("p", "p")
+        assert app.image == KEPT - 2 and view.content.saliency is not None
+        await pilot.press(*"p" * (KEPT - 1))
+        assert app.image == IMAGES - 1  # wraps around to the last image
+
+
+async def test_settings_and_measuring_need_the_model_and_say_so(copied_report):
+    app = SemiotuiApp(open_report(copied_report), live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.run_state is not None)
+        run, settings, measured = app.run_state, app.settings, list(app.measured)
+        await pilot.press("m", "t")
+        app.change_settings(estimator="histogram")
+        await pilot.press("j", "space")  # features.bn1: not measured in the report
+        await pilot.pause()
+        assert app.run_state is run and app.settings == settings and app.measured == measured
+        notices = [n.message for n in app._notifications]
+        assert any("changing the method needs the model" in n for n in notices)
+        assert any("changing the estimator needs the model" in n for n in notices)
+        assert any("measuring another layer needs the model" in n for n in notices)
+        assert "not measured in this report" in app.query_one(SaliencyView).content.message
+
+
+async def test_compare_in_a_saved_report_uses_the_saved_maps(copied_report):
+    app = SemiotuiApp(open_report(copied_report), live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.run_state is not None)
+        await pilot.press("c")
+        screen = app.screen
+        assert isinstance(screen, CompareScreen)
+        listing = screen.query_one(MistakeList)
+        assert listing.option_count == 1 and listing.get_option_at_index(0).id == str(MISTAKE)
+        await pilot.press("down")
+        assert app.image == MISTAKE
+        this, other = screen.query_one("#this-map", SaliencyView), screen.query_one("#partner-map", SaliencyView)
+        assert this.content.saliency is not None and other.content.saliency is not None
+        result = app.workspace.result
+        partner = result.images[contrast_pair(result)[1]].index  # the correct arrow the report drew beside it
+        assert other.border_title == "Correct arrow" and f"image {partner + 1}/40" in other.content.caption.plain
+        assert "conv1 → pool1" in screen.query_one(Significance).render().plain
+        assert not [w for w in app.workers if w.group == "maps"]
+
+
+def test_open_a_missing_or_incomplete_folder_fails_with_one_line(tmp_path, capsys):
+    assert cli.main(["open", str(tmp_path / "nowhere")]) == 1
+    incomplete = tmp_path / "incomplete"
+    incomplete.mkdir()
+    (incomplete / "report.json").write_text("{}")
+    assert cli.main(["open", str(incomplete)]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and all(line.startswith("semiotui: error: ") for line in lines)
+    assert "nowhere is not a folder" in lines[0] and "entropy.csv, maps.npz missing" in lines[1]
+
+
+def test_open_runs_the_explorer_on_the_report(copied_report, monkeypatch):
+    opened = []
+    monkeypatch.setattr("semiotui.tui.app.run_app", lambda workspace: opened.append(workspace) or 0)
+    assert cli.main(["open", copied_report]) == 0
+    assert opened[0].model is None and len(opened[0].images) == IMAGES
