@@ -67,7 +67,7 @@ async def test_compare_lists_the_mistake_and_shows_it_beside_a_correct_image_of_
 
 
 async def test_compare_follows_the_analysis_as_results_arrive():
-    app = SemiotuiApp(demo_workspace(16, batch_size=4, pause=0.3), live=False)
+    app = SemiotuiApp(demo_workspace(16, batch_size=4, pause=0.6), live=False)  # the view redraws once a second
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("c")
         screen = app.screen
