@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 from textual.command import CommandList
+from textual.worker import WorkerCancelled
 from tui_demo import demo_workspace
 
 from semiotui.engine.analysis import analyze
@@ -34,6 +35,15 @@ async def wait_until(pilot, condition: Callable[[], bool], timeout: float = 60.0
         assert pilot.app.is_running, "the app stopped"
         assert time.monotonic() < deadline, "timed out waiting for the app"
         await pilot.pause(0.05)
+
+
+async def workers_done(app: SemiotuiApp) -> None:
+    """Wait for the app's workers; a newer curve build cancels an older one, which only means waiting again."""
+    while True:
+        try:
+            return await app.workers.wait_for_complete()
+        except WorkerCancelled:
+            pass
 
 
 def finished(app: SemiotuiApp) -> Callable[[], bool]:
@@ -266,7 +276,7 @@ async def test_no_color_terminal_draws_the_map_as_characters(monkeypatch):
     app = SemiotuiApp(demo_workspace(4), live=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, finished(app))
-        await app.workers.wait_for_complete()
+        await workers_done(app)
         await pilot.pause()
         assert app.no_color
         screen = app.export_screenshot()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_tui import finished, wait_until
+from test_tui import finished, wait_until, workers_done
 from textual.widgets import OptionList
 from tui_demo import demo_workspace
 
@@ -36,7 +36,7 @@ async def test_compare_lists_the_mistake_and_shows_it_beside_a_correct_image_of_
         assert mistakes.border_title == "Misclassified: 1 of 40"
         await pilot.press("down")
         assert app.image == MISTAKE
-        await app.workers.wait_for_complete()
+        await workers_done(app)
         await pilot.pause()
         this, other = screen.query_one("#this-map", SaliencyView), screen.query_one("#partner-map", SaliencyView)
         assert this.content.saliency is not None and other.content.saliency is not None
@@ -97,7 +97,7 @@ async def test_maps_beyond_the_kept_images_are_computed_when_shown():
         await pilot.press("c", "down")
         rows = app.run_state.rows
         await wait_until(pilot, lambda: rows[MISTAKE].maps is not None and rows[15].maps is not None)
-        await app.workers.wait_for_complete()
+        await workers_done(app)
         await pilot.pause()
         assert app.screen.query_one("#partner-map", SaliencyView).content.saliency is not None
         with_maps = {i for i, row in rows.items() if row.maps is not None}
@@ -122,4 +122,4 @@ async def test_highlighting_a_mistake_moves_the_explorer_to_it_too():
         assert app.image == MISTAKE + 1
         await pilot.press("c")
         assert app.screen.query_one(OptionList).highlighted is None
-        await app.workers.wait_for_complete()
+        await workers_done(app)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from test_tui import workers_done
 from tui_demo import demo_workspace
 
 from semiotui.tui.app import SemiotuiApp
@@ -24,9 +25,9 @@ async def analysis_finished(pilot) -> None:
     app = pilot.app
     while app.run_state is None or not app.run_state.finished:
         await asyncio.sleep(0.05)
-    await app.workers.wait_for_complete()
+    await workers_done(app)
     await pilot.pause(0.3)
-    await app.workers.wait_for_complete()
+    await workers_done(app)
     await pilot.pause()
 
 
