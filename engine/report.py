@@ -14,6 +14,7 @@ import io
 import json
 import math
 import platform
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -25,11 +26,12 @@ import numpy as np
 import scipy
 import torch
 from PIL import Image
+from torch import nn
 
 from semiotui import __version__
 from semiotui.themes.colormaps import overlay
 
-from .analysis import AnalysisResult
+from .analysis import AnalysisResult, add_maps
 from .charts import Series, curve_svg, steps_svg
 from .explain import class_curves, contrast_pair, largest_steps, outcome_curves
 from .superization import Superization
@@ -37,6 +39,7 @@ from .workspace import Workspace
 
 FORMATS = ("html", "md", "json", "csv")
 MAP_PIXELS = 96  # side of a heatmap tile in the reports
+DEFAULT_MAPS = 6  # images whose maps a report draws, unless told otherwise
 
 
 @dataclass(frozen=True)
@@ -56,21 +59,15 @@ def write_report(
     screenshot_svg: str | None = None,
 ) -> Path:
     """Write the report of `result` into `directory` (created; replaced only with `force`)."""
-    target = Path(directory)
+    target = check_report_folder(directory, force=force)
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown report format {sorted(unknown)[0]!r}; choose from {', '.join(FORMATS)}")
     if not result.images:
         raise ValueError("the analysis has no images; nothing to report")
-    if target.exists() and not (target.is_dir() and not any(target.iterdir())) and not force:
-        raise FileExistsError(f"{target} already exists; choose another folder or pass --force to replace it")
-    if target.exists() and not target.is_dir():
-        raise FileExistsError(f"{target} is a file, not a folder; choose another name")
+    if screenshot_svg is not None:
+        screenshot_svg = _offline(screenshot_svg)
     parent = target.absolute().parent
-    if not parent.exists():
-        raise FileNotFoundError(f"cannot write {target}: the folder {parent} does not exist")
-    if not parent.is_dir():
-        raise NotADirectoryError(f"cannot write {target}: {parent} is not a folder")
     try:
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
     except OSError as exc:
@@ -102,6 +99,28 @@ def write_report(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def check_report_folder(directory: str | Path, *, force: bool = False) -> Path:
+    """The report folder as a path, or an error saying why a report cannot be written there."""
+    target = Path(directory)
+    if target.exists() and not (target.is_dir() and not any(target.iterdir())) and not force:
+        raise FileExistsError(f"{target} already exists; choose another folder or pass --force to replace it")
+    if target.exists() and not target.is_dir():
+        raise FileExistsError(f"{target} is a file, not a folder; choose another name")
+    parent = target.absolute().parent
+    if not parent.exists():
+        raise FileNotFoundError(f"cannot write {target}: the folder {parent} does not exist")
+    if not parent.is_dir():
+        raise NotADirectoryError(f"cannot write {target}: {parent} is not a folder")
+    return target
+
+
+def add_contrast_maps(model: nn.Module, images, layers: list[str], result: AnalysisResult) -> None:
+    """Draw the maps of the contrast pair (a mistake beside a correct image of its class) if it has none."""
+    pair = contrast_pair(result)
+    if pair is not None:
+        add_maps(model, images, layers, result, pair)
 
 
 def report_data(workspace: Workspace, result: AnalysisResult, sup: Superization) -> dict:
@@ -425,6 +444,11 @@ def _fmt(value: float | None, spec: str = ".3f") -> str:
 
 def _shape(shape: list[int]) -> str:
     return "×".join(map(str, shape)) if shape else "–"
+
+
+def _offline(svg: str) -> str:
+    """The SVG without the web fonts Rich's screenshots link to (the local font, or a monospace one, is used)."""
+    return re.sub(r',\s*url\([^)]*\)\s*format\([^)]*\)', "", svg)
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path, PurePath
 from typing import ClassVar
 
@@ -17,6 +18,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.reactive import var
+from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widgets import Footer, Static, Tree
 from textual.worker import get_current_worker
@@ -44,9 +46,11 @@ from .compare import CompareScreen, largest_step
 from .config import load_config, save_config
 from .confirm import ConfirmQuit
 from .curve import CurveData, EntropyCurve, units
+from .export import ExportDialog, explorer_report
 from .help import HelpScreen
 from .layer_tree import LayerPane, LayerTree, format_shape
 from .palette import SemiotuiCommands, target_text
+from .prune_screen import PruneScreen
 from .run_state import RunState
 from .saliency import SaliencyContent, SaliencyView, describe_image
 from .status import StatusLine, memory_in_use
@@ -75,6 +79,8 @@ class SemiotuiApp(App[int]):
         Binding("c", "compare", "Compare"),
         Binding("m", "cycle('method')", "Method"),
         Binding("t", "cycle('target')", "Target", show=False),
+        Binding("e", "export", "Export"),
+        Binding("g", "prune", "Prune"),
     ]
     REFRESH_INTERVAL = 0.1  # the analysis redraws the tree and status at most ~10 times a second
     SLOW_INTERVAL = 1.0  # and the curve and steps (plotext, statistics) at most once a second
@@ -499,25 +505,65 @@ class SemiotuiApp(App[int]):
             self.screen.dismiss()
         self.query_one(LayerPane).open_find()
 
+    def action_export(self) -> None:
+        """Open the export dialog for the analysis shown (what is finished, while it runs)."""
+        if isinstance(self.screen, PruneScreen):
+            self.screen.action_export()
+            return
+        run = self.run_state
+        if isinstance(self.screen, ModalScreen) or run is None:
+            return
+        result = run.snapshot(str(self.device))
+        if result is None:
+            self.notify("nothing to export yet: no image is analysed", severity="warning", timeout=4)
+            return
+        note = ""
+        if run.running:
+            total = f" of {run.total}" if run.total else ""
+            note = (f"The analysis is still running: the report covers the {len(result.images)}{total} images "
+                    "finished so far and is marked partial.")
+        source = explorer_report(self.workspace, result, list(run.layers), self.engine_lock)
+        self.push_screen(ExportDialog(source, screenshot=self.export_screenshot(), note=note), self._exported)
+
+    def _exported(self, path: Path | None) -> None:
+        if path is not None:
+            self.notify(f"report written to {path}", timeout=8)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Pruning starts from the explorer itself; its screen has none of the explorer's own keys."""
+        if any(isinstance(screen, PruneScreen) for screen in self.screen_stack):
+            return action not in {"find", "image", "compare", "cycle", "prune"}
+        return action != "prune" or len(self.screen_stack) == 1
+
+    def action_prune(self) -> None:
+        """Open the pruning screen on a copy of the model."""
+        if len(self.screen_stack) > 1 or self._without_model("pruning"):
+            return
+        self.push_screen(PruneScreen(self.workspace, self.settings, list(self.measured)))
+
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
     async def action_quit(self) -> None:
-        """Quit, asking first while the analysis runs."""
+        """Quit, asking first while the analysis or pruning runs, or before losing a pruned model."""
         run = self.run_state
         if isinstance(self.screen, ConfirmQuit):
             return
-        if run is not None and run.running:
+        if isinstance(self.screen, PruneScreen) and (question := self.screen.leaving_question("quit")):
+            # Textual waits for the worker's thread at exit: say why the terminal is not back at once.
+            note = "semiotui: stopping the pruning after its current step…" if self.screen.running else None
+            self.push_screen(ConfirmQuit(question), partial(self._quit_if, note=note))
+        elif run is not None and run.running:
             total = f"/{run.total}" if run.total else ""
             question = f"The analysis is running ({run.done}{total} images). Quit anyway?"
             self.push_screen(ConfirmQuit(question), self._quit_if)
         else:
             self.exit(0)
 
-    def _quit_if(self, quit: bool | None) -> None:
+    def _quit_if(self, quit: bool | None, note: str | None = None) -> None:
         if quit:
-            self.exit(0)
+            self.exit(0, message=note)
 
 
 def run_app(workspace: Workspace) -> int:

@@ -6,10 +6,9 @@ import argparse
 import sys
 import threading
 
-from semiotui.engine.analysis import AnalysisResult, BatchDone, Finished, Notice, add_maps, stream_analysis
-from semiotui.engine.explain import contrast_pair
+from semiotui.engine.analysis import AnalysisResult, BatchDone, Finished, Notice, stream_analysis
 from semiotui.engine.greedy import CRITERIA
-from semiotui.engine.report import FORMATS
+from semiotui.engine.report import DEFAULT_MAPS, FORMATS
 from semiotui.engine.data import ImageSource
 from semiotui.engine.workspace import Workspace
 
@@ -25,8 +24,8 @@ def configure(command: str | None, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--force", action="store_true", help="replace DIR if it already holds a report")
         parser.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS),
                             help="files to write (default: all)")
-        parser.add_argument("--maps", type=int, default=6, metavar="N",
-                            help="images whose maps are drawn in the report (default 6)")
+        parser.add_argument("--maps", type=int, default=DEFAULT_MAPS, metavar="N",
+                            help=f"images whose maps are drawn in the report (default {DEFAULT_MAPS})")
         parser.set_defaults(run=run_report)
     elif command == "prune":
         parser.add_argument("-o", "--out", metavar="OUT.pt", required=True,
@@ -87,7 +86,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     from semiotui.engine import distributed
-    from semiotui.engine.report import write_report
+    from semiotui.engine.report import add_contrast_maps, write_report
 
     from .workspace_args import workspace_from_args
 
@@ -110,9 +109,7 @@ def run_report(args: argparse.Namespace) -> int:
     finally:
         if shard is not None:
             distributed.stop()
-    pair = contrast_pair(result)
-    if pair is not None:  # draw a mistake beside a correct image of its class
-        add_maps(workspace.model, workspace.images, workspace.layers, result, pair)
+    add_contrast_maps(workspace.model, workspace.images, workspace.layers, result)
     path = write_report(args.out, workspace, result, formats=tuple(args.formats), force=args.force)
     print(f"semiotui: report written to {path}", file=sys.stderr)
     return 0

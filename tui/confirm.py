@@ -1,4 +1,4 @@
-"""The question asked before quitting while the analysis runs."""
+"""A yes-or-no question: quit while a job runs, leave the pruning screen, replace a file."""
 
 from __future__ import annotations
 
@@ -12,22 +12,23 @@ from textual.widgets import Button, Label
 
 
 class ConfirmQuit(ModalScreen[bool]):
-    """Quit anyway? `y`/enter on Quit: yes; `n`/escape: no."""
+    """Quit anyway (or `yes`)? `y` or the first button: yes; `n`, escape or the second: no."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("y", "answer(True)", "Quit"),
-        Binding("n,escape", "answer(False)", "Stay"),
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n,escape", "answer(False)", "No"),
     ]
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, yes: str = "Quit", no: str = "Stay") -> None:
         super().__init__()
         self.message = message
+        self.yes, self.no = yes, no
 
     def compose(self) -> ComposeResult:
         with Grid(id="confirm"):
             yield Label(self.message, id="question")
-            yield Button("Quit", variant="error", id="quit")
-            yield Button("Stay", variant="primary", id="stay")
+            yield Button(self.yes, variant="error", id="quit")
+            yield Button(self.no, variant="primary", id="stay")
 
     def on_mount(self) -> None:
         self.query_one("#stay", Button).focus()

@@ -1,4 +1,4 @@
-"""Command palette entries: jump to a layer, change method, estimator or target, compare, pick a theme."""
+"""Command palette entries: jump to a layer, change method, estimator or target, export, prune, compare, theme."""
 
 from __future__ import annotations
 
@@ -41,6 +41,8 @@ class SemiotuiCommands(Provider):
             mark = " (current)" if target == settings.target else ""
             discover = not isinstance(target, int)
             yield f"Target: {text}{mark}", partial(app.change_settings, target=target), "class the maps explain", discover
+        yield "Export report…", app.action_export, "write the analysis as a report folder (e)", True
+        yield "Prune…", app.action_prune, "greedy pruning of a copy of the model (g)", True
         yield "Compare…", app.action_compare, "this image against the dataset, classes, right vs wrong (c)", True
         if app.largest is not None:
             help = "the layer this image's entropy drops into most (◆ in the tree)"

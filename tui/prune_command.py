@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from semiotui.engine.data import ImageSource
-from semiotui.engine.greedy import PruneFinished, PruneSettings, StepDone, Trying, greedy_prune
+from semiotui.engine.greedy import PruneFinished, PruneLog, PruneSettings, StepDone, Trying, greedy_prune
 from semiotui.engine.workspace import Workspace
 
 from .workspace_args import workspace_from_args
@@ -25,8 +25,7 @@ DEMO_HELD_OUT = 300  # the validation images `semiotui demo --export` writes
 
 def prune(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    log_path = out.with_suffix(".json")
-    _check_output(args, out, log_path)
+    log_path = check_output(out, args.model, force=args.force)
     settings = PruneSettings(
         criterion=args.criterion, fraction=args.fraction, tolerance=args.tolerance,
         target_params=args.target_params, target_macs=args.target_macs, max_steps=args.max_steps,
@@ -36,9 +35,8 @@ def prune(args: argparse.Namespace) -> int:
     workspace = workspace_from_args(args)
     for warning in workspace.warnings:
         print(f"semiotui: warning: {warning}", file=sys.stderr)
-    train, held_out = _splits(args, workspace)
-    chosen = workspace.layers if args.layers else [info.name for info in workspace.index]
-    layers = [n for n in chosen if workspace.index[n].type == "Conv2d" and workspace.index[n].spatial]
+    train, held_out = prune_splits(workspace, args.holdout, args.seed)
+    layers = conv_layers(workspace, workspace.layers if args.layers else None)
     print(f"semiotui: pruning {len(layers)} conv layers ({args.criterion}); {len(train)} images to fine-tune "
           f"and calibrate, {len(held_out)} to measure accuracy; Ctrl-C stops after the current step",
           file=sys.stderr)
@@ -55,12 +53,7 @@ def prune(args: argparse.Namespace) -> int:
                 finished = event
     finally:
         signal.signal(signal.SIGINT, previous)
-    log = finished.log.to_dict()
-    log["preprocess"] = {"input_size": list(workspace.spec.size), "mean": list(workspace.spec.mean),
-                         "std": list(workspace.spec.std)}
-    log["model"] = {"path": workspace.info.path, "format": workspace.info.format, "arch": workspace.info.arch}
-    log["class_names"] = workspace.class_names
-    _save(finished.model.cpu(), log, out, log_path)
+    save_pruned(finished.model, finished.log, workspace, out)
     o, f = finished.log.original, finished.log.final
     print(f"semiotui: {finished.log.stopped_because}; parameters {f.parameters:,} of {o.parameters:,} "
           f"({f.parameters / o.parameters:.1%}), MACs {f.macs / o.macs:.1%}, accuracy {o.accuracy:.1%} -> "
@@ -68,22 +61,29 @@ def prune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_output(args: argparse.Namespace, out: Path, log_path: Path) -> None:
-    """Never write over the input model; replace earlier outputs only with --force."""
-    if args.model is not None and Path(args.model).resolve() in (out.resolve(), log_path.resolve()):
-        raise ValueError(f"-o {out} would overwrite the input model; choose another name")
+def check_output(out: Path, model_path: str | None, *, force: bool = False) -> Path:
+    """The log's path beside `out`; never the input model, and earlier outputs only with `force`."""
+    log_path = out.with_suffix(".json")
+    if model_path is not None and Path(model_path).resolve() in (out.resolve(), log_path.resolve()):
+        raise ValueError(f"{out} would overwrite the input model; choose another name")
     if out.suffix != ".pt":
-        raise ValueError(f"-o {out}: the pruned model is saved as a .pt file, e.g. -o pruned.pt")
+        raise ValueError(f"{out}: the pruned model is saved as a .pt file, e.g. pruned.pt")
     for path in (out, log_path):
-        if path.exists() and not args.force:
+        if path.exists() and not force:
             raise FileExistsError(f"{path} already exists; choose another name or pass --force")
     if not out.absolute().parent.is_dir():
         raise FileNotFoundError(f"cannot write {out}: the folder {out.absolute().parent} does not exist")
+    return log_path
 
 
-def _splits(args: argparse.Namespace, workspace: Workspace) -> tuple[ImageSource, ImageSource]:
-    """Images to fine-tune and calibrate on, and images to measure accuracy on."""
-    if args.model is None and not (args.images or args.dataset):
+def prune_splits(workspace: Workspace, holdout: float = 0.5, seed: int = 0) -> tuple[ImageSource, ImageSource]:
+    """Images to fine-tune and calibrate on, and images to measure accuracy on.
+
+    The demo has its own training split and measures on the validation images
+    `semiotui demo --export` writes; other images are shuffled with `seed` and
+    `holdout` of them kept aside.
+    """
+    if workspace.info.format == "demo":
         from semiotui.engine import demo
 
         def source(split: str, count: int) -> ImageSource:
@@ -92,15 +92,21 @@ def _splits(args: argparse.Namespace, workspace: Workspace) -> tuple[ImageSource
                                            labels=[label for _, label in samples], class_names=demo.CLASSES)
 
         return source("train", DEMO_TRAIN_IMAGES), source("val", DEMO_HELD_OUT)
-    if not 0 < args.holdout < 1:
-        raise ValueError(f"--holdout must be between 0 and 1, got {args.holdout}")
+    if not 0 < holdout < 1:
+        raise ValueError(f"--holdout must be between 0 and 1, got {holdout}")
     images = workspace.images
     order = list(range(len(images)))
-    random.Random(args.seed).shuffle(order)
-    cut = round(len(order) * args.holdout)
+    random.Random(seed).shuffle(order)
+    cut = round(len(order) * holdout)
     if cut < 1 or cut >= len(order):
         raise ValueError(f"{len(order)} images are too few to split into training and held-out parts")
     return images.subset(sorted(order[cut:])), images.subset(sorted(order[:cut]))
+
+
+def conv_layers(workspace: Workspace, names: list[str] | None = None) -> list[str]:
+    """The convolutions with a spatial output among `names` (default: every layer): what pruning measures and cuts."""
+    chosen = names if names is not None else [info.name for info in workspace.index]
+    return [n for n in chosen if workspace.index[n].type == "Conv2d" and workspace.index[n].spatial]
 
 
 def _first_interrupt_stops(cancel: threading.Event):
@@ -120,14 +126,27 @@ def _print_step(event: StepDone) -> None:
           f"{s.parameters / original.parameters:.1%}, accuracy {s.accuracy:.1%} ({verdict})", file=sys.stderr)
 
 
-def _save(model: torch.nn.Module, log: dict, out: Path, log_path: Path) -> None:
-    """Write both files under temporary names, then rename them into place."""
+def save_pruned(model: torch.nn.Module, log: PruneLog, workspace: Workspace, out: Path) -> Path:
+    """Save `model` as a full module at `out` and its log, with the preprocessing, beside it; returns the log's path.
+
+    Both are written under temporary names and then renamed into place; the
+    caller checks the names first (`check_output`).
+    """
+    log_path = out.with_suffix(".json")
+    data = log.to_dict()
+    data["preprocess"] = {"input_size": list(workspace.spec.size), "mean": list(workspace.spec.mean),
+                          "std": list(workspace.spec.std)}
+    data["model"] = {"path": workspace.info.path, "format": workspace.info.format, "arch": workspace.info.arch}
+    data["class_names"] = workspace.class_names
     tmp_model, tmp_log = out.with_name(f".{out.name}.tmp"), log_path.with_name(f".{log_path.name}.tmp")
+    device = next(model.parameters()).device
     try:
-        torch.save(model, tmp_model)
-        tmp_log.write_text(json.dumps(log, indent=2) + "\n", encoding="utf-8")
+        torch.save(model.cpu(), tmp_model)
+        tmp_log.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp_model, out)
         os.replace(tmp_log, log_path)
     finally:
+        model.to(device)
         for tmp in (tmp_model, tmp_log):
             tmp.unlink(missing_ok=True)
+    return log_path

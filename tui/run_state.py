@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,6 +53,17 @@ class RunState:
 
     def fail(self, message: str) -> None:
         self.error = message
+
+    def snapshot(self, device: str) -> AnalysisResult | None:
+        """The engine's result once the run ended; before, the images done so far, marked partial (`cancelled`)."""
+        if self.result is not None:
+            return self.result
+        if not self.rows:
+            return None
+        rows = [self.rows[i] for i in sorted(self.rows)]
+        seconds = self.done / self.rate if self.rate else 0.0
+        return AnalysisResult(list(self.map_names), self.settings, device, rows, copy.deepcopy(self.stats),
+                              cancelled=True, seconds=seconds)
 
     def mean_entropy(self, map_name: str) -> float | None:
         """The mean entropy of a map over the images so far, or None if not measured yet."""

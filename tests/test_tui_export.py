@@ -1,0 +1,103 @@
+"""Export from the interface: `e` opens a dialog that writes the report folder, with a screenshot, in a worker."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from textual.command import CommandList
+from test_tui import finished, images_done, wait_until
+from tui_demo import demo_workspace
+
+from semiotui.tui.app import SemiotuiApp
+from semiotui.tui.export import ExportDialog
+
+
+@pytest.fixture(autouse=True)
+def _config_home(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+
+
+async def export_to(pilot, folder, *, replace: bool = False) -> ExportDialog:
+    """Open the dialog with `e`, fill in the folder (and tick Replace), and press Export."""
+    app = pilot.app
+    await pilot.press("e")
+    await wait_until(pilot, lambda: isinstance(app.screen, ExportDialog))
+    dialog = app.screen
+    dialog.query_one("#export-folder").value = str(folder)
+    dialog.query_one("#export-replace").value = replace
+    await pilot.click("#export-go")
+    return dialog
+
+
+async def test_e_writes_the_report_folder_with_a_screenshot_and_names_it(tmp_path):
+    app = SemiotuiApp(demo_workspace(8), live=False)
+    folder = tmp_path / "report"
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, finished(app))
+        await export_to(pilot, folder)
+        await wait_until(pilot, lambda: any(str(folder) in n.message for n in app._notifications))
+        assert not isinstance(app.screen, ExportDialog)
+    data = json.loads((folder / "report.json").read_text())
+    assert data["analysis"] == {"images": 8, "cancelled": False, "seconds": data["analysis"]["seconds"]}
+    assert [layer["name"] for layer in data["layers"]] == app.run_state.map_names
+    screenshot = (folder / "screenshot.svg").read_text()
+    assert screenshot.startswith("<svg") and "Layers" in screenshot
+    html = (folder / "report.html").read_text()
+    assert "<h2>Interface</h2>" in html
+    assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}/", html.replace("http://www.w3.org/2000/svg", ""))
+    assert len(list((folder / "images").glob("*_input.png"))) <= 6 + 2  # the first images and the contrast pair
+
+
+async def test_an_existing_folder_is_refused_until_replace_is_ticked(tmp_path):
+    app = SemiotuiApp(demo_workspace(8), live=False)
+    folder = tmp_path / "report"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, finished(app))
+        dialog = await export_to(pilot, folder)
+        await pilot.pause(0.2)
+        assert app.screen is dialog
+        status = dialog.query_one("#export-status")
+        assert "already exists" in str(status.render()) and status.has_class("-error")
+        assert [p.name for p in folder.iterdir()] == ["notes.txt"]
+        dialog.query_one("#export-replace").value = True
+        await pilot.click("#export-go")
+        await wait_until(pilot, lambda: not isinstance(app.screen, ExportDialog))
+    assert sorted(p.name for p in folder.iterdir() if p.suffix) == [
+        "entropy.csv", "maps.npz", "report.html", "report.json", "report.md", "screenshot.svg",
+    ]
+    assert not list(tmp_path.glob(".report*"))
+
+
+async def test_exporting_while_the_analysis_runs_writes_the_finished_images_marked_partial(tmp_path):
+    app = SemiotuiApp(demo_workspace(24, batch_size=4, pause=0.3), live=False)
+    folder = tmp_path / "partial"
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, images_done(app, 4))
+        await pilot.press("e")
+        await wait_until(pilot, lambda: isinstance(app.screen, ExportDialog))
+        note = str(app.screen.query_one("#export-note").render())
+        assert "still running" in note and "partial" in note
+        app.screen.query_one("#export-folder").value = str(folder)
+        app.screen.query_one("#format-html").value = False
+        await pilot.click("#export-go")
+        await wait_until(pilot, lambda: not isinstance(app.screen, ExportDialog))
+    data = json.loads((folder / "report.json").read_text())
+    assert data["analysis"]["cancelled"] and 4 <= len(data["images"]) < 24
+    assert not (folder / "report.html").exists()
+
+
+async def test_the_palette_opens_the_export_dialog():
+    app = SemiotuiApp(demo_workspace(4), live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, finished(app))
+        await pilot.press("ctrl+p", *"export report")
+        hits = app.screen.query_one(CommandList)
+        await wait_until(pilot, lambda: hits.option_count and "Export" in str(hits.get_option_at_index(0).prompt))
+        await pilot.press("down", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, ExportDialog))
+        await pilot.press("escape")
+        assert not isinstance(app.screen, ExportDialog)

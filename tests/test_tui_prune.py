@@ -1,0 +1,121 @@
+"""The pruning screen driven with Pilot: start, live steps, stop, save, leaving while it runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from textual import events
+from textual.command import CommandList
+from textual.widgets import DataTable, Input
+from test_tui import finished, wait_until
+from tui_demo import demo_workspace
+
+from semiotui.tui import prune_command
+from semiotui.tui.app import SemiotuiApp
+from semiotui.tui.confirm import ConfirmQuit
+from semiotui.tui.prune_screen import PruneScreen
+
+
+@pytest.fixture(autouse=True)
+def _small_demo_splits(tmp_path, monkeypatch) -> None:
+    """Few demo images to fine-tune and measure on, and a config of the test's own."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setattr(prune_command, "DEMO_TRAIN_IMAGES", 8)
+    monkeypatch.setattr(prune_command, "DEMO_HELD_OUT", 8)
+
+
+async def press(pilot, *keys: str) -> None:
+    """Keys as the terminal sends them, without Pilot's wait for an idle CPU (pruning keeps it busy)."""
+    for key in keys:
+        pilot.app.post_message(events.Key(key, key if len(key) == 1 else None))
+        await pilot.pause(0.05)
+
+
+async def open_pruning(pilot, **fields: str) -> PruneScreen:
+    """`g` once the analysis is done, then the form's fields by id."""
+    app = pilot.app
+    await wait_until(pilot, finished(app))
+    await pilot.press("g")
+    await wait_until(pilot, lambda: isinstance(app.screen, PruneScreen))
+    for id, value in {"finetune": "1", **fields}.items():
+        app.screen.query_one(f"#{id}", Input).value = value
+    return app.screen
+
+
+async def test_start_shows_steps_live_stop_ends_after_the_step_and_save_writes_a_loadable_model(tmp_path):
+    app = SemiotuiApp(demo_workspace(4), live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_pruning(pilot)
+        await press(pilot, "s")
+        assert screen.running
+        table = screen.query_one(DataTable)
+        await wait_until(pilot, lambda: table.row_count >= 1)
+        await press(pilot, "x")
+        await wait_until(pilot, lambda: not screen.running)
+        log = screen.pruned[1]
+        assert log.stopped_because == "stopped by the user"
+        assert table.row_count == len(log.steps) <= 2
+        assert "stopped by the user" in str(screen.query_one("#prune-status").render())
+        assert not app.engine_lock.locked()
+
+        out = tmp_path / "pruned.pt"
+        screen.query_one("#save-path", Input).value = str(out)
+        await pilot.pause()  # the save bar is laid out
+        await pilot.click("#save")
+        await wait_until(pilot, lambda: screen.saved == out)
+        saved = json.loads(out.with_suffix(".json").read_text())
+        model = torch.load(out, weights_only=False)
+        assert sum(p.numel() for p in model.parameters()) == saved["final"]["parameters"]
+        assert saved["preprocess"]["input_size"] == [64, 64]
+
+        await pilot.pause(0.3)  # a button ignores clicks during its 0.2 s press effect
+        await pilot.click("#save")  # the same name again: asks, and "no" keeps the files
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmQuit))
+        before = out.stat().st_mtime_ns
+        await pilot.press("n")
+        assert app.screen is screen and out.stat().st_mtime_ns == before
+        await pilot.press("escape")
+        assert not isinstance(app.screen, PruneScreen)
+
+
+async def test_leaving_while_it_runs_asks_then_stops_the_run_and_frees_the_model():
+    app = SemiotuiApp(demo_workspace(4), live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_pruning(pilot)
+        await press(pilot, "s")
+        assert screen.running
+        await press(pilot, "q")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmQuit))
+        assert "Stop it and quit" in app.screen.message
+        await press(pilot, "n")
+        await wait_until(pilot, lambda: app.screen is screen)
+        await press(pilot, "escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmQuit))
+        assert "Stop it and go back" in app.screen.message
+        await press(pilot, "y")
+        await wait_until(pilot, lambda: not isinstance(app.screen, (ConfirmQuit, PruneScreen)))
+        assert screen.job.cancel.is_set()
+        await wait_until(pilot, lambda: not app.engine_lock.locked())
+
+
+async def test_the_palette_opens_it_and_bad_settings_are_named_without_starting():
+    app = SemiotuiApp(demo_workspace(4), live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, finished(app))
+        await pilot.press("ctrl+p", *"prune")
+        hits = app.screen.query_one(CommandList)
+        await wait_until(pilot, lambda: hits.option_count and "Prune" in str(hits.get_option_at_index(0).prompt))
+        await pilot.press("down", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, PruneScreen))
+        screen = app.screen
+        screen.query_one("#tolerance", Input).value = "two"
+        await pilot.click("#start")
+        status = screen.query_one("#prune-status")
+        assert "tolerance: 'two' is not a number" in str(status.render()) and status.has_class("-error")
+        screen.query_one("#tolerance", Input).value = "0.02"
+        screen.query_one("#target", Input).value = "5"
+        await press(pilot, "s")
+        await wait_until(pilot, lambda: "target-params must be between 0 and 1" in str(status.render()))
+        assert not screen.running and screen.job is None

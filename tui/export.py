@@ -1,0 +1,237 @@
+"""The export dialog: a report folder of the analysis shown, with a screenshot of the screen, written in a worker."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import ClassVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Static
+from torch import nn
+
+from semiotui.engine.analysis import AnalysisResult, AnalysisSettings, BatchDone, Finished, stream_analysis
+from semiotui.engine.layers import index_layers
+from semiotui.engine.report import DEFAULT_MAPS, FORMATS, add_contrast_maps, check_report_folder, write_report
+from semiotui.engine.workspace import ModelInfo, Workspace
+
+from .cli import one_line
+
+OnProgress = Callable[[str, int | None, int | None], None]  # what is being done, done, total
+ReportSource = Callable[[OnProgress, threading.Event], tuple[Workspace, AnalysisResult]]
+"""Run in the worker: gives the workspace and the finished result to report, reporting progress; may stop early."""
+
+
+def default_folder(now: datetime | None = None) -> str:
+    """A new report folder in the working directory, named for the time."""
+    return f"./semiotui-report-{(now or datetime.now()).strftime('%Y%m%d-%H%M%S')}"
+
+
+def explorer_report(workspace: Workspace, result: AnalysisResult, layers: list[str],
+                    lock: threading.Lock) -> ReportSource:
+    """The explorer's result with maps for the first images and the contrast pair, like `semiotui report`.
+
+    A partial result (the analysis still runs, holding the model) gets the
+    contrast pair's maps only if the model is free, rather than waiting for the
+    whole run.
+    """
+
+    def prepare(progress: OnProgress, cancel: threading.Event) -> tuple[Workspace, AnalysisResult]:
+        rows = [row if k < DEFAULT_MAPS else replace(row, maps=None) for k, row in enumerate(result.images)]
+        chosen = replace(result, images=rows)
+        if workspace.model is not None and lock.acquire(blocking=not result.cancelled):
+            try:
+                progress("drawing the maps of a mistake and a correct image", None, None)
+                add_contrast_maps(workspace.model, workspace.images, layers, chosen)
+            finally:
+                lock.release()
+        return workspace, chosen
+
+    return prepare
+
+
+def model_report(workspace: Workspace, model: nn.Module, layers: list[str], settings: AnalysisSettings,
+                 lock: threading.Lock, *, path: str | None = None) -> ReportSource:
+    """A fresh analysis of `model` (the pruned one, saved at `path` if it was) on the workspace's images."""
+
+    def prepare(progress: OnProgress, cancel: threading.Event) -> tuple[Workspace, AnalysisResult]:
+        images, total = workspace.images, len(workspace.images)
+        with lock:
+            progress("analysing the model", 0, total)
+            device = next(model.parameters()).device
+            index = index_layers(model, next(images.batches(1)).images.to(device))
+            info = ModelInfo(path, "pruned", workspace.info.arch, sum(p.numel() for p in model.parameters()))
+            events = stream_analysis(model, images.batches(settings.batch_size), layers, settings,
+                                     keep_maps=DEFAULT_MAPS, total=total, cancel=cancel)
+            for event in events:
+                if isinstance(event, BatchDone):
+                    progress("analysing the model", event.done, total)
+                elif isinstance(event, Finished):
+                    result = event.result
+            if not result.cancelled:
+                add_contrast_maps(model, images, layers, result)
+        pruned = replace(workspace, model=model, info=info, index=index, layers=layers, settings=settings, warnings=[])
+        return pruned, result
+
+    return prepare
+
+
+class ExportDialog(ModalScreen[Path | None]):
+    """Folder, formats, replace or not; Export writes the report in a worker and closes with the path written."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    class Progress(Message):
+        """The worker is doing `text`; `done` of `total` when it can count."""
+
+        def __init__(self, text: str, done: int | None, total: int | None) -> None:
+            super().__init__()
+            self.text, self.done, self.total = text, done, total
+
+    class Written(Message):
+        """The report is in `path`."""
+
+        def __init__(self, path: Path) -> None:
+            super().__init__()
+            self.path = path
+
+    class Failed(Message):
+        """Nothing was written: `error` says why (None: cancelled)."""
+
+        def __init__(self, error: BaseException | None) -> None:
+            super().__init__()
+            self.error = error
+
+    def __init__(self, source: ReportSource, *, screenshot: str | None = None, note: str = "",
+                 folder: str | None = None, title: str = "Export report") -> None:
+        """`screenshot`: the SVG of the screen behind, taken before the dialog opened; `note`: shown above the form."""
+        super().__init__()
+        self.source = source
+        self.screenshot = screenshot
+        self.note = note
+        self.folder = folder or default_folder()
+        self.title = title
+        self._cancel = threading.Event()
+        self._busy = False
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="export") as dialog:
+            dialog.border_title = self.title
+            dialog.border_subtitle = "esc cancels"
+            yield Static(self.note, id="export-note")
+            yield Label("Folder")
+            yield Input(self.folder, id="export-folder", compact=True)
+            with Horizontal(id="export-formats"):
+                yield Label("Formats")
+                for name in FORMATS:
+                    yield Checkbox(name, True, id=f"format-{name}", compact=True)
+            yield Checkbox("Replace the folder if it exists", False, id="export-replace", compact=True)
+            yield ProgressBar(show_eta=False, id="export-progress")
+            yield Static("", id="export-status")
+            with Horizontal(id="export-buttons"):
+                yield Button("Export", variant="primary", id="export-go", compact=True)
+                yield Button("Cancel", id="export-cancel", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#export-note").display = bool(self.note)
+        self.query_one("#export-progress").display = False
+        self.query_one("#export-folder", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.start()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "export-go":
+            self.start()
+        else:
+            self.action_cancel()
+
+    def action_cancel(self) -> None:
+        """Close; while the worker runs, ask it to stop before it writes anything."""
+        if not self._busy:
+            self.dismiss(None)
+            return
+        self._cancel.set()
+        self._say("stopping…")
+
+    def start(self) -> None:
+        """Check the form, then write the report in a worker."""
+        if self._busy:
+            return
+        formats = tuple(name for name in FORMATS if self.query_one(f"#format-{name}", Checkbox).value)
+        folder = self.query_one("#export-folder", Input).value.strip()
+        replace_it = self.query_one("#export-replace", Checkbox).value
+        if not folder:
+            self._say("choose a folder to write the report into", error=True)
+            return
+        if not formats:
+            self._say("choose at least one format", error=True)
+            return
+        path = Path(folder).expanduser()
+        try:
+            check_report_folder(path, force=replace_it)
+        except FileExistsError as exc:
+            text = f"{path} already exists and is not empty: tick “Replace” or choose another folder"
+            self._say(text if path.is_dir() else one_line(exc), error=True)
+            return
+        except OSError as exc:
+            self._say(one_line(exc), error=True)
+            return
+        self._busy = True
+        self.set_class(True, "-busy")
+        for widget in self.query("Input, Checkbox, #export-go"):
+            widget.disabled = True
+        self.query_one("#export-progress").display = True
+        self._say("starting…")
+        self._write(path, formats, replace_it)
+
+    @work(thread=True, exclusive=True, group="export", exit_on_error=False)
+    def _write(self, path: Path, formats: tuple[str, ...], force: bool) -> None:
+        def progress(text: str, done: int | None, total: int | None) -> None:
+            self.post_message(self.Progress(text, done, total))
+
+        try:
+            workspace, result = self.source(progress, self._cancel)
+            if self._cancel.is_set():
+                self.post_message(self.Failed(None))
+                return
+            progress("writing the files", None, None)
+            written = write_report(path, workspace, result, formats=formats, force=force,
+                                   screenshot_svg=self.screenshot)
+        except Exception as exc:  # shown in the dialog, which stays open
+            self.post_message(self.Failed(exc))
+        else:
+            self.post_message(self.Written(written))
+
+    def on_export_dialog_progress(self, message: Progress) -> None:
+        bar = self.query_one("#export-progress", ProgressBar)
+        bar.update(total=message.total, progress=message.done or 0)
+        count = f" ({message.done}/{message.total})" if message.total else ""
+        self._say(f"{message.text}{count}…")
+
+    def on_export_dialog_written(self, message: Written) -> None:
+        self.dismiss(message.path)
+
+    def on_export_dialog_failed(self, message: Failed) -> None:
+        if message.error is None:
+            self.dismiss(None)
+            return
+        self._busy = False
+        self.set_class(False, "-busy")
+        for widget in self.query("Input, Checkbox, #export-go"):
+            widget.disabled = False
+        self.query_one("#export-progress").display = False
+        self._say(f"not written: {one_line(message.error)}", error=True)
+
+    def _say(self, text: str, *, error: bool = False) -> None:
+        status = self.query_one("#export-status", Static)
+        status.update(text)
+        status.set_class(error, "-error")

@@ -1,0 +1,463 @@
+"""The pruning screen: settings, start and stop, and live plots and steps of greedy pruning (METHOD.md §5)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Static
+from torch import nn
+
+from semiotui.engine.analysis import AnalysisSettings
+from semiotui.engine.greedy import CRITERIA, Measure, PruneLog, PruneSettings, Step
+from semiotui.engine.workspace import Workspace
+
+from .cli import one_line
+from .confirm import ConfirmQuit
+from .curve import BackgroundPlot, CurveData, EntropyCurve, units
+from .export import ExportDialog, model_report
+from .prune_command import check_output, conv_layers, save_pruned
+from .prune_worker import PruneEnded, PruneFailed, PruneJob, PrunePhase, PruneStep, PruneTrying, PruneWaiting, run_prune
+
+COMPACT_WIDTH, COMPACT_HEIGHT = 100, 32
+
+
+def percent(part: float, whole: float) -> float:
+    """`part` as a percentage of `whole` (0 when there is no whole)."""
+    return 100.0 * part / whole if whole else 0.0
+
+
+@dataclass(eq=False)
+class AccuracyData:
+    """What the accuracy plot shows: the original model, the steps so far, the tolerance and the target."""
+
+    original: Measure
+    steps: list[Step]
+    tolerance: float
+    target: float | None  # fraction of the original parameters
+
+
+class AccuracyPlot(BackgroundPlot):
+    """Held-out accuracy against parameters (% of the original): the accepted path, rolled-back moves as ×."""
+
+    data: reactive[AccuracyData | None] = reactive(None)
+
+    def draw(self, data: AccuracyData | None) -> None:
+        plt = self.plt
+        plt.xlabel("parameters, % of the original")
+        plt.ylabel("accuracy %")
+        if data is None:
+            plt.title("accuracy: waiting for the first step")
+            return
+        whole = data.original.parameters
+        path = [(100.0, 100 * data.original.accuracy)]
+        path += [(percent(s.parameters, whole), 100 * s.accuracy) for s in data.steps if s.accepted]
+        back = [(percent(s.parameters, whole), 100 * s.accuracy) for s in data.steps if not s.accepted]
+        floor = 100 * (data.original.accuracy - data.tolerance)
+        plt.horizontal_line(floor, color="gray")
+        if data.target is not None:
+            plt.vertical_line(100 * data.target, color="magenta")
+        plt.plot(*zip(*path), color="cyan", marker="braille", label="accepted")
+        plt.scatter(*zip(*path), color="cyan", marker="●")
+        if back:
+            plt.scatter(*zip(*back), color="red", marker="×", label="rolled back")
+        xs = [x for x, _ in path + back] + ([100 * data.target] if data.target is not None else [])
+        ys = [y for _, y in path + back] + [floor]
+        plt.xlim(min(xs) - 2, 101)
+        plt.ylim(min(ys) - 1, max(ys) + 1)
+        title = f"tolerance: accuracy ≥ {floor:.1f}%"
+        if data.target is not None:
+            title += f" · target {100 * data.target:.0f}% of the parameters"
+        plt.title(title)
+
+
+class StepTable(DataTable):
+    """One row per tried move."""
+
+    COLUMNS = ("step", "layer", "removed", "left", "params", "MACs", "accuracy", "")
+
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        self.add_columns(*self.COLUMNS)
+
+    def add_step(self, step: Step, original: Measure) -> None:
+        verdict = Text("accepted", style="green") if step.accepted else Text("rolled back", style="red")
+        self.add_row(
+            str(step.index), step.layer, f"-{step.channels_removed}", str(step.channels_left),
+            f"{percent(step.parameters, original.parameters):.1f}%", f"{percent(step.macs, original.macs):.1f}%",
+            f"{100 * step.accuracy:.1f}%", verdict,
+        )
+        self.move_cursor(row=self.row_count - 1)
+
+
+class PruneForm(Vertical):
+    """The settings of a run; `read` turns them into `PruneSettings` or says what is wrong."""
+
+    def __init__(self, settings: PruneSettings, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.settings = settings
+
+    def compose(self) -> ComposeResult:
+        s = self.settings
+        fields = [
+            ("criterion", Select([(c, c) for c in CRITERIA], value=s.criterion, allow_blank=False,
+                                 id="criterion", compact=True)),
+            ("target params", Input(_text(s.target_params), placeholder="none, e.g. 0.5", id="target",
+                                    compact=True, tooltip="stop at this fraction of the original parameters")),
+            ("tolerance", Input(_text(s.tolerance), id="tolerance", compact=True,
+                                tooltip="largest accuracy drop from the original allowed")),
+            ("max steps", Input(_text(s.max_steps), placeholder="no limit", id="max-steps", compact=True,
+                                tooltip="stop after this many accepted moves")),
+            ("fine-tune batches", Input(_text(s.finetune_batches), id="finetune", compact=True,
+                                        tooltip="batches of fine-tuning after each move (0: none)")),
+        ]
+        for label, widget in fields:
+            with Horizontal(classes="field"):
+                yield Label(label)
+                yield widget
+        with Horizontal(id="prune-buttons"):
+            yield Button("Start", variant="primary", id="start", compact=True)
+            yield Button("Stop", variant="error", id="stop", compact=True, disabled=True)
+
+    def read(self) -> PruneSettings:
+        """The settings in the form; ValueError naming the field that is wrong."""
+        target = self._number("target", "target params", float)
+        max_steps = self._number("max-steps", "max steps", int)
+        tolerance = self._number("tolerance", "tolerance", float)
+        finetune = self._number("finetune", "fine-tune batches", int)
+        settings = replace(
+            self.settings, criterion=self.query_one("#criterion", Select).value, target_params=target,
+            tolerance=self.settings.tolerance if tolerance is None else tolerance, max_steps=max_steps,
+            finetune_batches=self.settings.finetune_batches if finetune is None else finetune,
+        )
+        settings.check()
+        return settings
+
+    def _number(self, id: str, label: str, kind: type) -> float | int | None:
+        text = self.query_one(f"#{id}", Input).value.strip()
+        if not text:
+            return None
+        try:
+            return kind(text)
+        except ValueError:
+            raise ValueError(f"{label}: {text!r} is not {'a whole number' if kind is int else 'a number'}") from None
+
+
+def _text(value: float | int | None) -> str:
+    return "" if value is None else str(value)
+
+
+class PruneScreen(Screen[None]):
+    """Greedy pruning of a copy of the workspace's model, live; save it or export its report when it ends."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "leave", "Back"),
+        Binding("s", "start", "Start"),
+        Binding("x", "stop", "Stop"),
+        Binding("e", "export", "Export"),
+    ]
+    REFRESH_INTERVAL = 0.5  # plots and status redraw at most twice a second
+
+    running: reactive[bool] = reactive(False, init=False)
+
+    class Saved(Message):
+        """The pruned model and its log are written."""
+
+        def __init__(self, path: Path, log_path: Path) -> None:
+            super().__init__()
+            self.path, self.log_path = path, log_path
+
+    class SaveFailed(Message):
+        """Nothing was saved: `error` says why."""
+
+        def __init__(self, error: BaseException) -> None:
+            super().__init__()
+            self.error = error
+
+    def __init__(self, workspace: Workspace, analysis: AnalysisSettings, report_layers: list[str],
+                 settings: PruneSettings = PruneSettings()) -> None:
+        """`analysis`: the explorer's settings; `report_layers`: what a report of the pruned model measures."""
+        super().__init__()
+        self.workspace = workspace
+        self.analysis = analysis
+        self.report_layers = report_layers
+        self.settings = settings
+        self.job: PruneJob | None = None
+        self.steps: list[Step] = []
+        self.original: Measure | None = None
+        self.pruned: tuple[nn.Module, PruneLog] | None = None
+        self.saved: Path | None = None
+        self._activity = ""  # what the running job does, shown with the time it has run
+        self._started = 0.0
+        self._dirty = False
+        self._names = workspace.index.map_names(conv_layers(workspace))
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="prune-body"):
+            yield Static("small terminal: scroll ↓ for the plots and the steps", id="prune-hint")
+            with Horizontal(id="prune-top"):
+                with Vertical(id="prune-side"):
+                    yield PruneForm(self.settings, id="prune-form")
+                    yield Static(self._about(), id="prune-about")
+                with Vertical(id="prune-plots"):
+                    yield AccuracyPlot(id="prune-accuracy")
+                    yield EntropyCurve(id="prune-curve")
+            yield StepTable(id="prune-steps")
+            with Horizontal(id="prune-save"):
+                yield Label("Save as")
+                yield Input(self._default_out(), id="save-path", compact=True)
+                yield Button("Save", variant="primary", id="save", compact=True)
+                yield Button("Export report…", id="export", compact=True)
+        yield Static("", id="prune-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#prune-side").border_title = "Greedy pruning"
+        self.query_one("#prune-accuracy").border_title = "Accuracy against parameters"
+        self.query_one("#prune-curve").border_title = "Entropy curve: original and now"
+        self.query_one("#prune-steps").border_title = "Steps"
+        self.query_one("#prune-save").border_title = "Pruned model"
+        self.set_interval(self.REFRESH_INTERVAL, self._refresh)
+        self._say("set the options and press Start (s)")
+        self.query_one("#start", Button).focus()
+
+    def on_resize(self) -> None:
+        width, height = self.size
+        self.set_class(width < COMPACT_WIDTH or height < COMPACT_HEIGHT, "-compact")
+
+    def on_unmount(self) -> None:
+        self._cancel()
+
+    def _cancel(self) -> None:
+        """Ask the job, if any, to stop after its current step."""
+        if self.job is not None:
+            self.job.cancel.set()
+
+    def _about(self) -> str:
+        convs = len(conv_layers(self.workspace))
+        return (f"Prunes a copy of the model ({self.workspace.info.parameters:,} parameters, {convs} conv layers); "
+                "the explorer's model is untouched. Stop ends after the current step and keeps the best so far.")
+
+    def _default_out(self) -> str:
+        path = self.workspace.info.path
+        return f"./{Path(path).stem if path else 'demo'}-pruned.pt"
+
+    # Start and stop.
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        actions = {"start": self.action_start, "stop": self.action_stop, "save": self.save,
+                   "export": self.action_export}
+        actions[event.button.id]()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "save-path":
+            self.save()
+
+    def action_start(self) -> None:
+        if self.running:
+            return
+        try:
+            settings = self.query_one(PruneForm).read()
+        except ValueError as exc:
+            self._say(one_line(exc), error=True)
+            return
+        self.job = PruneJob(settings, self.analysis)
+        self.steps, self.original, self.pruned, self.saved = [], None, None, None
+        self.query_one(StepTable).clear()
+        self.query_one(AccuracyPlot).data = None
+        self.query_one("#prune-curve", EntropyCurve).data = None
+        self.set_class(False, "-finished")
+        self._started = time.monotonic()
+        self._activity = "starting"
+        self.running = True
+        self._refresh(force=True)
+        self._prune(self.job, self.app.engine_lock)
+
+    @work(thread=True, exclusive=True, group="prune", exit_on_error=False)
+    def _prune(self, job: PruneJob, lock: threading.Lock) -> None:
+        run_prune(job, self.workspace, self.post_message, lock)
+
+    def action_stop(self) -> None:
+        if self.running and not self.job.cancel.is_set():
+            self._cancel()
+            self._activity = "stopping after the current step"
+            self._refresh(force=True)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Start while idle, Stop while running, Export once there is a pruned model (dimmed before)."""
+        if action == "start":
+            return not self.running
+        if action == "stop":
+            return self.running
+        if action == "export":
+            return self.pruned is not None or None
+        return True
+
+    def watch_running(self, running: bool) -> None:
+        self.refresh_bindings()
+        self.query_one("#start", Button).disabled = running
+        self.query_one("#stop", Button).disabled = not running
+        for widget in self.query_one(PruneForm).query("Input, Select"):
+            widget.disabled = running
+        self.set_class(running, "-running")
+
+    # Messages up from the worker.
+
+    def on_prune_waiting(self, message: PruneWaiting) -> None:
+        self._activity = "waiting for the explorer's analysis to finish (it holds the model)"
+        self._dirty = True
+
+    def on_prune_phase(self, message: PrunePhase) -> None:
+        self._activity = message.text
+        self._dirty = True
+
+    def on_prune_trying(self, message: PruneTrying) -> None:
+        if not self.job.cancel.is_set():
+            self._activity = f"step {message.step}: trying {message.layer}"
+        self._dirty = True
+
+    def on_prune_step(self, message: PruneStep) -> None:
+        self.original = message.original
+        self.steps.append(message.step)
+        self.query_one(StepTable).add_step(message.step, message.original)
+        self._dirty = True
+
+    def on_prune_ended(self, message: PruneEnded) -> None:
+        self.running = False
+        if message.log is None:
+            self._say("stopped before it began")
+        else:
+            self.pruned = (message.model, message.log)
+            self.refresh_bindings()
+            self.original = message.log.original
+            self.set_class(True, "-finished")
+            self._say(self._summary(message.log))
+            self.query_one("#save-path", Input).focus()
+        self._refresh(force=True)
+
+    def on_prune_failed(self, message: PruneFailed) -> None:
+        self.running = False
+        self._say(f"failed: {one_line(message.error)}", error=True)
+        self.notify(f"pruning failed: {one_line(message.error)}", severity="error", timeout=10)
+        self._refresh(force=True)
+
+    def _summary(self, log: PruneLog) -> str:
+        o, f = log.original, log.final
+        return (f"done, {log.stopped_because}: parameters {percent(f.parameters, o.parameters):.1f}%, "
+                f"MACs {percent(f.macs, o.macs):.1f}%, accuracy {100 * o.accuracy:.1f}% → {100 * f.accuracy:.1f}%")
+
+    # Attributes down, throttled.
+
+    def _refresh(self, force: bool = False) -> None:
+        if self.running:
+            self._say(f"{self._activity}… · {time.monotonic() - self._started:.0f} s")
+        if not (self._dirty or force):
+            return
+        self._dirty = False
+        if self.original is None:
+            return
+        settings = self.job.settings
+        self.query_one(AccuracyPlot).data = AccuracyData(self.original, list(self.steps), settings.tolerance,
+                                                         settings.target_params)
+        log = self.pruned[1] if self.pruned else None
+        now = log.final.curve if log else (self.steps[-1].curve if self.steps else None)
+        before = np.asarray(self.original.curve)
+        if len(before) == len(self._names):
+            label = "final" if log else "now"
+            self.query_one("#prune-curve", EntropyCurve).data = CurveData(
+                self._names, before, np.full_like(before, np.nan), np.full_like(before, np.nan),
+                None if now is None else np.asarray(now), None, units(self.analysis), labels=("original", label),
+            )
+
+    def _say(self, text: str, *, error: bool = False) -> None:
+        status = self.query_one("#prune-status", Static)
+        status.update(text)
+        status.set_class(error, "-error")
+
+    # Save and export.
+
+    def save(self, force: bool = False) -> None:
+        """Save the pruned model and its log; asks before replacing a file, never replaces the input model."""
+        if self.pruned is None:
+            return
+        out = Path(self.query_one("#save-path", Input).value.strip()).expanduser()
+        try:
+            check_output(out, self.workspace.info.path, force=force)
+        except FileExistsError:
+            question = f"{out} or its log {out.with_suffix('.json').name} already exists. Replace them?"
+            self.app.push_screen(ConfirmQuit(question, yes="Replace", no="Cancel"),
+                                 lambda yes: self.save(force=True) if yes else None)
+            return
+        except (OSError, ValueError) as exc:
+            self._say(one_line(exc), error=True)
+            return
+        self._save(out)
+
+    @work(thread=True, exclusive=True, group="save", exit_on_error=False)
+    def _save(self, out: Path) -> None:
+        model, log = self.pruned
+        try:
+            log_path = save_pruned(model, log, self.workspace, out)
+        except Exception as exc:
+            self.post_message(self.SaveFailed(exc))
+        else:
+            self.post_message(self.Saved(out, log_path))
+
+    def on_prune_screen_saved(self, message: Saved) -> None:
+        self.saved = message.path
+        self._say(f"saved {message.path} and {message.log_path.name}")
+
+    def on_prune_screen_save_failed(self, message: SaveFailed) -> None:
+        self._say(f"not saved: {one_line(message.error)}", error=True)
+
+    def action_export(self) -> None:
+        """Export a report of the pruned model, analysed afresh on the workspace's images."""
+        if self.pruned is None:
+            self.notify("export a report once pruning has finished", severity="warning", timeout=4)
+            return
+        model, log = self.pruned
+        source = model_report(self.workspace, model, self.report_layers, self.analysis, self.app.engine_lock,
+                              path=None if self.saved is None else str(self.saved))
+        note = (f"A report of the pruned model ({percent(log.final.parameters, log.original.parameters):.1f}% "
+                f"of the parameters), analysed afresh on the {len(self.workspace.images)} images of the explorer.")
+        self.app.push_screen(ExportDialog(source, screenshot=self.app.export_screenshot(), note=note,
+                                          title="Export report of the pruned model"), self._exported)
+
+    def _exported(self, path: Path | None) -> None:
+        if path is not None:
+            self._say(f"report of the pruned model written to {path}")
+
+    # Leaving.
+
+    def leaving_question(self, leave: str) -> str | None:
+        """What leaving would lose, as a question, or None when nothing is lost."""
+        if self.running:
+            return f"Pruning is running (step {len(self.steps) + 1}). Stop it and {leave}?"
+        if self.pruned is not None and self.saved is None:
+            return f"The pruned model is not saved. {leave.capitalize()} anyway?"
+        return None
+
+    def action_leave(self) -> None:
+        """Back to the explorer, asking first if that stops a run or loses an unsaved model."""
+        question = self.leaving_question("go back")
+        if question is None:
+            self.dismiss()
+        else:
+            self.app.push_screen(ConfirmQuit(question, yes="Go back", no="Stay"), self._leave_if)
+
+    def _leave_if(self, leave: bool | None) -> None:
+        if leave:
+            self._cancel()
+            self.dismiss()
