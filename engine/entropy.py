@@ -119,7 +119,8 @@ def _entropy_of_codes(codes: torch.Tensor, bins: int, total: int, *, square: int
         # H = sum c (ln N - ln c) / (N ln 2): exact 0 for one full bin, and an empty bin
         # adds 0 * (ln N - ln 1); cheaper than xlogy on the CPU
         c = counts.to(_float_dtype(part.device))
-        out.append((c * (math.log(total) - torch.log(c.clamp(min=1)))).sum(dim=1) / (total * math.log(2)))
+        bits = (c * (math.log(total) - torch.log(c.clamp(min=1)))).sum(dim=1) / (total * math.log(2))
+        out.append(bits.clamp_(min=0))  # math.log and torch.log may differ by an ulp: never -0.0 bits
     return torch.cat(out)
 
 
