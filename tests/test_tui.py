@@ -88,13 +88,17 @@ async def test_enter_opens_and_closes_a_group_of_layers():
     app = SemiotuiApp(demo_workspace(4), live=False)
     async with app.run_test(size=(120, 40)) as pilot:
         tree = app.query_one(LayerTree)
-        app.show_layer("features")
+        await wait_until(pilot, lambda: app.layer == "features.conv1")  # the first map is selected on mount
         await pilot.pause()
-        assert app.layer == "features"
+        app.show_layer("features")
+        await wait_until(pilot, lambda: app.layer == "features")
+        node = tree.nodes_by_name["features"]
+        tree.focus()
+        await pilot.pause()
         await pilot.press("enter")
-        assert not tree.nodes_by_name["features"].is_expanded
+        await wait_until(pilot, lambda: not node.is_expanded)
         await pilot.press("enter")
-        assert tree.nodes_by_name["features"].is_expanded
+        await wait_until(pilot, lambda: node.is_expanded)
         await wait_until(pilot, finished(app))
 
 
