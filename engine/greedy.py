@@ -47,7 +47,7 @@ class PruneSettings:
     target_params: float | None = None  # stop at or below this fraction of the original parameters
     target_macs: float | None = None
     max_steps: int | None = None  # accepted moves
-    finetune_batches: int = 150
+    finetune_batches: int = 20
     learning_rate: float = 0.005
     calibration_images: int = 64
 

@@ -41,8 +41,8 @@ def configure(command: str | None, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--max-steps", type=int, metavar="N", help="stop after N accepted moves")
         parser.add_argument("--fraction", type=float, default=0.1,
                             help="fraction of a layer's channels removed per move (default 0.1)")
-        parser.add_argument("--finetune-batches", type=int, default=150, metavar="N",
-                            help="batches of fine-tuning after each move (default 150; 0: none)")
+        parser.add_argument("--finetune-batches", type=int, default=20, metavar="N",
+                            help="batches of fine-tuning after each move (default 20; 0: none)")
         parser.add_argument("--holdout", type=float, default=0.5, metavar="F",
                             help="fraction of the images kept aside to measure accuracy (default 0.5; "
                             "the demo has its own training split)")
