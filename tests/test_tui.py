@@ -17,7 +17,8 @@ from semiotui.engine.analysis import analyze
 from semiotui.tui.analysis_worker import AnalysisProgress
 from semiotui.tui.app import SemiotuiApp
 from semiotui.tui.confirm import ConfirmQuit
-from semiotui.tui.heatmap import Heatmap, resize_bilinear
+from semiotui.themes.colormaps import resize_bilinear
+from semiotui.tui.heatmap import Heatmap
 from semiotui.tui.help import HelpScreen
 from semiotui.tui.layer_tree import LayerFind, LayerTree
 from semiotui.tui.saliency import SaliencyView

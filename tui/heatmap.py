@@ -9,46 +9,16 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.segment import Segment
 from rich.style import Style
 
-from semiotui.themes.colormaps import DEFAULT_COLORMAP, colorize
+from semiotui.themes.colormaps import DEFAULT_COLORMAP, colorize, normalize, resize_bilinear
 
 UPPER_HALF = "▀"
 PLAIN = Style()  # for padding: Textual's colour filters need a style on every segment
 GREY_RAMP = " .:-=+*#%@"  # for terminals without colour: darker to brighter
 
 
-def resize_bilinear(array: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bilinear resize of the first two axes, pixel centres aligned (`align_corners=False`)."""
-    src_h, src_w = array.shape[:2]
-
-    def axis(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        pos = np.clip((np.arange(dst) + 0.5) * (src / dst) - 0.5, 0, src - 1)
-        low = np.floor(pos).astype(np.intp)
-        high = np.minimum(low + 1, src - 1)
-        return low, high, pos - low
-
-    y0, y1, fy = axis(src_h, height)
-    x0, x1, fx = axis(src_w, width)
-    a = array.astype(np.float64)
-    extra = (1,) * (a.ndim - 2)
-    fy = fy.reshape((-1, 1) + extra)
-    fx = fx.reshape((1, -1) + extra)
-    top = a[y0][:, x0] * (1 - fx) + a[y0][:, x1] * fx
-    bottom = a[y1][:, x0] * (1 - fx) + a[y1][:, x1] * fx
-    return top * (1 - fy) + bottom * fy
-
-
 def true_color(r: int, g: int, b: int) -> Color:
     """A 24-bit Rich colour, built directly (the heatmap makes thousands per frame)."""
     return Color(f"#{r:02x}{g:02x}{b:02x}", ColorType.TRUECOLOR, None, ColorTriplet(r, g, b))
-
-
-def normalize(saliency: np.ndarray) -> np.ndarray:
-    """Scale a map to [0, 1]; a constant or non-finite map becomes zeros."""
-    s = np.nan_to_num(np.asarray(saliency, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    low, high = float(s.min()), float(s.max())
-    if high - low <= 1e-12 * max(1.0, abs(high)):
-        return np.zeros_like(s)
-    return (s - low) / (high - low)
 
 
 class Heatmap:
