@@ -293,13 +293,8 @@ def _markdown(data: dict, result: AnalysisResult, tiles: list[_Tile], charts: di
         "|---:|---|---|---|---:|---:|---|---:|---:|:---:|",
     ]
     for i, layer in enumerate(data["layers"], start=1):
-        e = layer["entropy"]
-        lines.append(
-            f"| {i} | `{layer['name']}` | {layer['type']} | {_shape(layer['output_shape'])} | "
-            f"{layer['parameters']:,} | {_fmt(e['mean'])} | {_fmt(e['ci95'][0])} – {_fmt(e['ci95'][1])} | "
-            f"{_fmt(layer['delta'], '+.3f')} | {_fmt(layer['p_value'], '.2g')} | "
-            f"{'**yes**' if layer['significant'] else ''} |"
-        )
+        name, kind, *numbers, significant = _layer_cells(layer)
+        lines.append(f"| {i} | `{name}` | {kind} | {' | '.join(numbers)} | {'**yes**' if significant else ''} |")
     for title, note, positions in _map_sections(data, tiles):
         lines += ["", f"## {title}", "", note, ""]
         for k in positions:
@@ -353,14 +348,11 @@ def _html(data: dict, result: AnalysisResult, tiles: list[_Tile], charts: dict[s
     s = data["settings"]
     rows = []
     for i, layer in enumerate(data["layers"], start=1):
-        e = layer["entropy"]
+        name, kind, shape, *numbers, significant = _layer_cells(layer)
+        cells = "".join(f"<td class=n>{n}</td>" for n in numbers)
         rows.append(
-            f"<tr class=\"{'sig' if layer['significant'] else ''}\"><td>{i}</td><td><code>{escape(layer['name'])}</code>"
-            f"</td><td>{escape(layer['type'])}</td><td>{_shape(layer['output_shape'])}</td>"
-            f"<td class=n>{layer['parameters']:,}</td><td class=n>{_fmt(e['mean'])}</td>"
-            f"<td class=n>{_fmt(e['ci95'][0])} – {_fmt(e['ci95'][1])}</td>"
-            f"<td class=n>{_fmt(layer['delta'], '+.3f')}</td><td class=n>{_fmt(layer['p_value'], '.2g')}</td>"
-            f"<td>{'yes' if layer['significant'] else ''}</td></tr>"
+            f"<tr class=\"{'sig' if significant else ''}\"><td>{i}</td><td><code>{escape(name)}</code></td>"
+            f"<td>{escape(kind)}</td><td>{shape}</td>{cells}<td>{'yes' if significant else ''}</td></tr>"
         )
     grids = []
     head = "".join(f"<th>{escape(name)}</th>" for name in ["image", "input", *result.layers])
@@ -417,6 +409,14 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}tr.sig td{background:#fb
 table.maps th{font-weight:normal;font-size:.8em;white-space:nowrap}th.img{max-width:12em;white-space:normal!important}
 .shot svg{max-width:100%;border:1px solid #ccc}footer{margin:2.5em 0 1em;color:#777;font-size:.85em}
 """
+
+
+def _layer_cells(layer: dict) -> tuple:
+    """One layer's table row, as both reports show it: name, type, shape, five numbers, significant."""
+    e = layer["entropy"]
+    return (layer["name"], layer["type"], _shape(layer["output_shape"]), f"{layer['parameters']:,}",
+            _fmt(e["mean"]), f"{_fmt(e['ci95'][0])} – {_fmt(e['ci95'][1])}", _fmt(layer["delta"], "+.3f"),
+            _fmt(layer["p_value"], ".2g"), layer["significant"])
 
 
 def _caption(image: dict) -> str:
