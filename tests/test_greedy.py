@@ -7,7 +7,7 @@ from torch import nn
 
 from semiotui.engine import AnalysisSettings
 from semiotui.engine.analysis import Batch
-from semiotui.engine.greedy import PruneFinished, PruneSettings, StepDone, greedy_prune
+from semiotui.engine.greedy import PruneFinished, PruneSettings, StepDone, _finetune, greedy_prune
 
 ANALYSIS = AnalysisSettings(batch_size=16, device="cpu")
 
@@ -151,3 +151,20 @@ def test_bad_settings_are_refused():
         PruneSettings(target_params=1.5).check()
     with pytest.raises(ValueError, match="--fraction"):
         PruneSettings(fraction=0).check()
+
+
+def test_fine_tuning_learns_the_labels_and_ends_in_eval_mode():
+    torch.manual_seed(1)
+    x = torch.randn(48, 3, 16, 16) + 2 * torch.randn(48, 3, 1, 1)
+    labels = x.mean(dim=(2, 3)).argmax(1)  # the dominant colour
+    model, reference = small_cnn(), small_cnn()
+    before = [p.clone() for p in reference.parameters()]
+
+    def accuracy() -> float:
+        with torch.no_grad():
+            return float((model(x).argmax(1) == labels).float().mean())
+
+    assert accuracy() < 0.5
+    _finetune(model, reference, Images(x, labels), PruneSettings(finetune_batches=60), ANALYSIS)
+    assert accuracy() == 1.0 and not model.training
+    assert all(torch.equal(a, b) for a, b in zip(before, reference.parameters()))

@@ -60,6 +60,13 @@ async def test_start_shows_steps_live_stop_ends_after_the_step_and_save_writes_a
         assert "stopped by the user" in str(screen.query_one("#prune-status").render())
         assert not app.engine_lock.locked()
 
+        await pilot.click("#start")  # a new run would discard the unsaved model: asks, and "no" keeps it
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmQuit))
+        assert "not saved" in app.screen.message
+        await press(pilot, "n")
+        await wait_until(pilot, lambda: app.screen is screen)
+        assert not screen.running and screen.pruned[1] is log
+
         out = tmp_path / "pruned.pt"
         screen.query_one("#save-path", Input).value = str(out)
         await pilot.pause()  # the save bar is laid out

@@ -273,6 +273,14 @@ class PruneScreen(Screen[None]):
         except ValueError as exc:
             self._say(one_line(exc), error=True)
             return
+        if self.pruned is not None and self.saved is None:
+            question = "The pruned model is not saved. Start a new run and discard it?"
+            self.app.push_screen(ConfirmQuit(question, yes="Discard", no="Keep"),
+                                 lambda discard: self._begin(settings) if discard else None)
+        else:
+            self._begin(settings)
+
+    def _begin(self, settings: PruneSettings) -> None:
         self.job = PruneJob(settings, self.analysis)
         self.steps, self.original, self.pruned, self.saved = [], None, None, None
         self.query_one(StepTable).clear()
