@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 
 import pytest
@@ -50,11 +51,13 @@ async def test_start_shows_steps_live_stop_ends_after_the_step_and_save_writes_a
         screen = await open_pruning(pilot)
         await press(pilot, "s")
         assert screen.running
+        assert gc.get_freeze_count() > 0  # what existed before the run is kept out of full collections
         table = screen.query_one(DataTable)
         await wait_until(pilot, lambda: table.row_count >= 1)
         await press(pilot, "x")
         await wait_until(pilot, lambda: not screen.running)
         log = screen.pruned[1]
+        assert gc.get_freeze_count() == 0
         assert log.stopped_because == "stopped by the user"
         assert table.row_count == len(log.steps) <= 2
         assert "stopped by the user" in str(screen.query_one("#prune-status").render())

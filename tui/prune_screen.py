@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -314,6 +315,12 @@ class PruneScreen(Screen[None]):
         return True
 
     def watch_running(self, running: bool) -> None:
+        # Pruning makes much garbage, and each full collection scans the whole heap while holding the GIL:
+        # during a run, what exists before it (PyTorch, Textual, the analysis) is left out of them.
+        if running:
+            gc.freeze()
+        else:
+            gc.unfreeze()
         self.refresh_bindings()
         self.query_one("#start", Button).disabled = running
         self.query_one("#stop", Button).disabled = not running
