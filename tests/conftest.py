@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,12 +10,19 @@ import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTDATA = ROOT.parent / "shared" / "testdata"
+# ../shared/testdata beside the checkout; SEMIOTUI_TESTDATA where it cannot be (benchmarks/gpu_check.sh).
+TESTDATA = Path(os.environ.get("SEMIOTUI_TESTDATA") or ROOT.parent / "shared" / "testdata")
 
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _config_home(tmp_path, monkeypatch) -> None:
+    """A config folder of the test's own: no test reads or writes the user's settings (the theme)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
 
 
 class TinyNet(nn.Module):

@@ -24,11 +24,6 @@ from semiotui.tui.layer_tree import LayerFind, LayerTree
 from semiotui.tui.saliency import SaliencyView
 
 
-@pytest.fixture(autouse=True)
-def _config_home(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-
-
 async def wait_until(pilot, condition: Callable[[], bool], timeout: float = 60.0) -> None:
     """Let the app run until `condition()` holds."""
     deadline = time.monotonic() + timeout

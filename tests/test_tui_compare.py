@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from test_tui import finished, wait_until, workers_done
 from textual.widgets import OptionList
 from tui_demo import demo_workspace
@@ -16,11 +15,6 @@ from semiotui.tui.layer_tree import LayerTree
 from semiotui.tui.saliency import SaliencyView
 
 MISTAKE = 7  # arrow_0007, predicted square: the demo's one mistake in its first 40 images
-
-
-@pytest.fixture(autouse=True)
-def _config_home(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
 
 
 async def test_compare_lists_the_mistake_and_shows_it_beside_a_correct_image_of_its_class():

@@ -5,18 +5,12 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
 from textual.command import CommandList
 from test_tui import finished, images_done, wait_until
 from tui_demo import demo_workspace
 
 from semiotui.tui.app import SemiotuiApp
 from semiotui.tui.export import ExportDialog
-
-
-@pytest.fixture(autouse=True)
-def _config_home(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
 
 
 async def export_to(pilot, folder, *, replace: bool = False) -> ExportDialog:

@@ -26,11 +26,6 @@ IMAGES, KEPT = 40, 3
 MISTAKE = 7  # arrow_0007, predicted square
 
 
-@pytest.fixture(autouse=True)
-def _config_home(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-
-
 @pytest.fixture(scope="module")
 def copied_report(tmp_path_factory) -> str:
     """A report of the demo, written on "the server" and copied to another folder, as if to a laptop."""

@@ -20,9 +20,8 @@ from semiotui.tui.prune_screen import PruneScreen
 
 
 @pytest.fixture(autouse=True)
-def _small_demo_splits(tmp_path, monkeypatch) -> None:
-    """Few demo images to fine-tune and measure on, and a config of the test's own."""
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+def _small_demo_splits(monkeypatch) -> None:
+    """Few demo images to fine-tune and measure on."""
     monkeypatch.setattr(prune_command, "DEMO_TRAIN_IMAGES", 8)
     monkeypatch.setattr(prune_command, "DEMO_HELD_OUT", 8)
 

@@ -9,16 +9,10 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 from test_tui import workers_done
 from tui_demo import demo_workspace
 
 from semiotui.tui.app import SemiotuiApp
-
-
-@pytest.fixture(autouse=True)
-def _config_home(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
 
 
 async def analysis_finished(pilot) -> None:
