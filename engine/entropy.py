@@ -40,16 +40,17 @@ def spatial_entropy(
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
     x = x.to(_float_dtype(x.device))
-    if x.numel() and not bool(torch.isfinite(x).all()):
-        raise ValueError("maps contain NaN or infinite values; their entropy is undefined")
-
     if x.shape[0] == 0 or x.shape[1] * x.shape[2] == 0:
         bits = x.new_zeros(x.shape[0])
-    elif estimator == "location":
-        bits = _location_entropy(x)
     else:
-        q = quantize(x, levels)
-        bits = _aura_entropy(q, levels) if estimator == "aura" else _histogram_entropy(q, levels)
+        lo, hi = torch.aminmax(x.flatten(1), dim=1)  # NaN and inf show in a map's min or max
+        if not bool(torch.isfinite(lo).all() & torch.isfinite(hi).all()):
+            raise ValueError("maps contain NaN or infinite values; their entropy is undefined")
+        if estimator == "location":
+            bits = _location_entropy(x)
+        else:
+            q = _quantize(x, lo, hi, levels)
+            bits = _aura_entropy(q, levels) if estimator == "aura" else _histogram_entropy(q, levels)
     if normalized:
         bits = bits / max_entropy(x.shape[1], x.shape[2], levels=levels, estimator=estimator)
     return bits[0] if single else bits
@@ -66,46 +67,53 @@ def max_entropy(height: int, width: int, *, levels: int = 256, estimator: Estima
     return math.log2(outcomes) if outcomes > 1 else 1.0
 
 
-def quantize(maps: torch.Tensor, levels: int) -> torch.Tensor:
-    """Min-max normalise each map and round it to `levels` grey levels (long, `(B, H, W)`).
+def _quantize(maps: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, levels: int) -> torch.Tensor:
+    """Min-max normalise each map (its `lo` and `hi`) and round it to `levels` grey levels (int32, `(B, H, W)`).
 
     A constant map (range at most 1e-12 of its scale) quantises to all zeros.
     """
-    flat = maps.flatten(1)
-    lo = flat.min(dim=1).values
-    hi = flat.max(dim=1).values
     span = hi - lo
     constant = span <= 1e-12 * torch.clamp(hi.abs(), min=1.0)
     span = torch.where(constant, torch.ones_like(span), span)
-    u = (maps - lo[:, None, None]) / span[:, None, None]
-    q = torch.floor(u * (levels - 1) + 0.5).clamp_(0, levels - 1).long()
+    u = (maps - lo[:, None, None]).div_(span[:, None, None])
+    q = u.mul_(levels - 1).add_(0.5).floor_().clamp_(0, levels - 1).int()
     return q.masked_fill_(constant[:, None, None], 0)
 
 
 def _aura_entropy(q: torch.Tensor, levels: int) -> torch.Tensor:
     """Entropy of the symmetric 4-neighbour co-occurrence counts of quantised maps."""
     b, h, w = q.shape
-    pairs = 2 * (h * (w - 1) + (h - 1) * w)
+    pairs = h * (w - 1) + (h - 1) * w
     if pairs == 0:
         return torch.zeros(b, dtype=_float_dtype(q.device), device=q.device)
-    # Each unordered neighbour pair is counted once as (s, r); adding the transposed
-    # counts then counts it both ways, with half the keys to sort into bins.
-    q = q.int()  # codes stay below 2**24 per chunk (see _MAX_BINS_PER_CHUNK)
-    keys = torch.cat([(q[:, :, :-1] * levels + q[:, :, 1:]).flatten(1),
-                      (q[:, :-1, :] * levels + q[:, 1:, :]).flatten(1)], dim=1)
-    return _entropy_of_codes(keys, levels * levels, pairs, square=levels)
+    # The aura matrix counts each neighbour pair both ways, so it is symmetric: count
+    # each unordered pair once, under its key min * levels + max (the upper triangle).
+    # int32 keys: below 2**24 per chunk (see _MAX_BINS_PER_CHUNK).
+    keys = torch.empty(b, pairs, dtype=q.dtype, device=q.device)
+    for (a, c), out in (((q[:, :, :-1], q[:, :, 1:]), keys[:, : h * (w - 1)]),
+                        ((q[:, :-1, :], q[:, 1:, :]), keys[:, h * (w - 1) :])):
+        torch.add(torch.maximum(a, c), torch.minimum(a, c), alpha=levels, out=out.view_as(a))
+    return _entropy_of_codes(keys, levels * levels, symmetric=levels)
 
 
 def _histogram_entropy(q: torch.Tensor, levels: int) -> torch.Tensor:
-    return _entropy_of_codes(q.flatten(1), levels, q.shape[1] * q.shape[2])
+    return _entropy_of_codes(q.flatten(1), levels)
 
 
-def _entropy_of_codes(codes: torch.Tensor, bins: int, total: int, *, square: int | None = None) -> torch.Tensor:
+def _entropy_of_codes(codes: torch.Tensor, bins: int, *, symmetric: int | None = None) -> torch.Tensor:
     """Shannon entropy (bits) of each row's distribution of integer codes in [0, bins).
 
-    With `square`, the codes index a square matrix whose transpose is added to it.
+    With `symmetric=n`, each code is an unordered pair (upper triangle of an n x n
+    matrix) that the distribution counts both ways: off the diagonal as two cells
+    of the pair's count, on it as one cell of twice the count.
     """
-    b = codes.shape[0]
+    b, per_row = codes.shape
+    total = per_row * (2 if symmetric else 1)
+    # H = (N ln N - sum_cells c ln c) / (N ln 2), with c ln c looked up for every count a
+    # cell can hold: a gather per bin instead of a logarithm. N ln N comes from the same
+    # table, so a map with one cell has exactly 0 bits.
+    counts_range = torch.arange(total + 1, device=codes.device, dtype=_float_dtype(codes.device))
+    c_ln_c = counts_range * torch.log(counts_range.clamp(min=1))
     chunk = max(1, _MAX_BINS_PER_CHUNK // bins)
     out = []
     for start in range(0, b, chunk):
@@ -113,14 +121,15 @@ def _entropy_of_codes(codes: torch.Tensor, bins: int, total: int, *, square: int
         n = part.shape[0]
         offsets = torch.arange(n, device=part.device, dtype=part.dtype)[:, None] * bins
         counts = torch.bincount((part + offsets).flatten(), minlength=n * bins).view(n, bins)
-        if square is not None:
-            counts = counts.view(n, square, square)
-            counts = (counts + counts.transpose(1, 2)).view(n, bins)
-        # H = sum c (ln N - ln c) / (N ln 2): exact 0 for one full bin, and an empty bin
-        # adds 0 * (ln N - ln 1); cheaper than xlogy on the CPU
-        c = counts.to(_float_dtype(part.device))
-        bits = (c * (math.log(total) - torch.log(c.clamp(min=1)))).sum(dim=1) / (total * math.log(2))
-        out.append(bits.clamp_(min=0))  # math.log and torch.log may differ by an ulp: never -0.0 bits
+        if symmetric is None:
+            cells = c_ln_c[counts].sum(dim=1)
+        else:
+            diagonal = counts.view(n, symmetric, symmetric).diagonal(dim1=1, dim2=2)
+            on_diagonal = c_ln_c[2 * diagonal].sum(dim=1)
+            diagonal.zero_()  # a view: leaves the off-diagonal counts
+            cells = 2 * c_ln_c[counts].sum(dim=1) + on_diagonal
+        bits = (c_ln_c[total] - cells) / (total * math.log(2))
+        out.append(bits.clamp_(min=0))  # rounding may leave -1e-16 where the answer is 0
     return torch.cat(out)
 
 
