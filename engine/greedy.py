@@ -80,7 +80,11 @@ class Measure:
 
 @dataclass
 class Step:
-    """One tried move: accepted, or rolled back and its layer marked saturated."""
+    """One tried move: accepted, or rolled back and its layer marked saturated.
+
+    The measures (parameters, MACs, accuracy, entropy curve) are of the model the
+    move produced, fine-tuned, whether it was kept or not.
+    """
 
     index: int
     layer: str
@@ -157,7 +161,8 @@ def greedy_prune(
         raise ValueError("none of the selected layers can be pruned (convolutions with several output channels)")
 
     calibration = _take(train, settings.calibration_images, analysis.batch_size)
-    original = _measure(model, reference, held_out, calibration, layers, analysis, example)
+    curve, steps = _curve_and_steps(model, calibration, layers, analysis)
+    original = _measure(model, reference, held_out, curve, analysis, example)
     log = PruneLog(settings.criterion, list(layers), original, asdict(settings))
     saturated: set[str] = set()
     current = original
@@ -165,7 +170,6 @@ def greedy_prune(
         reason = _stop_reason(log, current, settings, saturated, candidates, cancel)
         if reason:
             break
-        curve, steps = _curve_and_steps(model, calibration, layers, analysis)
         importance = _importance(model, calibration, candidates, settings.criterion, analysis)
         order = sorted((c for c in candidates if c not in saturated), key=lambda c: _suspicion(steps, layers, c))
         accepted = False
@@ -178,14 +182,15 @@ def greedy_prune(
                 saturated.add(name)
                 continue
             _finetune(trial, reference, train, settings, analysis)
-            measured = _measure(trial, reference, held_out, None, layers, analysis, example)
+            trial_curve, trial_steps = _curve_and_steps(trial, calibration, layers, analysis)
+            measured = _measure(trial, reference, held_out, trial_curve, analysis, example)
             ok = original.accuracy - measured.accuracy <= settings.tolerance + 1e-12
             step = Step(len(log.steps) + 1, name, removed, left, ok, measured.parameters, measured.macs,
-                        measured.accuracy, time.perf_counter() - start, curve)
+                        measured.accuracy, time.perf_counter() - start, trial_curve)
             log.steps.append(step)
             yield StepDone(step, log)
             if ok:
-                model, current, accepted = trial, measured, True
+                model, current, steps, accepted = trial, measured, trial_steps, True
                 break
             saturated.add(name)
             if cancel is not None and cancel.is_set():
@@ -193,8 +198,7 @@ def greedy_prune(
         if not accepted and not (cancel is not None and cancel.is_set()):
             saturated.update(order)
     log.stopped_because = reason
-    final_curve, _ = _curve_and_steps(model, calibration, layers, analysis)
-    log.final = Measure(current.parameters, current.macs, current.accuracy, final_curve)
+    log.final = current
     yield PruneFinished(model.eval(), log)
 
 
@@ -306,9 +310,9 @@ def _cycle(images: Images, batch_size: int) -> Iterator[Batch]:
         yield from images.batches(batch_size)
 
 
-def _measure(model: nn.Module, reference: nn.Module, held_out: Images, calibration: list[Batch] | None,
-             layers: list[str], analysis: AnalysisSettings, example: torch.Tensor) -> Measure:
-    """Parameters, MACs and held-out accuracy; the curve too when a calibration set is given."""
+def _measure(model: nn.Module, reference: nn.Module, held_out: Images, curve: list[float],
+             analysis: AnalysisSettings, example: torch.Tensor) -> Measure:
+    """Parameters, MACs and held-out accuracy, with the model's entropy curve as measured."""
     macs, params = tp.utils.count_ops_and_params(model, example)
     right = seen = 0
     with torch.no_grad():
@@ -318,7 +322,6 @@ def _measure(model: nn.Module, reference: nn.Module, held_out: Images, calibrati
             original = select_output(reference(x), analysis.output).argmax(1)
             right += int((predicted == _labels(batch, original)).sum())
             seen += len(x)
-    curve = _curve_and_steps(model, calibration, layers, analysis)[0] if calibration else []
     return Measure(int(params), int(macs), right / max(seen, 1), curve)
 
 

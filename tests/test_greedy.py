@@ -1,11 +1,13 @@
 import threading
+from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 import torchvision
 from torch import nn
 
-from semiotui.engine import AnalysisSettings
+from semiotui.engine import AnalysisSettings, analyze
 from semiotui.engine.analysis import Batch
 from semiotui.engine.greedy import PruneFinished, PruneSettings, StepDone, _finetune, greedy_prune
 
@@ -168,3 +170,16 @@ def test_fine_tuning_learns_the_labels_and_ends_in_eval_mode():
     _finetune(model, reference, Images(x, labels), PruneSettings(finetune_batches=60), ANALYSIS)
     assert accuracy() == 1.0 and not model.training
     assert all(torch.equal(a, b) for a, b in zip(before, reference.parameters()))
+
+
+def test_each_step_records_the_curve_of_the_model_it_made_and_final_is_the_last_kept(data):
+    settings = PruneSettings(tolerance=1.0, max_steps=2, fraction=0.5, finetune_batches=0, calibration_images=8)
+    events = _run(small_cnn(), CONVS, settings, data)
+    finished = events[-1]
+    steps = finished.log.steps
+    assert len(steps) == 2 and all(s.accepted for s in steps)
+    assert steps[0].curve != finished.log.original.curve  # half of a layer's channels are gone
+    assert finished.log.final.curve == steps[-1].curve
+    analysis = analyze(finished.model, [Batch(data.x[:8], data.y[:8])], CONVS,
+                       replace(ANALYSIS, upsample=True))
+    assert np.allclose(analysis.superization().mean, finished.log.final.curve)

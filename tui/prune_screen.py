@@ -387,7 +387,8 @@ class PruneScreen(Screen[None]):
         self.query_one(AccuracyPlot).data = AccuracyData(self.original, list(self.steps), settings.tolerance,
                                                          settings.target_params)
         log = self.pruned[1] if self.pruned else None
-        now = log.final.curve if log else (self.steps[-1].curve if self.steps else None)
+        kept = [step for step in self.steps if step.accepted]
+        now = log.final.curve if log else (kept[-1].curve if kept else None)
         before = np.asarray(self.original.curve)
         if len(before) == len(self._names):
             label = "final" if log else "now"
