@@ -296,27 +296,38 @@ def _is_image_folder(path: Path) -> bool:
 def _readable(
     files: Sequence[Path], order: Sequence[int], limit: int | None
 ) -> tuple[list[int], list[tuple[str, str]]]:
-    """The first `limit` readable files in `order`, and (path, reason) for the unreadable ones met."""
+    """The first `limit` readable files in `order`, and (path, reason) for the unreadable ones met.
+
+    Files are decoded in parallel (PIL releases the GIL while decoding), a few
+    per worker at a time, and taken in order, so the result is the serial one.
+    """
     limit = _checked_limit(limit)
     kept: list[int] = []
     skipped: list[tuple[str, str]] = []
-    for i in order:
-        if limit is not None and len(kept) >= limit:
-            break
-        reason = _unreadable(files[i])
-        if reason is None:
-            kept.append(i)
-        else:
-            skipped.append((str(files[i]), reason))
+    chunk = 4 * _WORKERS
+    # One filter for all the workers: catch_warnings is not thread-safe, so no worker sets its own.
+    with warnings.catch_warnings(), ThreadPoolExecutor(_WORKERS) as pool:
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        for start in range(0, len(order), chunk):
+            part = order[start : start + chunk]
+            for i, reason in zip(part, pool.map(lambda i: _unreadable(files[i]), part)):
+                if limit is not None and len(kept) >= limit:
+                    return kept, skipped
+                if reason is None:
+                    kept.append(i)
+                else:
+                    skipped.append((str(files[i]), reason))
     return kept, skipped
 
 
 def _unreadable(path: Path) -> str | None:
-    """Why `path` is not a usable image (decoding it fully), or None when it is one."""
+    """Why `path` is not a usable image (decoding it fully), or None when it is one.
+
+    Oversized images count as too large only where the caller turned PIL's
+    DecompressionBombWarning into an error (`_readable` does).
+    """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            to_mode(_open(path), "RGB")
+        to_mode(_open(path), "RGB")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         return f"too large: {brief(exc)}"
     except UnidentifiedImageError:

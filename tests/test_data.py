@@ -10,6 +10,7 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
+from semiotui.engine import data
 from semiotui.engine.data import ImageSource, fit, to_mode
 from semiotui.engine.workspace import InputSpec
 
@@ -134,6 +135,20 @@ def test_limit_shuffle_and_seed(tmp_path):
     assert sorted(a.names) == sorted(ImageSource.from_paths([tmp_path], SPEC).names)
     with pytest.raises(ValueError, match="--limit must be at least 1"):
         ImageSource.from_paths([tmp_path], SPEC, limit=0)
+
+
+def test_files_checked_in_parallel_keep_their_order_and_the_limit(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "_WORKERS", 4)  # chunks of 16: the 30th readable (34) and a bad 38 share the third
+    for i in range(60):
+        if i % 7 == 3:
+            (tmp_path / f"{i:02d}.png").write_text("nope")
+        else:
+            save(tmp_path / f"{i:02d}.png", rgb(4, 4, seed=i))
+    source = ImageSource.from_paths([tmp_path], SPEC, limit=30)
+    readable = [f"{i:02d}.png" for i in range(60) if i % 7 != 3]
+    assert [n.rsplit("/", 1)[1] for n in source.names] == readable[:30]
+    # only the bad files met before the 30th readable one are named, as a serial check would
+    assert [p.rsplit("/", 1)[1] for p, _ in source.skipped] == ["03.png", "10.png", "17.png", "24.png", "31.png"]
 
 
 def test_batches_are_normalised_at_the_spec_size_with_labels_and_names(tmp_path):
