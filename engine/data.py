@@ -28,6 +28,8 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import numpy as np
@@ -293,6 +295,23 @@ def _is_image_folder(path: Path) -> bool:
     )
 
 
+Reasons = list[str | None]  # why each file is unusable; None for a usable image
+Share = Callable[[Callable[[list[Path]], Reasons], list[Path]], Reasons]
+# Under torchrun: has each rank check its block of the files with the given function
+# and returns every rank's reasons in order (engine.distributed.shared_file_checks).
+_SHARED_CHECK: ContextVar[Share | None] = ContextVar("shared_file_check", default=None)
+
+
+@contextmanager
+def sharing_file_checks(share: Share) -> Iterator[None]:
+    """Within it, sources check all their files through `share(check, files)` (when no limit cuts the check short)."""
+    token = _SHARED_CHECK.set(share)
+    try:
+        yield
+    finally:
+        _SHARED_CHECK.reset(token)
+
+
 def _readable(
     files: Sequence[Path], order: Sequence[int], limit: int | None
 ) -> tuple[list[int], list[tuple[str, str]]]:
@@ -302,22 +321,38 @@ def _readable(
     per worker at a time, and taken in order, so the result is the serial one.
     """
     limit = _checked_limit(limit)
+    share = _SHARED_CHECK.get()
+    if limit is None and share is not None:
+        ordered = [files[i] for i in order]
+        checked: Iterator[tuple[int, str | None]] = zip(order, share(_reasons, ordered))
+    else:
+        checked = _checked_in_order(files, order)
     kept: list[int] = []
     skipped: list[tuple[str, str]] = []
+    for i, reason in checked:
+        if limit is not None and len(kept) >= limit:
+            break
+        if reason is None:
+            kept.append(i)
+        else:
+            skipped.append((str(files[i]), reason))
+    return kept, skipped
+
+
+def _checked_in_order(files: Sequence[Path], order: Sequence[int]) -> Iterator[tuple[int, str | None]]:
+    """(index, reason) for the files in `order`, checked a chunk at a time, so a limit stops it early."""
     chunk = 4 * _WORKERS
+    for start in range(0, len(order), chunk):
+        part = order[start : start + chunk]
+        yield from zip(part, _reasons([files[i] for i in part]))
+
+
+def _reasons(paths: list[Path]) -> Reasons:
+    """Why each file is unusable (None where it is an image), decoded in parallel."""
     # One filter for all the workers: catch_warnings is not thread-safe, so no worker sets its own.
     with warnings.catch_warnings(), ThreadPoolExecutor(_WORKERS) as pool:
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        for start in range(0, len(order), chunk):
-            part = order[start : start + chunk]
-            for i, reason in zip(part, pool.map(lambda i: _unreadable(files[i]), part)):
-                if limit is not None and len(kept) >= limit:
-                    return kept, skipped
-                if reason is None:
-                    kept.append(i)
-                else:
-                    skipped.append((str(files[i]), reason))
-    return kept, skipped
+        return list(pool.map(_unreadable, paths))
 
 
 def _unreadable(path: Path) -> str | None:

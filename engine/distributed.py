@@ -1,6 +1,8 @@
 """Sharded analysis under PyTorch's own distributed runtime (`torchrun`).
 
-Each rank analyses a contiguous block of the images on its own device; rank 0
+The ranks split the checking of the image files between them (each file is
+decoded once to check it) and share the outcome, so every rank sees the same
+images. Each rank analyses a contiguous block of them on its own device; rank 0
 gathers the per-image rows in order, so the result is the one a single process
 gives on the same images. A rank that fails tells the others through the same
 collective, and rank 0 reports it.
@@ -9,12 +11,16 @@ collective, and rank 0 reports it.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
 from .analysis import AnalysisResult
+from .data import Reasons, sharing_file_checks
 from .stats import RunningStats
 
 
@@ -51,6 +57,25 @@ def start(shard: Shard, device: str) -> str:
     if cuda:
         return f"cuda:{shard.local_rank}"
     return "cpu" if device == "auto" else device
+
+
+@contextmanager
+def shared_file_checks(shard: Shard) -> Iterator[None]:
+    """Within it, image sources split the checking of their files between the ranks.
+
+    Every file is decoded once to check it; alone, each rank would decode all of
+    them before analysing its block. Here each rank checks a contiguous block
+    and all of them receive every reason, so each builds the same source.
+    """
+
+    def share(check: Callable[[list[Path]], Reasons], files: list[Path]) -> Reasons:
+        block = shard.indices(len(files))
+        parts: list[Reasons] = [[] for _ in range(shard.world)]
+        dist.all_gather_object(parts, check(files[block.start : block.stop]))
+        return [reason for part in parts for reason in part]
+
+    with sharing_file_checks(share):
+        yield
 
 
 def stop() -> None:

@@ -151,6 +151,25 @@ def test_files_checked_in_parallel_keep_their_order_and_the_limit(tmp_path, monk
     assert [p.rsplit("/", 1)[1] for p, _ in source.skipped] == ["03.png", "10.png", "17.png", "24.png", "31.png"]
 
 
+def test_a_shared_check_gets_every_file_in_order_unless_a_limit_cuts_it_short(tmp_path):
+    for i in range(5):
+        save(tmp_path / f"{i}.png", rgb(4, 4, seed=i))
+    (tmp_path / "2_bad.png").write_text("nope")
+    asked = []
+
+    def share(check, files):  # as one rank of one would: check them all here
+        asked.append([f.name for f in files])
+        return check(files)
+
+    with data.sharing_file_checks(share):
+        shared = ImageSource.from_paths([tmp_path], SPEC)
+        limited = ImageSource.from_paths([tmp_path], SPEC, limit=2)
+    assert asked == [["0.png", "1.png", "2.png", "2_bad.png", "3.png", "4.png"]]
+    alone = ImageSource.from_paths([tmp_path], SPEC)
+    assert shared.names == alone.names and shared.skipped == alone.skipped and len(shared) == 5
+    assert [n.rsplit("/", 1)[1] for n in limited.names] == ["0.png", "1.png"]
+
+
 def test_batches_are_normalised_at_the_spec_size_with_labels_and_names(tmp_path):
     colour = np.zeros((16, 16, 3), np.uint8)
     colour[..., 0] = 255

@@ -28,6 +28,7 @@ def _report(inputs: Path, out: str, *, procs: int = 1, arch: str = "TinyNet") ->
 
 
 def test_two_processes_under_torchrun_give_the_single_process_report(inputs):
+    (inputs / "images" / "c1" / "broken.png").write_text("not an image")  # checked by one rank, skipped by both
     single, sharded = _report(inputs, "one"), _report(inputs, "two", procs=2)
     assert single.returncode == 0, single.stderr
     assert sharded.returncode == 0, sharded.stderr
@@ -36,6 +37,8 @@ def test_two_processes_under_torchrun_give_the_single_process_report(inputs):
     a, b = (json.loads((d / "report.json").read_text()) for d in (one, two))
     assert a["layers"] == b["layers"] and a["images"] == b["images"] and a["classes"] == b["classes"]
     assert "2 processes (gloo)" in b["settings"]["device"]
+    assert a["analysis"]["images"] == b["analysis"]["images"] == 13
+    assert sharded.stderr.count("broken.png") == single.stderr.count("broken.png") == 1
     assert sorted(p.name for p in (one / "images").iterdir()) == sorted(p.name for p in (two / "images").iterdir())
 
 

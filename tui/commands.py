@@ -96,7 +96,11 @@ def run_report(args: argparse.Namespace) -> int:
     if shard is not None:
         args.device = distributed.start(shard, args.device)
     try:
-        workspace = workspace_from_args(args)
+        if shard is None:
+            workspace = workspace_from_args(args)
+        else:
+            with distributed.shared_file_checks(shard):
+                workspace = workspace_from_args(args)
         if shard is None or shard.leader:
             for warning in workspace.warnings:
                 print(f"semiotui: warning: {warning}", file=sys.stderr)
