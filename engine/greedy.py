@@ -119,6 +119,14 @@ class Trying:
 
 
 @dataclass
+class Working:
+    """What the step under way is doing (a fine-tuning batch, a measurement): progress, and a point to stop at."""
+
+    step: int
+    what: str
+
+
+@dataclass
 class StepDone:
     step: Step
     log: PruneLog
@@ -130,7 +138,7 @@ class PruneFinished:
     log: PruneLog
 
 
-PruneEvent = Union[Trying, StepDone, PruneFinished]
+PruneEvent = Union[Trying, Working, StepDone, PruneFinished]
 
 
 def greedy_prune(
@@ -147,7 +155,10 @@ def greedy_prune(
 
     `layers` are the conv layers measured and candidates for pruning. Images
     without labels (-1) are scored against the original model's predictions.
-    Setting `cancel` stops after the current step, keeping the best model so far.
+    Setting `cancel` stops after the current step, keeping the best model so far;
+    a consumer that must stop at once (the interface, when it quits) stops
+    iterating: between `Working` events no step runs longer than a batch or
+    one measurement.
     """
     settings.check()
     device = resolve_device(analysis.device)
@@ -174,18 +185,22 @@ def greedy_prune(
         order = sorted((c for c in candidates if c not in saturated), key=lambda c: _suspicion(steps, layers, c))
         accepted = False
         for name in order:
-            yield Trying(name, len(log.steps) + 1)
+            number = len(log.steps) + 1
+            yield Trying(name, number)
             start = time.perf_counter()
             trial = copy.deepcopy(model)
             removed, left = _remove_channels(trial, name, importance[name], settings.fraction, classifier, example)
             if removed == 0:
                 saturated.add(name)
                 continue
-            _finetune(trial, reference, train, settings, analysis)
+            for done in _finetune(trial, reference, train, settings, analysis):
+                yield Working(number, f"fine-tuning {done}/{settings.finetune_batches}")
+            yield Working(number, "measuring its entropy curve")
             trial_curve, trial_steps = _curve_and_steps(trial, calibration, layers, analysis)
+            yield Working(number, "measuring its accuracy")
             measured = _measure(trial, reference, held_out, trial_curve, analysis, example)
             ok = original.accuracy - measured.accuracy <= settings.tolerance + 1e-12
-            step = Step(len(log.steps) + 1, name, removed, left, ok, measured.parameters, measured.macs,
+            step = Step(number, name, removed, left, ok, measured.parameters, measured.macs,
                         measured.accuracy, time.perf_counter() - start, trial_curve)
             log.steps.append(step)
             yield StepDone(step, log)
@@ -278,8 +293,10 @@ def _remove_channels(model: nn.Module, name: str, importance: torch.Tensor, frac
 
 
 def _finetune(model: nn.Module, reference: nn.Module, train: Images, settings: PruneSettings,
-              analysis: AnalysisSettings) -> None:
+              analysis: AnalysisSettings) -> Iterator[int]:
     """A few batches of SGD on the labels (the original's predictions where there are none) (choice).
+
+    Yields the number of batches done after each one.
 
     The learning rate decays to zero over the batches (cosine), so each move is
     measured in a settled state: at a constant rate the accuracy swung by
@@ -292,17 +309,21 @@ def _finetune(model: nn.Module, reference: nn.Module, train: Images, settings: P
     optimiser = torch.optim.SGD(model.parameters(), lr=settings.learning_rate, momentum=0.9, weight_decay=5e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=settings.finetune_batches)
     model.train()
-    for batch in itertools.islice(_cycle(train, analysis.batch_size), settings.finetune_batches):
-        x = batch.images.to(device)
-        with torch.no_grad():
-            y = _labels(batch, select_output(reference(x), analysis.output).argmax(1))
-        optimiser.zero_grad(set_to_none=True)
-        loss = nn.functional.cross_entropy(select_output(model(x), analysis.output), y)
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-    model.eval()
-    model.zero_grad(set_to_none=True)
+    try:
+        batches = itertools.islice(_cycle(train, analysis.batch_size), settings.finetune_batches)
+        for done, batch in enumerate(batches, start=1):
+            x = batch.images.to(device)
+            with torch.no_grad():
+                y = _labels(batch, select_output(reference(x), analysis.output).argmax(1))
+            optimiser.zero_grad(set_to_none=True)
+            loss = nn.functional.cross_entropy(select_output(model(x), analysis.output), y)
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            yield done
+    finally:
+        model.eval()
+        model.zero_grad(set_to_none=True)
 
 
 def _cycle(images: Images, batch_size: int) -> Iterator[Batch]:

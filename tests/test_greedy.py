@@ -167,7 +167,8 @@ def test_fine_tuning_learns_the_labels_and_ends_in_eval_mode():
             return float((model(x).argmax(1) == labels).float().mean())
 
     assert accuracy() < 0.5
-    _finetune(model, reference, Images(x, labels), PruneSettings(finetune_batches=60), ANALYSIS)
+    done = list(_finetune(model, reference, Images(x, labels), PruneSettings(finetune_batches=60), ANALYSIS))
+    assert done == list(range(1, 61))
     assert accuracy() == 1.0 and not model.training
     assert all(torch.equal(a, b) for a, b in zip(before, reference.parameters()))
 

@@ -89,12 +89,13 @@ async def test_start_shows_steps_live_stop_ends_after_the_step_and_save_writes_a
         assert not isinstance(app.screen, PruneScreen)
 
 
-async def test_leaving_while_it_runs_asks_then_stops_the_run_and_frees_the_model():
+async def test_leaving_while_it_runs_asks_then_stops_the_run_at_once_and_frees_the_model():
     app = SemiotuiApp(demo_workspace(4), live=False)
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = await open_pruning(pilot)
+        screen = await open_pruning(pilot, finetune="100000")  # a step far longer than the test
         await press(pilot, "s")
         assert screen.running
+        await wait_until(pilot, lambda: "fine-tuning" in screen._activity)
         await press(pilot, "q")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmQuit))
         assert "Stop it and quit" in app.screen.message
@@ -105,8 +106,8 @@ async def test_leaving_while_it_runs_asks_then_stops_the_run_and_frees_the_model
         assert "Stop it and go back" in app.screen.message
         await press(pilot, "y")
         await wait_until(pilot, lambda: not isinstance(app.screen, (ConfirmQuit, PruneScreen)))
-        assert screen.job.cancel.is_set()
-        await wait_until(pilot, lambda: not app.engine_lock.locked())
+        assert screen.job.cancel.is_set() and screen.job.abort.is_set()
+        await wait_until(pilot, lambda: not app.engine_lock.locked(), timeout=10)  # within a batch, not the step
 
 
 async def test_the_palette_opens_it_and_bad_settings_are_named_without_starting():

@@ -551,8 +551,8 @@ class SemiotuiApp(App[int]):
         if isinstance(self.screen, ConfirmQuit):
             return
         if isinstance(self.screen, PruneScreen) and (question := self.screen.leaving_question("quit")):
-            # Textual waits for the worker's thread at exit: say why the terminal is not back at once.
-            note = "semiotui: stopping the pruning after its current step…" if self.screen.running else None
+            # Textual waits for the worker's thread at exit (up to a fine-tuning batch or a measurement): say why.
+            note = "semiotui: stopping the pruning…" if self.screen.running else None
             self.push_screen(ConfirmQuit(question), partial(self._quit_if, note=note))
         elif run is not None and run.running:
             total = f"/{run.total}" if run.total else ""

@@ -239,12 +239,14 @@ class PruneScreen(Screen[None]):
         self.set_class(width < COMPACT_WIDTH or height < COMPACT_HEIGHT, "-compact")
 
     def on_unmount(self) -> None:
-        self._cancel()
+        self._cancel(at_once=True)
 
-    def _cancel(self) -> None:
-        """Ask the job, if any, to stop after its current step."""
+    def _cancel(self, *, at_once: bool = False) -> None:
+        """Ask the job, if any, to stop after its current step (keeping the best so far), or `at_once`."""
         if self.job is not None:
             self.job.cancel.set()
+            if at_once:
+                self.job.abort.set()
 
     def _about(self) -> str:
         convs = len(conv_layers(self.workspace))
@@ -335,7 +337,8 @@ class PruneScreen(Screen[None]):
         self._dirty = True
 
     def on_prune_phase(self, message: PrunePhase) -> None:
-        self._activity = message.text
+        stopping = self.job is not None and self.job.cancel.is_set()
+        self._activity = f"stopping after the current step ({message.text})" if stopping else message.text
         self._dirty = True
 
     def on_prune_trying(self, message: PruneTrying) -> None:
@@ -475,5 +478,5 @@ class PruneScreen(Screen[None]):
 
     def _leave_if(self, leave: bool | None) -> None:
         if leave:
-            self._cancel()
+            self._cancel(at_once=True)
             self.dismiss()

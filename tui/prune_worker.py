@@ -10,7 +10,8 @@ from textual.message import Message
 from torch import nn
 
 from semiotui.engine.analysis import AnalysisSettings
-from semiotui.engine.greedy import Measure, PruneFinished, PruneLog, PruneSettings, Step, StepDone, Trying, greedy_prune
+from semiotui.engine.greedy import (Measure, PruneFinished, PruneLog, PruneSettings, Step, StepDone, Trying, Working,
+                                   greedy_prune)
 from semiotui.engine.workspace import Workspace
 
 from .prune_command import conv_layers, prune_splits
@@ -62,11 +63,12 @@ class PruneFailed(Message):
 
 @dataclass
 class PruneJob:
-    """One run of greedy pruning and the Event that stops it after the current step."""
+    """One run of greedy pruning, with the Events that stop it after the current step, or at once."""
 
     settings: PruneSettings
     analysis: AnalysisSettings
-    cancel: threading.Event = field(default_factory=threading.Event)
+    cancel: threading.Event = field(default_factory=threading.Event)  # keeps the best model so far
+    abort: threading.Event = field(default_factory=threading.Event)  # the screen is going: drop everything
 
 
 def run_prune(job: PruneJob, workspace: Workspace, post: Callable[[Message], object], lock: threading.Lock) -> None:
@@ -87,9 +89,16 @@ def run_prune(job: PruneJob, workspace: Workspace, post: Callable[[Message], obj
         post(PrunePhase(f"measuring the original model on {len(held_out)} images"))
         events = greedy_prune(workspace.model, train, held_out, conv_layers(workspace), job.settings,
                               job.analysis, cancel=job.cancel)
+        layer = ""
         for event in events:
+            if job.abort.is_set():
+                events.close()  # ends the step under way: nothing of it is kept
+                return
             if isinstance(event, Trying):
+                layer = event.layer
                 post(PruneTrying(event.layer, event.step))
+            elif isinstance(event, Working):
+                post(PrunePhase(f"step {event.step}: {layer}, {event.what}"))
             elif isinstance(event, StepDone):
                 post(PruneStep(event.step, event.log.original))
             elif isinstance(event, PruneFinished):
