@@ -32,6 +32,7 @@ def test_ctrl_c_stops_after_the_current_step_and_saves_the_model_and_log(inputs)
         if line.startswith("step 1: trying"):
             proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) == 0, "".join(lines)
+    assert sum("stopping after the current step" in line for line in lines) == 1
     log = json.loads(out.with_suffix(".json").read_text())
     assert log["stopped_because"] == "stopped by the user"
     assert len(log["steps"]) == 1

@@ -9,12 +9,14 @@ import random
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
 from semiotui.engine.data import ImageSource
-from semiotui.engine.greedy import PruneFinished, PruneLog, PruneSettings, StepDone, Trying, greedy_prune
+from semiotui.engine.greedy import (PruneEvent, PruneFinished, PruneLog, PruneSettings, StepDone, Trying, Working,
+                                   greedy_prune)
 from semiotui.engine.workspace import Workspace
 
 from .workspace_args import workspace_from_args
@@ -43,14 +45,8 @@ def prune(args: argparse.Namespace) -> int:
     cancel = threading.Event()
     previous = signal.signal(signal.SIGINT, _first_interrupt_stops(cancel))
     try:
-        for event in greedy_prune(workspace.model, train, held_out, layers, settings, workspace.settings,
-                                  cancel=cancel):
-            if isinstance(event, Trying):
-                print(f"step {event.step}: trying {event.layer}", file=sys.stderr)
-            elif isinstance(event, StepDone):
-                _print_step(event)
-            elif isinstance(event, PruneFinished):
-                finished = event
+        events = greedy_prune(workspace.model, train, held_out, layers, settings, workspace.settings, cancel=cancel)
+        finished = _follow(events, settings, cancel)
     finally:
         signal.signal(signal.SIGINT, previous)
     save_pruned(finished.model, finished.log, workspace, out)
@@ -113,10 +109,49 @@ def _first_interrupt_stops(cancel: threading.Event):
     def handler(signum, frame):
         if cancel.is_set():
             raise KeyboardInterrupt
-        cancel.set()
-        print("semiotui: stopping after the current step (Ctrl-C again to abort without saving)", file=sys.stderr)
+        cancel.set()  # said by `_follow` at its next event: printing here could tear the progress bar
 
     return handler
+
+
+def _follow(events: Iterator[PruneEvent], settings: PruneSettings, cancel: threading.Event) -> PruneFinished:
+    """Show the run on stderr: a line per step, and on a terminal a Rich bar toward the target with what runs now."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    target = settings.target_params if settings.target_params is not None else settings.target_macs
+    measure = "parameters" if settings.target_params is not None else "macs"
+    bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[size]}"),
+                   TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal)
+    # The bar fills as the model shrinks from its size to the target (or pulses with no target).
+    task = bar.add_task("measuring the original model", total=None if target is None else 1 - target, size="")
+    layer = ""
+    stopping = False
+    with bar:
+        for event in events:
+            if cancel.is_set() and not stopping:
+                stopping = True
+                print("semiotui: stopping after the current step (Ctrl-C again to abort without saving)",
+                      file=sys.stderr)
+            if isinstance(event, Trying):
+                layer = event.layer
+                bar.update(task, description=f"step {event.step}: {layer}")
+                if not console.is_terminal:
+                    print(f"step {event.step}: trying {layer}", file=sys.stderr)
+            elif isinstance(event, Working):
+                bar.update(task, description=f"step {event.step}: {layer}, {event.what}")
+            elif isinstance(event, StepDone):
+                _print_step(event)
+                kept = next((s for s in reversed(event.log.steps) if s.accepted), None)
+                if kept is not None:
+                    original = event.log.original
+                    left = getattr(kept, measure) / getattr(original, measure)
+                    bar.update(task, completed=1 - left,
+                               size=f"{measure} {left:.1%} · accuracy {kept.accuracy:.1%}")
+            elif isinstance(event, PruneFinished):
+                return event
+    raise RuntimeError("the pruning ended without a result")  # greedy_prune always finishes with one
 
 
 def _print_step(event: StepDone) -> None:
