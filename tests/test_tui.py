@@ -132,6 +132,18 @@ async def test_space_measures_a_layer_and_restarts():
         assert app.query_one(SaliencyView).content.saliency is not None
 
 
+async def test_a_map_the_run_did_not_keep_is_drawn_between_its_batches_not_after_it():
+    app = SemiotuiApp(demo_workspace(40, batch_size=2, pause=0.3), live=False, keep_maps=2)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, images_done(app, 6))
+        await pilot.press("n", "n", "n")
+        assert app.image == 3  # beyond the 2 images whose maps the run keeps
+        await wait_until(pilot, lambda: app.run_state.rows[3].maps is not None, timeout=20)
+        assert app.run_state.running  # about 6 s of the analysis are left
+        await wait_until(pilot, lambda: app.query_one(SaliencyView).content.saliency is not None)
+        app.stop_analysis()
+
+
 async def test_q_asks_before_quitting_while_the_analysis_runs():
     app = SemiotuiApp(demo_workspace(16, batch_size=2, pause=0.5), live=False)
     async with app.run_test(size=(120, 40)) as pilot:

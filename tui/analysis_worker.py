@@ -77,6 +77,15 @@ class MapsReady(AnalysisMessage):
         self.error = error
 
 
+@dataclass(eq=False)  # withdrawn by identity
+class _Between:
+    """Work for the model, handed to a running job's thread, and how it went."""
+
+    work: Callable[[], None]
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
 @dataclass
 class AnalysisJob:
     """One run: its id, what it measures, the Event that stops it after the current batch, and one set when it has."""
@@ -87,6 +96,44 @@ class AnalysisJob:
     keep_maps: int
     cancel: threading.Event = field(default_factory=threading.Event)
     stopped: threading.Event = field(default_factory=threading.Event)
+    _between: list[_Between] = field(default_factory=list)
+    _between_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def run_between(self, work: Callable[[], None], wanted: Callable[[], bool]) -> bool:
+        """Run `work` on the job's thread between two of its batches (it holds the model); wait for it.
+
+        False when the job has stopped and will not run it. Once no longer
+        `wanted` (a newer run, the app closing) the work is withdrawn if it has
+        not begun, and True returned. Raises what `work` raised.
+        """
+        item = _Between(work)
+        with self._between_lock:
+            if self.stopped.is_set():
+                return False
+            self._between.append(item)
+        while not item.done.wait(0.2):
+            if not wanted():
+                with self._between_lock:
+                    if item in self._between:
+                        self._between.remove(item)
+                        return True
+        if item.error is not None:
+            raise item.error
+        return True
+
+    def _serve_between(self, *, last: bool = False) -> None:
+        """Run the work handed over so far; with `last`, mark the job stopped so no more comes."""
+        with self._between_lock:
+            items, self._between = self._between, []
+            if last:
+                self.stopped.set()
+        for item in items:
+            try:
+                item.work()
+            except Exception as exc:  # the asking thread raises it
+                item.error = exc
+            finally:
+                item.done.set()
 
 
 def run_job(job: AnalysisJob, workspace: Workspace, post: Callable[[Message], object], lock: threading.Lock) -> None:
@@ -94,10 +141,12 @@ def run_job(job: AnalysisJob, workspace: Workspace, post: Callable[[Message], ob
 
     `lock` keeps two runs off the model at once: the engine's hooks are per
     model, so a new run waits for the cancelled one to finish its batch.
+    Between batches the job runs the work others hand it (`run_between`), so
+    they need not wait for the whole run.
     """
     with lock:
         if job.cancel.is_set():
-            job.stopped.set()
+            job._serve_between(last=True)
             return
         try:
             events = stream_analysis(
@@ -116,10 +165,11 @@ def run_job(job: AnalysisJob, workspace: Workspace, post: Callable[[Message], ob
                     post(AnalysisNotice(job.run_id, event.message))
                 elif isinstance(event, Finished):
                     post(AnalysisFinished(job.run_id, event.result))
+                job._serve_between()  # the engine's hooks are off the model between batches
         except Exception as exc:  # reported in the interface, which stays open
             post(AnalysisFailed(job.run_id, exc))
         finally:
-            job.stopped.set()
+            job._serve_between(last=True)
 
 
 def compute_maps(
@@ -130,23 +180,31 @@ def compute_maps(
     post: Callable[[Message], object],
     lock: threading.Lock,
     wanted: Callable[[], bool],
+    job: AnalysisJob | None = None,
 ) -> None:
     """Thumbnails for the rows of `result` (maps the run did not keep), from one more small pass on the model.
 
-    The pass waits for `lock` (a running analysis holds it to the end); a request
-    no longer `wanted` by then (the user moved on) is dropped.
+    While `job` runs, the pass runs on its thread between two batches; else it
+    waits for `lock`. A request no longer `wanted` by then (the user moved on)
+    is dropped.
     """
     images = [row.index for row in result.images]
-    while not lock.acquire(timeout=0.2):
-        if not wanted():
-            post(MapsReady(run_id, images))
-            return
-    try:
+
+    def make() -> None:
         if wanted():
             add_maps(workspace.model, workspace.images, layers, result, range(len(images)))
+
+    try:
+        if job is None or not job.run_between(make, wanted):
+            while not lock.acquire(timeout=0.2):
+                if not wanted():
+                    post(MapsReady(run_id, images))
+                    return
+            try:
+                make()
+            finally:
+                lock.release()
     except Exception as exc:  # shown in the interface, which stays open
         post(MapsReady(run_id, images, exc))
         return
-    finally:
-        lock.release()
     post(MapsReady(run_id, images))

@@ -208,7 +208,8 @@ class SemiotuiApp(App[int]):
             run = self.run_state
             return not worker.is_cancelled and run is not None and run.run_id == run_id and bool(images & self._wanted)
 
-        compute_maps(run_id, result, layers, self.workspace, self.post_message, self.engine_lock, wanted)
+        job = self._job if self._job is not None and self._job.run_id == run_id else None
+        compute_maps(run_id, result, layers, self.workspace, self.post_message, self.engine_lock, wanted, job)
 
     @property
     def _panes_gone(self) -> bool:
@@ -355,8 +356,6 @@ class SemiotuiApp(App[int]):
             kept = sum(row.maps is not None for row in self.run_state.rows.values())
             return f"no saved map: the report kept maps for {kept} of {len(self.workspace.images)} images"
         self.request_maps([image])
-        if self.run_state.running:
-            return "map computed once the analysis finishes"
         return "computing the map…"
 
     def _picture(self, index: int) -> np.ndarray | None:
@@ -367,7 +366,8 @@ class SemiotuiApp(App[int]):
 
     def _show_compare(self) -> None:
         """The compare view, when it is open, gets the run's results and the current image."""
-        if isinstance(self.screen, CompareScreen) and self.run_state is not None:
+        # Not before it is mounted: a refresh can come while `action_compare` awaits the push.
+        if isinstance(self.screen, CompareScreen) and self.screen.is_mounted and self.run_state is not None:
             self.screen.show(self.run_state, self.image)
 
     def _show_curve(self) -> None:
