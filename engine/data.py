@@ -342,24 +342,32 @@ def _readable(
 def _checked_in_order(files: Sequence[Path], order: Sequence[int]) -> Iterator[tuple[int, str | None]]:
     """(index, reason) for the files in `order`, checked a chunk at a time, so a limit stops it early."""
     chunk = 4 * _WORKERS
-    for start in range(0, len(order), chunk):
-        part = order[start : start + chunk]
-        yield from zip(part, _reasons([files[i] for i in part]))
+    with _decoding() as pool:
+        for start in range(0, len(order), chunk):
+            part = order[start : start + chunk]
+            yield from zip(part, pool.map(_unreadable, [files[i] for i in part]))
 
 
 def _reasons(paths: list[Path]) -> Reasons:
     """Why each file is unusable (None where it is an image), decoded in parallel."""
+    with _decoding() as pool:
+        return list(pool.map(_unreadable, paths))
+
+
+@contextmanager
+def _decoding() -> Iterator[ThreadPoolExecutor]:
+    """Threads to decode files in, with oversized images counted as errors."""
     # One filter for all the workers: catch_warnings is not thread-safe, so no worker sets its own.
     with warnings.catch_warnings(), ThreadPoolExecutor(_WORKERS) as pool:
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        return list(pool.map(_unreadable, paths))
+        yield pool
 
 
 def _unreadable(path: Path) -> str | None:
     """Why `path` is not a usable image (decoding it fully), or None when it is one.
 
     Oversized images count as too large only where the caller turned PIL's
-    DecompressionBombWarning into an error (`_readable` does).
+    DecompressionBombWarning into an error (`_decoding` does).
     """
     try:
         to_mode(_open(path), "RGB")

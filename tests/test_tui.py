@@ -42,6 +42,14 @@ async def workers_done(app: SemiotuiApp) -> None:
             pass
 
 
+async def run_from_palette(pilot, typed: str, title: str) -> None:
+    """Ctrl+P, type `typed`, wait for a hit whose prompt holds `title`, and run it."""
+    await pilot.press("ctrl+p", *typed)
+    hits = pilot.app.screen.query_one(CommandList)
+    await wait_until(pilot, lambda: hits.option_count and title in str(hits.get_option_at_index(0).prompt))
+    await pilot.press("down", "enter")
+
+
 def finished(app: SemiotuiApp) -> Callable[[], bool]:
     return lambda: app.run_state is not None and app.run_state.finished
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from textual.command import CommandList
-from test_tui import finished, images_done, wait_until
+from test_tui import run_from_palette, finished, images_done, wait_until
 from tui_demo import demo_workspace
 
 from semiotui.tui.app import SemiotuiApp
@@ -88,10 +87,7 @@ async def test_the_palette_opens_the_export_dialog():
     app = SemiotuiApp(demo_workspace(4), live=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, finished(app))
-        await pilot.press("ctrl+p", *"export report")
-        hits = app.screen.query_one(CommandList)
-        await wait_until(pilot, lambda: hits.option_count and "Export" in str(hits.get_option_at_index(0).prompt))
-        await pilot.press("down", "enter")
+        await run_from_palette(pilot, "export report", "Export")
         await wait_until(pilot, lambda: isinstance(app.screen, ExportDialog))
         await pilot.press("escape")
         assert not isinstance(app.screen, ExportDialog)

@@ -8,9 +8,8 @@ import json
 import pytest
 import torch
 from textual import events
-from textual.command import CommandList
 from textual.widgets import DataTable, Input
-from test_tui import finished, wait_until
+from test_tui import run_from_palette, finished, wait_until
 from tui_demo import demo_workspace
 
 from semiotui.tui import prune_command
@@ -114,10 +113,7 @@ async def test_the_palette_opens_it_and_bad_settings_are_named_without_starting(
     app = SemiotuiApp(demo_workspace(4), live=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, finished(app))
-        await pilot.press("ctrl+p", *"prune")
-        hits = app.screen.query_one(CommandList)
-        await wait_until(pilot, lambda: hits.option_count and "Prune" in str(hits.get_option_at_index(0).prompt))
-        await pilot.press("down", "enter")
+        await run_from_palette(pilot, "prune", "Prune")
         await wait_until(pilot, lambda: isinstance(app.screen, PruneScreen))
         screen = app.screen
         screen.query_one("#tolerance", Input).value = "two"

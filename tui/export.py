@@ -185,11 +185,7 @@ class ExportDialog(ModalScreen[Path | None]):
         except OSError as exc:
             self._say(one_line(exc), error=True)
             return
-        self._busy = True
-        self.set_class(True, "-busy")
-        for widget in self.query("Input, Checkbox, #export-go"):
-            widget.disabled = True
-        self.query_one("#export-progress").display = True
+        self._set_busy(True)
         self._say("starting…")
         self._write(path, formats, replace_it)
 
@@ -224,12 +220,16 @@ class ExportDialog(ModalScreen[Path | None]):
         if message.error is None:
             self.dismiss(None)
             return
-        self._busy = False
-        self.set_class(False, "-busy")
-        for widget in self.query("Input, Checkbox, #export-go"):
-            widget.disabled = False
-        self.query_one("#export-progress").display = False
+        self._set_busy(False)
         self._say(f"not written: {one_line(message.error)}", error=True)
+
+    def _set_busy(self, busy: bool) -> None:
+        """While writing: the fields locked and the progress bar shown."""
+        self._busy = busy
+        self.set_class(busy, "-busy")
+        for widget in self.query("Input, Checkbox, #export-go"):
+            widget.disabled = busy
+        self.query_one("#export-progress").display = busy
 
     def _say(self, text: str, *, error: bool = False) -> None:
         status = self.query_one("#export-status", Static)
