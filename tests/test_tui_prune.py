@@ -106,6 +106,7 @@ async def test_leaving_while_it_runs_asks_then_stops_the_run_at_once_and_frees_t
         await press(pilot, "y")
         await wait_until(pilot, lambda: not isinstance(app.screen, (ConfirmQuit, PruneScreen)))
         assert screen.job.cancel.is_set() and screen.job.abort.is_set()
+        assert gc.get_freeze_count() == 0
         await wait_until(pilot, lambda: not app.engine_lock.locked(), timeout=10)  # within a batch, not the step
 
 

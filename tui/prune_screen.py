@@ -247,6 +247,7 @@ class PruneScreen(Screen[None]):
             self.job.cancel.set()
             if at_once:
                 self.job.abort.set()
+                gc.unfreeze()  # no message will end the run on this screen now: release what it froze
 
     def _about(self) -> str:
         convs = len(conv_layers(self.workspace))
