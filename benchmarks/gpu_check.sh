@@ -7,14 +7,12 @@
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: -d .whl captum==0.9.0
 # then run `sh benchmarks/gpu_check.sh` with carry [".whl"] and copy what it prints into
-# benchmarks/RESULTS.md. The reference vectors come from ../shared, which does not travel: copy
-# ../shared/testdata into .whl/testdata first (SEMIOTUI_TESTDATA points the tests at it).
+# benchmarks/RESULTS.md. The reference vectors travel with the tests (tests/data).
 set -e
 export PYTHONUNBUFFERED=1
 if [ -d .whl ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
     export PYTHONPATH=/tmp/site
-    [ -d .whl/testdata ] && export SEMIOTUI_TESTDATA="$PWD/.whl/testdata"
 fi
 # The package as an install lays it out (pyproject's package-dir), without building anything there.
 mkdir -p /tmp/pkg/semiotui

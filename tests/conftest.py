@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -10,8 +9,8 @@ import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
-# ../shared/testdata beside the checkout; SEMIOTUI_TESTDATA where it cannot be (benchmarks/gpu_check.sh).
-TESTDATA = Path(os.environ.get("SEMIOTUI_TESTDATA") or ROOT.parent / "shared" / "testdata")
+# Reference values the tests reproduce, vendored byte for byte from the project's hand-over material.
+TESTDATA = ROOT / "tests" / "data"
 
 
 @pytest.fixture(autouse=True)
