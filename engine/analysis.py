@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 import torch
@@ -20,10 +20,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from .device import resolve_device
-from .entropy import ESTIMATORS, spatial_entropy
-from .saliency import METHODS, OutputSelector, compute_saliency
+from .entropy import ESTIMATORS, empty_maps, spatial_entropy
+from .flow import Flow
+from .saliency import METHODS, OutputSelector, SaliencyResult, compute_saliency
 from .stats import RunningStats
 from .superization import Superization, superization
+
+if TYPE_CHECKING:
+    from .control import ControlResult
 
 TargetSetting = Union[str, int]  # "predicted", "label", or a class index
 
@@ -42,6 +46,7 @@ class AnalysisSettings:
     device: str = "auto"
     output: OutputSelector = None
     thumbnail: int = 48  # longest side of kept maps, in pixels
+    count_empty: bool = False  # empty maps count as entropy 0 (the literal reading) instead of being left out
 
     def check(self) -> None:
         """Raise ValueError for a setting outside its range."""
@@ -72,10 +77,12 @@ class ImageResult:
     name: str
     label: int | None
     predicted: int
-    confidence: float  # softmax probability of the predicted class
+    confidence: float  # probability of the predicted class (softmax of logits, or the model's own)
     target: int  # class the maps explain
-    entropy: np.ndarray  # (layers,) bits
+    entropy: np.ndarray  # (layers,) bits; NaN for an empty map unless `count_empty`
     maps: dict[str, np.ndarray] | None = None  # thumbnails, kept for chosen images only
+    empty: np.ndarray | None = None  # (layers,) bool: the map is constant (no sign in it)
+    top: tuple[int, ...] = ()  # the five most probable classes, most probable first
 
 
 @dataclass
@@ -89,16 +96,31 @@ class AnalysisResult:
     stats: RunningStats = field(default_factory=RunningStats)
     cancelled: bool = False
     seconds: float = 0.0
+    flow: Flow | None = None  # which layer feeds which; None: the forward order
+    scores: str = "logits"  # what the model's class output held (saliency.SCORES)
+    control: ControlResult | None = None  # the same images through shuffled copies of the model
 
     @property
     def entropy(self) -> np.ndarray:
-        """Per-image entropy, images × layers."""
+        """Per-image entropy, images × layers (NaN: an empty map, left out)."""
         if not self.images:
             return np.zeros((0, len(self.layers)))
         return np.stack([r.entropy for r in self.images])
 
+    @property
+    def empty(self) -> np.ndarray:
+        """Per-image empty maps, images × layers (bool)."""
+        if not self.images:
+            return np.zeros((0, len(self.layers)), dtype=bool)
+        return np.stack([r.empty if r.empty is not None else np.isnan(r.entropy) for r in self.images])
+
     def superization(self) -> Superization:
-        return superization(self.entropy, self.layers)
+        """Curve, steps and verdicts; superization needs the control (`engine.control`)."""
+        control = self.control
+        return superization(self.entropy, self.layers, empty=self.empty,
+                            parents=None if self.flow is None else self.flow.parents,
+                            control=None if control is None else control.entropy,
+                            control_rows=None if control is None else control.rows)
 
 
 @dataclass
@@ -176,7 +198,8 @@ def stream_analysis(
                 None if batch.names is None else batch.names[pos : pos + size],
             )
             try:
-                rows, names = _analyse_batch(model, part, layers, settings, device, first_index + done, keep)
+                rows, sal = analyse_batch(model, part, layers, settings, device, first_index + done, keep,
+                                           trace=result is None)
             except torch.OutOfMemoryError:
                 if size == 1:
                     raise MemoryError(
@@ -188,7 +211,9 @@ def stream_analysis(
                 yield Notice(f"out of memory on {device} with {size} images per batch; retrying with {chunk}")
                 continue
             if result is None:
-                result = AnalysisResult(layers=names, settings=settings, device=str(device))
+                result = AnalysisResult(layers=list(sal.maps), settings=settings, device=str(device),
+                                        flow=sal.flow, scores=sal.scores)
+                yield from _first_notices(sal)
             result.images.extend(rows)
             result.stats.update(np.stack([r.entropy for r in rows]))
             done += len(rows)
@@ -215,12 +240,23 @@ def add_maps(model: nn.Module, images, layers: list[str], result: AnalysisResult
         return
     batch = next(images.subset([result.images[k].index for k in missing]).batches(len(missing)))
     device = resolve_device(result.settings.device)
-    rows, _ = _analyse_batch(model, batch, layers, result.settings, device, 0, range(len(missing)))
+    rows, _ = analyse_batch(model, batch, layers, result.settings, device, 0, range(len(missing)))
     for k, row in zip(missing, rows):
         result.images[k].maps = row.maps
 
 
-def _analyse_batch(
+def _first_notices(sal: SaliencyResult) -> Iterator[Notice]:
+    """What the first batch shows about the model that the user must know once."""
+    if sal.scores != "logits":
+        yield Notice(f"the model's output holds {sal.scores}: the maps explain their logarithm (log-softmax), "
+                     "and confidences are the model's own")
+    if sal.unlinked:
+        shown = ", ".join(sal.unlinked[:3]) + (f" and {len(sal.unlinked) - 3} more" if len(sal.unlinked) > 3 else "")
+        yield Notice(f"the class score does not depend on {shown}: the model detaches that output or computes "
+                     "it without gradients, so its maps are empty")
+
+
+def analyse_batch(
     model: nn.Module,
     batch: Batch,
     layers: list[str],
@@ -228,7 +264,9 @@ def _analyse_batch(
     device: torch.device,
     first: int,
     keep: Collection[int],
-) -> tuple[list[ImageResult], list[str]]:
+    *,
+    trace: bool = False,
+) -> tuple[list[ImageResult], SaliencyResult]:
     images = batch.images.to(device, non_blocking=True)
     labels = batch.labels
     target = settings.target
@@ -240,12 +278,14 @@ def _analyse_batch(
         target = None
     sal = compute_saliency(
         model, images, layers, target=target, method=settings.method,
-        upsample=settings.upsample, output=settings.output,
+        upsample=settings.upsample, output=settings.output, trace=trace,
     )
-    names = list(sal.maps)
-    entropy = _entropy_of_maps(sal.maps, settings).cpu().numpy()
-    probs = torch.softmax(sal.logits.float(), dim=1)
+    entropy, empty = (t.cpu().numpy() for t in _entropy_of_maps(sal.maps, settings))
+    if not settings.count_empty:
+        entropy[empty] = np.nan
+    probs = sal.probabilities
     confidence, predicted = probs.max(dim=1)
+    top = probs.topk(min(5, probs.shape[1]), dim=1).indices.tolist()
     predicted, confidence = predicted.tolist(), confidence.tolist()
     targets = sal.targets.tolist()
     wanted = [i for i in range(len(images)) if first + i in keep]
@@ -263,26 +303,30 @@ def _analyse_batch(
                 target=targets[i],
                 entropy=entropy[i],
                 maps=thumbs.get(i),
+                empty=empty[i],
+                top=tuple(top[i]),
             )
         )
-    return rows, names
+    return rows, sal
 
 
-def _entropy_of_maps(maps: dict[str, torch.Tensor], settings: AnalysisSettings) -> torch.Tensor:
-    """(B, layers) entropy; maps of one size are measured in a single batched call."""
+def _entropy_of_maps(maps: dict[str, torch.Tensor], settings: AnalysisSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, layers) entropy and empty maps; maps of one size are measured in a single batched call."""
     by_shape: dict[tuple[int, int], list[int]] = {}
     tensors = list(maps.values())
     for j, m in enumerate(tensors):
         by_shape.setdefault(tuple(m.shape[-2:]), []).append(j)
     b = tensors[0].shape[0]
     out = torch.empty(b, len(tensors), dtype=torch.float64, device=tensors[0].device)
+    empty = torch.empty(b, len(tensors), dtype=torch.bool, device=tensors[0].device)
     for cols in by_shape.values():
         stacked = torch.cat([tensors[j] for j in cols])  # (len(cols) * B, h, w)
         bits = spatial_entropy(
             stacked, levels=settings.levels, normalized=settings.normalized, estimator=settings.estimator
         )
         out[:, cols] = bits.view(len(cols), b).T.to(out.dtype)
-    return out
+        empty[:, cols] = empty_maps(stacked).view(len(cols), b).T
+    return out, empty
 
 
 def _thumbnails(maps: dict[str, torch.Tensor], wanted: list[int], side: int) -> dict[int, dict[str, np.ndarray]]:

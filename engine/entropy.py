@@ -67,13 +67,30 @@ def max_entropy(height: int, width: int, *, levels: int = 256, estimator: Estima
     return math.log2(outcomes) if outcomes > 1 else 1.0
 
 
+def empty_maps(maps: torch.Tensor) -> torch.Tensor:
+    """Which maps of `(B, H, W)` are empty: constant (all zero after Grad-CAM's ReLU, say), so they hold no sign.
+
+    The same test that gives such a map an entropy of 0 (METHOD.md §2).
+    """
+    x = maps.flatten(1)
+    if x.shape[1] == 0:
+        return torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+    lo, hi = torch.aminmax(x, dim=1)
+    return _constant(lo, hi)
+
+
+def _constant(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """Maps whose range is at most 1e-12 of their scale."""
+    return (hi - lo) <= 1e-12 * torch.clamp(hi.abs(), min=1.0)
+
+
 def _quantize(maps: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, levels: int) -> torch.Tensor:
     """Min-max normalise each map (its `lo` and `hi`) and round it to `levels` grey levels (int32, `(B, H, W)`).
 
     A constant map (range at most 1e-12 of its scale) quantises to all zeros.
     """
     span = hi - lo
-    constant = span <= 1e-12 * torch.clamp(hi.abs(), min=1.0)
+    constant = _constant(lo, hi)
     span = torch.where(constant, torch.ones_like(span), span)
     u = (maps - lo[:, None, None]).div_(span[:, None, None])
     q = u.mul_(levels - 1).add_(0.5).floor_().clamp_(0, levels - 1).int()

@@ -9,6 +9,7 @@ import numpy as np
 
 from .analysis import AnalysisResult
 from .stats import RunningStats
+from .superization import step_drops
 
 
 @dataclass
@@ -57,17 +58,21 @@ def outcome_curves(result: AnalysisResult) -> Outcomes | None:
     right = np.array([r.label == r.predicted for r in result.images])
     correct, wrong = GroupCurve.of("correct", h[right]), GroupCurve.of("wrong", h[~right])
     parting = None
-    if correct.count and wrong.count:
-        parting = int(np.argmax(np.abs(correct.mean - wrong.mean)))
+    gap = np.abs(correct.mean - wrong.mean)
+    if correct.count and wrong.count and np.isfinite(gap).any():
+        parting = int(np.nanargmax(gap))
     return Outcomes(correct, wrong, parting)
 
 
-def largest_steps(entropy: np.ndarray) -> np.ndarray:
-    """Per image, the index of the layer entered by its largest entropy drop (-1 with one layer)."""
-    h = np.asarray(entropy, dtype=np.float64)
-    if h.shape[1] < 2:
-        return np.full(h.shape[0], -1)
-    return np.argmax(h[:, :-1] - h[:, 1:], axis=1) + 1
+def largest_steps(entropy: np.ndarray, parents: Sequence[int | None] | None = None) -> np.ndarray:
+    """Per image, the index of the layer entered by its largest entropy drop along `parents`.
+
+    -1 where an image has no step to measure (one layer, or empty maps).
+    """
+    drops = step_drops(entropy, parents)
+    measurable = np.isfinite(drops).any(axis=1)
+    best = np.argmax(np.where(np.isfinite(drops), drops, -np.inf), axis=1)
+    return np.where(measurable, best, -1)
 
 
 def contrast_pair(result: AnalysisResult) -> tuple[int, int] | None:

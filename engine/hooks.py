@@ -26,6 +26,7 @@ class ActivationCapture:
         self._clone = clone
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self.outputs: dict[str, list[object]] = {n: [] for n in names}
+        self.passed_on: dict[str, list[object]] = {n: [] for n in names}  # what the network received instead
         self.order: list[tuple[str, int]] = []  # (name, call number) as the calls return
 
     def __enter__(self) -> ActivationCapture:
@@ -49,9 +50,9 @@ class ActivationCapture:
         def hook(module: nn.Module, args: object, output: object) -> object:
             self.outputs[name].append(output)
             self.order.append((name, len(self.outputs[name])))
-            if self._clone and isinstance(output, torch.Tensor):
-                return output.clone()
-            return None
+            passed = output.clone() if self._clone and isinstance(output, torch.Tensor) else output
+            self.passed_on[name].append(passed)
+            return passed if passed is not output else None
 
         return hook
 

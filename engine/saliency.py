@@ -10,12 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .flow import Flow, trace_inputs
 from .hooks import ActivationCapture, analysis_mode
 
 Method = Literal["gradcam", "layercam", "gradxact", "activation"]
 METHODS: tuple[str, ...] = ("gradcam", "layercam", "gradxact", "activation")
 Target = Union[None, int, Sequence[int], torch.Tensor]
 OutputSelector = Union[None, int, str]
+# What a model's class output holds; gradients are always of a log-scale score.
+SCORES: tuple[str, ...] = ("logits", "probabilities", "log-probabilities")
 
 
 @dataclass
@@ -23,8 +26,12 @@ class SaliencyResult:
     """Maps of one pass, with the scores and the class each map explains."""
 
     maps: dict[str, torch.Tensor]  # map name -> (B, h, w), forward order
-    logits: torch.Tensor  # (B, classes), detached
+    logits: torch.Tensor  # (B, classes) explained scores, detached: logits, or log-probabilities
     targets: torch.Tensor  # (B,) long
+    probabilities: torch.Tensor | None = None  # (B, classes): softmax of logits, or the model's own
+    scores: str = "logits"  # what the model's output held (SCORES)
+    unlinked: list[str] | None = None  # maps whose layer the explained score does not depend on
+    flow: Flow | None = None  # with `trace`: which measured layer feeds which
 
 
 def layer_saliency(
@@ -56,13 +63,14 @@ def compute_saliency(
     method: Method = "gradcam",
     upsample: bool = False,
     output: OutputSelector = None,
+    trace: bool = False,
 ) -> SaliencyResult:
-    """`layer_saliency`, also returning the logits and the explained classes."""
+    """`layer_saliency`, also returning the scores, the explained classes and, with `trace`, the flow."""
     if method not in METHODS:
         raise ValueError(f"unknown saliency method {method!r}; choose one of {', '.join(METHODS)}")
     result = attribute_layers(
         model, inputs, layers, lambda a, g: _combine(method, a, g),
-        target=target, output=output, gradients=method != "activation",
+        target=target, output=output, gradients=method != "activation", trace=trace,
     )
     if upsample:
         result.maps = {name: upsample_map(m, inputs.shape[-2:]) for name, m in result.maps.items()}
@@ -78,31 +86,63 @@ def attribute_layers(
     target: Target = None,
     output: OutputSelector = None,
     gradients: bool = True,
+    trace: bool = False,
 ) -> SaliencyResult:
     """`reduce(activation, gradient)` for every call of every layer, from one forward and one backward.
 
     The gradient is of the target classes' scores with respect to the activation
-    (None when `gradients` is False); parameters get no gradient.
+    (None when `gradients` is False); parameters get no gradient. An output that
+    is already a probability distribution is explained by its logarithm. With
+    `trace`, the result says which measured layer feeds which (`flow`).
     """
     if inputs.dim() != 4:
         raise ValueError(f"inputs must have shape (B, C, H, W), got {tuple(inputs.shape)}")
     requested = _resolve_layers(model, layers)
     modules = list(dict.fromkeys(name for name, _ in requested))
+    autograd = gradients or trace
     with analysis_mode(model), ActivationCapture(model, modules) as capture:
-        x = inputs.detach().requires_grad_(gradients)
-        with torch.set_grad_enabled(gradients):
-            logits = select_output(model(x), output)
+        x = inputs.detach().requires_grad_(autograd)
+        with torch.set_grad_enabled(autograd):
+            out = select_output(model(x), output)
+            kind = score_kind(out)
+            logits = torch.log(out.clamp_min(torch.finfo(out.dtype).tiny)) if kind == "probabilities" else out
         targets = resolve_targets(target, logits)
         acts = _spatial_activations(capture, requested)
+        flow = _flow(capture, list(acts)) if trace else None
+        unlinked: list[str] = []
         if gradients:
             grads = _gradients(logits.gather(1, targets[:, None]).sum(), list(acts.values()))
+            unlinked = [name for name, g in zip(acts, grads) if g is None]
+            grads = [torch.zeros_like(a) if g is None else g for a, g in zip(acts.values(), grads)]
         else:
             grads = [None] * len(acts)
-        out = {
+        maps = {
             name: reduce(a.detach(), None if g is None else g.detach())
             for (name, a), g in zip(acts.items(), grads)
         }
-    return SaliencyResult(maps=out, logits=logits.detach(), targets=targets)
+    return SaliencyResult(maps=maps, logits=logits.detach(), targets=targets,
+                          probabilities=probabilities_of(out.detach(), kind), scores=kind,
+                          unlinked=unlinked, flow=flow)
+
+
+def score_kind(scores: torch.Tensor) -> str:
+    """'probabilities' (non-negative rows summing to 1), 'log-probabilities' (their logarithms) or 'logits'."""
+    s = scores.detach().double()
+    ones = torch.ones(len(s), dtype=s.dtype, device=s.device)
+    if bool((s >= 0).all()) and torch.allclose(s.sum(dim=1), ones, rtol=0, atol=1e-4):
+        return "probabilities"
+    if bool((s <= 0).all()) and torch.allclose(s.exp().sum(dim=1), ones, rtol=0, atol=1e-4):
+        return "log-probabilities"
+    return "logits"
+
+
+def probabilities_of(scores: torch.Tensor, kind: str) -> torch.Tensor:
+    """Class probabilities as the model gives them: softmax of logits, or its own distribution."""
+    if kind == "probabilities":
+        return scores.float()
+    if kind == "log-probabilities":
+        return scores.float().exp()
+    return torch.softmax(scores.float(), dim=1)
 
 
 def upsample_map(maps: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -131,9 +171,10 @@ def select_output(out: object, output: OutputSelector = None) -> torch.Tensor:
         scores = out[output]
     else:
         raise ValueError(f"the model returns {type(out).__name__}, not a tensor of class scores")
-    if not isinstance(scores, torch.Tensor) or scores.dim() != 2:
+    if not isinstance(scores, torch.Tensor) or scores.dim() != 2 or scores.shape[1] < 2:
         shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
-        raise ValueError(f"the model's output has shape {shape}; expected (batch, classes)")
+        raise ValueError(f"the model's output has shape {shape}; expected (batch, classes) with at least "
+                         "2 classes")
     return scores
 
 
@@ -202,17 +243,27 @@ def _spatial_activations(
     return acts
 
 
-def _gradients(score: torch.Tensor, acts: list[torch.Tensor]) -> list[torch.Tensor]:
-    """d score / d act for each act; zeros where the score does not depend on it."""
+def _gradients(score: torch.Tensor, acts: list[torch.Tensor]) -> list[torch.Tensor | None]:
+    """d score / d act for each act; None where the score does not depend on it (detached, no_grad)."""
     linked = [i for i, a in enumerate(acts) if a.requires_grad]
-    grads = [torch.zeros_like(a) for a in acts]
+    grads: list[torch.Tensor | None] = [None] * len(acts)
     if linked and score.requires_grad:
-        found = torch.autograd.grad(
-            score, [acts[i] for i in linked], allow_unused=True, materialize_grads=True
-        )
+        found = torch.autograd.grad(score, [acts[i] for i in linked], allow_unused=True)
         for i, g in zip(linked, found):
             grads[i] = g
     return grads
+
+
+def _flow(capture: ActivationCapture, names: list[str]) -> Flow:
+    """Which of the measured maps feeds which, from the autograd graph of this pass."""
+    wanted = set(names)
+    calls = [(name, k) for name, k in capture.order
+             if map_name(name, k, len(capture.outputs[name])) in wanted]
+    returned = [capture.outputs[name][k - 1] for name, k in calls]
+    passed_on = [capture.passed_on[name][k - 1] for name, k in calls]
+    if not all(isinstance(t, torch.Tensor) and t.grad_fn is not None for t in returned):
+        return Flow.chain(names)  # some output carries no history (no_grad): keep the forward order
+    return Flow.from_inputs(names, trace_inputs(returned, passed_on))
 
 
 def map_name(module_name: str, call: int, calls: int) -> str:
