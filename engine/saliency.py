@@ -159,23 +159,30 @@ def select_output(out: object, output: OutputSelector = None) -> torch.Tensor:
     elif isinstance(out, dict):
         key = output if output is not None else ("logits" if "logits" in out else None)
         if key not in out:
-            raise ValueError(
-                f"the model returns a dict with keys {sorted(map(str, out))}; choose one with --output KEY"
-            )
+            raise ValueError(f"the model returns a dict: {_shapes(out.items())}; choose one with --output KEY")
         scores = out[key]
     elif isinstance(out, (tuple, list)):
         if output is None:
-            raise ValueError(f"the model returns {len(out)} outputs; choose one with --output N")
+            raise ValueError(f"the model returns {len(out)} outputs: {_shapes(enumerate(out))}; "
+                             "choose one with --output N")
         if not isinstance(output, int) or not -len(out) <= output < len(out):
-            raise ValueError(f"--output {output} is out of range: the model returns {len(out)} outputs")
+            raise ValueError(f"--output {output} is out of range: the model returns {len(out)} outputs "
+                             f"({_shapes(enumerate(out))})")
         scores = out[output]
     else:
         raise ValueError(f"the model returns {type(out).__name__}, not a tensor of class scores")
     if not isinstance(scores, torch.Tensor) or scores.dim() != 2 or scores.shape[1] < 2:
-        shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
-        raise ValueError(f"the model's output has shape {shape}; expected (batch, classes) with at least "
-                         "2 classes")
+        raise ValueError(f"the model's output is {_shapes([('', scores)]).strip()}; expected class scores "
+                         "(batch, classes) with at least 2 classes")
     return scores
+
+
+def _shapes(items) -> str:
+    """`key (shape)` of each output, for messages that ask the user to choose."""
+    def shape(value: object) -> str:
+        return str(tuple(value.shape)) if isinstance(value, torch.Tensor) else type(value).__name__
+
+    return ", ".join(f"{key} {shape(value)}" for key, value in items)
 
 
 def resolve_targets(target: Target, logits: torch.Tensor) -> torch.Tensor:

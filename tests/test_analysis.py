@@ -3,6 +3,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+from torch import nn
 from scipy import stats as scipy_stats
 
 from semiotui.engine import (
@@ -158,3 +159,70 @@ def test_bad_settings_are_refused_before_any_work(tiny_net, field, value, messag
     settings = AnalysisSettings(**{field: value, "device": "cpu"})
     with pytest.raises(ValueError, match=message):
         analyze(tiny_net, [torch.randn(1, 3, 8, 8)], LAYERS, settings)
+
+
+class DeadEnd(nn.Module):
+    """Its last measured layer's Grad-CAM map is always empty: every channel's weight in the score is negative."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.c2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.r2 = nn.ReLU()
+        self.fc = nn.Linear(8, 3)
+        with torch.no_grad():
+            self.fc.weight.copy_(-self.fc.weight.abs() - 0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.r2(self.c2(self.c1(x))).mean(dim=(2, 3)))
+
+
+def test_a_layer_of_empty_maps_is_counted_and_never_a_significant_step():
+    x = torch.randn(30, 3, 16, 16)
+    result = analyze(DeadEnd().eval(), [x], ["c1", "c2", "r2"], AnalysisSettings(device="cpu"))
+    assert result.empty[:, 2].all() and not result.empty[:, :2].any()
+    assert np.isnan(result.entropy[:, 2]).all()
+    steps = result.superization()
+    assert steps.empty.tolist() == [0, 0, 30] and steps.mostly_empty.tolist() == [False, False, True]
+    assert steps.pairs[2] == 0 and not steps.drop[2] and not steps.significant.any()
+    # counted as entropy 0 (the literal reading) the same maps would read as a large, significant drop
+    literal = analyze(DeadEnd().eval(), [x], ["c1", "c2", "r2"], AnalysisSettings(device="cpu", count_empty=True))
+    assert (literal.entropy[:, 2] == 0).all() and literal.superization().drop[2]
+
+
+class Detached(nn.Module):
+    """A model that cuts its features from the graph before the head (`.detach()`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(x).detach().mean(dim=(2, 3)))
+
+
+def test_a_model_that_detaches_its_layers_is_named_once_and_its_maps_are_empty():
+    x = torch.randn(6, 3, 8, 8)
+    events = list(stream_analysis(Detached().eval(), [x[:3], x[3:]], ["conv"],
+                                  AnalysisSettings(device="cpu", batch_size=3)))
+    notices = [e.message for e in events if isinstance(e, Notice)]
+    assert len(notices) == 1 and "does not depend on conv" in notices[0]
+    assert events[-1].result.empty.all()
+
+
+def test_the_control_shuffles_copies_and_leaves_the_model_alone(tiny_net):
+    from semiotui.engine.control import ControlSettings, control_analysis
+
+    x = torch.randn(12, 3, 16, 16)
+    before = {k: v.clone() for k, v in tiny_net.state_dict().items()}
+    result = analyze(tiny_net, [x], LAYERS, AnalysisSettings(device="cpu"))
+    control = control_analysis(tiny_net, [x], result, ControlSettings(draws=3, images=10, seed=5))
+    assert all(torch.equal(v, tiny_net.state_dict()[k]) for k, v in before.items())
+    assert control.entropy.shape == (3, 10, 4) and control.rows == list(range(10)) and control.seeds == [5, 6, 7]
+    assert control.shuffled == sum(p.numel() for p in tiny_net.parameters() if p.dim() > 1)
+    assert not np.allclose(control.entropy[0], result.entropy[:10], equal_nan=True)
+    again = control_analysis(tiny_net, [x], result, ControlSettings(draws=3, images=10, seed=5))
+    assert np.array_equal(again.entropy, control.entropy, equal_nan=True)  # seeded
+    result.control = control
+    assert result.superization().control.draws == 3

@@ -226,7 +226,50 @@ def test_several_outputs_need_a_choice():
 
     model = TwoHeads()
     x = torch.randn(2, 3, 8, 8)
-    with pytest.raises(ValueError, match="2 outputs; choose one with --output N"):
+    with pytest.raises(ValueError, match=r"2 outputs: 0 \(2, 3\), 1 \(2, 5\); choose one with --output N"):
         layer_saliency(model, x, ["conv"])
     second = compute_saliency(model, x, ["conv"], output=1)
     assert second.logits.shape == (2, 5)
+
+
+class Softmaxed(nn.Module):
+    """A model whose class output is already a probability distribution (or its logarithm)."""
+
+    def __init__(self, inner: nn.Module, log: bool = False) -> None:
+        super().__init__()
+        self.inner, self.log = inner, log
+
+    def forward(self, x):
+        z = self.inner(x)
+        return torch.log_softmax(z, dim=1) if self.log else torch.softmax(z, dim=1)
+
+
+@pytest.mark.parametrize("log", [False, True])
+def test_an_output_of_probabilities_is_explained_by_its_log_with_the_models_own_confidence(tiny_net, log):
+    x = torch.randn(4, 3, 16, 16)
+    plain = compute_saliency(tiny_net, x, ["conv2"])
+    wrapped = Softmaxed(tiny_net, log=log).eval()
+    got = compute_saliency(wrapped, x, ["inner.conv2"])
+    assert got.scores == ("log-probabilities" if log else "probabilities")
+    assert torch.equal(got.targets, plain.targets)  # the same classes are explained
+    assert torch.allclose(got.probabilities, torch.softmax(plain.logits, 1), atol=1e-6)  # as the model gives them
+    # gradients of log p (not of p, and not of a second softmax): Captum on log_softmax of the logits
+    reference = LayerGradCam(lambda inp: torch.log_softmax(tiny_net(inp), 1), tiny_net.conv2).attribute(
+        x, target=plain.targets, relu_attributions=True)[:, 0]
+    assert torch.allclose(got.maps["inner.conv2"], reference, atol=1e-5)
+    assert not torch.allclose(got.maps["inner.conv2"], plain.maps["conv2"], atol=1e-5)
+
+
+def test_an_output_that_is_not_class_scores_is_refused():
+    class Boxes(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            f = self.conv(x).mean(dim=(2, 3))
+            return f[:, :1], f
+
+    model = Boxes()
+    with pytest.raises(ValueError, match=r"output is \(2, 1\); expected class scores \(batch, classes\) with at least 2"):
+        compute_saliency(model, torch.randn(2, 3, 8, 8), ["conv"], output=0)
