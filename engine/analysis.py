@@ -98,6 +98,7 @@ class AnalysisResult:
     seconds: float = 0.0
     flow: Flow | None = None  # which layer feeds which; None: the forward order
     scores: str = "logits"  # what the model's class output held (saliency.SCORES)
+    classes: int = 0  # the model's number of classes
     control: ControlResult | None = None  # the same images through shuffled copies of the model
 
     @property
@@ -212,7 +213,7 @@ def stream_analysis(
                 continue
             if result is None:
                 result = AnalysisResult(layers=list(sal.maps), settings=settings, device=str(device),
-                                        flow=sal.flow, scores=sal.scores)
+                                        flow=sal.flow, scores=sal.scores, classes=sal.logits.shape[1])
                 yield from _first_notices(sal)
             result.images.extend(rows)
             result.stats.update(np.stack([r.entropy for r in rows]))

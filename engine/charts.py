@@ -79,8 +79,10 @@ class Series:
     mean: np.ndarray
     low: np.ndarray | None = None
     high: np.ndarray | None = None
+    dim: bool = False  # a reference (the control): grey and dashed
 
 
+DIM = "#a0a0a0"
 COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974",
            "#64b5cd")
 
@@ -104,7 +106,7 @@ def curve_svg(
         parts.append(f'<line x1="{x(mark):.1f}" x2="{x(mark):.1f}" y1="{MARGIN["top"]}" '
                      f'y2="{MARGIN["top"] + PLOT_HEIGHT}" class="mark"/>')
     for k, one in enumerate(series):
-        colour = COLOURS[k % len(COLOURS)]
+        colour = DIM if one.dim else COLOURS[k % len(COLOURS)]
         if one.low is not None and one.high is not None:
             idx = np.flatnonzero(np.isfinite(one.low) & np.isfinite(one.high))
             if idx.size:
@@ -112,7 +114,8 @@ def curve_svg(
                 lower = " ".join(f"{x(i):.1f},{y(one.low[i]):.1f}" for i in idx[::-1])
                 parts.append(f'<polygon points="{upper} {lower}" class="band" style="fill:{colour}"/>')
         points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(one.mean) if np.isfinite(v))
-        parts.append(f'<polyline points="{points}" class="mean" style="stroke:{colour}"/>')
+        dash = ";stroke-dasharray:5 4" if one.dim else ""
+        parts.append(f'<polyline points="{points}" class="mean" style="stroke:{colour}{dash}"/>')
         for i, v in enumerate(one.mean):
             if not np.isfinite(v):
                 continue
@@ -124,14 +127,17 @@ def curve_svg(
         for k, one in enumerate(series):
             lx = MARGIN["left"] + 10 + (k % 5) * 130
             ly = MARGIN["top"] + 14 + (k // 5) * 16
-            parts.append(f'<rect x="{lx}" y="{ly - 8}" width="14" height="4" style="fill:{COLOURS[k % len(COLOURS)]}"/>'
+            parts.append(f'<rect x="{lx}" y="{ly - 8}" width="14" height="4" '
+                         f'style="fill:{DIM if one.dim else COLOURS[k % len(COLOURS)]}"/>'
                          f'<text x="{lx + 18}" y="{ly - 2}" class="tick">{escape(one.name)}</text>')
     return _svg(parts, title, labels)
 
 
-def steps_svg(labels: Sequence[str], delta: np.ndarray, significant: np.ndarray) -> str:
-    """ΔH into each layer as bars (positive: superization); significant steps in red."""
-    finite = delta[np.isfinite(delta)]
+def steps_svg(labels: Sequence[str], delta: np.ndarray, significant: np.ndarray,
+              control: np.ndarray | None = None) -> str:
+    """ΔH into each layer as bars (positive: a drop); superization in red; the control's drop as grey ticks."""
+    both = delta if control is None else np.concatenate([delta, control])
+    finite = both[np.isfinite(both)]
     lo = min(0.0, float(finite.min())) if finite.size else 0.0
     hi = max(0.0, float(finite.max())) if finite.size else 1.0
     pad = 0.05 * (hi - lo or 1.0)
@@ -146,6 +152,11 @@ def steps_svg(labels: Sequence[str], delta: np.ndarray, significant: np.ndarray)
         parts.append(f'<rect x="{x(i) - width / 2:.1f}" y="{top:.1f}" width="{width:.1f}" '
                      f'height="{max(bottom - top, 0.5):.1f}" class="{cls}"><title>{escape(labels[i])}: '
                      f"ΔH = {d:+.3f} bits</title></rect>")
+    for i, d in enumerate(control if control is not None else []):
+        if np.isfinite(d):
+            parts.append(f'<line x1="{x(i) - width / 2 - 3:.1f}" x2="{x(i) + width / 2 + 3:.1f}" y1="{y(d):.1f}" '
+                         f'y2="{y(d):.1f}" style="stroke:{DIM};stroke-width:3"><title>{escape(labels[i])}: '
+                         f"control ΔH = {d:+.3f} bits</title></line>")
     parts.append(f'<line x1="{MARGIN["left"]}" x2="{WIDTH - MARGIN["right"]}" y1="{y(0.0):.1f}" '
                  f'y2="{y(0.0):.1f}" class="zero"/>')
     return _svg(parts, "Superization steps", labels)

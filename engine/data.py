@@ -59,6 +59,7 @@ class ImageSource:
         *,
         class_names: Sequence[str] | None = None,
         skipped: Sequence[tuple[str, str]] = (),
+        label_source: str | None = None,
     ) -> None:
         self._read = read
         self.names = list(names)
@@ -67,6 +68,9 @@ class ImageSource:
         self.class_names = list(class_names) if class_names is not None else None
         self.skipped = list(skipped)
         self.warnings = [_skipped_warning(self.skipped)] if self.skipped else []
+        # Where the labels come from: "folders" (sorted folder names, whose order the model may not share),
+        # "classes" (folder names found among the model's class names), "dataset", or None (given).
+        self.label_source = label_source
 
     @classmethod
     def from_paths(
@@ -109,6 +113,7 @@ class ImageSource:
             spec,
             class_names=class_names,
             skipped=skipped,
+            label_source=None if not found else ("classes" if class_names == list(classes or []) else "folders"),
         )
         if classes is not None and found and class_names != list(classes):
             source.warnings.append(
@@ -147,6 +152,7 @@ class ImageSource:
                 spec,
                 class_names=[c[0] for c in ds.classes],
                 skipped=skipped,
+                label_source="dataset",
             )
         order = _order(len(ds.data), limit, shuffle, seed)
         data = ds.data.numpy() if isinstance(ds.data, torch.Tensor) else ds.data
@@ -156,6 +162,7 @@ class ImageSource:
             [int(ds.targets[i]) for i in order],
             spec,
             class_names=list(ds.classes),
+            label_source="dataset",
         )
 
     @classmethod
@@ -188,7 +195,8 @@ class ImageSource:
         """The images at `indices`, in that order: a split, or a few images to draw again."""
         picked = list(indices)
         return ImageSource(lambda i: self._read(picked[i]), [self.names[i] for i in picked],
-                           [self.labels[i] for i in picked], self.spec, class_names=self.class_names)
+                           [self.labels[i] for i in picked], self.spec, class_names=self.class_names,
+                           label_source=self.label_source)
 
     def image(self, i: int) -> np.ndarray:
         """Image `i` as the model sees it before normalisation: uint8 (H, W, 3) at the input size."""

@@ -90,3 +90,50 @@ def contrast_pair(result: AnalysisResult) -> tuple[int, int] | None:
             position = {r.index: k for k, r in enumerate(result.images)}
             return position[miss.index], position[best.index]
     return None
+
+
+@dataclass
+class Accuracy:
+    """How often the model is right on the labelled images."""
+
+    images: int  # labelled images
+    top1: float
+    top5: float | None  # with at least ten classes
+    chance: float  # 1 / classes
+    below_chance: bool  # significantly: one-sided binomial test, p < 0.01
+
+
+def accuracy(result: AnalysisResult) -> Accuracy | None:
+    """Top-1 (and top-5) accuracy over the images with a label; None when none has one."""
+    labelled = [r for r in result.images if r.label is not None]
+    if not labelled or result.classes < 2:
+        return None
+    right = sum(r.label == r.predicted for r in labelled)
+    top5 = None
+    if result.classes >= 10 and all(r.top for r in labelled):
+        top5 = sum(r.label in r.top[:5] for r in labelled) / len(labelled)
+    chance = 1 / result.classes
+    from scipy import stats as scipy_stats  # imported on first use: it adds a second to start-up
+
+    below = scipy_stats.binomtest(right, len(labelled), chance, alternative="less").pvalue < 0.01
+    return Accuracy(len(labelled), right / len(labelled), top5, chance, bool(below))
+
+
+def confusion(result: AnalysisResult) -> list[list[int]]:
+    """The non-zero cells of the confusion matrix: [label, predicted, images], by label then prediction."""
+    counts: dict[tuple[int, int], int] = {}
+    for r in result.images:
+        if r.label is not None:
+            counts[(r.label, r.predicted)] = counts.get((r.label, r.predicted), 0) + 1
+    return [[a, b, n] for (a, b), n in sorted(counts.items())]
+
+
+def label_order_warning(result: AnalysisResult, label_source: str | None, folders: Sequence[str] | None) -> str | None:
+    """A warning when labels taken from sorted folder names score below chance: likely not the model's order."""
+    score = accuracy(result)
+    if score is None or not score.below_chance or label_source != "folders":
+        return None
+    shown = ", ".join(list(folders or [])[:4]) + (", ..." if folders and len(folders) > 4 else "")
+    return (f"accuracy {score.top1:.0%} on {score.images} labelled images is below chance ({score.chance:.0%}): "
+            f"the labels follow the sorted folder names ({shown}), which may not be the model's class order; "
+            "pass the model's class names in its order with --classes")

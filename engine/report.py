@@ -33,7 +33,7 @@ from semiotui.themes.colormaps import overlay
 
 from .analysis import AnalysisResult, add_maps
 from .charts import Series, curve_svg, steps_svg
-from .explain import class_curves, contrast_pair, largest_steps, outcome_curves
+from .explain import accuracy, class_curves, confusion, contrast_pair, label_order_warning, largest_steps, outcome_curves
 from .superization import Superization
 from .workspace import Workspace
 
@@ -81,6 +81,8 @@ def write_report(
             _write_maps(staging / "maps.npz", workspace, result)
         if "csv" in formats:
             _write_csv(staging / "entropy.csv", result)
+            if result.control is not None:
+                _write_control_csv(staging / "control.csv", result)
         charts = _charts(workspace, result, sup)
         if "md" in formats:
             images = staging / "images"
@@ -128,46 +130,72 @@ def report_data(workspace: Workspace, result: AnalysisResult, sup: Superization)
     s = result.settings
     names = workspace.class_names
     low, high = sup.ci_low, sup.ci_high
+    ctl = sup.control
     layers = []
     for j, map_name in enumerate(result.layers):
         info = workspace.index[map_name.partition("#")[0]]
+        parent = sup.parents[j]
         layers.append({
             "name": map_name,
             "type": info.type,
             "output_shape": list(info.output_shape or ()),
             "parameters": info.parameters,
             "entropy": {"mean": _num(sup.mean[j]), "ci95": [_num(low[j]), _num(high[j])]},
+            "empty": int(sup.empty[j]),
+            "mostly_empty": bool(sup.mostly_empty[j]),
+            "parent": None if parent is None else result.layers[parent],
+            "branch": result.flow is not None and not result.flow.main[j],
+            "inputs": None if result.flow is None else [result.layers[i] for i in result.flow.inputs[j]],
             "delta": _num(sup.delta[j]),
             "median_delta": _num(sup.median_delta[j]),
+            "pairs": int(sup.pairs[j]),
             "p_value": _num(sup.p_value[j]),
+            "drop": bool(sup.drop[j]),
+            "control": None if ctl is None else {
+                "entropy": _num(ctl.mean[j]), "delta": _num(ctl.delta[j]), "spread": _num(ctl.spread[j]),
+                "model_delta": _num(ctl.model_delta[j]), "pairs": int(ctl.pairs[j]),
+                "p_paired": _num(ctl.p_paired[j]), "p_draws": _num(ctl.p_draws[j]),
+            },
             "significant": bool(sup.significant[j]),
         })
-    steps = largest_steps(result.entropy)
+    parents = None if result.flow is None else result.flow.parents
+    steps = largest_steps(result.entropy, parents)
     outcomes = outcome_curves(result)
     pair = contrast_pair(result)
+    score = accuracy(result)
+    control = result.control
     return {
         "semiotui": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "numpy": np.__version__, "scipy": scipy.__version__},
         "model": {"path": workspace.info.path, "format": workspace.info.format, "arch": workspace.info.arch,
-                  "parameters": workspace.info.parameters, "classes": names},
+                  "parameters": workspace.info.parameters, "classes": names, "scores": result.scores},
         "settings": {
             "method": s.method, "estimator": s.estimator, "levels": s.levels, "upsample": s.upsample,
             "normalized": s.normalized, "target": s.target, "device": result.device,
             "input_size": list(workspace.spec.size), "mean": list(workspace.spec.mean),
-            "std": list(workspace.spec.std), "batch_size": s.batch_size,
-            "significance": "one-sided Wilcoxon signed-rank, Holm-corrected, p < 0.01",
+            "std": list(workspace.spec.std), "batch_size": s.batch_size, "count_empty": s.count_empty,
+            "significance": SIGNIFICANCE,
+        },
+        "control": None if control is None else {
+            "draws": len(control.seeds), "images": len(control.rows), "seeds": control.seeds,
+            "shuffled_parameters": control.shuffled, "kept_parameters": control.kept,
+            "cancelled": control.cancelled, "method": CONTROL_METHOD,
         },
         "analysis": {"images": len(result.images), "cancelled": result.cancelled,
-                     "seconds": round(result.seconds, 3)},
+                     "seconds": round(result.seconds, 3), "classes": result.classes,
+                     "accuracy": None if score is None else dataclasses.asdict(score)},
+        "warnings": report_warnings(workspace, result, sup),
         "images": [
             {"path": r.name, "label": r.label, "label_name": _class(names, r.label), "predicted": r.predicted,
              "predicted_name": _class(names, r.predicted), "confidence": r.confidence, "target": r.target,
-             "correct": None if r.label is None else r.label == r.predicted,
+             "top5": list(r.top), "correct": None if r.label is None else r.label == r.predicted,
+             "empty": [result.layers[j] for j in np.flatnonzero(result.empty[k])],
              "largest_step": result.layers[steps[k]] if steps[k] >= 0 else None}
             for k, r in enumerate(result.images)
         ],
+        "confusion": confusion(result),
         "classes": {name: {"count": c.count, "curve": [_num(v) for v in c.mean],
                            "ci95": [[_num(a), _num(b)] for a, b in zip(c.ci_low, c.ci_high)]}
                     for name, c in class_curves(result, names).items()},
@@ -183,25 +211,58 @@ def report_data(workspace: Workspace, result: AnalysisResult, sup: Superization)
     }
 
 
+SIGNIFICANCE = ("superization: the drop is positive (one-sided Wilcoxon signed-rank against 0, paired by image), "
+                "larger than the control networks' drop on the same images (one-sided Wilcoxon on the "
+                "differences) and beyond their spread (prediction t-test against the draws); each Holm-corrected "
+                "over the steps, all p < 0.01; empty maps left out")
+CONTROL_METHOD = ("the same images through copies of the model with each weight tensor shuffled within each "
+                  "output unit (biases and normalisation kept), one seed per copy")
+
+
+def report_warnings(workspace: Workspace, result: AnalysisResult, sup: Superization) -> list[str]:
+    """What a reader must know before trusting the numbers: mostly empty layers, a suspicious label order."""
+    out = []
+    flagged = [f"{name} ({e} of {sup.count})" for name, e, m in zip(result.layers, sup.empty, sup.mostly_empty) if m]
+    if flagged:
+        out.append("mostly empty maps, nothing to read there: " + ", ".join(flagged))
+    order = label_order_warning(result, getattr(workspace.images, "label_source", None),
+                                getattr(workspace.images, "class_names", None))
+    if order:
+        out.append(order)
+    if result.control is None:
+        out.append("no control was run: a drop cannot be told apart from what the architecture does alone, "
+                   "so no step is called superization")
+    return out
+
+
 def _charts(workspace: Workspace, result: AnalysisResult, sup: Superization) -> dict[str, str]:
-    """The report's SVG charts by file name: curve, steps, per class, and correct against wrong."""
-    layers = result.layers
+    """The report's SVG charts by file name: curve, steps, per class, and correct against wrong.
+
+    The curve and the steps run along the main path; branches off it are in the table.
+    """
+    main = [j for j in range(len(result.layers)) if result.flow is None or result.flow.main[j]]
+    layers = [result.layers[j] for j in main]
+    series = [Series("model", sup.mean[main], sup.ci_low[main], sup.ci_high[main])]
+    ctl = sup.control
+    if ctl is not None:
+        series.append(Series(f"control ({ctl.draws} shuffled copies)", ctl.mean[main], dim=True))
     charts = {
-        "curve.svg": curve_svg(layers, [Series("all images", sup.mean, sup.ci_low, sup.ci_high)],
-                               significant=sup.significant),
-        "steps.svg": steps_svg(layers, sup.delta, sup.significant),
+        "curve.svg": curve_svg(layers, series, significant=sup.significant[main]),
+        "steps.svg": steps_svg(layers, sup.delta[main], sup.significant[main],
+                               control=None if ctl is None else ctl.delta[main]),
     }
     classes = class_curves(result, workspace.class_names)
     if len(classes) > 1:
         charts["classes.svg"] = curve_svg(
-            layers, [Series(f"{name} ({c.count})", c.mean) for name, c in classes.items()],
+            layers, [Series(f"{name} ({c.count})", c.mean[main]) for name, c in classes.items()],
             title="Spatial entropy per layer, by class")
     outcomes = outcome_curves(result)
     if outcomes is not None and outcomes.correct.count and outcomes.wrong.count:
+        parting = outcomes.parting_layer
         charts["outcomes.svg"] = curve_svg(
-            layers, [Series(f"{g.name} ({g.count})", g.mean, g.ci_low, g.ci_high)
+            layers, [Series(f"{g.name} ({g.count})", g.mean[main], g.ci_low[main], g.ci_high[main])
                      for g in (outcomes.correct, outcomes.wrong)],
-            mark=outcomes.parting_layer, title="Correct against wrong predictions")
+            mark=main.index(parting) if parting in main else None, title="Correct against wrong predictions")
     return charts
 
 
@@ -252,16 +313,29 @@ def _write_csv(path: Path, result: AnalysisResult) -> None:
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["image", *result.layers])
-        for r in result.images:
-            writer.writerow([r.name, *(repr(float(v)) for v in r.entropy)])
+        for r in result.images:  # an empty map has no entropy: a blank cell
+            writer.writerow([r.name, *(repr(float(v)) if math.isfinite(v) else "" for v in r.entropy)])
+
+
+def _write_control_csv(path: Path, result: AnalysisResult) -> None:
+    """The control networks' entropies: one row per network and image, blank for an empty map."""
+    control = result.control
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["seed", "image", *control.layers])
+        for seed, rows in zip(control.seeds, control.entropy):
+            for position, values in zip(control.rows, rows):
+                writer.writerow([seed, result.images[position].name,
+                                 *(repr(float(v)) if math.isfinite(v) else "" for v in values)])
 
 
 # Title and explanation of each chart, in the order the reports show them.
 CHART_TEXT = {
-    "curve.svg": ("Entropy curve", "Mean spatial entropy of each layer's map with its 95% confidence band; "
-                  "red points are layers entered by a significant drop (superization)."),
-    "steps.svg": ("Superization steps", "ΔH = H(previous layer) − H(layer): positive bars are drops; "
-                  "significant ones in red."),
+    "curve.svg": ("Entropy curve", "Mean spatial entropy of each layer's non-empty maps along the main path, with "
+                  "its 95% confidence band; the dashed grey curve is the control (the same images through copies "
+                  "of the model with shuffled weights); red points are layers entered by superization."),
+    "steps.svg": ("Superization steps", "ΔH = H(the layer it consumes) − H(layer): positive bars are drops, grey "
+                  "ticks the control's drop; red bars are superization."),
     "classes.svg": ("By class", "Mean curve of each class (by label where known, else by predicted class)."),
     "outcomes.svg": ("Correct against wrong", "Mean curves of correctly and wrongly classified images; the "
                      "dashed line marks the layer where they part most."),
@@ -275,12 +349,13 @@ def _markdown(data: dict, result: AnalysisResult, tiles: list[_Tile], charts: di
         "",
         f"Model `{data['model']['path'] or 'bundled demo'}` ({data['model']['format']}, "
         f"{data['model']['parameters']:,} parameters); {len(data['images'])} images"
-        + (" (analysis cancelled: partial)" if result.cancelled else "") + ".",
+        + (" (analysis cancelled: partial)" if result.cancelled else "") + "; " + _accuracy_text(data) + ".",
         f"Method **{s['method']}**, estimator **{s['estimator']}** ({s['levels']} levels, "
         f"{'input resolution' if s['upsample'] else 'native resolution'}), target {s['target']}, "
         f"device {s['device']}; {data['created']}, semiotui {data['semiotui']}.",
         "",
         *_summary(data),
+        *[f"\n> **Warning:** {w}" for w in data["warnings"]],
     ]
     for name, (title, note) in CHART_TEXT.items():
         if name in charts:
@@ -289,12 +364,19 @@ def _markdown(data: dict, result: AnalysisResult, tiles: list[_Tile], charts: di
         "",
         "## Layers",
         "",
-        "| # | layer | type | output | parameters | entropy (bits) | 95% CI | ΔH | p (Holm) | significant |",
-        "|---:|---|---|---|---:|---:|---|---:|---:|:---:|",
+        LAYER_NOTE,
+        "",
+        "| # | " + " | ".join(LAYER_COLUMNS) + " |",
+        "|---:|---|---|---|" + "---:|" * (len(LAYER_COLUMNS) - 4) + "---|",
     ]
     for i, layer in enumerate(data["layers"], start=1):
-        name, kind, *numbers, significant = _layer_cells(layer)
-        lines.append(f"| {i} | `{name}` | {kind} | {' | '.join(numbers)} | {'**yes**' if significant else ''} |")
+        name, kind, *numbers, verdict, significant = _layer_cells(layer)
+        lines.append(f"| {i} | `{name}` | {kind} | {' | '.join(numbers)} | {f'**{verdict}**' if significant else verdict} |")
+    matrix = _confusion_rows(data)
+    if matrix:
+        lines += ["", "## Confusion", "", CONFUSION_NOTE, "", "| label \\ predicted | " + " | ".join(matrix[0]) + " |",
+                  "|---|" + "---:|" * len(matrix[0])]
+        lines += [f"| {row[0]} | " + " | ".join(row[1:]) + " |" for row in matrix[1:]]
     for title, note, positions in _map_sections(data, tiles):
         lines += ["", f"## {title}", "", note, ""]
         for k in positions:
@@ -328,32 +410,66 @@ def _map_sections(data: dict, tiles: list[_Tile]) -> list[tuple[str, str, list[i
 
 
 def _summary(data: dict) -> list[str]:
-    """One or two sentences naming the significant steps and the largest drop."""
-    layers = data["layers"]
-    significant = [layer["name"] for layer in layers if layer["significant"]]
-    deltas = [(layer["delta"], layer["name"]) for layer in layers if layer["delta"] is not None]
+    """Sentences naming the superization steps, with their control, and the drops the control makes too."""
+    layers = [layer for layer in data["layers"] if layer["parent"] is not None]
+    control = data["control"]
+    found = [layer["name"] for layer in layers if layer["significant"]]
+    drops = [layer["name"] for layer in layers if layer["drop"] and not layer["significant"]]
     out = []
-    if significant:
-        out.append("Significant superization (entropy drops, p < 0.01 after Holm correction) into: "
-                   + ", ".join(f"`{n}`" for n in significant) + ".")
-    elif len(data["images"]) > 1:
-        out.append("No step is a significant superization at p < 0.01 (Holm-corrected).")
-    if deltas:
-        d, name = max(deltas)
-        out.append(f"Largest mean drop: {d:+.3f} bits into `{name}`.")
+    if control is None:
+        if drops:
+            out.append("Significant entropy drops (p < 0.01, Holm) into " + _names(drops) + "; with no control, "
+                       "they are not called superization.")
+    else:
+        against = f"{control['draws']} copies of the model with shuffled weights, on {control['images']} images"
+        if found:
+            out.append(f"Superization (p < 0.01 against zero and against {against}, Holm) into {_names(found)}.")
+        elif len(data["images"]) > 1:
+            out.append(f"No step is superization: no drop is significantly larger than in {against}.")
+        if drops:
+            out.append(f"Significant drops not beyond the control networks, which drop there too (architecture and "
+                       f"resolution, not learning): {_names(drops)}.")
+    measured = [layer for layer in layers if layer["delta"] is not None]
+    if measured:
+        top = max(measured, key=lambda layer: layer["delta"])
+        note = f" (control {top['control']['delta']:+.3f})" if top["control"] and top["control"]["delta"] is not None else ""
+        out.append(f"Largest mean drop: {top['delta']:+.3f} bits into `{top['name']}`{note}, "
+                   f"over {top['pairs']} images with both maps non-empty.")
     return [" ".join(out)]
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(f"`{n}`" for n in names)
+
+
+def _accuracy_text(data: dict) -> str:
+    score = data["analysis"]["accuracy"]
+    if score is None:
+        return "no labels, no accuracy"
+    text = f"accuracy {score['top1']:.1%}"
+    if score["top5"] is not None:
+        text += f" (top-5 {score['top5']:.1%})"
+    return text + f" on {score['images']} labelled images, chance {score['chance']:.1%}"
 
 
 def _html(data: dict, result: AnalysisResult, tiles: list[_Tile], charts: dict[str, str], screenshot: str | None) -> str:
     s = data["settings"]
     rows = []
     for i, layer in enumerate(data["layers"], start=1):
-        name, kind, shape, *numbers, significant = _layer_cells(layer)
+        name, kind, shape, *numbers, verdict, significant = _layer_cells(layer)
         cells = "".join(f"<td class=n>{n}</td>" for n in numbers)
         rows.append(
             f"<tr class=\"{'sig' if significant else ''}\"><td>{i}</td><td><code>{escape(name)}</code></td>"
-            f"<td>{escape(kind)}</td><td>{shape}</td>{cells}<td>{'yes' if significant else ''}</td></tr>"
+            f"<td>{escape(kind)}</td><td>{shape}</td>{cells}<td>{escape(verdict)}</td></tr>"
         )
+    matrix = _confusion_rows(data)
+    confusion_html = ""
+    if matrix:
+        head_row = "".join(f"<th>{escape(c)}</th>" for c in matrix[0])
+        body_rows = "".join("<tr><th>" + escape(row[0]) + "</th>" + "".join(f"<td class=n>{c}</td>" for c in row[1:])
+                            + "</tr>" for row in matrix[1:])
+        confusion_html = (f"<h2>Confusion</h2><p class=note>{escape(CONFUSION_NOTE)}</p><div class=scroll>"
+                          f"<table class=layers><tr><th>label \\ predicted</th>{head_row}</tr>{body_rows}</table></div>")
     grids = []
     head = "".join(f"<th>{escape(name)}</th>" for name in ["image", "input", *result.layers])
     for title, note, positions in _map_sections(data, tiles):
@@ -382,17 +498,19 @@ def _html(data: dict, result: AnalysisResult, tiles: list[_Tile], charts: dict[s
 <style>{_CSS}</style></head><body>
 <header><h1>semiotui report</h1>
 <p class=meta>Model <code>{escape(model['path'] or 'bundled demo')}</code> ({escape(model['format'])},
-{model['parameters']:,} parameters) · {len(data['images'])} images{' · <b>cancelled: partial</b>' if result.cancelled else ''}
+{model['parameters']:,} parameters) · {len(data['images'])} images{' · <b>cancelled: partial</b>' if result.cancelled else ''} · {escape(_accuracy_text(data))}
 · method <b>{escape(s['method'])}</b> · estimator <b>{escape(s['estimator'])}</b> ({s['levels']} levels,
 {'input' if s['upsample'] else 'native'} resolution) · target {escape(str(s['target']))} · device {escape(s['device'])}
 · {escape(data['created'])} · semiotui {escape(data['semiotui'])}</p>
-<p class=summary>{escape(' '.join(_summary(data))).replace('`', '')}</p></header>
+<p class=summary>{escape(' '.join(_summary(data))).replace('`', '')}</p>
+{''.join(f"<p class=warning><b>Warning:</b> {escape(w)}</p>" for w in data['warnings'])}</header>
 {sections}
-<h2>Layers</h2><div class=scroll><table class=layers><tr><th>#</th><th>layer</th><th>type</th><th>output</th>
-<th>parameters</th><th>entropy (bits)</th><th>95% CI</th><th>ΔH</th><th>p (Holm)</th><th>significant</th></tr>
+<h2>Layers</h2><p class=note>{escape(LAYER_NOTE)}</p><div class=scroll><table class=layers><tr><th>#</th>
+{''.join(f"<th>{escape(c)}</th>" for c in LAYER_COLUMNS)}</tr>
 {''.join(rows)}</table></div>
-{''.join(grids)}{skipped}{shot}
-<footer>Spatial entropy: the aura (4-neighbour co-occurrence) reading of METHOD.md §2; significance: {escape(s['significance'])}.
+{confusion_html}{''.join(grids)}{skipped}{shot}
+<footer>Spatial entropy: the aura (4-neighbour co-occurrence) reading of the method's §2; {escape(s['significance'])};
+control: {escape(data['control']['method'] if data['control'] else 'none')}.
 Every number is in report.json.</footer>
 </body></html>
 """
@@ -402,6 +520,7 @@ _CSS = """
 body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;color:#222;max-width:1100px;margin:2em auto;padding:0 1.2em}
 h1{margin:.2em 0;font-size:1.7em}h2{margin-top:1.8em;border-bottom:1px solid #ddd;padding-bottom:.2em;font-size:1.25em}
 .meta{color:#555;font-size:.92em}.summary{background:#f3f6fb;border-left:4px solid #4c72b0;padding:.6em .9em}
+.warning{background:#fdf6e3;border-left:4px solid #d4a017;padding:.4em .9em;margin:.4em 0}
 .note{color:#666;font-size:.9em;margin:.2em 0}svg{width:100%;height:auto;max-width:900px}
 table{border-collapse:collapse;font-size:.88em}th,td{padding:.25em .6em;border-bottom:1px solid #eee;text-align:left}
 td.n{text-align:right;font-variant-numeric:tabular-nums}tr.sig td{background:#fbeaea}code{font-size:.95em}
@@ -411,12 +530,54 @@ table.maps th{font-weight:normal;font-size:.8em;white-space:nowrap}th.img{max-wi
 """
 
 
+LAYER_COLUMNS = ("layer", "type", "output", "parameters", "entropy (bits)", "95% CI", "empty", "ΔH", "n",
+                 "p (drop)", "ΔH control", "p (control)", "verdict")
+LAYER_NOTE = ("ΔH: mean drop from the layer it consumes, over the n images whose two maps are non-empty; "
+              "p (drop): one-sided Wilcoxon against 0; ΔH control: the control networks' mean drop ± their spread; "
+              "p (control): the larger of the paired and the between-networks test; all Holm-corrected. "
+              "Superization needs all three below 0.01.")
+CONFUSION_NOTE = "Images by label (rows) and predicted class (columns); the diagonal is correct."
+
+
 def _layer_cells(layer: dict) -> tuple:
-    """One layer's table row, as both reports show it: name, type, shape, five numbers, significant."""
-    e = layer["entropy"]
+    """One layer's table row, as both reports show it: name, type, shape, the numbers, the verdict, significant."""
+    e, c = layer["entropy"], layer["control"]
+    p_control = None
+    if c is not None and c["p_paired"] is not None and c["p_draws"] is not None:
+        p_control = max(c["p_paired"], c["p_draws"])
+    control = "–" if c is None or c["delta"] is None else f"{c['delta']:+.3f} ± {_fmt(c['spread'], '.2f')}"
     return (layer["name"], layer["type"], _shape(layer["output_shape"]), f"{layer['parameters']:,}",
-            _fmt(e["mean"]), f"{_fmt(e['ci95'][0])} – {_fmt(e['ci95'][1])}", _fmt(layer["delta"], "+.3f"),
-            _fmt(layer["p_value"], ".2g"), layer["significant"])
+            _fmt(e["mean"]), f"{_fmt(e['ci95'][0])} – {_fmt(e['ci95'][1])}", str(layer["empty"]),
+            _fmt(layer["delta"], "+.3f"), str(layer["pairs"]) if layer["parent"] else "–",
+            _fmt(layer["p_value"], ".2g"), control, _fmt(p_control, ".2g"), _verdict(layer), layer["significant"])
+
+
+def _verdict(layer: dict) -> str:
+    if layer["mostly_empty"]:
+        return "mostly empty"
+    if layer["branch"]:
+        return "branch"
+    if layer["parent"] is None:
+        return ""
+    if layer["significant"]:
+        return "superization"
+    if layer["drop"]:
+        return "drop, control too" if layer["control"] is not None else "drop, no control"
+    return ""
+
+
+def _confusion_rows(data: dict) -> list[list[str]]:
+    """The confusion matrix as rows of cells (a header row first), for up to 20 classes; empty otherwise."""
+    cells = data["confusion"]
+    if not cells:
+        return []
+    used = sorted({c for label, predicted, _ in cells for c in (label, predicted)})
+    if len(used) > 20:
+        return []
+    names = data["model"]["classes"]
+    title = [_class(names, c) or str(c) for c in used]
+    counts = {(a, b): n for a, b, n in cells}
+    return [title] + [[title[i], *(str(counts.get((a, b), "")) for b in used)] for i, a in enumerate(used)]
 
 
 def _caption(image: dict) -> str:

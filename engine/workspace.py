@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from .analysis import AnalysisResult, AnalysisSettings
+from .control import ControlSettings
 from .layers import LayerIndex
 
 
@@ -45,3 +46,4 @@ class Workspace:
     warnings: list[str] = field(default_factory=list)
     result: AnalysisResult | None = None
     origin: str | None = None  # a saved report's folder and date; None for a loaded model
+    control: ControlSettings | None = ControlSettings()  # None: no control analysis

@@ -55,9 +55,9 @@ def test_all_four_files_agree_with_each_other_and_with_the_analysis(analysed, tm
     with (out / "entropy.csv").open() as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["image", *result.layers] == ["image", *(layer["name"] for layer in data["layers"])]
-    table = np.array([[float(v) for v in row[1:]] for row in rows[1:]])
+    table = np.array([[float(v or "nan") for v in row[1:]] for row in rows[1:]])
     assert [row[0] for row in rows[1:]] == [img["path"] for img in data["images"]]
-    assert np.array_equal(table, result.entropy)  # repr() round-trips every float
+    assert np.array_equal(table, result.entropy, equal_nan=True)  # repr() round-trips every float
     # the JSON's statistics are those of the CSV's numbers
     mean = table.mean(axis=0)
     lo, hi = scipy_stats.t.interval(0.95, len(table) - 1, loc=mean, scale=scipy_stats.sem(table, axis=0))
@@ -157,7 +157,8 @@ def test_significance_classes_and_outcomes_recomputed_from_the_csv(analysed, tmp
     data = json.loads((out / "report.json").read_text())
     with (out / "entropy.csv").open() as f:
         rows = list(csv.reader(f))[1:]
-    h = np.array([[float(v) for v in row[1:]] for row in rows])
+    h = np.array([[float(v or "nan") for v in row[1:]] for row in rows])
+    assert np.isfinite(h).all()  # (no empty map among these: the plain formulas below hold)
     raw = [scipy_stats.wilcoxon(h[:, j - 1] - h[:, j], alternative="greater").pvalue for j in range(1, h.shape[1])]
     m = len(raw)
     order = np.argsort(raw)
@@ -166,7 +167,8 @@ def test_significance_classes_and_outcomes_recomputed_from_the_csv(analysed, tmp
     reported = [layer["p_value"] for layer in data["layers"][1:]]
     assert reported == pytest.approx(holm.tolist(), rel=1e-9)
     medians = np.median(h[:, :-1] - h[:, 1:], axis=0)
-    assert [layer["significant"] for layer in data["layers"][1:]] == ((holm < 0.01) & (medians > 0)).tolist()
+    assert [layer["drop"] for layer in data["layers"][1:]] == ((holm < 0.01) & (medians > 0)).tolist()
+    assert not any(layer["significant"] for layer in data["layers"])  # no control: no superization
     labels = np.array([img["label"] for img in data["images"]])
     predicted = np.array([img["predicted"] for img in data["images"]])
     for name, group in data["classes"].items():
@@ -180,3 +182,44 @@ def test_significance_classes_and_outcomes_recomputed_from_the_csv(analysed, tmp
     assert data["outcomes"]["parting_layer"] == result.layers[int(np.argmax(gap))]
     steps = np.argmax(h[:, :-1] - h[:, 1:], axis=1) + 1
     assert [img["largest_step"] for img in data["images"]] == [result.layers[k] for k in steps]
+
+
+def _holm(p):
+    p = np.asarray(p, dtype=float)
+    out = np.full(len(p), np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    order = ok[np.argsort(p[ok])]
+    out[order] = np.minimum(1, np.maximum.accumulate([(len(ok) - i) * p[k] for i, k in enumerate(order)]))
+    return out
+
+
+def test_the_controlled_verdict_is_recomputed_from_the_two_csv_files(analysed, tmp_path):
+    from semiotui.engine.control import ControlSettings, control_analysis
+
+    ws, result = analysed
+    result.control = control_analysis(ws.model, ws.images.batches(5), result, ControlSettings(draws=4, images=10))
+    out = write_report(tmp_path / "rep", ws, result)
+    data = json.loads((out / "report.json").read_text())
+    with (out / "entropy.csv").open() as f:
+        h = np.array([[float(v or "nan") for v in row[1:]] for row in list(csv.reader(f))[1:]])
+    with (out / "control.csv").open() as f:
+        rows = list(csv.reader(f))[1:]
+    seeds = sorted({int(row[0]) for row in rows})
+    assert seeds == data["control"]["seeds"] == [0, 1, 2, 3] and data["control"]["images"] == 10
+    c = np.array([[[float(v or "nan") for v in row[2:]] for row in rows if int(row[0]) == s] for s in seeds])
+    d, dc = h[:10, :-1] - h[:10, 1:], c[:, :, :-1] - c[:, :, 1:]
+    paired, by_draw = [], []
+    for j in range(d.shape[1]):
+        diff = d[:, j] - np.nanmean(dc[:, :, j], axis=0)
+        diff = diff[np.isfinite(diff)]
+        paired.append(scipy_stats.wilcoxon(diff, alternative="greater").pvalue if len(diff) >= 7 else np.nan)
+        means = np.nanmean(dc[:, :, j], axis=1)
+        t = (np.nanmean(d[:, j]) - means.mean()) / (means.std(ddof=1) * np.sqrt(1 + 1 / len(means)))
+        by_draw.append(scipy_stats.t.sf(t, len(means) - 1))
+    got = [layer["control"] for layer in data["layers"][1:]]
+    assert [g["p_paired"] for g in got] == pytest.approx(_holm(paired).tolist(), rel=1e-9, nan_ok=True)
+    assert [g["p_draws"] for g in got] == pytest.approx(_holm(by_draw).tolist(), rel=1e-9)
+    verdict = [layer["drop"] and g["p_paired"] is not None and g["p_paired"] < 0.01 and g["p_draws"] < 0.01
+               for layer, g in zip(data["layers"][1:], got)]
+    assert [layer["significant"] for layer in data["layers"][1:]] == verdict
+    assert "control" in (out / "report.html").read_text() and "no control was run" not in json.dumps(data["warnings"])

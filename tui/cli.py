@@ -102,6 +102,9 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--limit", type=int, metavar="N", help="use at most N images")
     g.add_argument("--shuffle", action="store_true", help="take the images in a random order (see --seed)")
     g.add_argument("--seed", type=int, default=0, help="seed for --shuffle (default 0)")
+    g.add_argument("--classes", metavar="NAMES|FILE",
+                   help="the model's class names in its order: comma-separated, or a file with one per line; "
+                   "class folders are matched to them by name")
 
 
 def add_analysis_options(parser: argparse.ArgumentParser) -> None:
@@ -118,3 +121,12 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--target", default="predicted",
                    help="class each map explains: predicted (default), label, or a class index")
     g.add_argument("--batch-size", type=int, default=32, help="images per batch (halved on out-of-memory)")
+    g.add_argument("--count-empty", action="store_true",
+                   help="count empty maps as entropy 0 (the literal reading) instead of leaving them out")
+    g.add_argument("--no-control", action="store_true",
+                   help="skip the control (copies of the model with shuffled weights); without it no step is "
+                   "called superization")
+    g.add_argument("--control-draws", type=int, default=8, metavar="N",
+                   help="control networks, each one more pass over the control images (default 8)")
+    g.add_argument("--control-images", type=int, default=64, metavar="N",
+                   help="images the control analyses: the first N (default 64)")

@@ -113,6 +113,8 @@ def run_report(args: argparse.Namespace) -> int:
     finally:
         if shard is not None:
             distributed.stop()
+    if workspace.control is not None and result.images:
+        result.control = control_with_progress(workspace, result)
     add_contrast_maps(workspace.model, workspace.images, workspace.layers, result)
     path = write_report(args.out, workspace, result, formats=tuple(args.formats), force=args.force)
     print(f"semiotui: report written to {path}", file=sys.stderr)
@@ -190,6 +192,46 @@ def analyse_with_progress(
         print(f"semiotui: analysis stopped after {len(result.images)} of {total} images; "
               "the report covers those", file=sys.stderr)
     return result
+
+
+def control_with_progress(workspace: Workspace, result: AnalysisResult):
+    """The control analysis of `result` (engine.control) with progress on stderr; Ctrl-C keeps the networks done."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from semiotui.engine.control import ControlFinished, ControlProgress, stream_control
+
+    control = workspace.control
+    count = min(control.images, len(result.images))
+    print(f"semiotui: control: {control.draws} copies of the model with shuffled weights on the first {count} "
+          "images, one more pass each (--no-control skips it)", file=sys.stderr)
+    images = workspace.images.subset([r.index for r in result.images[:count]])
+    cancel = threading.Event()
+    events = stream_control(workspace.model, images.batches(workspace.settings.batch_size), result, control,
+                            cancel=cancel)
+    console = Console(stderr=True)
+    bar = Progress(TextColumn("control"), BarColumn(), MofNCompleteColumn(), console=console,
+                   disable=not console.is_terminal)
+    task = bar.add_task("", total=control.draws)
+    with bar:
+        while True:
+            try:
+                event = next(events)
+            except KeyboardInterrupt:
+                cancel.set()
+                print("semiotui: interrupted; finishing the current control network", file=sys.stderr)
+                continue
+            if isinstance(event, ControlFinished):
+                break
+            if isinstance(event, Notice):
+                console.print(f"semiotui: {event.message}", highlight=False)
+            elif isinstance(event, ControlProgress):
+                bar.update(task, completed=event.done)
+                if not console.is_terminal:
+                    print(f"control network {event.done}/{event.draws} done", file=sys.stderr)
+    if event.control is None:
+        print("semiotui: warning: no control; no step is called superization", file=sys.stderr)
+    return event.control
 
 
 def run_prune(args: argparse.Namespace) -> int:

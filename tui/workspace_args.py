@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from pathlib import Path
 
 import torch
 
 from semiotui.engine.analysis import AnalysisSettings
+from semiotui.engine.control import ControlSettings
 from semiotui.engine.data import ImageSource
 from semiotui.engine.device import resolve_device
 from semiotui.engine.loading import LoadedModel, check_input_size, input_spec, layer_index, load_model
@@ -34,7 +36,9 @@ def workspace_from_args(args: argparse.Namespace) -> Workspace:
     classes = check_input_size(loaded.model, spec, output)
     warnings = list(loaded.notes)
     class_names = loaded.class_names
-    if class_names is not None and len(class_names) != classes:
+    if getattr(args, "classes", None):
+        class_names = _class_names(args.classes, classes)
+    elif class_names is not None and len(class_names) != classes:
         warnings.append(f"the model has {classes} classes, not the {len(class_names)} names it came with; "
                         "names not shown")
         class_names = None
@@ -59,6 +63,7 @@ def workspace_from_args(args: argparse.Namespace) -> Workspace:
         settings=settings,
         class_names=class_names or images.class_names,
         warnings=warnings,
+        control=_control(args),
     )
 
 
@@ -106,7 +111,7 @@ def _settings(
     """AnalysisSettings from the options a command has; AnalysisSettings' defaults for the rest."""
     given = {
         key: getattr(args, key)
-        for key in ("method", "estimator", "levels", "normalized", "batch_size")
+        for key in ("method", "estimator", "levels", "normalized", "batch_size", "count_empty")
         if hasattr(args, key)
     }
     if hasattr(args, "native"):
@@ -136,6 +141,34 @@ def _target(text: str, classes: int, images: ImageSource) -> str | int:
     if not 0 <= index < classes:
         raise ValueError(f"--target {index} is out of range: the model has {classes} classes (0 to {classes - 1})")
     return index
+
+
+def _class_names(text: str, classes: int) -> list[str]:
+    """`--classes`: a file with one name per line, or comma-separated names; as many as the model has classes."""
+    path = Path(text).expanduser()
+    if path.is_file():
+        try:
+            names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"--classes {text}: cannot read the file ({exc})") from None
+    else:
+        names = [name.strip() for name in text.split(",") if name.strip()]
+    if len(names) != classes:
+        raise ValueError(f"--classes gives {len(names)} names but the model has {classes} classes; "
+                         "give one name per class, in the model's order")
+    if len(set(names)) != len(names):
+        raise ValueError("--classes names a class twice; each name must be unique")
+    return names
+
+
+def _control(args: argparse.Namespace) -> ControlSettings | None:
+    """The control analysis the options ask for (commands without these options get the default)."""
+    if getattr(args, "no_control", False):
+        return None
+    control = ControlSettings(draws=getattr(args, "control_draws", ControlSettings.draws),
+                              images=getattr(args, "control_images", ControlSettings.images))
+    control.check()
+    return control
 
 
 def _output(text: str | None) -> int | str | None:
