@@ -34,7 +34,7 @@ from semiotui.themes.colormaps import overlay
 from .analysis import AnalysisResult, add_maps
 from .charts import Series, curve_svg, steps_svg
 from .explain import accuracy, class_curves, confusion, contrast_pair, label_order_warning, largest_steps, outcome_curves
-from .superization import Superization
+from .superization import Superization, summary
 from .workspace import Workspace
 
 FORMATS = ("html", "md", "json", "csv")
@@ -186,6 +186,7 @@ def report_data(workspace: Workspace, result: AnalysisResult, sup: Superization)
         "analysis": {"images": len(result.images), "cancelled": result.cancelled,
                      "seconds": round(result.seconds, 3), "classes": result.classes,
                      "accuracy": None if score is None else dataclasses.asdict(score)},
+        "summary": summary(sup),
         "warnings": report_warnings(workspace, result, sup),
         "images": [
             {"path": r.name, "label": r.label, "label_name": _class(names, r.label), "predicted": r.predicted,
@@ -220,18 +221,12 @@ CONTROL_METHOD = ("the same images through copies of the model with each weight 
 
 
 def report_warnings(workspace: Workspace, result: AnalysisResult, sup: Superization) -> list[str]:
-    """What a reader must know before trusting the numbers: mostly empty layers, a suspicious label order."""
+    """What a reader must know before trusting the numbers: a label order that looks wrong."""
     out = []
-    flagged = [f"{name} ({e} of {sup.count})" for name, e, m in zip(result.layers, sup.empty, sup.mostly_empty) if m]
-    if flagged:
-        out.append("mostly empty maps, nothing to read there: " + ", ".join(flagged))
     order = label_order_warning(result, getattr(workspace.images, "label_source", None),
                                 getattr(workspace.images, "class_names", None))
     if order:
         out.append(order)
-    if result.control is None:
-        out.append("no control was run: a drop cannot be told apart from what the architecture does alone, "
-                   "so no step is called superization")
     return out
 
 
@@ -354,7 +349,7 @@ def _markdown(data: dict, result: AnalysisResult, tiles: list[_Tile], charts: di
         f"{'input resolution' if s['upsample'] else 'native resolution'}), target {s['target']}, "
         f"device {s['device']}; {data['created']}, semiotui {data['semiotui']}.",
         "",
-        *_summary(data),
+        *data["summary"],
         *[f"\n> **Warning:** {w}" for w in data["warnings"]],
     ]
     for name, (title, note) in CHART_TEXT.items():
@@ -407,39 +402,6 @@ def _map_sections(data: dict, tiles: list[_Tile]) -> list[tuple[str, str, list[i
     if rest:
         sections.append(("Maps", "Each layer's saliency map over the image (brighter: more salient).", rest))
     return sections
-
-
-def _summary(data: dict) -> list[str]:
-    """Sentences naming the superization steps, with their control, and the drops the control makes too."""
-    layers = [layer for layer in data["layers"] if layer["parent"] is not None]
-    control = data["control"]
-    found = [layer["name"] for layer in layers if layer["significant"]]
-    drops = [layer["name"] for layer in layers if layer["drop"] and not layer["significant"]]
-    out = []
-    if control is None:
-        if drops:
-            out.append("Significant entropy drops (p < 0.01, Holm) into " + _names(drops) + "; with no control, "
-                       "they are not called superization.")
-    else:
-        against = f"{control['draws']} copies of the model with shuffled weights, on {control['images']} images"
-        if found:
-            out.append(f"Superization (p < 0.01 against zero and against {against}, Holm) into {_names(found)}.")
-        elif len(data["images"]) > 1:
-            out.append(f"No step is superization: no drop is significantly larger than in {against}.")
-        if drops:
-            out.append(f"Significant drops not beyond the control networks, which drop there too (architecture and "
-                       f"resolution, not learning): {_names(drops)}.")
-    measured = [layer for layer in layers if layer["delta"] is not None]
-    if measured:
-        top = max(measured, key=lambda layer: layer["delta"])
-        note = f" (control {top['control']['delta']:+.3f})" if top["control"] and top["control"]["delta"] is not None else ""
-        out.append(f"Largest mean drop: {top['delta']:+.3f} bits into `{top['name']}`{note}, "
-                   f"over {top['pairs']} images with both maps non-empty.")
-    return [" ".join(out)]
-
-
-def _names(names: list[str]) -> str:
-    return ", ".join(f"`{n}`" for n in names)
 
 
 def _accuracy_text(data: dict) -> str:
@@ -502,7 +464,7 @@ def _html(data: dict, result: AnalysisResult, tiles: list[_Tile], charts: dict[s
 · method <b>{escape(s['method'])}</b> · estimator <b>{escape(s['estimator'])}</b> ({s['levels']} levels,
 {'input' if s['upsample'] else 'native'} resolution) · target {escape(str(s['target']))} · device {escape(s['device'])}
 · {escape(data['created'])} · semiotui {escape(data['semiotui'])}</p>
-<p class=summary>{escape(' '.join(_summary(data))).replace('`', '')}</p>
+<p class=summary>{escape(' '.join(data['summary']))}</p>
 {''.join(f"<p class=warning><b>Warning:</b> {escape(w)}</p>" for w in data['warnings'])}</header>
 {sections}
 <h2>Layers</h2><p class=note>{escape(LAYER_NOTE)}</p><div class=scroll><table class=layers><tr><th>#</th>

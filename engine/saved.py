@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from .analysis import AnalysisResult, AnalysisSettings, ImageResult
+from .control import ControlResult, ControlSettings
+from .flow import Flow
 from .layers import LayerIndex, LayerInfo
 from .workspace import InputSpec, ModelInfo, Workspace
 
@@ -51,12 +53,17 @@ def open_report(directory: str | Path) -> Workspace:
             rows = list(csv.reader(f))
         with np.load(folder / "maps.npz") as npz:
             arrays = {key: npz[key] for key in npz.files}
-        return _workspace(folder, data, rows, arrays)
+        control_rows = None
+        if (folder / "control.csv").is_file():
+            with (folder / "control.csv").open(newline="", encoding="utf-8") as f:
+                control_rows = list(csv.reader(f))
+        return _workspace(folder, data, rows, arrays, control_rows)
     except (KeyError, ValueError, IndexError, TypeError, OSError) as exc:
         raise ValueError(f"{folder} holds a damaged or incompatible report ({type(exc).__name__}: {exc})") from None
 
 
-def _workspace(folder: Path, data: dict, rows: list[list[str]], arrays: dict[str, np.ndarray]) -> Workspace:
+def _workspace(folder: Path, data: dict, rows: list[list[str]], arrays: dict[str, np.ndarray],
+               control_rows: list[list[str]] | None) -> Workspace:
     layers = [layer["name"] for layer in data["layers"]]
     if rows[0][1:] != layers:
         raise ValueError("entropy.csv and report.json name different layers")
@@ -66,7 +73,8 @@ def _workspace(folder: Path, data: dict, rows: list[list[str]], arrays: dict[str
     target = s["target"]
     settings = AnalysisSettings(method=s["method"], estimator=s["estimator"], levels=s["levels"],
                                 upsample=s["upsample"], normalized=s.get("normalized", False),
-                                target=target, batch_size=s["batch_size"], device="cpu")
+                                target=target, batch_size=s["batch_size"], device="cpu",
+                                count_empty=s.get("count_empty", False))
     maps: dict[int, dict[str, np.ndarray]] = {}
     pictures: dict[int, np.ndarray] = {}
     for key, array in arrays.items():
@@ -77,11 +85,24 @@ def _workspace(folder: Path, data: dict, rows: list[list[str]], arrays: dict[str
             maps.setdefault(int(index), {})[layer] = array.astype(np.float32)
     images = []
     for i, (image, row) in enumerate(zip(data["images"], rows[1:])):
+        empty = set(image.get("empty", []))
         images.append(ImageResult(i, image["path"], image["label"], image["predicted"], image["confidence"],
-                                  image["target"], np.array([float(v) for v in row[1:]]), maps.get(i)))
-    result = AnalysisResult(layers, settings, s["device"], images, cancelled=data["analysis"]["cancelled"],
-                            seconds=data["analysis"]["seconds"])
+                                  image["target"], _floats(row[1:]), maps.get(i),
+                                  empty=np.array([name in empty for name in layers]),
+                                  top=tuple(image.get("top5", ()))))
+    by_name = {name: j for j, name in enumerate(layers)}
+    flow = None
+    if all("parent" in layer for layer in data["layers"]):
+        parents = [None if layer["parent"] is None else by_name[layer["parent"]] for layer in data["layers"]]
+        flow = Flow(layers, [tuple(by_name[n] for n in layer.get("inputs") or ()) for layer in data["layers"]],
+                    parents, [not layer.get("branch", False) for layer in data["layers"]])
+    analysis = data["analysis"]
+    result = AnalysisResult(layers, settings, s["device"], images, cancelled=analysis["cancelled"],
+                            seconds=analysis["seconds"], flow=flow, scores=data["model"].get("scores", "logits"),
+                            classes=analysis.get("classes", 0))
     result.stats.update(result.entropy)
+    if control_rows is not None and data.get("control"):
+        result.control = _control(data["control"], layers, control_rows, [img["path"] for img in data["images"]])
     index = LayerIndex(LayerInfo(**{**info, "output_shape": _tuple(info["output_shape"]),
                                     "returns": tuple(info["returns"])}) for info in data["index"])
     class_names = data["model"].get("classes")
@@ -100,8 +121,35 @@ def _workspace(folder: Path, data: dict, rows: list[list[str]], arrays: dict[str
         warnings=[f"opened a saved report from {folder} (semiotui {data['semiotui']}, {data['created']}): "
                   "no model, so nothing is recomputed"],
         result=result,
+        control=None,  # the saved control, if any, is in `result`
         origin=f"{folder.absolute()} · {datetime.fromisoformat(data['created']):%Y-%m-%d %H:%M %Z}".rstrip(),
     )
+
+
+def _floats(cells: list[str]) -> np.ndarray:
+    """A CSV row of entropies; a blank cell is an empty map (NaN)."""
+    return np.array([float(v) if v else np.nan for v in cells])
+
+
+def _control(meta: dict, layers: list[str], rows: list[list[str]], paths: list[str]) -> ControlResult:
+    """The control networks' entropies from control.csv (seed, image, one column per layer)."""
+    if rows[0][2:] != layers:
+        raise ValueError("control.csv and report.json name different layers")
+    seeds = meta["seeds"]
+    per_seed = {seed: [] for seed in seeds}
+    names = []
+    for row in rows[1:]:
+        per_seed[int(row[0])].append(_floats(row[2:]))
+        if int(row[0]) == seeds[0]:
+            names.append(row[1])
+    if names != paths[: len(names)] or len({len(v) for v in per_seed.values()}) != 1:
+        raise ValueError("control.csv does not match the report's images")
+    entropy = np.stack([np.stack(per_seed[seed]) for seed in seeds])
+    return ControlResult(
+        settings=ControlSettings(draws=meta["draws"], images=meta["images"], seed=seeds[0]), layers=layers,
+        rows=list(range(len(names))), entropy=entropy, empty=np.isnan(entropy),
+        shuffled=meta["shuffled_parameters"], kept=meta["kept_parameters"], seeds=seeds,
+        cancelled=meta.get("cancelled", False))
 
 
 def _tuple(shape: list[int] | None) -> tuple[int, ...] | None:

@@ -232,3 +232,40 @@ def _wilcoxon_greater(d: np.ndarray) -> float:
     from scipy import stats as scipy_stats  # imported on first use: it adds a second to start-up
 
     return float(scipy_stats.wilcoxon(d, alternative="greater").pvalue)
+
+
+def summary(sup: Superization) -> list[str]:
+    """The finding in plain sentences, each claim with its control and its n; the reports and the interface share it."""
+    steps = [i for i, p in enumerate(sup.parents) if p is not None]
+    if sup.count < 2 or not steps:
+        return ["One image, or one layer: only the sign and size of each step are shown; the tests need more."]
+    names = lambda found: ", ".join(sup.layers[i] for i in found)  # noqa: E731
+    found = [i for i in steps if sup.significant[i]]
+    drops = [i for i in steps if sup.drop[i] and not sup.significant[i]]
+    ctl = sup.control
+    out = []
+    if ctl is None:
+        out.append("No control was run, so no step is called superization"
+                   + (f"; significant drops (p < {ALPHA}, Holm) into {names(drops)} may come from the "
+                      "architecture alone." if drops else "."))
+    else:
+        against = f"{ctl.draws} copies of the model with shuffled weights on its first {ctl.images} images"
+        if found:
+            out.append(f"Superization into {names(found)}: the drop is significant and beyond {against} "
+                       f"(p < {ALPHA}, Holm).")
+        else:
+            out.append(f"No step is superization: no drop is significantly beyond {against}.")
+        if drops:
+            out.append(f"Significant drops the control networks make too (architecture and resolution, not "
+                       f"learning): {names(drops)}.")
+    measured = [i for i in steps if np.isfinite(sup.delta[i])]
+    if measured:
+        i = max(measured, key=lambda k: sup.delta[k])
+        control = f", control {ctl.delta[i]:+.2f}" if ctl is not None and np.isfinite(ctl.delta[i]) else ""
+        out.append(f"Largest mean drop {sup.delta[i]:+.2f} bits into {sup.layers[i]}{control}, "
+                   f"over the {sup.pairs[i]} of {sup.count} images whose two maps are non-empty.")
+    empty = np.flatnonzero(sup.mostly_empty)
+    if len(empty):
+        out.append("Mostly empty maps, nothing to read there: "
+                   + ", ".join(f"{sup.layers[i]} ({sup.empty[i]} of {sup.count})" for i in empty) + ".")
+    return out
