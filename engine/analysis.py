@@ -130,6 +130,7 @@ class BatchDone:
     done: int
     total: int | None
     rate: float  # images per second so far
+    flow: Flow | None = None  # which measured layer feeds which (the same for every batch of a run)
 
 
 @dataclass
@@ -220,7 +221,7 @@ def stream_analysis(
             done += len(rows)
             pos += size
             elapsed = time.perf_counter() - start
-            yield BatchDone(rows, done, total, done / elapsed if elapsed > 0 else 0.0)
+            yield BatchDone(rows, done, total, done / elapsed if elapsed > 0 else 0.0, result.flow)
         if cancel is not None and cancel.is_set():
             break
 

@@ -124,7 +124,7 @@ async def test_switching_method_restarts_the_analysis_with_no_stale_rows():
         assert sorted(run.rows) == list(range(16)) and run.done == 16
     expected = analyze(workspace.model, workspace.images.batches(4), workspace.layers, run.settings)
     np.testing.assert_allclose(np.stack([run.rows[i].entropy for i in range(16)]), expected.entropy, rtol=1e-6)
-    np.testing.assert_allclose(run.stats.mean, expected.entropy.mean(axis=0), rtol=1e-9)
+    np.testing.assert_allclose(run.stats.mean, np.nanmean(expected.entropy, axis=0), rtol=1e-9)
 
 
 async def test_space_measures_a_layer_and_restarts():
@@ -314,3 +314,29 @@ async def test_tab_moves_between_the_panes():
         assert order == ["saliency", "steps", "curve", None]
         assert app.focused is app.query_one(LayerTree)
         await wait_until(pilot, finished(app))
+
+
+async def test_the_control_runs_after_the_analysis_and_its_verdict_and_curve_follow():
+    from semiotui.engine.control import ControlSettings
+    from semiotui.tui.curve import EntropyCurve
+    from semiotui.tui.status import StatusLine
+    from semiotui.tui.steps import StepsView
+
+    app = SemiotuiApp(demo_workspace(16, control=ControlSettings(draws=3, images=12)), live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, finished(app))
+        assert app.run_state.control_state in ("waiting", "running")  # the first screen does not wait for it
+        await wait_until(pilot, lambda: app.run_state.control_state == "done")
+        await workers_done(app)
+        await pilot.pause()
+        steps = app.query_one(StepsView).steps
+        assert steps.control is not None and steps.control.draws == 3 and steps.control.images == 12
+        assert app.query_one("#steps").border_subtitle == "vs 3 shuffled copies"
+        assert app.query_one(EntropyCurve).data.control is not None
+        assert "control" not in app.query_one(StatusLine).render().plain  # only while it runs
+        # an empty map says so instead of drawing a blank overlay
+        run = app.run_state
+        image, j = next((i, j) for i, row in run.rows.items() for j in np.flatnonzero(row.empty))
+        content = app.saliency_content(image, run.map_names[j].partition("#")[0], run.map_names[j])
+        assert content.saliency is None and content.message.startswith("empty map")
+        assert "H: none, empty map" in content.caption.plain

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 from semiotui.engine.analysis import AnalysisSettings, Batch
+from semiotui.engine.control import ControlSettings
 from semiotui.engine.data import ImageSource
 from semiotui.engine.demo import CLASSES, INPUT_SPEC, demo_samples, load_demo_model
 from semiotui.engine.layers import index_layers
@@ -32,8 +33,12 @@ class PacedSource:
             yield batch
 
 
-def demo_workspace(images: int = 16, *, batch_size: int = 4, pause: float = 0.0, **settings: object) -> Workspace:
-    """The demo model on its first `images` validation images, analysed on the CPU; `pause` s before each batch."""
+def demo_workspace(images: int = 16, *, batch_size: int = 4, pause: float = 0.0,
+                   control: ControlSettings | None = None, **settings: object) -> Workspace:
+    """The demo model on its first `images` validation images, analysed on the CPU; `pause` s before each batch.
+
+    No control analysis unless asked for (it would add a pass per control network to every test).
+    """
     samples = demo_samples("val", images)
     source = ImageSource.from_images(
         [img for img, _ in samples],
@@ -53,4 +58,5 @@ def demo_workspace(images: int = 16, *, batch_size: int = 4, pause: float = 0.0,
         images=PacedSource(source, pause) if pause else source,
         settings=replace(AnalysisSettings(), device="cpu", batch_size=batch_size, **settings),
         class_names=list(CLASSES),
+        control=control,
     )

@@ -22,6 +22,8 @@ from semiotui.engine.analysis import (
     add_maps,
     stream_analysis,
 )
+from semiotui.engine.control import ControlFinished, ControlProgress, ControlResult, stream_control
+from semiotui.engine.flow import Flow
 from semiotui.engine.workspace import Workspace
 
 
@@ -36,12 +38,14 @@ class AnalysisMessage(Message):
 class AnalysisProgress(AnalysisMessage):
     """A batch of images is done."""
 
-    def __init__(self, run_id: int, images: list[ImageResult], done: int, total: int | None, rate: float) -> None:
+    def __init__(self, run_id: int, images: list[ImageResult], done: int, total: int | None, rate: float,
+                 flow: Flow | None = None) -> None:
         super().__init__(run_id)
         self.images = images
         self.done = done
         self.total = total
         self.rate = rate
+        self.flow = flow
 
 
 class AnalysisNotice(AnalysisMessage):
@@ -57,6 +61,18 @@ class AnalysisFinished(AnalysisMessage):
 
     def __init__(self, run_id: int, result: AnalysisResult) -> None:
         super().__init__(run_id)
+        self.result = result
+
+
+class ControlUpdate(AnalysisMessage):
+    """The control after the analysis: `done` of `draws` networks; `finished` with its `result` (None: no control)."""
+
+    def __init__(self, run_id: int, done: int, draws: int, *, finished: bool = False,
+                 result: ControlResult | None = None) -> None:
+        super().__init__(run_id)  # (not `control`: Textual's messages use that name for the sending widget)
+        self.done = done
+        self.draws = draws
+        self.finished = finished
         self.result = result
 
 
@@ -149,6 +165,7 @@ def run_job(job: AnalysisJob, workspace: Workspace, post: Callable[[Message], ob
             job._serve_between(last=True)
             return
         try:
+            result = None
             events = stream_analysis(
                 workspace.model,
                 workspace.images.batches(job.settings.batch_size),
@@ -160,16 +177,39 @@ def run_job(job: AnalysisJob, workspace: Workspace, post: Callable[[Message], ob
             )
             for event in events:
                 if isinstance(event, BatchDone):
-                    post(AnalysisProgress(job.run_id, event.images, event.done, event.total, event.rate))
+                    post(AnalysisProgress(job.run_id, event.images, event.done, event.total, event.rate,
+                                          event.flow))
                 elif isinstance(event, Notice):
                     post(AnalysisNotice(job.run_id, event.message))
                 elif isinstance(event, Finished):
-                    post(AnalysisFinished(job.run_id, event.result))
+                    result = event.result
+                    post(AnalysisFinished(job.run_id, result))
                 job._serve_between()  # the engine's hooks are off the model between batches
+            if result is not None and result.images and workspace.control is not None and not job.cancel.is_set():
+                _run_control(job, workspace, result, post)
         except Exception as exc:  # reported in the interface, which stays open
             post(AnalysisFailed(job.run_id, exc))
         finally:
             job._serve_between(last=True)
+
+
+def _run_control(job: AnalysisJob, workspace: Workspace, result: AnalysisResult,
+                 post: Callable[[Message], object]) -> None:
+    """The control networks on the first images, after the analysis, so the first screen is not slower."""
+    control = workspace.control
+    count = min(control.images, len(result.images))
+    images = workspace.images.subset([row.index for row in result.images[:count]])
+    post(ControlUpdate(job.run_id, 0, control.draws))
+    for event in stream_control(workspace.model, images.batches(job.settings.batch_size), result, control,
+                                cancel=job.cancel):
+        if isinstance(event, ControlProgress):
+            post(ControlUpdate(job.run_id, event.done, event.draws))
+        elif isinstance(event, Notice):
+            post(AnalysisNotice(job.run_id, event.message))
+        elif isinstance(event, ControlFinished):
+            done = 0 if event.control is None else len(event.control.seeds)
+            post(ControlUpdate(job.run_id, done, control.draws, finished=True, result=event.control))
+        job._serve_between()  # maps on demand between two control networks
 
 
 def compute_maps(

@@ -26,6 +26,7 @@ from textual.worker import get_current_worker
 from semiotui import themes
 from semiotui.engine.analysis import AnalysisResult, AnalysisSettings, TargetSetting
 from semiotui.engine.device import describe_device, resolve_device
+from semiotui.engine.explain import label_order_warning
 from semiotui.engine.saliency import METHODS
 from semiotui.engine.workspace import Workspace
 from semiotui.themes.theme import DEFAULT_THEME, THEMES
@@ -37,6 +38,7 @@ from .analysis_worker import (
     AnalysisMessage,
     AnalysisNotice,
     AnalysisProgress,
+    ControlUpdate,
     MapsReady,
     compute_maps,
     run_job,
@@ -173,6 +175,8 @@ class SemiotuiApp(App[int]):
         self._job = job
         map_names = self.workspace.index.map_names(job.layers)
         self.run_state = RunState(job.run_id, job.settings, job.layers, map_names, total=len(self.workspace.images))
+        if self.workspace.control is None:
+            self.run_state.control_state = "none"
         self._dirty = True
         self._analyse(job)
 
@@ -183,8 +187,10 @@ class SemiotuiApp(App[int]):
     def _show_saved(self, result: AnalysisResult) -> None:
         """A saved report's finished result, shown as a run that is over; no worker starts."""
         run = RunState(0, result.settings, list(self.measured), list(result.layers), total=len(self.workspace.images))
-        run.add(result.images, len(result.images), 0.0)
+        run.add(result.images, len(result.images), 0.0, result.flow)
         run.finish(result)
+        if result.control is None:
+            run.control_state = "none"
         self.run_state, self._dirty = run, True
         self._refresh_views()
 
@@ -223,8 +229,16 @@ class SemiotuiApp(App[int]):
 
     def on_analysis_progress(self, message: AnalysisProgress) -> None:
         if run := self._current(message):
-            run.add(message.images, message.done, message.rate)
+            run.add(message.images, message.done, message.rate, message.flow)
             self._dirty = True
+
+    def on_control_update(self, message: ControlUpdate) -> None:
+        if run := self._current(message):
+            run.control_progress(message.done, finished=message.finished, control=message.result)
+            self._dirty = True
+            if message.finished:
+                self._slow_at = 0.0  # the verdicts changed: redraw the steps and the curve now
+                self._refresh_views()
 
     def on_analysis_notice(self, message: AnalysisNotice) -> None:
         if self._current(message):
@@ -235,6 +249,10 @@ class SemiotuiApp(App[int]):
             run.finish(message.result)
             self._dirty = True
             self._refresh_views()
+            images = self.workspace.images
+            order = label_order_warning(message.result, getattr(images, "label_source", None), images.class_names)
+            if order:
+                self.notify(order, severity="warning", timeout=15)
 
     def on_analysis_failed(self, message: AnalysisFailed) -> None:
         if run := self._current(message):
@@ -273,12 +291,18 @@ class SemiotuiApp(App[int]):
             return
         self._dirty = False
         run = self.run_state
-        entropy = {}
+        entropy, empty = {}, {}
         for name in run.layers:
-            value = run.mean_entropy(self.workspace.index[name].map_names[0])
+            first = self.workspace.index[name].map_names[0]
+            value, share = run.mean_entropy(first), run.empty_share(first)
             if value is not None:
                 entropy[name] = value
-        self.query_one(LayerTree).set_entropy(entropy)
+            if share:
+                empty[name] = share
+        tree = self.query_one(LayerTree)
+        tree.set_entropy(entropy, empty)
+        if run.flow is not None:
+            tree.set_branches({m.partition("#")[0] for m in run.flow.branches})
         self._show_status()
         if (run.run_id, self.image in run.rows, run.running) != self._shown[:3]:
             self._show_saliency()
@@ -286,6 +310,7 @@ class SemiotuiApp(App[int]):
         if not run.running or now - self._slow_at >= self.SLOW_INTERVAL:
             self._slow_at = now
             self.query_one(StepsView).update(run.steps())
+            self.query_one("#steps").border_subtitle = self._control_note(run)
             self._show_curve()
             self._show_compare()
 
@@ -308,7 +333,7 @@ class SemiotuiApp(App[int]):
         view.border_title = f"{name} · {info.type} {format_shape(info.output_shape)}"
         view.content = self.saliency_content(self.image, name)
         row = run.rows.get(self.image) if run else None
-        step = largest_step(row) if row is not None else None
+        step = largest_step(row, run.flow) if row is not None else None
         self.largest = None if step is None else run.map_names[step].partition("#")[0]
         self.query_one(LayerTree).largest = self.largest
 
@@ -336,12 +361,19 @@ class SemiotuiApp(App[int]):
                 message = "not measured: space in the tree measures it" if name not in self.measured else "analysing…"
         elif row is None:
             message = "analysing…" if run.running else "no result for this image"
+        elif row.empty is not None and row.empty[run.map_names.index(map_name)]:
+            caption.append("\nH: none, empty map")
+            message = ("empty map: constant (all zero after the method's ReLU), no sign to measure; "
+                       "left out of the curve and the steps")
         else:
             value = row.entropy[run.map_names.index(map_name)]
             caption.append(f"\nH = {value:.2f} {units(run.settings)}")
             mean = run.mean_entropy(map_name)
             if mean is not None:
                 caption.append(f" · mean {mean:.2f}", style="dim")
+            share = run.empty_share(map_name)
+            if share:
+                caption.append(f" · empty for {share:.0%} of images", style="dim")
             if info.calls > 1:
                 caption.append(f" · call {info.map_names.index(map_name) + 1} of {info.calls}", style="dim")
             if row.maps is not None:
@@ -382,11 +414,27 @@ class SemiotuiApp(App[int]):
         row = run.rows.get(self.image)
         info = self.workspace.index[self.layer] if self.layer else None
         first = info.map_names[0] if info and info.map_names else None
-        selected = run.map_names.index(first) if first in run.map_names else None
         self.query_one(StepsView).selected = first
+        main = [j for j in range(len(run.map_names)) if run.flow is None or run.flow.main[j]]  # the curve's path
+        steps = run.steps() if run.control is not None else None
+        selected = main.index(run.map_names.index(first)) if first in run.map_names and run.map_names.index(first) in main else None
         curve.data = CurveData(
-            run.map_names, run.stats.mean, low, high, row.entropy if row else None, selected, units(run.settings)
+            [run.map_names[j] for j in main], run.stats.mean[main], low[main], high[main],
+            row.entropy[main] if row else None, selected, units(run.settings),
+            control=None if steps is None or steps.control is None else steps.control.mean[main],
         )
+
+    def _control_note(self, run: RunState) -> str:
+        """What the verdicts stand on: the control networks, while they run and once done."""
+        control = self.workspace.control
+        steps = run.steps()
+        if run.control_state == "done" and steps is not None and steps.control is not None:
+            return f"vs {steps.control.draws} shuffled copies"
+        if run.control_state == "none" or control is None:
+            return "no control: drops only"
+        if run.control_state == "running":
+            return f"control {run.control_done}/{control.draws}…"
+        return "control after the analysis"
 
     def _show_status(self) -> None:
         run = self.run_state
@@ -399,6 +447,8 @@ class SemiotuiApp(App[int]):
             status.phase = "running" if run.done else "starting"
         status.done, status.total, status.rate, status.seconds = run.done, run.total, run.rate, run.seconds
         status.settings = self._describe_settings(run.settings)
+        status.accuracy = run.accuracy_text(top5=len(self.workspace.class_names or []) >= 10)
+        status.control = self._control_note(run) if run.control_state == "running" else ""
 
     def _describe_settings(self, s: AnalysisSettings) -> str:
         return f"{s.method} · {s.estimator} · {target_text(s.target, self.workspace.class_names)}"

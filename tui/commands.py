@@ -86,6 +86,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     from semiotui.engine import distributed
+    from semiotui.engine.explain import label_order_warning
     from semiotui.engine.report import add_contrast_maps, write_report
 
     from .workspace_args import workspace_from_args
@@ -113,6 +114,9 @@ def run_report(args: argparse.Namespace) -> int:
     finally:
         if shard is not None:
             distributed.stop()
+    order = label_order_warning(result, getattr(workspace.images, "label_source", None), workspace.images.class_names)
+    if order:
+        print(f"semiotui: warning: {order}", file=sys.stderr)
     if workspace.control is not None and result.images:
         result.control = control_with_progress(workspace, result)
     add_contrast_maps(workspace.model, workspace.images, workspace.layers, result)

@@ -21,10 +21,11 @@ from textual.widgets import Footer, OptionList, Tab, Tabs
 from textual.widgets.option_list import Option
 
 from semiotui.engine.analysis import AnalysisResult, ImageResult
+from semiotui.engine.flow import Flow
 from semiotui.engine.explain import GroupCurve, Outcomes, class_curves, largest_steps, outcome_curves
-from semiotui.engine.superization import ALPHA, Superization
+from semiotui.engine.superization import Superization, summary
 
-from .curve import BackgroundPlot, layer_ticks, units
+from .curve import BackgroundPlot, layer_ticks, plot, units
 from .layer_tree import short_names
 from .run_state import RunState
 from .saliency import SaliencyContent, SaliencyView, class_name
@@ -36,9 +37,10 @@ GROUP_COLORS = (  # matplotlib's tab10: ten colours told apart on dark and light
 VIEWS = {"image": "This image", "classes": "Per class", "outcomes": "Right vs wrong"}
 
 
-def largest_step(row: ImageResult) -> int | None:
-    """Position of the map entered by the image's largest entropy drop (None with one layer)."""
-    return int(largest_steps(row.entropy[None])[0]) if len(row.entropy) > 1 else None
+def largest_step(row: ImageResult, flow: Flow | None = None) -> int | None:
+    """Position of the map entered by the image's largest entropy drop along `flow` (None: no step to measure)."""
+    step = int(largest_steps(row.entropy[None], None if flow is None else flow.parents)[0])
+    return None if step < 0 else step
 
 
 @dataclass(eq=False)
@@ -52,6 +54,7 @@ class Comparison:
     by_label: bool  # classes are true labels (else predicted classes)
     outcomes: Outcomes | None  # None unless every image has a label
     units: str
+    flow: Flow | None = None  # which layer feeds which: the steps follow it
 
     @classmethod
     def of(cls, run: RunState, class_names: list[str] | None) -> Comparison:
@@ -59,7 +62,7 @@ class Comparison:
         result = AnalysisResult(run.map_names, run.settings, "", rows)
         return cls(
             run.map_names, rows, run.steps(), class_curves(result, class_names),
-            all(r.label is not None for r in rows), outcome_curves(result), units(run.settings),
+            all(r.label is not None for r in rows), outcome_curves(result), units(run.settings), run.flow,
         )
 
     @property
@@ -118,9 +121,8 @@ class GroupPlot(BackgroundPlot):
         if data is None or not data.names:
             plt.title("waiting for the first batch")
             return
-        x = list(range(1, len(data.names) + 1))
         for line in data.lines:
-            plt.plot(x, line.values.tolist(), color=line.color, marker="braille", label=line.label)
+            plot(plt, line.values, color=line.color, label=line.label)
         for position in data.marks:
             plt.vertical_line(position + 1, color="magenta")
         layer_ticks(plt, data.names, self.size.width)
@@ -138,21 +140,11 @@ class Significance(Widget):
         steps = self.steps
         if steps is None or len(steps.layers) < 2:
             return Text("superization steps: waiting for results", style="dim")
-        if steps.count < 2:
-            return Text("one image: the steps' significance needs two images or more", style="dim")
-        names = short_names(steps.layers)
-        found = [i for i in range(1, len(names)) if steps.significant[i]]
+        style = self.get_component_rich_style("significance--step")
         text = Text()
-        if not found:
-            text.append("No significant superization step", style="bold")
-        else:
-            text.append("Significant superization: ", style="bold")
-            style = self.get_component_rich_style("significance--step")
-            for k, i in enumerate(found):
-                text.append(" · " if k else "")
-                text.append(f"{names[i - 1]} → {names[i]}", style=style)
-                text.append(f" ΔH {steps.delta[i]:+.2f}, p {steps.p_value[i]:.0e}")
-        text.append(f"\none-sided Wilcoxon, Holm-corrected, p < {ALPHA}, over {steps.count} images", style="dim")
+        for k, sentence in enumerate(summary(steps)):
+            text.append(sentence + "\n", style=style if k == 0 else "")
+        text.rstrip()
         return text
 
 
@@ -268,7 +260,7 @@ class CompareScreen(Screen[None]):
     def _show_maps(self) -> None:
         this, other = self.query_one("#this-map", SaliencyView), self.query_one("#partner-map", SaliencyView)
         c, row = self.comparison, self._row(self.image)
-        step = largest_step(row) if c and row else None
+        step = largest_step(row, c.flow) if c and row else None
         if step is None:
             waiting = "waiting for this image's result" if row is None else "one layer: no step"
             this.border_title, other.border_title = "This image", "Compared with"
@@ -292,7 +284,10 @@ class CompareScreen(Screen[None]):
     def _with_step(self, content: SaliencyContent, row: ImageResult, step: int) -> SaliencyContent:
         """The content with its caption saying how much the image's entropy drops into the layer."""
         name = short_names(self.comparison.layers)[step]
-        caption = Text(f"ΔH {row.entropy[step - 1] - row.entropy[step]:+.2f} into {name}\n", style="bold")
+        parent = self.comparison.steps.parents[step]
+        drop = row.entropy[parent] - row.entropy[step] if parent is not None else np.nan
+        shown = f"{drop:+.2f}" if np.isfinite(drop) else "– (an empty map)"
+        caption = Text(f"ΔH {shown} into {name}\n", style="bold")
         caption.append_text(content.caption)
         return SaliencyContent(content.image, content.saliency, caption, content.message)
 
@@ -319,7 +314,7 @@ class CompareScreen(Screen[None]):
         if partner is not None:
             outcome = "correct" if partner.predicted == partner.label else "misclassified"
             lines.append(Line(f"{outcome}: {PurePath(partner.name).name}", partner.entropy, "green"))
-        step = largest_step(row)
+        step = largest_step(row, c.flow)
         if step is None:
             return Curves(c.layers, lines, name, c.units)
         return Curves(c.layers, lines, f"{name}: largest drop into {short_names(c.layers)[step]}", c.units, [step])
@@ -353,7 +348,7 @@ class CompareScreen(Screen[None]):
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         row = self._row(int(event.option.id)) if event.option.id is not None else None
-        step = largest_step(row) if row is not None else None
+        step = largest_step(row, self.comparison.flow) if row is not None else None
         if row is not None:
             layer = self.comparison.layers[step].partition("#")[0] if step is not None else None
             self.post_message(self.ImageChosen(row.index, layer))

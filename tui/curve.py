@@ -31,6 +31,7 @@ class CurveData:
     selected: int | None  # position of the selected layer's map
     units: str = "bits"
     labels: tuple[str, str] = ("dataset mean", "this image")  # of `mean` and `image`
+    control: np.ndarray | None = None  # the control networks' mean curve, drawn dimmed
 
 
 class BackgroundPlot(PlotextPlot, can_focus=True):
@@ -96,17 +97,31 @@ class EntropyCurve(BackgroundPlot):
         if data is None or not len(data.names):
             plt.title("entropy curve: waiting for the first batch")
             return
-        x = list(range(1, len(data.names) + 1))
-        if np.isfinite(data.low).all():
-            plt.plot(x, data.high.tolist(), color="gray", marker="braille", label="95% CI")
-            plt.plot(x, data.low.tolist(), color="gray", marker="braille")
-        plt.plot(x, data.mean.tolist(), color="cyan", marker="braille", label=data.labels[0])
+        if np.isfinite(data.low).any():
+            plot(plt, data.high, color="gray", label="95% CI")
+            plot(plt, data.low, color="gray")
+        if data.control is not None:
+            plot(plt, data.control, color="gray+", label="control")
+        plot(plt, data.mean, color="cyan", label=data.labels[0])
         if data.image is not None:
-            plt.plot(x, data.image.tolist(), color="orange", marker="braille", label=data.labels[1])
+            plot(plt, data.image, color="orange", label=data.labels[1])
         names = layer_ticks(plt, data.names, self.size.width)
         if data.selected is not None:
             plt.vertical_line(data.selected + 1, color="magenta")
             plt.title(f"▏ {names[data.selected]} (layer {data.selected + 1} of {len(names)})")
+
+
+def plot(plt: object, values: np.ndarray, *, label: str | None = None, **style: object) -> None:
+    """One curve over layers 1..n, broken where a layer has no value (empty maps): not drawn as 0, not bridged."""
+    finite = np.isfinite(np.asarray(values, dtype=float))
+    start = None
+    for i in range(len(finite) + 1):
+        if i < len(finite) and finite[i]:
+            start = i if start is None else start
+        elif start is not None:
+            x = list(range(start + 1, i + 1))
+            plt.plot(x, [float(v) for v in values[start:i]], marker="braille", label=label, **style)
+            label, start = None, None
 
 
 def layer_ticks(plt: object, names: list[str], width: int) -> list[str]:

@@ -17,6 +17,7 @@ from textual.widgets import Input, Tree
 from textual.widgets.tree import TreeNode
 
 from semiotui.engine.layers import LayerIndex, LayerInfo
+from semiotui.engine.superization import MOSTLY_EMPTY
 
 
 def format_count(n: int) -> str:
@@ -90,6 +91,8 @@ class LayerTree(Tree[LayerInfo]):
         self.index = index
         self.measured = set(measured)
         self.entropy: dict[str, float] = {}
+        self.empty: dict[str, float] = {}  # share of empty maps, where some are: mostly empty ones are flagged ∅
+        self.branches: set[str] = set()  # measured layers off the main path (no step of their own), flagged ⑂
         self.nodes_by_name: dict[str, TreeNode[LayerInfo]] = {}
         self._name_width = 0
         self._type_width = min(11, max((len(info.type) for info in index), default=0))
@@ -113,7 +116,9 @@ class LayerTree(Tree[LayerInfo]):
         name = info.name.rsplit(".", 1)[-1]
         value = self.entropy.get(info.name)
         if info.name in self.measured:
-            mark, entropy = "● ", "   …" if value is None else f"{value:5.2f}"
+            mark, entropy = "● ", "   …" if value is None or value != value else f"{value:5.2f}"
+            if value is not None and value != value:  # NaN: every map so far is empty
+                entropy = "empty"
         else:
             mark, entropy = ("○ " if info.spatial else "  "), ""
         label = Text(style="bold" if info.name in self.measured else "")
@@ -122,11 +127,13 @@ class LayerTree(Tree[LayerInfo]):
         else:
             label.append(mark)
         label.append(name, style="" if info.spatial else "dim")
+        flag = "∅" if self.empty.get(info.name, 0.0) > MOSTLY_EMPTY else "⑂" if info.name in self.branches else " "
         if self.compact:
-            label.append(f" {entropy}".rstrip(), style="bold")
+            label.append(f" {entropy}{flag}".rstrip(), style="bold")
             return label
         label.append(" " * (self._name_width - self._indent(info) - len(name)))
-        label.append(f"{entropy:>5} ", style="bold")
+        label.append(f"{entropy:>5}", style="bold")
+        label.append(f"{flag} ", style="bold")
         kind = clip(info.type, self._type_width)
         shape = clip(format_shape(info.output_shape), self._shape_width)
         details = Text(f"{kind:<{self._type_width}} {shape:<{self._shape_width}} {format_count(info.parameters):>6}")
@@ -146,11 +153,20 @@ class LayerTree(Tree[LayerInfo]):
             node = self.nodes_by_name[name]
             node.set_label(self._label(node.data))
 
-    def set_entropy(self, entropy: dict[str, float]) -> None:
-        """Show these mean entropies (by module name); only the rows that changed are redrawn."""
-        changed = [n for n in self.nodes_by_name if entropy.get(n) != self.entropy.get(n)]
-        self.entropy = dict(entropy)
+    def set_entropy(self, entropy: dict[str, float], empty: dict[str, float] | None = None) -> None:
+        """Show these mean entropies and shares of empty maps (by module name); only changed rows are redrawn."""
+        empty = empty or {}
+        changed = [n for n in self.nodes_by_name
+                   if entropy.get(n) != self.entropy.get(n) or empty.get(n) != self.empty.get(n)]
+        self.entropy, self.empty = dict(entropy), dict(empty)
         self.relabel(changed)
+
+    def set_branches(self, branches: set[str]) -> None:
+        """Mark the measured layers off the main path (`⑂`): their maps are measured, they have no step."""
+        if branches != self.branches:
+            changed = sorted((branches ^ self.branches) & set(self.nodes_by_name))
+            self.branches = set(branches)
+            self.relabel(changed)
 
     def set_measured(self, measured: list[str]) -> None:
         changed = set(measured) ^ self.measured

@@ -41,6 +41,8 @@ class StatusLine(Widget):
     device: reactive[str] = reactive("")
     memory: reactive[str] = reactive("")
     live: reactive[bool] = reactive(True)
+    accuracy: reactive[str] = reactive("")  # over the labelled images so far
+    control: reactive[str] = reactive("")  # the control analysis: running n/N, done, none
 
     SYMBOLS: ClassVar[dict[str, str]] = {"starting": "…", "running": "▶", "done": "✓", "cancelled": "■", "failed": "✗"}
 
@@ -52,6 +54,10 @@ class StatusLine(Widget):
             text.append(f" · {self.rate:.1f} img/s")
         if self.live and self.phase == "done":
             text.append(f" in {self.seconds:.1f} s")
+        if self.accuracy:
+            text.append(f" · {self.accuracy}")
+        if self.control:
+            text.append(f" · {self.control}", style="dim" if self.control == "no control" else "")
         text.append(f" │ {self.settings}", style="dim" if not self.settings else "")
         text.append(f" │ {self.device}")
         if self.live and self.memory:

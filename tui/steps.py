@@ -25,7 +25,11 @@ def bar(fraction: float, width: int) -> str:
 
 
 class StepsView(Widget):
-    """One row per step `ℓ_{i-1} → ℓ_i`: a bar for ΔH (right of the axis: a drop), its value, and `*` when significant."""
+    """One row per step along the main path: a bar for ΔH (right of the axis: a drop), its value, and its verdict.
+
+    `*` superization (a significant drop beyond the control networks), `~` a significant drop the control
+    networks make too (or with no control to tell), `∅` a layer of mostly empty maps (not read).
+    """
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "steps--significant", "steps--drop", "steps--rise", "steps--label", "steps--selected"
@@ -43,18 +47,22 @@ class StepsView(Widget):
         self.steps = steps
         self.refresh(layout=True)
 
+    def _rows(self) -> list[int]:
+        return [i for i, p in enumerate(self.steps.parents) if p is not None] if self.steps else []
+
     def get_content_height(self, container, viewport, width: int) -> int:
-        return max(1, len(self.steps.layers) + 1 if self.steps else 1)
+        return len(self._rows()) + 2 if self.steps else 1
 
     def render(self) -> RenderableType:
         steps = self.steps
-        if steps is None or len(steps.layers) < 2:
+        rows = self._rows()
+        if steps is None or not rows:
             return Text("superization steps: waiting for results", style="dim")
         width = self.size.width
         names = short_names(steps.layers)
-        label_width = min(max(len(n) for n in names[1:]), max(6, width * 45 // 100))
+        label_width = min(max(len(names[i]) for i in rows), max(6, width * 45 // 100))
         half = max(2, (width - label_width - 10) // 2)
-        delta = np.nan_to_num(steps.delta[1:])
+        delta = np.nan_to_num(steps.delta[rows])
         scale = float(np.abs(delta).max()) or 1.0
         label_style = self.get_component_rich_style("steps--label")
         drop_style = self.get_component_rich_style("steps--drop")
@@ -63,19 +71,21 @@ class StepsView(Widget):
         selected_style = self.get_component_rich_style("steps--selected")
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(f"{'entering':<{label_width}} {'rise':>{half}}│{'drop':<{half}}  ΔH\n", style="dim")
-        for i, name in enumerate(names[1:], start=1):
+        for i in rows:
             value, significant = steps.delta[i], bool(steps.significant[i])
             chosen = steps.layers[i] == self.selected
-            text.append(f"{abbreviate(name, label_width):<{label_width}} ", style=selected_style if chosen else label_style)
+            text.append(f"{abbreviate(names[i], label_width):<{label_width}} ",
+                        style=selected_style if chosen else label_style)
             length = abs(value) / scale if np.isfinite(value) else 0.0
-            if value >= 0:
+            if not np.isfinite(value) or value >= 0:
                 text.append(" " * half + "│")
                 text.append(bar(length, half), style=sig_style if significant else drop_style)
             else:
                 text.append(("█" * round(length * half)).rjust(half), style=rise_style)
                 text.append("│" + " " * half)
             text.append(f" {value:+.2f}" if np.isfinite(value) else "   –", style=sig_style if significant else "")
-            text.append(" *" if significant else "", style=sig_style)
+            mark = "*" if significant else "∅" if steps.mostly_empty[i] else "~" if steps.drop[i] else ""
+            text.append(f" {mark}" if mark else "", style=sig_style if significant else "")
             text.append("\n")
-        text.rstrip()
+        text.append("* superization ~ control too ∅ empty", style="dim")
         return text

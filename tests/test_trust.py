@@ -1,0 +1,82 @@
+"""What a researcher may believe: random networks show no superization, a wrong label order is named, empty maps
+never count. These run the real command line on models nobody trained here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+from torch import nn
+
+from semiotui.engine.demo import demo_samples
+from semiotui.tui.cli import main
+
+IMAGES = 30
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    """30 small colour images (the demo's shapes on clutter), as files in one folder."""
+    folder = tmp_path_factory.mktemp("photos")
+    for i, (image, _) in enumerate(demo_samples("val", IMAGES)):
+        image.save(folder / f"{i:02d}.png")
+    return folder
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "vgg11"])
+def test_a_network_with_random_weights_shows_no_superization(arch, photos, tmp_path, capsys):
+    torch.manual_seed(1)
+    weights = tmp_path / f"{arch}.pth"
+    torch.save(getattr(torchvision.models, arch)().state_dict(), weights)
+    code = main(["report", str(weights), "--arch", arch, "--images", str(photos), "--input-size", "64", "64",
+                 "-o", str(tmp_path / "out"), "--formats", "json", "csv"])
+    assert code == 0, capsys.readouterr().err
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert data["control"]["draws"] == 8 and data["control"]["images"] == IMAGES
+    steps = [layer for layer in data["layers"] if layer["parent"] is not None]
+    assert steps and not any(layer["significant"] for layer in steps)
+    assert data["summary"][0].startswith("No step is superization")
+    # the drops are real (stride and pooling), and the control networks make them too
+    assert any(layer["drop"] for layer in steps)
+
+
+def _brightness_net() -> nn.Module:
+    """Class 0 for light images, class 1 for dark ones (fixed weights, no training)."""
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3, padding=1),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    with torch.no_grad():
+        for conv in (net[0], net[3]):
+            conv.weight.uniform_(0.01, 0.1)
+            conv.bias.zero_()
+        net[6].weight.copy_(torch.tensor([[1.0] * 4, [-1.0] * 4]))
+        net[6].bias.copy_(torch.tensor([-0.5, 0.5]))
+    return net.eval()
+
+
+def test_labels_in_another_order_than_the_models_are_named_and_classes_fix_it(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for name, level in (("light", 220), ("dark", 20)):  # sorted, "dark" comes first: the model's class 1
+        (tmp_path / "images" / name).mkdir(parents=True)
+        for i in range(12):
+            pixels = np.clip(level + rng.normal(0, 20, (16, 16, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "images" / name / f"{i}.png")
+    torch.save(_brightness_net(), tmp_path / "net.pt")
+    common = [str(tmp_path / "net.pt"), "--trust", "--images", str(tmp_path / "images"), "--no-control",
+              "--input-size", "16", "16", "--formats", "json"]
+    assert main(["report", *common, "-o", str(tmp_path / "wrong")]) == 0
+    err = capsys.readouterr().err
+    data = json.loads((tmp_path / "wrong" / "report.json").read_text())
+    assert data["analysis"]["accuracy"]["top1"] == 0.0
+    assert "below chance" in err and "--classes" in err and any("below chance" in w for w in data["warnings"])
+    assert main(["report", *common, "--classes", "light,dark", "-o", str(tmp_path / "right")]) == 0
+    err = capsys.readouterr().err
+    data = json.loads((tmp_path / "right" / "report.json").read_text())
+    assert data["analysis"]["accuracy"]["top1"] == 1.0 and data["model"]["classes"] == ["light", "dark"]
+    assert "below chance" not in err and not data["warnings"]
+    assert main(["report", *common, "--classes", "light", "-o", str(tmp_path / "bad")]) == 1
+    assert "--classes gives 1 names but the model has 2 classes" in capsys.readouterr().err
