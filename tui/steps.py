@@ -70,6 +70,7 @@ class StepsView(Widget):
         sig_style = self.get_component_rich_style("steps--significant")
         selected_style = self.get_component_rich_style("steps--selected")
         text = Text(no_wrap=True, overflow="ellipsis")
+        marks: set[str] = set()
         text.append(f"{'entering':<{label_width}} {'rise':>{half}}│{'drop':<{half}}  ΔH\n", style="dim")
         for i in rows:
             value, significant = steps.delta[i], bool(steps.significant[i])
@@ -85,7 +86,10 @@ class StepsView(Widget):
                 text.append("│" + " " * half)
             text.append(f" {value:+.2f}" if np.isfinite(value) else "   –", style=sig_style if significant else "")
             mark = "*" if significant else "∅" if steps.mostly_empty[i] else "~" if steps.drop[i] else ""
+            marks.add(mark)
             text.append(f" {mark}" if mark else "", style=sig_style if significant else "")
             text.append("\n")
-        text.append("* superization ~ control too ∅ empty", style="dim")
+        legend = {"*": "* superization", "~": "~ drop, not beyond control", "∅": "∅ mostly empty"}
+        text.append("  ".join(legend[m] for m in legend if m in marks), style="dim")
+        text.rstrip()
         return text
