@@ -3,7 +3,8 @@
 Formats: a full pickled module (only with `trust`: unpickling can run code), a
 checkpoint or bare state dict plus an architecture, and a `torch.export` program.
 Every pickle is first read with `torch.load(weights_only=True)`, which runs no
-code. TorchScript is recognised and refused with the reason, since PyTorch does
+code; a `torch.export` archive is first checked by `engine.archive` (torch
+unpickles parts of it). TorchScript is recognised and refused with the reason, since PyTorch does
 not allow the forward hooks the per-layer maps need on a loaded ScriptModule.
 Every failure is a `LoadError` with a one-line message naming the file.
 """
@@ -24,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .archive import UnsafeArchive, check_archive
 from .hooks import analysis_mode
 from .layers import DEFAULT_TYPES, LayerIndex, index_layers
 from .saliency import OutputSelector, select_output
@@ -76,7 +78,7 @@ def load_model(
             "torch.save(model.state_dict()) and pass --arch, or torch.save(model) with --trust, "
             "or a torch.export .pt2"
         )
-    loaded = _load_export(file) if kind == "export" else _load_pickle(file, trust, arch, arch_kwargs)
+    loaded = _load_export(file, trust) if kind == "export" else _load_pickle(file, trust, arch, arch_kwargs)
     if arch is not None and loaded.info.format in ("pickle", "export"):
         loaded.notes.append(f"--arch {arch} ignored: {file.name} holds the whole model")
     _apply_sidecar(file, loaded)
@@ -198,9 +200,7 @@ def _sniff(path: Path) -> str:
                 if formats and z.read(formats[0]).strip() == b"pt2":
                     return "export"
         except (zipfile.BadZipFile, OSError) as exc:
-            raise LoadError(
-                f"{path} is a truncated or damaged archive ({brief(exc)}); copy or save it again"
-            ) from exc
+            raise _damaged_archive(path, exc) from exc
         if any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names):
             return "torchscript"
         if not any(n.endswith("data.pkl") for n in names):
@@ -287,6 +287,10 @@ def _torch_load(path: Path, trust: bool) -> object:
         ) from exc
     except Exception as exc:  # anything else the unpickler runs into
         raise _corrupt(path, exc) from exc
+
+
+def _damaged_archive(path: Path, exc: BaseException) -> LoadError:
+    return LoadError(f"{path} is a truncated or damaged archive ({brief(exc)}); copy or save it again")
 
 
 def _corrupt(path: Path, exc: BaseException) -> LoadError:
@@ -378,12 +382,24 @@ def _load_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Path, 
     model.load_state_dict(state, strict=False)  # only num_batches_tracked may be absent
 
 
-def _load_export(path: Path) -> LoadedModel:
+def _load_export(path: Path, trust: bool) -> LoadedModel:
     """A torch.export program, unflattened so that its submodules are called (and hookable).
 
-    `ExportedProgram.module()` inlines every submodule into one graph, so forward
-    hooks on its submodules never fire; `torch.export.unflatten` keeps the calls.
+    Unless the user trusts the file, it is first checked to hold nothing torch
+    would run (`engine.archive`). `ExportedProgram.module()` inlines every
+    submodule into one graph, so forward hooks on its submodules never fire;
+    `torch.export.unflatten` keeps the calls.
     """
+    if not trust:
+        try:
+            check_archive(path)
+        except UnsafeArchive as exc:
+            raise LoadError(
+                f"{path} is a torch.export archive that could run code when loaded: {exc}; semiotui opens "
+                "such an archive only with --trust, for files you trust"
+            ) from exc
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise _damaged_archive(path, exc) from exc
     try:
         program = torch.export.load(path)
         model = torch.export.unflatten(program)
