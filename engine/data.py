@@ -130,11 +130,7 @@ class ImageSource:
 
         NAME is cifar10, cifar100, mnist or imagenet; SPLIT defaults to test (val for imagenet).
         """
-        name, _, root = dataset.partition(":")
-        split = None
-        head, _, tail = root.rpartition(":")
-        if head and tail in SPLITS:
-            root, split = head, tail
+        name, root, split = dataset_parts(dataset)
         if name not in DATASETS or not root:
             raise ValueError(
                 f"--dataset {dataset}: expected NAME:ROOT[:SPLIT] with NAME one of {', '.join(DATASETS)}, "
@@ -407,6 +403,15 @@ def _checked_limit(limit: int | None) -> int | None:
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be at least 1, got {limit}")
     return limit
+
+
+def dataset_parts(dataset: str) -> tuple[str, str, str | None]:
+    """NAME, ROOT and SPLIT (None when not given) of a `NAME:ROOT[:SPLIT]` dataset argument."""
+    name, _, root = dataset.partition(":")
+    head, _, tail = root.rpartition(":")
+    if head and tail in SPLITS:
+        return name, head, tail
+    return name, root, None
 
 
 def _torchvision_dataset(name: str, root: str, split: str) -> object:
