@@ -258,7 +258,11 @@ def fit(img: Image.Image, size: tuple[int, int]) -> Image.Image:
 
 
 def _find_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[str], list[str | None]]:
-    """Candidate files, their display names and their class folder (None outside ImageFolder trees)."""
+    """Candidate files, their display names and their class folder (None outside ImageFolder trees).
+
+    Each file once, where it is first named: a file given twice, through a link, or
+    inside a folder also given is the same file (by resolved path).
+    """
     if not paths:
         raise ValueError("no image paths given; pass image files or folders")
     files: list[Path] = []
@@ -287,7 +291,9 @@ def _find_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[str], lis
             files.append(f)
             names.append(str(Path(path.name) / rel))
             folders.append(rel.parts[0] if tree else None)
-    return files, names, folders
+    first: dict[Path, int] = {}
+    keep = [i for i, f in enumerate(files) if first.setdefault(f.resolve(), i) == i]
+    return [files[i] for i in keep], [names[i] for i in keep], [folders[i] for i in keep]
 
 
 def _is_image_folder(path: Path) -> bool:

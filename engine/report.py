@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import csv
+import hashlib
 import io
 import json
 import math
@@ -276,8 +277,12 @@ def _png(rgb: np.ndarray) -> bytes:
 
 
 def _tile_name(result: AnalysisResult, tile: _Tile) -> str:
+    """A file name for any layer name: unsafe characters (such as /) replaced, with a hash to keep names apart."""
     layer = tile.layer.replace("#", "_call") or "input"
-    return f"image{result.images[tile.image].index:05d}_{layer}.png"
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", layer)
+    if safe != layer:
+        safe += "-" + hashlib.sha1(layer.encode()).hexdigest()[:8]
+    return f"image{result.images[tile.image].index:05d}_{safe}.png"
 
 
 def _write_maps(path: Path, workspace: Workspace, result: AnalysisResult) -> None:

@@ -113,12 +113,12 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--trust", action="store_true",
                    help="allow loading a full pickled model; pickles can run code, so only for files you trust")
     g.add_argument("--arch", help="architecture for a state dict: a torchvision model name "
-                   "(resnet18) or package.module:Class")
+                   "(resnet18) or package.module:Class (imports that module and calls Class: runs its code)")
     g.add_argument("--arch-kwargs", metavar="JSON", help="keyword arguments for --arch, as JSON")
     g.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
-                   help="import MODULE first (for your own model classes); repeatable")
+                   help="import MODULE first (for your own model classes; runs its code); repeatable")
     g.add_argument("--pythonpath", action="append", default=[], metavar="DIR",
-                   help="add DIR to the import path; repeatable")
+                   help="add DIR to the import path (its modules can then run as --arch or --import); repeatable")
     g.add_argument("--output", metavar="N|KEY",
                    help="which output holds the class scores, for models with several")
     g.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"),

@@ -33,8 +33,8 @@ def workspace_from_args(args: argparse.Namespace) -> Workspace:
     loaded = _model(args, device)
     spec = input_spec(loaded.spec_defaults, args.input_size, args.mean, args.std)
     output = _output(args.output)
-    classes = check_input_size(loaded.model, spec, output)
     warnings = list(loaded.notes)
+    classes = check_input_size(loaded.model, spec, output, notes=warnings)
     class_names = loaded.class_names
     if getattr(args, "classes", None):
         class_names = _class_names(args.classes, classes)
