@@ -112,7 +112,11 @@ def claim_report_folder(
     """Check the report folder and lock it for this run; remove what killed runs left beside it."""
     target = check_report_folder(directory, force=force, inputs=inputs)
     claim = ReportClaim(target, force, _resolved(inputs), _lock(target))
-    _clear_leftovers(target)
+    try:
+        _clear_leftovers(target)
+    except BaseException:
+        claim.release()
+        raise
     return claim
 
 

@@ -69,8 +69,8 @@ def workspace_from_args(args: argparse.Namespace) -> Workspace:
 
 
 def input_paths(args: argparse.Namespace) -> list[str]:
-    """The user's files and folders a command reads (model and its preprocess.json, images, dataset, code)."""
-    paths = [*args.images, *args.pythonpath]
+    """The user's files and folders a command analyses (model and its preprocess.json, images, dataset)."""
+    paths = list(args.images)
     if args.model is not None:
         paths += [args.model, str(Path(args.model).with_name(SIDECAR))]
     if args.dataset:
