@@ -38,8 +38,8 @@ def inputs(tmp_path) -> Path:
 
 def report_args(inputs: Path, out: Path | str, *extra: str, arch: str = "TinyNet") -> list[str]:
     return ["report", str(inputs / "tiny.pth"), "--arch", f"conftest:{arch}", "--pythonpath", str(TESTS),
-            "--images", str(inputs / "images"), "--input-size", "16", "16", "--device", "cpu", "-o", str(out),
-            *extra]
+            "--images", str(inputs / "images"), "--input-size", "16", "16", "--device", "cpu", "--no-control",
+            "-o", str(out), *extra]
 
 
 def tree(folder: Path) -> dict[str, str | None]:
@@ -138,6 +138,24 @@ def test_an_interrupted_report_is_written_partial_and_exits_128_plus_the_signal(
     assert "(analysis cancelled: partial)" in (out / "report.md").read_text()
     assert tree(inputs) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "inputs", "report", "work"]
+
+
+def test_ctrl_c_during_the_control_writes_the_report_with_the_networks_done(inputs, tmp_path):
+    out = tmp_path / "report"
+    arguments = [a for a in report_args(inputs, out, "--control-draws", "6", "--control-images", "4", arch="SlowNet")
+                 if a != "--no-control"]
+    run = subprocess.Popen([sys.executable, "-m", "semiotui", *arguments], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in run.stderr:
+        if line.startswith("control network 1/"):
+            run.send_signal(signal.SIGINT)
+        lines.append(line)
+    assert run.wait(timeout=300) == 128 + signal.SIGINT, "".join(lines)
+    assert not any("error" in line for line in lines), "".join(lines)
+    data = json.loads((out / "report.json").read_text())
+    assert data["analysis"]["images"] == IMAGES and not data["analysis"]["cancelled"]
+    assert data["control"] is None or data["control"]["cancelled"]
 
 
 KILLED_WHILE_WRITING = """

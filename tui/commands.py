@@ -209,7 +209,7 @@ def analyse_with_progress(
                     print(f"analysed {event.done}/{total} images ({event.rate:.1f}/s)", file=sys.stderr)
                     last_line = event.done
     result = event.result
-    if result.cancelled and not quiet:
+    if result.cancelled and result.images and not quiet:
         print(f"semiotui: analysis stopped after {len(result.images)} of {total} images; "
               "the report covers those (Ctrl-C again stops without one)", file=sys.stderr)
     return result
