@@ -110,8 +110,9 @@ def claim_report_folder(
     directory: str | Path, *, force: bool = False, inputs: Iterable[str | Path] = ()
 ) -> ReportClaim:
     """Check the report folder and lock it for this run; remove what killed runs left beside it."""
-    target = check_report_folder(directory, force=force, inputs=inputs)
-    claim = ReportClaim(target, force, _resolved(inputs), _lock(target))
+    sources = _resolved(inputs)
+    target = check_report_folder(directory, force=force, inputs=sources)
+    claim = ReportClaim(target, force, sources, _lock(target))
     try:
         _clear_leftovers(target)
     except BaseException:
