@@ -130,11 +130,7 @@ class ImageSource:
 
         NAME is cifar10, cifar100, mnist or imagenet; SPLIT defaults to test (val for imagenet).
         """
-        name, _, root = dataset.partition(":")
-        split = None
-        head, _, tail = root.rpartition(":")
-        if head and tail in SPLITS:
-            root, split = head, tail
+        name, root, split = dataset_parts(dataset)
         if name not in DATASETS or not root:
             raise ValueError(
                 f"--dataset {dataset}: expected NAME:ROOT[:SPLIT] with NAME one of {', '.join(DATASETS)}, "
@@ -262,7 +258,11 @@ def fit(img: Image.Image, size: tuple[int, int]) -> Image.Image:
 
 
 def _find_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[str], list[str | None]]:
-    """Candidate files, their display names and their class folder (None outside ImageFolder trees)."""
+    """Candidate files, their display names and their class folder (None outside ImageFolder trees).
+
+    Each file once, where it is first named: a file given twice, through a link, or
+    inside a folder also given is the same file (by resolved path).
+    """
     if not paths:
         raise ValueError("no image paths given; pass image files or folders")
     files: list[Path] = []
@@ -291,7 +291,9 @@ def _find_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[str], lis
             files.append(f)
             names.append(str(Path(path.name) / rel))
             folders.append(rel.parts[0] if tree else None)
-    return files, names, folders
+    first: dict[Path, int] = {}
+    keep = [i for i, f in enumerate(files) if first.setdefault(f.resolve(), i) == i]
+    return [files[i] for i in keep], [names[i] for i in keep], [folders[i] for i in keep]
 
 
 def _is_image_folder(path: Path) -> bool:
@@ -407,6 +409,15 @@ def _checked_limit(limit: int | None) -> int | None:
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be at least 1, got {limit}")
     return limit
+
+
+def dataset_parts(dataset: str) -> tuple[str, str, str | None]:
+    """NAME, ROOT and SPLIT (None when not given) of a `NAME:ROOT[:SPLIT]` dataset argument."""
+    name, _, root = dataset.partition(":")
+    head, _, tail = root.rpartition(":")
+    if head and tail in SPLITS:
+        return name, head, tail
+    return name, root, None
 
 
 def _torchvision_dataset(name: str, root: str, split: str) -> object:

@@ -3,7 +3,8 @@
 Formats: a full pickled module (only with `trust`: unpickling can run code), a
 checkpoint or bare state dict plus an architecture, and a `torch.export` program.
 Every pickle is first read with `torch.load(weights_only=True)`, which runs no
-code. TorchScript is recognised and refused with the reason, since PyTorch does
+code; a `torch.export` archive is first checked by `engine.archive` (torch
+unpickles parts of it). TorchScript is recognised and refused with the reason, since PyTorch does
 not allow the forward hooks the per-layer maps need on a loaded ScriptModule.
 Every failure is a `LoadError` with a one-line message naming the file.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import math
 import pickle
 import re
 import sys
@@ -24,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .archive import UnsafeArchive, check_archive
 from .hooks import analysis_mode
 from .layers import DEFAULT_TYPES, LayerIndex, index_layers
 from .saliency import OutputSelector, select_output
@@ -76,7 +79,7 @@ def load_model(
             "torch.save(model.state_dict()) and pass --arch, or torch.save(model) with --trust, "
             "or a torch.export .pt2"
         )
-    loaded = _load_export(file) if kind == "export" else _load_pickle(file, trust, arch, arch_kwargs)
+    loaded = _load_export(file, trust) if kind == "export" else _load_pickle(file, trust, arch, arch_kwargs)
     if arch is not None and loaded.info.format in ("pickle", "export"):
         loaded.notes.append(f"--arch {arch} ignored: {file.name} holds the whole model")
     _apply_sidecar(file, loaded)
@@ -112,11 +115,14 @@ def input_spec(
     return base
 
 
-def check_input_size(model: nn.Module, spec: InputSpec, output: OutputSelector = None) -> int:
+def check_input_size(
+    model: nn.Module, spec: InputSpec, output: OutputSelector = None, notes: list[str] | None = None
+) -> int:
     """Run one zero image through `model` at `spec`'s size; return the number of classes.
 
     Turns a failure into a message naming the size tried, so a wrong `--input-size`
-    (or channel count) is caught before any analysis starts.
+    (or channel count) is caught before any analysis starts. An `output` the model
+    has no use for (it returns a single tensor) is said in `notes`.
     """
     channels = len(spec.mean)
     h, w = spec.size
@@ -135,6 +141,8 @@ def check_input_size(model: nn.Module, spec: InputSpec, output: OutputSelector =
         raise ValueError(
             f"the model rejects a {channels}x{h}x{w} input ({brief(exc)}); {hint}"
         ) from exc
+    if output is not None and isinstance(out, torch.Tensor) and notes is not None:
+        notes.append(f"--output {output} ignored: the model returns a single tensor of class scores")
     return select_output(out, output).shape[1]
 
 
@@ -159,6 +167,8 @@ def _checked_file(path: Path) -> Path:
         raise LoadError(f"{path}: no such file; check the model path")
     if path.is_dir():
         raise LoadError(f"{path} is a folder; pass the model file inside it (.pt, .pth, .pt2)")
+    if not path.is_file():  # reading a FIFO waits for a writer, a device may never end
+        raise LoadError(f"{path} is not a regular file (a pipe, device or socket); pass the model file itself")
     try:
         size = path.stat().st_size
         with path.open("rb"):
@@ -198,9 +208,7 @@ def _sniff(path: Path) -> str:
                 if formats and z.read(formats[0]).strip() == b"pt2":
                     return "export"
         except (zipfile.BadZipFile, OSError) as exc:
-            raise LoadError(
-                f"{path} is a truncated or damaged archive ({brief(exc)}); copy or save it again"
-            ) from exc
+            raise _damaged_archive(path, exc) from exc
         if any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names):
             return "torchscript"
         if not any(n.endswith("data.pkl") for n in names):
@@ -289,6 +297,10 @@ def _torch_load(path: Path, trust: bool) -> object:
         raise _corrupt(path, exc) from exc
 
 
+def _damaged_archive(path: Path, exc: BaseException) -> LoadError:
+    return LoadError(f"{path} is a truncated or damaged archive ({brief(exc)}); copy or save it again")
+
+
 def _corrupt(path: Path, exc: BaseException) -> LoadError:
     return LoadError(f"{path} is damaged or not a PyTorch file ({brief(exc)}); copy or save it again")
 
@@ -308,6 +320,8 @@ def _build_arch(arch: str, kwargs: dict[str, object]) -> tuple[nn.Module, InputS
     """The model `arch` names (torchvision name or package.module:Class), its input spec and classes."""
     if ":" in arch:
         module_name, _, attr = arch.partition(":")
+        if not module_name or not attr:
+            raise LoadError(f"--arch {arch}: expected a torchvision model name (resnet18) or package.module:Class")
         try:
             factory = getattr(importlib.import_module(module_name), attr)
         except ImportError as exc:
@@ -378,12 +392,24 @@ def _load_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Path, 
     model.load_state_dict(state, strict=False)  # only num_batches_tracked may be absent
 
 
-def _load_export(path: Path) -> LoadedModel:
+def _load_export(path: Path, trust: bool) -> LoadedModel:
     """A torch.export program, unflattened so that its submodules are called (and hookable).
 
-    `ExportedProgram.module()` inlines every submodule into one graph, so forward
-    hooks on its submodules never fire; `torch.export.unflatten` keeps the calls.
+    Unless the user trusts the file, it is first checked to hold nothing torch
+    would run (`engine.archive`). `ExportedProgram.module()` inlines every
+    submodule into one graph, so forward hooks on its submodules never fire;
+    `torch.export.unflatten` keeps the calls.
     """
+    if not trust:
+        try:
+            check_archive(path)
+        except UnsafeArchive as exc:
+            raise LoadError(
+                f"{path} is a torch.export archive that could run code when loaded: {exc}; semiotui opens "
+                "such an archive only with --trust, for files you trust"
+            ) from exc
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise _damaged_archive(path, exc) from exc
     try:
         program = torch.export.load(path)
         model = torch.export.unflatten(program)
@@ -420,18 +446,36 @@ def _apply_sidecar(path: Path, loaded: LoadedModel) -> None:
         return
     try:
         data = json.loads(sidecar.read_text(encoding="utf-8"))
-        loaded.spec_defaults = InputSpec(
-            tuple(int(v) for v in data["input_size"]),
-            tuple(float(v) for v in data["mean"]),
-            tuple(float(v) for v in data["std"]),
-        )
-        if isinstance(data.get("classes"), list):
-            loaded.class_names = [str(c) for c in data["classes"]]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise LoadError(
-            f"{sidecar} is not a valid preprocessing file ({brief(exc)}); fix or remove it"
-        ) from exc
+        loaded.spec_defaults, classes = _sidecar_values(data)
+    except (ValueError, OSError) as exc:
+        raise LoadError(f"{sidecar} is not a valid preprocessing file ({brief(exc)}); fix or remove it") from exc
+    if classes is not None:
+        loaded.class_names = classes
     loaded.notes.append(f"input size, mean, std and classes from {sidecar.name}")
+
+
+def _sidecar_values(data: object) -> tuple[InputSpec, list[str] | None]:
+    """The input spec and class names a preprocess.json holds; ValueError naming the first bad field."""
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object with input_size, mean and std")
+    size, mean, std, classes = (data.get(key) for key in ("input_size", "mean", "std", "classes"))
+    if not (_numbers(size, int) and len(size) == 2 and min(size) >= 1):
+        raise ValueError(f"input_size must be two positive whole numbers [H, W], got {size!r}")
+    for name, values in (("mean", mean), ("std", std)):
+        if not (_numbers(values, float) and len(values) in (1, 3) and all(math.isfinite(v) for v in values)):
+            raise ValueError(f"{name} must be a list of 1 or 3 finite numbers, got {values!r}")
+    if len(mean) != len(std) or min(std) <= 0:
+        raise ValueError(f"mean and std need one value per channel and std must be positive, got {mean!r} and {std!r}")
+    if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+        raise ValueError(f"classes must be a list of names, got {classes!r}")
+    spec = InputSpec((size[0], size[1]), tuple(float(v) for v in mean), tuple(float(v) for v in std))
+    return spec, classes
+
+
+def _numbers(values: object, kind: type) -> bool:
+    """A JSON list of numbers; `int` asks for whole numbers (and never booleans)."""
+    allowed = (int,) if kind is int else (int, float)
+    return isinstance(values, list) and all(isinstance(v, allowed) and not isinstance(v, bool) for v in values)
 
 
 def _class_names(checkpoint: Mapping) -> list[str] | None:

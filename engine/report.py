@@ -1,8 +1,9 @@
 """Report folders: report.html (self-contained), report.md, report.json, entropy.csv, PNG heatmaps.
 
 The folder is built under a temporary name beside the destination and renamed
-into place at the end, so a crash never leaves half a report, and an existing
-report is replaced only when asked (`force`).
+into place at the end, so a crash never leaves half a report; an existing
+report is replaced only when asked (`force`). Which folders may be written or
+replaced, and how one is claimed for a run, is `engine.report_folder`.
 """
 
 from __future__ import annotations
@@ -10,13 +11,13 @@ from __future__ import annotations
 import base64
 import dataclasses
 import csv
+import hashlib
 import io
 import json
 import math
 import platform
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from html import escape
@@ -34,6 +35,7 @@ from semiotui.themes.colormaps import overlay
 from .analysis import AnalysisResult, add_maps
 from .charts import Series, curve_svg, steps_svg
 from .explain import accuracy, class_curves, confusion, contrast_pair, label_order_warning, largest_steps, outcome_curves
+from .report_folder import ReportClaim, claim_report_folder
 from .superization import Superization, summary
 from .workspace import Workspace
 
@@ -50,7 +52,7 @@ class _Tile:
 
 
 def write_report(
-    directory: str | Path,
+    directory: str | Path | ReportClaim,
     workspace: Workspace,
     result: AnalysisResult,
     *,
@@ -58,8 +60,14 @@ def write_report(
     force: bool = False,
     screenshot_svg: str | None = None,
 ) -> Path:
-    """Write the report of `result` into `directory` (created; replaced only with `force`)."""
-    target = check_report_folder(directory, force=force)
+    """Write the report of `result` into `directory` (created; replaced only with `force`, and only a report).
+
+    `directory` may be a folder already claimed with `claim_report_folder` (checked
+    before a long analysis); a path is claimed here, with the workspace's inputs.
+    """
+    if not isinstance(directory, ReportClaim):
+        with claim_report_folder(directory, force=force, inputs=workspace.inputs) as claim:
+            return write_report(claim, workspace, result, formats=formats, screenshot_svg=screenshot_svg)
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown report format {sorted(unknown)[0]!r}; choose from {', '.join(FORMATS)}")
@@ -67,11 +75,7 @@ def write_report(
         raise ValueError("the analysis has no images; nothing to report")
     if screenshot_svg is not None:
         screenshot_svg = _offline(screenshot_svg)
-    parent = target.absolute().parent
-    try:
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
-    except OSError as exc:
-        raise PermissionError(f"cannot write into {parent}: {exc.strerror or exc}") from None
+    staging = directory.staging()
     try:
         sup = result.superization()
         data = report_data(workspace, result, sup)
@@ -96,26 +100,11 @@ def write_report(
             _write_text(staging / "report.html", _html(data, result, tiles, charts, screenshot_svg))
         if screenshot_svg is not None:
             _write_text(staging / "screenshot.svg", screenshot_svg)
-        _swap_into_place(staging, target)
+        directory.swap_in(staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return target
-
-
-def check_report_folder(directory: str | Path, *, force: bool = False) -> Path:
-    """The report folder as a path, or an error saying why a report cannot be written there."""
-    target = Path(directory)
-    if target.exists() and not (target.is_dir() and not any(target.iterdir())) and not force:
-        raise FileExistsError(f"{target} already exists; choose another folder or pass --force to replace it")
-    if target.exists() and not target.is_dir():
-        raise FileExistsError(f"{target} is a file, not a folder; choose another name")
-    parent = target.absolute().parent
-    if not parent.exists():
-        raise FileNotFoundError(f"cannot write {target}: the folder {parent} does not exist")
-    if not parent.is_dir():
-        raise NotADirectoryError(f"cannot write {target}: {parent} is not a folder")
-    return target
+    return directory.target
 
 
 def add_contrast_maps(model: nn.Module, images, layers: list[str], result: AnalysisResult) -> None:
@@ -288,8 +277,12 @@ def _png(rgb: np.ndarray) -> bytes:
 
 
 def _tile_name(result: AnalysisResult, tile: _Tile) -> str:
+    """A file name for any layer name: unsafe characters (such as /) replaced, with a hash to keep names apart."""
     layer = tile.layer.replace("#", "_call") or "input"
-    return f"image{result.images[tile.image].index:05d}_{layer}.png"
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", layer)
+    if safe != layer:
+        safe += "-" + hashlib.sha1(layer.encode()).hexdigest()[:8]
+    return f"image{result.images[tile.image].index:05d}_{safe}.png"
 
 
 def _write_maps(path: Path, workspace: Workspace, result: AnalysisResult) -> None:
@@ -576,21 +569,3 @@ def _offline(svg: str) -> str:
 
 def _write_text(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
-
-
-def _swap_into_place(staging: Path, target: Path) -> None:
-    """Rename the finished folder to `target`, moving an old one aside until the rename succeeded."""
-    staging.chmod(0o755)
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        target.rename(old)
-    try:
-        staging.rename(target)
-    except BaseException:
-        if old is not None:
-            old.rename(target)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

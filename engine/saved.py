@@ -123,6 +123,7 @@ def _workspace(folder: Path, data: dict, rows: list[list[str]], arrays: dict[str
         result=result,
         control=None,  # the saved control, if any, is in `result`
         origin=f"{folder.absolute()} · {datetime.fromisoformat(data['created']):%Y-%m-%d %H:%M %Z}".rstrip(),
+        inputs=[str(folder)],
     )
 
 

@@ -47,3 +47,4 @@ class Workspace:
     result: AnalysisResult | None = None
     origin: str | None = None  # a saved report's folder and date; None for a loaded model
     control: ControlSettings | None = ControlSettings()  # None: no control analysis
+    inputs: list[str] = field(default_factory=list)  # the user's files and folders it reads: no report replaces them

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,14 @@ class TinyNet(nn.Module):
 @pytest.fixture
 def tiny_net() -> TinyNet:
     return TinyNet().eval()
+
+
+class SlowNet(TinyNet):
+    """TinyNet that takes a quarter of a second per call, so a run lasts long enough to interrupt or race."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(0.25)
+        return super().forward(x)
 
 
 class FailsOnBrightImages(TinyNet):

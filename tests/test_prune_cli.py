@@ -1,4 +1,5 @@
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -45,9 +46,24 @@ def test_ctrl_c_stops_after_the_current_step_and_saves_the_model_and_log(inputs)
 def test_outputs_never_overwrite_the_input_or_earlier_results(inputs):
     model_bytes = (inputs / "tiny.pth").read_bytes()
     same = subprocess.run(_command(inputs, "-o", str(inputs / "tiny.pth"), "--force"), capture_output=True, text=True)
-    assert same.returncode == 1 and "would overwrite the input model" in same.stderr
+    assert same.returncode == 1 and "would overwrite the input" in same.stderr
     (inputs / "tiny.pt").write_bytes(model_bytes)
     clash = subprocess.run(_command(inputs, "-o", str(inputs / "tiny.pt")), capture_output=True, text=True)
     assert clash.returncode == 1 and "already exists" in clash.stderr
     assert (inputs / "tiny.pth").read_bytes() == model_bytes == (inputs / "tiny.pt").read_bytes()
     assert len(clash.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("out, message", [
+    ("images/pruned.pt", "would be written into the input folder"),
+    ("preprocess.pt", r"preprocess.json would overwrite the input"),  # its log, OUT.json, is the model's sidecar
+])
+def test_outputs_never_go_into_or_over_the_inputs_even_with_force(out, message, inputs, capsys):
+    from semiotui.tui.cli import main
+
+    (inputs / "preprocess.json").write_text(json.dumps({"input_size": [20, 20], "mean": [0.5] * 3, "std": [0.25] * 3}))
+    before = {p: p.read_bytes() for p in sorted(inputs.rglob("*")) if p.is_file()}
+    status = main([*_command(inputs, "-o", str(inputs / out), "--force", "--max-steps", "1")[3:]])
+    err = capsys.readouterr().err
+    assert status == 1 and re.search(message, err), err
+    assert {p: p.read_bytes() for p in sorted(inputs.rglob("*")) if p.is_file()} == before

@@ -96,18 +96,32 @@ def test_html_is_self_contained(analysed, tmp_path):
         assert f"{title}</title>" in html  # charts drawn inline, not linked
 
 
-def test_existing_report_is_kept_unless_forced(analysed, tmp_path):
+def test_an_existing_report_is_replaced_only_when_forced(analysed, tmp_path):
     ws, result = analysed
-    target = tmp_path / "rep"
-    target.mkdir()
-    (target / "mine.txt").write_text("keep me")
+    target = write_report(tmp_path / "rep", ws, result)
+    first = (target / "report.json").read_text()
     with pytest.raises(FileExistsError, match="--force"):
         write_report(target, ws, result)
-    assert (target / "mine.txt").read_text() == "keep me"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]  # no staging folder left behind
+    assert (target / "report.json").read_text() == first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]  # no staging folder or lock left behind
     write_report(target, ws, result, force=True)
-    assert not (target / "mine.txt").exists() and (target / "report.json").is_file()
+    assert (target / "report.json").is_file() and (target / "report.html").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]
+
+
+def test_force_never_replaces_a_folder_that_is_not_only_a_report(analysed, tmp_path):
+    ws, result = analysed
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not a semiotui report folder"):
+        write_report(mine, ws, result, force=True)
+    report = write_report(tmp_path / "rep", ws, result)
+    (report / "images" / "notes.txt").write_text("keep me too")
+    with pytest.raises(FileExistsError, match=r"holds images/notes.txt, which semiotui does not write"):
+        write_report(report, ws, result, force=True)
+    assert (mine / "notes.txt").read_text() == "keep me" and (report / "images" / "notes.txt").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "rep"]
 
 
 def test_a_crash_while_writing_leaves_nothing_behind(analysed, tmp_path, monkeypatch):

@@ -44,11 +44,11 @@ async def test_e_writes_the_report_folder_with_a_screenshot_and_names_it(tmp_pat
     assert len(list((folder / "images").glob("*_input.png"))) <= 6 + 2  # the first images and the contrast pair
 
 
-async def test_an_existing_folder_is_refused_until_replace_is_ticked(tmp_path):
+async def test_an_existing_report_is_refused_until_replace_is_ticked(tmp_path):
     app = SemiotuiApp(demo_workspace(8), live=False)
     folder = tmp_path / "report"
     folder.mkdir()
-    (folder / "notes.txt").write_text("mine")
+    (folder / "report.json").write_text(json.dumps({"semiotui": "0.1.0"}))  # an earlier report
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, finished(app))
         dialog = await export_to(pilot, folder)
@@ -56,7 +56,7 @@ async def test_an_existing_folder_is_refused_until_replace_is_ticked(tmp_path):
         assert app.screen is dialog
         status = dialog.query_one("#export-status")
         assert "already exists" in str(status.render()) and status.has_class("-error")
-        assert [p.name for p in folder.iterdir()] == ["notes.txt"]
+        assert [p.name for p in folder.iterdir()] == ["report.json"]
         dialog.query_one("#export-replace").value = True
         await pilot.click("#export-go")
         await wait_until(pilot, lambda: not isinstance(app.screen, ExportDialog))
@@ -64,6 +64,21 @@ async def test_an_existing_folder_is_refused_until_replace_is_ticked(tmp_path):
         "entropy.csv", "maps.npz", "report.html", "report.json", "report.md", "screenshot.svg",
     ]
     assert not list(tmp_path.glob(".report*"))
+
+
+async def test_replace_never_removes_a_folder_that_is_not_a_report(tmp_path):
+    app = SemiotuiApp(demo_workspace(4), live=False)
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, finished(app))
+        dialog = await export_to(pilot, folder, replace=True)
+        await pilot.pause(0.2)
+        assert app.screen is dialog
+        status = dialog.query_one("#export-status")
+        assert "not a semiotui report folder" in str(status.render()) and status.has_class("-error")
+    assert [p.name for p in folder.iterdir()] == ["notes.txt"] and (folder / "notes.txt").read_text() == "mine"
 
 
 async def test_exporting_while_the_analysis_runs_writes_the_finished_images_marked_partial(tmp_path):

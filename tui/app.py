@@ -573,7 +573,8 @@ class SemiotuiApp(App[int]):
             note = (f"The analysis is still running: the report covers the {len(result.images)}{total} images "
                     "finished so far and is marked partial.")
         source = explorer_report(self.workspace, result, list(run.layers), self.engine_lock)
-        self.push_screen(ExportDialog(source, screenshot=self.export_screenshot(), note=note), self._exported)
+        self.push_screen(ExportDialog(source, screenshot=self.export_screenshot(), note=note,
+                                      inputs=self.workspace.inputs), self._exported)
 
     def _exported(self, path: Path | None) -> None:
         if path is not None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
 
@@ -44,6 +46,39 @@ def one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+class Interrupts:
+    """While installed, Ctrl-C or SIGTERM sets `cancel` (the work stops after its current step); a second aborts.
+
+    `status` is then the exit status the command returns: 128 + the signal, as a shell reports it.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, cancel: threading.Event) -> None:
+        self.cancel = cancel
+        self.received: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> Interrupts:
+        if threading.current_thread() is threading.main_thread():  # only there can Python handle signals
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+    @property
+    def status(self) -> int:
+        return 0 if self.received is None else 128 + self.received
+
+    def _handle(self, number: int, frame: object) -> None:
+        if self.cancel.is_set():
+            raise KeyboardInterrupt
+        self.received = number
+        self.cancel.set()  # said by the command's loop at its next event: printing here could tear a progress bar
+
+
 def build_parser(command: str | None) -> argparse.ArgumentParser:
     """The parser of the interface (`command=None`) or of one subcommand."""
     prog = "semiotui" if command is None else f"semiotui {command}"
@@ -78,12 +113,12 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--trust", action="store_true",
                    help="allow loading a full pickled model; pickles can run code, so only for files you trust")
     g.add_argument("--arch", help="architecture for a state dict: a torchvision model name "
-                   "(resnet18) or package.module:Class")
+                   "(resnet18) or package.module:Class (imports that module and calls Class: runs its code)")
     g.add_argument("--arch-kwargs", metavar="JSON", help="keyword arguments for --arch, as JSON")
     g.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
-                   help="import MODULE first (for your own model classes); repeatable")
+                   help="import MODULE first (for your own model classes; runs its code); repeatable")
     g.add_argument("--pythonpath", action="append", default=[], metavar="DIR",
-                   help="add DIR to the import path; repeatable")
+                   help="add DIR to the import path (its modules can then run as --arch or --import); repeatable")
     g.add_argument("--output", metavar="N|KEY",
                    help="which output holds the class scores, for models with several")
     g.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import threading
 
@@ -12,7 +13,7 @@ from semiotui.engine.report import DEFAULT_MAPS, FORMATS
 from semiotui.engine.data import ImageSource
 from semiotui.engine.workspace import Workspace
 
-from .cli import one_line
+from .cli import Interrupts, one_line
 
 
 def configure(command: str | None, parser: argparse.ArgumentParser) -> None:
@@ -88,12 +89,46 @@ def run_report(args: argparse.Namespace) -> int:
     from semiotui.engine import distributed
     from semiotui.engine.explain import label_order_warning
     from semiotui.engine.report import add_contrast_maps, write_report
+    from semiotui.engine.report_folder import claim_report_folder
 
-    from .workspace_args import workspace_from_args
+    from .workspace_args import input_paths
 
     if args.maps < 0:
         raise ValueError(f"--maps must be 0 or more, got {args.maps}")
     shard = distributed.current_shard()
+    # Checked and claimed before the analysis, which may take hours; held until the report is in place.
+    leader = shard is None or shard.leader
+    claim = claim_report_folder(args.out, force=args.force, inputs=input_paths(args)) if leader else None
+    cancel = threading.Event()
+    with claim or contextlib.nullcontext(), Interrupts(cancel) as interrupts:
+        analysed = _analyse_for_report(args, shard, cancel)
+        if analysed is None:  # a rank other than 0: rank 0 writes the report
+            return interrupts.status
+        workspace, result = analysed
+        if result.cancelled and not result.images:
+            print("semiotui: interrupted before the first images were analysed; no report written", file=sys.stderr)
+            return interrupts.status
+        order = label_order_warning(result, getattr(workspace.images, "label_source", None),
+                                    workspace.images.class_names)
+        if order:
+            print(f"semiotui: warning: {order}", file=sys.stderr)
+        if workspace.control is not None and result.images and not cancel.is_set():
+            result.control = control_with_progress(workspace, result, cancel)
+        add_contrast_maps(workspace.model, workspace.images, workspace.layers, result)
+        path = write_report(claim, workspace, result, formats=tuple(args.formats))
+    partial = " (partial: the analysis was interrupted)" if result.cancelled else ""
+    print(f"semiotui: report written to {path}{partial}", file=sys.stderr)
+    return interrupts.status
+
+
+def _analyse_for_report(
+    args: argparse.Namespace, shard, cancel: threading.Event
+) -> tuple[Workspace, AnalysisResult] | None:
+    """The workspace and its analysis; under torchrun, the gathered whole on rank 0 and None elsewhere."""
+    from semiotui.engine import distributed
+
+    from .workspace_args import workspace_from_args
+
     if shard is not None:
         args.device = distributed.start(shard, args.device)
     try:
@@ -106,26 +141,18 @@ def run_report(args: argparse.Namespace) -> int:
             for warning in workspace.warnings:
                 print(f"semiotui: warning: {warning}", file=sys.stderr)
         if shard is None:
-            result = analyse_with_progress(workspace, keep_maps=args.maps)
+            result = analyse_with_progress(workspace, keep_maps=args.maps, cancel=cancel)
         else:
-            result = _analyse_shard(workspace, shard, args.maps)
+            result = _analyse_shard(workspace, shard, args.maps, cancel)
             if result is None:
-                return 0
+                return None
     finally:
         if shard is not None:
             distributed.stop()
-    order = label_order_warning(result, getattr(workspace.images, "label_source", None), workspace.images.class_names)
-    if order:
-        print(f"semiotui: warning: {order}", file=sys.stderr)
-    if workspace.control is not None and result.images:
-        result.control = control_with_progress(workspace, result)
-    add_contrast_maps(workspace.model, workspace.images, workspace.layers, result)
-    path = write_report(args.out, workspace, result, formats=tuple(args.formats), force=args.force)
-    print(f"semiotui: report written to {path}", file=sys.stderr)
-    return 0
+    return workspace, result
 
 
-def _analyse_shard(workspace: Workspace, shard, maps: int) -> AnalysisResult | None:
+def _analyse_shard(workspace: Workspace, shard, maps: int, cancel: threading.Event) -> AnalysisResult | None:
     """This rank's block of the images; on rank 0 the gathered whole, elsewhere None."""
     from semiotui.engine import distributed
 
@@ -134,7 +161,7 @@ def _analyse_shard(workspace: Workspace, shard, maps: int) -> AnalysisResult | N
     try:
         part = analyse_with_progress(
             workspace, images=workspace.images.subset(block), keep_maps=set(range(maps)),
-            first_index=block.start, quiet=not shard.leader,
+            first_index=block.start, quiet=not shard.leader, cancel=cancel,
         )
     except Exception as exc:  # every rank must reach the gather, which reports the failure
         error = one_line(exc)
@@ -153,11 +180,13 @@ def analyse_with_progress(
     keep_maps: int | set[int] = 0,
     first_index: int = 0,
     quiet: bool = False,
+    cancel: threading.Event | None = None,
 ) -> AnalysisResult:
     """Run the workspace's analysis (or of `images`, a part of them) with progress on stderr.
 
-    A Rich bar on a terminal, else plain lines; nothing when `quiet`. Ctrl-C
-    stops after the current batch and keeps what was finished.
+    A Rich bar on a terminal, else plain lines; nothing when `quiet`. Setting
+    `cancel` (`Interrupts` does on Ctrl-C) stops after the current batch and
+    keeps what was finished.
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -165,7 +194,6 @@ def analyse_with_progress(
     images = workspace.images if images is None else images
     total = len(images)
     settings = workspace.settings
-    cancel = threading.Event()
     events = stream_analysis(workspace.model, images.batches(settings.batch_size), workspace.layers, settings,
                              keep_maps=keep_maps, total=total, cancel=cancel, first_index=first_index)
     console = Console(stderr=True, quiet=quiet)
@@ -174,13 +202,7 @@ def analyse_with_progress(
     task = bar.add_task("", total=total, rate="")
     last_line = 0
     with bar:
-        while True:
-            try:
-                event = next(events)
-            except KeyboardInterrupt:
-                cancel.set()
-                print("semiotui: interrupted; finishing the current batch", file=sys.stderr)
-                continue
+        for event in events:
             if isinstance(event, Finished):
                 break
             if isinstance(event, Notice):
@@ -192,14 +214,17 @@ def analyse_with_progress(
                     print(f"analysed {event.done}/{total} images ({event.rate:.1f}/s)", file=sys.stderr)
                     last_line = event.done
     result = event.result
-    if result.cancelled:
+    if result.cancelled and result.images and not quiet:
         print(f"semiotui: analysis stopped after {len(result.images)} of {total} images; "
-              "the report covers those", file=sys.stderr)
+              "the report covers those (Ctrl-C again stops without one)", file=sys.stderr)
     return result
 
 
-def control_with_progress(workspace: Workspace, result: AnalysisResult):
-    """The control analysis of `result` (engine.control) with progress on stderr; Ctrl-C keeps the networks done."""
+def control_with_progress(workspace: Workspace, result: AnalysisResult, cancel: threading.Event | None = None):
+    """The control analysis of `result` (engine.control) with progress on stderr.
+
+    Setting `cancel` (`Interrupts` does on Ctrl-C) stops after the current control network and keeps those done.
+    """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -210,7 +235,6 @@ def control_with_progress(workspace: Workspace, result: AnalysisResult):
     print(f"semiotui: control: {control.draws} copies of the model with shuffled weights on the first {count} "
           "images, one more pass each (--no-control skips it)", file=sys.stderr)
     images = workspace.images.subset([r.index for r in result.images[:count]])
-    cancel = threading.Event()
     events = stream_control(workspace.model, images.batches(workspace.settings.batch_size), result, control,
                             cancel=cancel)
     console = Console(stderr=True)
@@ -218,13 +242,7 @@ def control_with_progress(workspace: Workspace, result: AnalysisResult):
                    disable=not console.is_terminal)
     task = bar.add_task("", total=control.draws)
     with bar:
-        while True:
-            try:
-                event = next(events)
-            except KeyboardInterrupt:
-                cancel.set()
-                print("semiotui: interrupted; finishing the current control network", file=sys.stderr)
-                continue
+        for event in events:
             if isinstance(event, ControlFinished):
                 break
             if isinstance(event, Notice):

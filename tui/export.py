@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +20,8 @@ from torch import nn
 
 from semiotui.engine.analysis import AnalysisResult, AnalysisSettings, BatchDone, Finished, stream_analysis
 from semiotui.engine.layers import index_layers
-from semiotui.engine.report import DEFAULT_MAPS, FORMATS, add_contrast_maps, check_report_folder, write_report
+from semiotui.engine.report import DEFAULT_MAPS, FORMATS, add_contrast_maps, write_report
+from semiotui.engine.report_folder import NeedsForce, check_report_folder
 from semiotui.engine.workspace import ModelInfo, Workspace
 
 from .cli import one_line
@@ -111,10 +112,12 @@ class ExportDialog(ModalScreen[Path | None]):
             self.error = error
 
     def __init__(self, source: ReportSource, *, screenshot: str | None = None, note: str = "",
-                 folder: str | None = None, title: str = "Export report") -> None:
-        """`screenshot`: the SVG of the screen behind, taken before the dialog opened; `note`: shown above the form."""
+                 folder: str | None = None, title: str = "Export report", inputs: Sequence[str] = ()) -> None:
+        """`screenshot`: the SVG of the screen behind, taken before the dialog opened; `note`: shown above the form;
+        `inputs`: the files and folders the workspace reads, which no report replaces."""
         super().__init__()
         self.source = source
+        self.inputs = list(inputs)
         self.screenshot = screenshot
         self.note = note
         self.folder = folder or default_folder()
@@ -177,10 +180,10 @@ class ExportDialog(ModalScreen[Path | None]):
             return
         path = Path(folder).expanduser()
         try:
-            check_report_folder(path, force=replace_it)
-        except FileExistsError as exc:
-            text = f"{path} already exists and is not empty: tick “Replace” or choose another folder"
-            self._say(text if path.is_dir() else one_line(exc), error=True)
+            check_report_folder(path, force=replace_it, inputs=self.inputs)
+        except NeedsForce:
+            self._say(f"{path} already exists and is not empty: tick “Replace” to replace a report folder, "
+                      "or choose another folder", error=True)
             return
         except OSError as exc:
             self._say(one_line(exc), error=True)

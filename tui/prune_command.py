@@ -6,10 +6,9 @@ import argparse
 import json
 import os
 import random
-import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -19,7 +18,8 @@ from semiotui.engine.greedy import (PruneEvent, PruneFinished, PruneLog, PruneSe
                                    greedy_prune)
 from semiotui.engine.workspace import Workspace
 
-from .workspace_args import workspace_from_args
+from .cli import Interrupts
+from .workspace_args import input_paths, workspace_from_args
 
 DEMO_TRAIN_IMAGES = 1024
 DEMO_HELD_OUT = 300  # the validation images `semiotui demo --export` writes
@@ -27,7 +27,7 @@ DEMO_HELD_OUT = 300  # the validation images `semiotui demo --export` writes
 
 def prune(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    log_path = check_output(out, args.model, force=args.force)
+    log_path = check_output(out, input_paths(args), force=args.force)
     settings = PruneSettings(
         criterion=args.criterion, fraction=args.fraction, tolerance=args.tolerance,
         target_params=args.target_params, target_macs=args.target_macs, max_steps=args.max_steps,
@@ -43,12 +43,9 @@ def prune(args: argparse.Namespace) -> int:
           f"and calibrate, {len(held_out)} to measure accuracy; Ctrl-C stops after the current step",
           file=sys.stderr)
     cancel = threading.Event()
-    previous = signal.signal(signal.SIGINT, _first_interrupt_stops(cancel))
-    try:
+    with Interrupts(cancel):
         events = greedy_prune(workspace.model, train, held_out, layers, settings, workspace.settings, cancel=cancel)
         finished = _follow(events, settings, cancel)
-    finally:
-        signal.signal(signal.SIGINT, previous)
     save_pruned(finished.model, finished.log, workspace, out)
     o, f = finished.log.original, finished.log.final
     print(f"semiotui: {finished.log.stopped_because}; parameters {f.parameters:,} of {o.parameters:,} "
@@ -57,11 +54,17 @@ def prune(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_output(out: Path, model_path: str | None, *, force: bool = False) -> Path:
-    """The log's path beside `out`; never the input model, and earlier outputs only with `force`."""
+def check_output(out: Path, inputs: Sequence[str | Path], *, force: bool = False) -> Path:
+    """The log's path beside `out`; never an input or inside an input folder, earlier outputs only with `force`."""
     log_path = out.with_suffix(".json")
-    if model_path is not None and Path(model_path).resolve() in (out.resolve(), log_path.resolve()):
-        raise ValueError(f"{out} would overwrite the input model; choose another name")
+    for path in (out, log_path):
+        where = path.resolve()
+        for given in inputs:
+            source = Path(given).expanduser().resolve()
+            if where == source:
+                raise ValueError(f"{path} would overwrite the input {given}; choose another name")
+            if where.is_relative_to(source):
+                raise ValueError(f"{path} would be written into the input folder {given}; choose another folder")
     if out.suffix != ".pt":
         raise ValueError(f"{out}: the pruned model is saved as a .pt file, e.g. pruned.pt")
     for path in (out, log_path):
@@ -103,15 +106,6 @@ def conv_layers(workspace: Workspace, names: list[str] | None = None) -> list[st
     """The convolutions with a spatial output among `names` (default: every layer): what pruning measures and cuts."""
     chosen = names if names is not None else [info.name for info in workspace.index]
     return [n for n in chosen if workspace.index[n].type == "Conv2d" and workspace.index[n].spatial]
-
-
-def _first_interrupt_stops(cancel: threading.Event):
-    def handler(signum, frame):
-        if cancel.is_set():
-            raise KeyboardInterrupt
-        cancel.set()  # said by `_follow` at its next event: printing here could tear the progress bar
-
-    return handler
 
 
 def _follow(events: Iterator[PruneEvent], settings: PruneSettings, cancel: threading.Event) -> PruneFinished:

@@ -414,7 +414,7 @@ class PruneScreen(Screen[None]):
             return
         out = Path(self.query_one("#save-path", Input).value.strip()).expanduser()
         try:
-            check_output(out, self.workspace.info.path, force=force)
+            check_output(out, self.workspace.inputs, force=force)
         except FileExistsError:
             question = f"{out} or its log {out.with_suffix('.json').name} already exists. Replace them?"
             self.app.push_screen(ConfirmQuit(question, yes="Replace", no="Cancel"),
@@ -453,7 +453,8 @@ class PruneScreen(Screen[None]):
         note = (f"A report of the pruned model ({percent(log.final.parameters, log.original.parameters):.1f}% "
                 f"of the parameters), analysed afresh on the {len(self.workspace.images)} images of the explorer.")
         self.app.push_screen(ExportDialog(source, screenshot=self.app.export_screenshot(), note=note,
-                                          title="Export report of the pruned model"), self._exported)
+                                          title="Export report of the pruned model", inputs=self.workspace.inputs),
+                             self._exported)
 
     def _exported(self, path: Path | None) -> None:
         if path is not None:

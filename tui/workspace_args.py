@@ -15,9 +15,9 @@ import torch
 
 from semiotui.engine.analysis import AnalysisSettings
 from semiotui.engine.control import ControlSettings
-from semiotui.engine.data import ImageSource
+from semiotui.engine.data import ImageSource, dataset_parts
 from semiotui.engine.device import resolve_device
-from semiotui.engine.loading import LoadedModel, check_input_size, input_spec, layer_index, load_model
+from semiotui.engine.loading import SIDECAR, LoadedModel, check_input_size, input_spec, layer_index, load_model
 from semiotui.engine.workspace import InputSpec, ModelInfo, Workspace
 
 DEMO_IMAGES = 200  # validation images the demo opens with
@@ -33,8 +33,8 @@ def workspace_from_args(args: argparse.Namespace) -> Workspace:
     loaded = _model(args, device)
     spec = input_spec(loaded.spec_defaults, args.input_size, args.mean, args.std)
     output = _output(args.output)
-    classes = check_input_size(loaded.model, spec, output)
     warnings = list(loaded.notes)
+    classes = check_input_size(loaded.model, spec, output, notes=warnings)
     class_names = loaded.class_names
     if getattr(args, "classes", None):
         class_names = _class_names(args.classes, classes)
@@ -64,7 +64,18 @@ def workspace_from_args(args: argparse.Namespace) -> Workspace:
         class_names=class_names or images.class_names,
         warnings=warnings,
         control=_control(args),
+        inputs=input_paths(args),
     )
+
+
+def input_paths(args: argparse.Namespace) -> list[str]:
+    """The user's files and folders a command analyses (model and its preprocess.json, images, dataset)."""
+    paths = list(args.images)
+    if args.model is not None:
+        paths += [args.model, str(Path(args.model).with_name(SIDECAR))]
+    if args.dataset:
+        paths.append(dataset_parts(args.dataset)[1])
+    return paths
 
 
 def _model(args: argparse.Namespace, device: torch.device) -> LoadedModel:
