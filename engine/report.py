@@ -17,10 +17,12 @@ import platform
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import scipy
@@ -34,6 +36,7 @@ from semiotui.themes.colormaps import overlay
 from .analysis import AnalysisResult, add_maps
 from .charts import Series, curve_svg, steps_svg
 from .explain import class_curves, contrast_pair, largest_steps, outcome_curves
+from .names import readable
 from .superization import Superization
 from .workspace import Workspace
 
@@ -150,7 +153,7 @@ def report_data(workspace: Workspace, result: AnalysisResult, sup: Superization)
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "numpy": np.__version__, "scipy": scipy.__version__},
-        "model": {"path": workspace.info.path, "format": workspace.info.format, "arch": workspace.info.arch,
+        "model": {"path": _readable_or_none(workspace.info.path), "format": workspace.info.format, "arch": workspace.info.arch,
                   "parameters": workspace.info.parameters, "classes": names},
         "settings": {
             "method": s.method, "estimator": s.estimator, "levels": s.levels, "upsample": s.upsample,
@@ -251,9 +254,14 @@ def _write_maps(path: Path, workspace: Workspace, result: AnalysisResult) -> Non
 def _write_csv(path: Path, result: AnalysisResult) -> None:
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["image", *result.layers])
+        writer.writerow(["image", *map(spreadsheet_text, result.layers)])
         for r in result.images:
-            writer.writerow([r.name, *(repr(float(v)) for v in r.entropy)])
+            writer.writerow([spreadsheet_text(r.name), *(repr(float(v)) for v in r.entropy)])
+
+
+def spreadsheet_text(name: str) -> str:
+    """A name as a CSV text cell that no spreadsheet runs as a formula: `'` before a leading = + - @ tab or CR."""
+    return readable(f"'{name}" if name.startswith(("=", "+", "-", "@", "\t", "\r")) else name)
 
 
 # Title and explanation of each chart, in the order the reports show them.
@@ -273,14 +281,14 @@ def _markdown(data: dict, result: AnalysisResult, tiles: list[_Tile], charts: di
     lines = [
         "# semiotui report",
         "",
-        f"Model `{data['model']['path'] or 'bundled demo'}` ({data['model']['format']}, "
+        f"Model {_md_code(data['model']['path'] or 'bundled demo')} ({data['model']['format']}, "
         f"{data['model']['parameters']:,} parameters); {len(data['images'])} images"
         + (" (analysis cancelled: partial)" if result.cancelled else "") + ".",
         f"Method **{s['method']}**, estimator **{s['estimator']}** ({s['levels']} levels, "
         f"{'input resolution' if s['upsample'] else 'native resolution'}), target {s['target']}, "
         f"device {s['device']}; {data['created']}, semiotui {data['semiotui']}.",
         "",
-        *_summary(data),
+        *_summary(data, _md_code),
     ]
     for name, (title, note) in CHART_TEXT.items():
         if name in charts:
@@ -294,17 +302,18 @@ def _markdown(data: dict, result: AnalysisResult, tiles: list[_Tile], charts: di
     ]
     for i, layer in enumerate(data["layers"], start=1):
         name, kind, *numbers, significant = _layer_cells(layer)
-        lines.append(f"| {i} | `{name}` | {kind} | {' | '.join(numbers)} | {'**yes**' if significant else ''} |")
+        lines.append(f"| {i} | {_md_code(name)} | {_md(kind)} | {' | '.join(numbers)} | "
+                     f"{'**yes**' if significant else ''} |")
     for title, note, positions in _map_sections(data, tiles):
         lines += ["", f"## {title}", "", note, ""]
         for k in positions:
             r = data["images"][k]
-            lines += [f"### {r['path']}", "", _caption(r), ""]
-            lines += [f"![{t.layer or 'input'}](images/{_tile_name(result, t)} \"{t.layer or 'input'}\")"
+            lines += [f"### {_md(r['path'])}", "", _md(_caption(r)), ""]
+            lines += [f"![{_md(t.layer or 'input')}](images/{quote(_tile_name(result, t))} \"{_md(t.layer or 'input')}\")"
                       for t in tiles if t.image == k]
             lines.append("")
     if data["skipped"]:
-        lines += ["", "## Skipped files", ""] + [f"- `{s['path']}`: {s['reason']}" for s in data["skipped"]]
+        lines += ["", "## Skipped files", ""] + [f"- {_md_code(s['path'])}: {_md(s['reason'])}" for s in data["skipped"]]
     return "\n".join(lines) + "\n"
 
 
@@ -327,20 +336,20 @@ def _map_sections(data: dict, tiles: list[_Tile]) -> list[tuple[str, str, list[i
     return sections
 
 
-def _summary(data: dict) -> list[str]:
-    """One or two sentences naming the significant steps and the largest drop."""
+def _summary(data: dict, code: Callable[[str], str]) -> list[str]:
+    """One or two sentences naming the significant steps and the largest drop (each name as `code` shows it)."""
     layers = data["layers"]
     significant = [layer["name"] for layer in layers if layer["significant"]]
     deltas = [(layer["delta"], layer["name"]) for layer in layers if layer["delta"] is not None]
     out = []
     if significant:
         out.append("Significant superization (entropy drops, p < 0.01 after Holm correction) into: "
-                   + ", ".join(f"`{n}`" for n in significant) + ".")
+                   + ", ".join(map(code, significant)) + ".")
     elif len(data["images"]) > 1:
         out.append("No step is a significant superization at p < 0.01 (Holm-corrected).")
     if deltas:
         d, name = max(deltas)
-        out.append(f"Largest mean drop: {d:+.3f} bits into `{name}`.")
+        out.append(f"Largest mean drop: {d:+.3f} bits into {code(name)}.")
     return [" ".join(out)]
 
 
@@ -386,7 +395,7 @@ def _html(data: dict, result: AnalysisResult, tiles: list[_Tile], charts: dict[s
 · method <b>{escape(s['method'])}</b> · estimator <b>{escape(s['estimator'])}</b> ({s['levels']} levels,
 {'input' if s['upsample'] else 'native'} resolution) · target {escape(str(s['target']))} · device {escape(s['device'])}
 · {escape(data['created'])} · semiotui {escape(data['semiotui'])}</p>
-<p class=summary>{escape(' '.join(_summary(data))).replace('`', '')}</p></header>
+<p class=summary>{escape(' '.join(_summary(data, str)))}</p></header>
 {sections}
 <h2>Layers</h2><div class=scroll><table class=layers><tr><th>#</th><th>layer</th><th>type</th><th>output</th>
 <th>parameters</th><th>entropy (bits)</th><th>95% CI</th><th>ΔH</th><th>p (Holm)</th><th>significant</th></tr>
@@ -419,6 +428,20 @@ def _layer_cells(layer: dict) -> tuple:
             _fmt(layer["p_value"], ".2g"), layer["significant"])
 
 
+# Characters Markdown gives a meaning to wherever they stand (HTML's are escaped as entities).
+_MARKDOWN_ACTIVE = re.compile(r"([\\`*_\[\]()!|~#$])")
+
+
+def _md(text: str) -> str:
+    """A name from outside as literal Markdown text: no HTML, link, emphasis or table cell can come of it."""
+    return escape(_MARKDOWN_ACTIVE.sub(r"\\\1", readable(text)))
+
+
+def _md_code(text: str) -> str:
+    """A name in code style: `<code>` rather than backticks, whose content no escape reaches."""
+    return f"<code>{_md(text)}</code>"
+
+
 def _caption(image: dict) -> str:
     predicted = image["predicted_name"] or str(image["predicted"])
     text = f"predicted {predicted} ({image['confidence']:.0%})"
@@ -431,6 +454,10 @@ def _class(names: list[str] | None, index: int | None) -> str | None:
     if index is None or names is None or not 0 <= index < len(names):
         return None
     return names[index]
+
+
+def _readable_or_none(name: str | None) -> str | None:
+    return None if name is None else readable(name)
 
 
 def _num(value: float) -> float | None:

@@ -11,6 +11,7 @@ import numpy as np
 
 from .analysis import AnalysisResult, AnalysisSettings, ImageResult
 from .layers import LayerIndex, LayerInfo
+from .report import spreadsheet_text
 from .workspace import InputSpec, ModelInfo, Workspace
 
 NEEDED = ("report.json", "entropy.csv", "maps.npz")
@@ -58,7 +59,7 @@ def open_report(directory: str | Path) -> Workspace:
 
 def _workspace(folder: Path, data: dict, rows: list[list[str]], arrays: dict[str, np.ndarray]) -> Workspace:
     layers = [layer["name"] for layer in data["layers"]]
-    if rows[0][1:] != layers:
+    if rows[0][1:] != [spreadsheet_text(name) for name in layers]:
         raise ValueError("entropy.csv and report.json name different layers")
     if len(rows) - 1 != len(data["images"]):
         raise ValueError("entropy.csv and report.json list different numbers of images")
