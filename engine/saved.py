@@ -1,9 +1,20 @@
-"""Opening a saved report folder as a workspace: browse an analysis without the model or a GPU."""
+"""Opening a saved report folder as a workspace: browse an analysis without the model or a GPU.
+
+A report folder may come from anyone, so what it holds is checked before it is
+used: report.json against the schema semiotui writes (its text made `readable`),
+entropy.csv for finite numbers, and each array of maps.npz against the shape the
+report gives it, from its header, before its data is read. What maps.npz may
+expand to is bounded (`MAX_MAPS_BYTES`): its 3 MB can hold gigabytes of zeros.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
+import math
+import zipfile
+import zlib
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -11,10 +22,28 @@ import numpy as np
 
 from .analysis import AnalysisResult, AnalysisSettings, ImageResult
 from .layers import LayerIndex, LayerInfo
+from .names import readable
 from .report import spreadsheet_text
 from .workspace import InputSpec, ModelInfo, Workspace
 
 NEEDED = ("report.json", "entropy.csv", "maps.npz")
+MAX_MAPS_BYTES = 1 << 30  # maps.npz read into memory at most (a report's default maps take a few MB)
+
+# What report.json holds, as semiotui writes it: a type, None (null), [kind] (a list of kind),
+# {key: kind} (an object with at least these keys), or a tuple of alternatives. Floats are finite.
+SCHEMA = {
+    "semiotui": str,
+    "created": str,
+    "model": {"path": (str, None), "format": str, "arch": (str, None), "parameters": int, "classes": ([str], None)},
+    "settings": {"method": str, "estimator": str, "levels": int, "upsample": bool, "target": (str, int),
+                 "device": str, "input_size": [int], "mean": [float], "std": [float], "batch_size": int},
+    "analysis": {"cancelled": bool, "seconds": float},
+    "images": [{"path": str, "label": (int, None), "predicted": int, "confidence": float, "target": int}],
+    "skipped": [{"path": str, "reason": str}],
+    "layers": [{"name": str}],
+    "index": [{"name": str, "type": str, "depth": int, "leaf": bool, "calls": int, "output_shape": ([int], None),
+               "parameters": int, "spatial": bool, "default": bool, "returns": [int]}],
+}
 
 
 class SavedImages:
@@ -47,44 +76,82 @@ def open_report(directory: str | Path) -> Workspace:
         raise FileNotFoundError(f"{folder} is not a complete semiotui report: {', '.join(missing)} missing "
                                 "(write it with semiotui report, including the json and csv formats)")
     try:
-        data = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+        data = _checked(json.loads((folder / "report.json").read_text(encoding="utf-8")))
         with (folder / "entropy.csv").open(newline="", encoding="utf-8") as f:
             rows = list(csv.reader(f))
-        with np.load(folder / "maps.npz") as npz:
-            arrays = {key: npz[key] for key in npz.files}
-        return _workspace(folder, data, rows, arrays)
-    except (KeyError, ValueError, IndexError, TypeError, OSError) as exc:
+        return _workspace(folder, data, rows)
+    except (KeyError, ValueError, IndexError, TypeError, OSError, EOFError, RecursionError, csv.Error,
+            zipfile.BadZipFile, zlib.error) as exc:
         raise ValueError(f"{folder} holds a damaged or incompatible report ({type(exc).__name__}: {exc})") from None
 
 
-def _workspace(folder: Path, data: dict, rows: list[list[str]], arrays: dict[str, np.ndarray]) -> Workspace:
+def _checked(data: object) -> dict:
+    """report.json's content, its text made readable, or ValueError naming the first part unlike SCHEMA."""
+    if not isinstance(data, dict):
+        raise ValueError("report.json holds no JSON object")
+    wrong = next((key for key, kind in SCHEMA.items() if key not in data or not _matches(data[key], kind)), None)
+    if wrong is not None:
+        raise ValueError(f"report.json: {wrong!r} is missing or not what semiotui writes")
+    return _readable_text(data)
+
+
+def _matches(value: object, kind: object) -> bool:
+    """Whether `value` is of `kind`, as SCHEMA describes kinds."""
+    if kind is None:
+        return value is None
+    if isinstance(kind, tuple):
+        return any(_matches(value, k) for k in kind)
+    if isinstance(kind, list):
+        return isinstance(value, list) and all(_matches(v, kind[0]) for v in value)
+    if isinstance(kind, dict):
+        return isinstance(value, dict) and all(k in value and _matches(value[k], sub) for k, sub in kind.items())
+    if isinstance(value, bool):  # JSON's true is no number
+        return kind is bool
+    if kind is float:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    return isinstance(value, kind)
+
+
+def _readable_text(value: object) -> object:
+    """`value` with every string in it `readable` (JSON can spell lone surrogates and control characters)."""
+    if isinstance(value, str):
+        return readable(value)
+    if isinstance(value, list):
+        return [_readable_text(v) for v in value]
+    if isinstance(value, dict):
+        return {readable(k): _readable_text(v) for k, v in value.items()}
+    return value
+
+
+def _workspace(folder: Path, data: dict, rows: list[list[str]]) -> Workspace:
     layers = [layer["name"] for layer in data["layers"]]
-    if rows[0][1:] != [spreadsheet_text(name) for name in layers]:
+    if not rows or rows[0][1:] != [spreadsheet_text(name) for name in layers]:
         raise ValueError("entropy.csv and report.json name different layers")
     if len(rows) - 1 != len(data["images"]):
         raise ValueError("entropy.csv and report.json list different numbers of images")
     s = data["settings"]
-    target = s["target"]
+    if len(s["input_size"]) != 2 or min(s["input_size"]) < 1:
+        raise ValueError(f"report.json: the input size {s['input_size']} is not a height and a width")
     settings = AnalysisSettings(method=s["method"], estimator=s["estimator"], levels=s["levels"],
-                                upsample=s["upsample"], normalized=s.get("normalized", False),
-                                target=target, batch_size=s["batch_size"], device="cpu")
+                                upsample=s["upsample"], normalized=bool(s.get("normalized", False)),
+                                target=s["target"], batch_size=s["batch_size"], device="cpu")
+    settings.check()
+    index = _layer_index(data["index"], layers)
     maps: dict[int, dict[str, np.ndarray]] = {}
     pictures: dict[int, np.ndarray] = {}
-    for key, array in arrays.items():
-        index, _, layer = key.partition("/")
+    for key, array in _read_maps(folder / "maps.npz", len(data["images"]), layers, tuple(s["input_size"])).items():
+        image, _, layer = key.partition("/")
         if layer == "input":
-            pictures[int(index)] = array
+            pictures[int(image)] = array
         else:
-            maps.setdefault(int(index), {})[layer] = array.astype(np.float32)
+            maps.setdefault(int(image), {})[layer] = array.astype(np.float32)
     images = []
     for i, (image, row) in enumerate(zip(data["images"], rows[1:])):
         images.append(ImageResult(i, image["path"], image["label"], image["predicted"], image["confidence"],
-                                  image["target"], np.array([float(v) for v in row[1:]]), maps.get(i)))
+                                  image["target"], _entropies(row, len(layers), i + 1), maps.get(i)))
     result = AnalysisResult(layers, settings, s["device"], images, cancelled=data["analysis"]["cancelled"],
                             seconds=data["analysis"]["seconds"])
     result.stats.update(result.entropy)
-    index = LayerIndex(LayerInfo(**{**info, "output_shape": _tuple(info["output_shape"]),
-                                    "returns": tuple(info["returns"])}) for info in data["index"])
     class_names = data["model"].get("classes")
     m = data["model"]
     return Workspace(
@@ -107,3 +174,76 @@ def _workspace(folder: Path, data: dict, rows: list[list[str]], arrays: dict[str
 
 def _tuple(shape: list[int] | None) -> tuple[int, ...] | None:
     return None if shape is None else tuple(shape)
+
+
+def _layer_index(entries: list[dict], layers: list[str]) -> LayerIndex:
+    """The saved layer index, refused unless it is as `index_layers` builds it and names every measured map.
+
+    A depth, or a number of calls, that the names and returns do not bear out could
+    make the interface draw (or list) a billion of something.
+    """
+    index = LayerIndex(LayerInfo(**{**info, "output_shape": _tuple(info["output_shape"]),
+                                    "returns": tuple(info["returns"])}) for info in entries)
+    consistent = all(info.depth == info.name.count(".") + 1 and info.calls == len(info.returns)
+                     and info.parameters >= 0 for info in index)
+    modules = [name.partition("#")[0] for name in layers]
+    if not consistent or not all(m in index and name in index[m].map_names for m, name in zip(modules, layers)):
+        raise ValueError("report.json: the layer index is not one semiotui writes")
+    return index
+
+
+def _entropies(row: list[str], layers: int, number: int) -> np.ndarray:
+    values = np.array([float(v) for v in row[1:]]) if len(row) == layers + 1 else None
+    if values is None or not np.isfinite(values).all():
+        raise ValueError(f"entropy.csv: row {number} holds a value that is not a finite number, "
+                         f"or not {layers} of them")
+    return values
+
+
+def _read_maps(path: Path, images: int, layers: list[str], size: tuple[int, int]) -> dict[str, np.ndarray]:
+    """The arrays of maps.npz by key, each read only once its header matches what the report says it is.
+
+    An image's picture is uint8 at the input size; a map is a 2-D float16 thumbnail,
+    no larger than the input or a thumbnail's side, and finite.
+    """
+    with zipfile.ZipFile(path) as archive:
+        members = archive.infolist()
+        expands_to = sum(m.file_size for m in members)  # zipfile reads no more than a member declares
+        if expands_to > MAX_MAPS_BYTES:
+            raise ValueError(f"maps.npz would take {expands_to / 2**30:.1f} GiB in memory, more than the "
+                             f"{MAX_MAPS_BYTES // 2**30} GiB semiotui open reads; it is not a report's maps")
+        side = max(*size, AnalysisSettings.thumbnail)
+        arrays = {}
+        for member in members:
+            key = readable(member.filename.removesuffix(".npy"))  # as the layer names of report.json
+            image, _, name = key.partition("/")
+            if not (image.isdigit() and int(image) < images):
+                raise ValueError(f"maps.npz: {key} is no image of the report")
+            if name == "input":
+                arrays[key] = _read_array(archive, member, key, np.uint8, lambda shape: shape == (*size, 3))
+            elif name in layers:
+                arrays[key] = _read_array(archive, member, key, np.float16,
+                                          lambda shape: len(shape) == 2 and 1 <= min(shape) and max(shape) <= side)
+                if not np.isfinite(arrays[key]).all():
+                    raise ValueError(f"maps.npz: {key} holds NaN or infinite values")
+            else:
+                raise ValueError(f"maps.npz: {key} is no layer of the report")
+        return arrays
+
+
+def _read_array(archive: zipfile.ZipFile, member: zipfile.ZipInfo, key: str, dtype: type,
+                fits: Callable[[tuple[int, ...]], bool]) -> np.ndarray:
+    """The .npy member `key`, read after its header declares `dtype` and a shape that `fits`."""
+    with archive.open(member) as f:
+        version = np.lib.format.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"maps.npz: {key} is in .npy format {version}, which semiotui does not write")
+        header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, declared = header(f)
+        if declared != np.dtype(dtype) or not fits(shape):
+            raise ValueError(f"maps.npz: {key} holds {declared} {shape}, not what the report says it holds")
+        size = math.prod(shape) * declared.itemsize
+        data = f.read(size)
+    if len(data) != size:
+        raise ValueError(f"maps.npz: {key} is cut short")
+    return np.frombuffer(data, declared).reshape(shape, order="F" if fortran else "C")
