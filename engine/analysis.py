@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .device import resolve_device
-from .entropy import ESTIMATORS, empty_maps, spatial_entropy
+from .entropy import ESTIMATORS, check_levels, empty_maps, spatial_entropy
 from .flow import Flow
 from .saliency import METHODS, OutputSelector, SaliencyResult, compute_saliency
 from .stats import RunningStats
@@ -54,8 +54,7 @@ class AnalysisSettings:
             raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"unknown estimator {self.estimator!r}; choose one of {', '.join(ESTIMATORS)}")
-        if self.levels < 2:
-            raise ValueError(f"levels must be at least 2, got {self.levels}")
+        check_levels(self.levels)
         if self.batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
         if not (isinstance(self.target, int) or self.target in ("predicted", "label")):

@@ -8,6 +8,10 @@ evaluation transforms: the image is scaled so that it covers the input size
 extra margin, unlike the 256→224 of ImageNet evaluation) with bilinear,
 antialiased resampling, centre-cropped, and normalised with the spec's mean
 and std. The spec's number of mean values (3 or 1) sets colour or grey input.
+**Choice**: the crop is taken before the scaling, so only the pixels kept are
+resampled (within one grey level of scaling the whole image): an image of any
+aspect ratio costs the memory of the input size, where scaling a 20000×1 image
+to cover 224×224 first would take 3 GB.
 
 Odd images are converted, not refused: grey, palette and CMYK become RGB as
 PIL converts them; RGBA drops its alpha, as torchvision's image loader does,
@@ -38,6 +42,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .analysis import Batch
 from .loading import brief
+from .names import readable
 from .workspace import InputSpec
 
 DATASETS = ("cifar10", "cifar100", "mnist", "imagenet")
@@ -48,7 +53,11 @@ _WORKERS = min(8, os.cpu_count() or 1)
 
 
 class ImageSource:
-    """Images with names and labels (-1: unknown), prepared for the model batch by batch."""
+    """Images with names and labels (-1: unknown), prepared for the model batch by batch.
+
+    Names (and class names, and skipped paths) are kept as `readable` shows them:
+    a file name that is not UTF-8 can still be shown, and written into a report.
+    """
 
     def __init__(
         self,
@@ -62,11 +71,11 @@ class ImageSource:
         label_source: str | None = None,
     ) -> None:
         self._read = read
-        self.names = list(names)
+        self.names = [readable(name) for name in names]
         self.labels = [int(v) for v in labels]
         self.spec = spec
-        self.class_names = list(class_names) if class_names is not None else None
-        self.skipped = list(skipped)
+        self.class_names = [readable(name) for name in class_names] if class_names is not None else None
+        self.skipped = [(readable(path), readable(reason)) for path, reason in skipped]
         self.warnings = [_skipped_warning(self.skipped)] if self.skipped else []
         # Where the labels come from: "folders" (sorted folder names, whose order the model may not share),
         # "classes" (folder names found among the model's class names), "dataset", or None (given).
@@ -246,15 +255,21 @@ def to_mode(img: Image.Image, mode: str) -> Image.Image:
 
 
 def fit(img: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """Scale `img` to cover `size` (H, W) and centre-crop it, as torchvision's Resize + CenterCrop."""
+    """Scale `img` to cover `size` (H, W) and centre-crop it, as torchvision's Resize + CenterCrop.
+
+    Only the crop is resampled: PIL's `box` is the crop's region of the source
+    (its filter still reaches past the box edge, as a full resize would), so a
+    20000x1 image costs the input size, not the 4.48M x 224 its full scaling takes.
+    """
     h, w = size
     if img.size == (w, h):
         return img
     scale = max(h / img.height, w / img.width)
     nw, nh = max(w, int(img.width * scale)), max(h, int(img.height * scale))
-    img = img.resize((nw, nh), Image.Resampling.BILINEAR)
     left, top = int(round((nw - w) / 2.0)), int(round((nh - h) / 2.0))
-    return img.crop((left, top, left + w, top + h))
+    sx, sy = img.width / nw, img.height / nh  # source pixels per scaled pixel
+    box = (left * sx, top * sy, (left + w) * sx, (top + h) * sy)
+    return img.resize((w, h), Image.Resampling.BILINEAR, box=box)
 
 
 def _find_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[str], list[str | None]]:

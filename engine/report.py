@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import scipy
@@ -35,6 +36,7 @@ from semiotui.themes.colormaps import overlay
 from .analysis import AnalysisResult, add_maps
 from .charts import Series, curve_svg, steps_svg
 from .explain import accuracy, class_curves, confusion, contrast_pair, label_order_warning, largest_steps, outcome_curves
+from .names import readable
 from .report_folder import ReportClaim, claim_report_folder
 from .superization import Superization, summary
 from .workspace import Workspace
@@ -158,8 +160,9 @@ def report_data(workspace: Workspace, result: AnalysisResult, sup: Superization)
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "numpy": np.__version__, "scipy": scipy.__version__},
-        "model": {"path": workspace.info.path, "format": workspace.info.format, "arch": workspace.info.arch,
-                  "parameters": workspace.info.parameters, "classes": names, "scores": result.scores},
+        "model": {"path": _readable_or_none(workspace.info.path), "format": workspace.info.format,
+                  "arch": workspace.info.arch, "parameters": workspace.info.parameters, "classes": names,
+                  "scores": result.scores},
         "settings": {
             "method": s.method, "estimator": s.estimator, "levels": s.levels, "upsample": s.upsample,
             "normalized": s.normalized, "target": s.target, "device": result.device,
@@ -300,9 +303,9 @@ def _write_maps(path: Path, workspace: Workspace, result: AnalysisResult) -> Non
 def _write_csv(path: Path, result: AnalysisResult) -> None:
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["image", *result.layers])
+        writer.writerow(["image", *map(spreadsheet_text, result.layers)])
         for r in result.images:  # an empty map has no entropy: a blank cell
-            writer.writerow([r.name, *(repr(float(v)) if math.isfinite(v) else "" for v in r.entropy)])
+            writer.writerow([spreadsheet_text(r.name), *_bits(r.entropy)])
 
 
 def _write_control_csv(path: Path, result: AnalysisResult) -> None:
@@ -310,11 +313,20 @@ def _write_control_csv(path: Path, result: AnalysisResult) -> None:
     control = result.control
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["seed", "image", *control.layers])
+        writer.writerow(["seed", "image", *map(spreadsheet_text, control.layers)])
         for seed, rows in zip(control.seeds, control.entropy):
             for position, values in zip(control.rows, rows):
-                writer.writerow([seed, result.images[position].name,
-                                 *(repr(float(v)) if math.isfinite(v) else "" for v in values)])
+                writer.writerow([seed, spreadsheet_text(result.images[position].name), *_bits(values)])
+
+
+def _bits(values: np.ndarray) -> list[str]:
+    """Entropies as CSV cells: repr() round-trips each float; an empty map (NaN) is a blank cell."""
+    return [repr(float(v)) if math.isfinite(v) else "" for v in values]
+
+
+def spreadsheet_text(name: str) -> str:
+    """A name as a CSV text cell that no spreadsheet runs as a formula: `'` before a leading = + - @ tab or CR."""
+    return readable(f"'{name}" if name.startswith(("=", "+", "-", "@", "\t", "\r")) else name)
 
 
 # Title and explanation of each chart, in the order the reports show them.
@@ -335,15 +347,15 @@ def _markdown(data: dict, result: AnalysisResult, tiles: list[_Tile], charts: di
     lines = [
         "# semiotui report",
         "",
-        f"Model `{data['model']['path'] or 'bundled demo'}` ({data['model']['format']}, "
+        f"Model {_md_code(data['model']['path'] or 'bundled demo')} ({data['model']['format']}, "
         f"{data['model']['parameters']:,} parameters); {len(data['images'])} images"
         + (" (analysis cancelled: partial)" if result.cancelled else "") + "; " + _accuracy_text(data) + ".",
         f"Method **{s['method']}**, estimator **{s['estimator']}** ({s['levels']} levels, "
         f"{'input resolution' if s['upsample'] else 'native resolution'}), target {s['target']}, "
         f"device {s['device']}; {data['created']}, semiotui {data['semiotui']}.",
         "",
-        *data["summary"],
-        *[f"\n> **Warning:** {w}" for w in data["warnings"]],
+        *map(_md, data["summary"]),
+        *[f"\n> **Warning:** {_md(w)}" for w in data["warnings"]],
     ]
     for name, (title, note) in CHART_TEXT.items():
         if name in charts:
@@ -359,22 +371,23 @@ def _markdown(data: dict, result: AnalysisResult, tiles: list[_Tile], charts: di
     ]
     for i, layer in enumerate(data["layers"], start=1):
         name, kind, *numbers, verdict, significant = _layer_cells(layer)
-        lines.append(f"| {i} | `{name}` | {kind} | {' | '.join(numbers)} | {f'**{verdict}**' if significant else verdict} |")
+        lines.append(f"| {i} | {_md_code(name)} | {_md(kind)} | {' | '.join(numbers)} | "
+                     f"{f'**{verdict}**' if significant else verdict} |")
     matrix = _confusion_rows(data)
     if matrix:
-        lines += ["", "## Confusion", "", CONFUSION_NOTE, "", "| label \\ predicted | " + " | ".join(matrix[0]) + " |",
-                  "|---|" + "---:|" * len(matrix[0])]
-        lines += [f"| {row[0]} | " + " | ".join(row[1:]) + " |" for row in matrix[1:]]
+        lines += ["", "## Confusion", "", CONFUSION_NOTE, "",
+                  "| label \\ predicted | " + " | ".join(map(_md, matrix[0])) + " |", "|---|" + "---:|" * len(matrix[0])]
+        lines += [f"| {_md(row[0])} | " + " | ".join(row[1:]) + " |" for row in matrix[1:]]
     for title, note, positions in _map_sections(data, tiles):
         lines += ["", f"## {title}", "", note, ""]
         for k in positions:
             r = data["images"][k]
-            lines += [f"### {r['path']}", "", _caption(r), ""]
-            lines += [f"![{t.layer or 'input'}](images/{_tile_name(result, t)} \"{t.layer or 'input'}\")"
+            lines += [f"### {_md(r['path'])}", "", _md(_caption(r)), ""]
+            lines += [f"![{_md(t.layer or 'input')}](images/{quote(_tile_name(result, t))} \"{_md(t.layer or 'input')}\")"
                       for t in tiles if t.image == k]
             lines.append("")
     if data["skipped"]:
-        lines += ["", "## Skipped files", ""] + [f"- `{s['path']}`: {s['reason']}" for s in data["skipped"]]
+        lines += ["", "## Skipped files", ""] + [f"- {_md_code(s['path'])}: {_md(s['reason'])}" for s in data["skipped"]]
     return "\n".join(lines) + "\n"
 
 
@@ -535,6 +548,20 @@ def _confusion_rows(data: dict) -> list[list[str]]:
     return [title] + [[title[i], *(str(counts.get((a, b), "")) for b in used)] for i, a in enumerate(used)]
 
 
+# Characters Markdown gives a meaning to wherever they stand (HTML's are escaped as entities).
+_MARKDOWN_ACTIVE = re.compile(r"([\\`*_\[\]()!|~#$])")
+
+
+def _md(text: str) -> str:
+    """A name from outside as literal Markdown text: no HTML, link, emphasis or table cell can come of it."""
+    return escape(_MARKDOWN_ACTIVE.sub(r"\\\1", readable(text)))
+
+
+def _md_code(text: str) -> str:
+    """A name in code style: `<code>` rather than backticks, whose content no escape reaches."""
+    return f"<code>{_md(text)}</code>"
+
+
 def _caption(image: dict) -> str:
     predicted = image["predicted_name"] or str(image["predicted"])
     text = f"predicted {predicted} ({image['confidence']:.0%})"
@@ -547,6 +574,10 @@ def _class(names: list[str] | None, index: int | None) -> str | None:
     if index is None or names is None or not 0 <= index < len(names):
         return None
     return names[index]
+
+
+def _readable_or_none(name: str | None) -> str | None:
+    return None if name is None else readable(name)
 
 
 def _num(value: float) -> float | None:

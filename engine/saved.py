@@ -1,9 +1,20 @@
-"""Opening a saved report folder as a workspace: browse an analysis without the model or a GPU."""
+"""Opening a saved report folder as a workspace: browse an analysis without the model or a GPU.
+
+A report folder may come from anyone, so what it holds is checked before it is
+used: report.json against the schema semiotui writes (its text made `readable`),
+entropy.csv and control.csv for finite numbers (a blank cell is an empty map), and each array of maps.npz against the shape the
+report gives it, from its header, before its data is read. What maps.npz may
+expand to is bounded (`MAX_MAPS_BYTES`): its 3 MB can hold gigabytes of zeros.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
+import math
+import zipfile
+import zlib
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -13,9 +24,28 @@ from .analysis import AnalysisResult, AnalysisSettings, ImageResult
 from .control import ControlResult, ControlSettings
 from .flow import Flow
 from .layers import LayerIndex, LayerInfo
+from .names import readable
+from .report import spreadsheet_text
 from .workspace import InputSpec, ModelInfo, Workspace
 
 NEEDED = ("report.json", "entropy.csv", "maps.npz")
+MAX_MAPS_BYTES = 1 << 30  # maps.npz read into memory at most (a report's default maps take a few MB)
+
+# What report.json holds, as semiotui writes it: a type, None (null), [kind] (a list of kind),
+# {key: kind} (an object with at least these keys), or a tuple of alternatives. Floats are finite.
+SCHEMA = {
+    "semiotui": str,
+    "created": str,
+    "model": {"path": (str, None), "format": str, "arch": (str, None), "parameters": int, "classes": ([str], None)},
+    "settings": {"method": str, "estimator": str, "levels": int, "upsample": bool, "target": (str, int),
+                 "device": str, "input_size": [int], "mean": [float], "std": [float], "batch_size": int},
+    "analysis": {"cancelled": bool, "seconds": float},
+    "images": [{"path": str, "label": (int, None), "predicted": int, "confidence": float, "target": int}],
+    "skipped": [{"path": str, "reason": str}],
+    "layers": [{"name": str}],
+    "index": [{"name": str, "type": str, "depth": int, "leaf": bool, "calls": int, "output_shape": ([int], None),
+               "parameters": int, "spatial": bool, "default": bool, "returns": [int]}],
+}
 
 
 class SavedImages:
@@ -48,63 +78,95 @@ def open_report(directory: str | Path) -> Workspace:
         raise FileNotFoundError(f"{folder} is not a complete semiotui report: {', '.join(missing)} missing "
                                 "(write it with semiotui report, including the json and csv formats)")
     try:
-        data = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+        data = _checked(json.loads((folder / "report.json").read_text(encoding="utf-8")))
         with (folder / "entropy.csv").open(newline="", encoding="utf-8") as f:
             rows = list(csv.reader(f))
-        with np.load(folder / "maps.npz") as npz:
-            arrays = {key: npz[key] for key in npz.files}
         control_rows = None
-        if (folder / "control.csv").is_file():
+        if data.get("control") and (folder / "control.csv").is_file():
             with (folder / "control.csv").open(newline="", encoding="utf-8") as f:
                 control_rows = list(csv.reader(f))
-        return _workspace(folder, data, rows, arrays, control_rows)
-    except (KeyError, ValueError, IndexError, TypeError, OSError) as exc:
+        return _workspace(folder, data, rows, control_rows)
+    except (KeyError, ValueError, IndexError, TypeError, OSError, EOFError, RecursionError, csv.Error,
+            zipfile.BadZipFile, zlib.error) as exc:
         raise ValueError(f"{folder} holds a damaged or incompatible report ({type(exc).__name__}: {exc})") from None
 
 
-def _workspace(folder: Path, data: dict, rows: list[list[str]], arrays: dict[str, np.ndarray],
-               control_rows: list[list[str]] | None) -> Workspace:
+def _checked(data: object) -> dict:
+    """report.json's content, its text made readable, or ValueError naming the first part unlike SCHEMA."""
+    if not isinstance(data, dict):
+        raise ValueError("report.json holds no JSON object")
+    wrong = next((key for key, kind in SCHEMA.items() if key not in data or not _matches(data[key], kind)), None)
+    if wrong is not None:
+        raise ValueError(f"report.json: {wrong!r} is missing or not what semiotui writes")
+    return _readable_text(data)
+
+
+def _matches(value: object, kind: object) -> bool:
+    """Whether `value` is of `kind`, as SCHEMA describes kinds."""
+    if kind is None:
+        return value is None
+    if isinstance(kind, tuple):
+        return any(_matches(value, k) for k in kind)
+    if isinstance(kind, list):
+        return isinstance(value, list) and all(_matches(v, kind[0]) for v in value)
+    if isinstance(kind, dict):
+        return isinstance(value, dict) and all(k in value and _matches(value[k], sub) for k, sub in kind.items())
+    if isinstance(value, bool):  # JSON's true is no number
+        return kind is bool
+    if kind is float:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    return isinstance(value, kind)
+
+
+def _readable_text(value: object) -> object:
+    """`value` with every string in it `readable` (JSON can spell lone surrogates and control characters)."""
+    if isinstance(value, str):
+        return readable(value)
+    if isinstance(value, list):
+        return [_readable_text(v) for v in value]
+    if isinstance(value, dict):
+        return {readable(k): _readable_text(v) for k, v in value.items()}
+    return value
+
+
+def _workspace(folder: Path, data: dict, rows: list[list[str]], control_rows: list[list[str]] | None) -> Workspace:
     layers = [layer["name"] for layer in data["layers"]]
-    if rows[0][1:] != layers:
+    if not rows or rows[0][1:] != [spreadsheet_text(name) for name in layers]:
         raise ValueError("entropy.csv and report.json name different layers")
     if len(rows) - 1 != len(data["images"]):
         raise ValueError("entropy.csv and report.json list different numbers of images")
     s = data["settings"]
-    target = s["target"]
+    if len(s["input_size"]) != 2 or min(s["input_size"]) < 1:
+        raise ValueError(f"report.json: the input size {s['input_size']} is not a height and a width")
     settings = AnalysisSettings(method=s["method"], estimator=s["estimator"], levels=s["levels"],
-                                upsample=s["upsample"], normalized=s.get("normalized", False),
-                                target=target, batch_size=s["batch_size"], device="cpu",
-                                count_empty=s.get("count_empty", False))
+                                upsample=s["upsample"], normalized=bool(s.get("normalized", False)),
+                                target=s["target"], batch_size=s["batch_size"], device="cpu",
+                                count_empty=bool(s.get("count_empty", False)))
+    settings.check()
+    index = _layer_index(data["index"], layers)
     maps: dict[int, dict[str, np.ndarray]] = {}
     pictures: dict[int, np.ndarray] = {}
-    for key, array in arrays.items():
-        index, _, layer = key.partition("/")
+    for key, array in _read_maps(folder / "maps.npz", len(data["images"]), layers, tuple(s["input_size"])).items():
+        image, _, layer = key.partition("/")
         if layer == "input":
-            pictures[int(index)] = array
+            pictures[int(image)] = array
         else:
-            maps.setdefault(int(index), {})[layer] = array.astype(np.float32)
+            maps.setdefault(int(image), {})[layer] = array.astype(np.float32)
     images = []
     for i, (image, row) in enumerate(zip(data["images"], rows[1:])):
-        empty = set(image.get("empty", []))
+        empty = set(image.get("empty") or ())
+        top = image.get("top5") or ()
         images.append(ImageResult(i, image["path"], image["label"], image["predicted"], image["confidence"],
-                                  image["target"], _floats(row[1:]), maps.get(i),
-                                  empty=np.array([name in empty for name in layers]),
-                                  top=tuple(image.get("top5", ()))))
-    by_name = {name: j for j, name in enumerate(layers)}
-    flow = None
-    if all("parent" in layer for layer in data["layers"]):
-        parents = [None if layer["parent"] is None else by_name[layer["parent"]] for layer in data["layers"]]
-        flow = Flow(layers, [tuple(by_name[n] for n in layer.get("inputs") or ()) for layer in data["layers"]],
-                    parents, [not layer.get("branch", False) for layer in data["layers"]])
+                                  image["target"], _entropies(row[1:], len(layers), f"entropy.csv: row {i + 1}"),
+                                  maps.get(i), empty=np.array([name in empty for name in layers]),
+                                  top=tuple(int(c) for c in top[:5])))
     analysis = data["analysis"]
     result = AnalysisResult(layers, settings, s["device"], images, cancelled=analysis["cancelled"],
-                            seconds=analysis["seconds"], flow=flow, scores=data["model"].get("scores", "logits"),
-                            classes=analysis.get("classes", 0))
+                            seconds=analysis["seconds"], flow=_flow(data["layers"], layers),
+                            scores=str(data["model"].get("scores", "logits")), classes=int(analysis.get("classes", 0)))
     result.stats.update(result.entropy)
-    if control_rows is not None and data.get("control"):
+    if control_rows is not None:
         result.control = _control(data["control"], layers, control_rows, [img["path"] for img in data["images"]])
-    index = LayerIndex(LayerInfo(**{**info, "output_shape": _tuple(info["output_shape"]),
-                                    "returns": tuple(info["returns"])}) for info in data["index"])
     class_names = data["model"].get("classes")
     m = data["model"]
     return Workspace(
@@ -123,35 +185,114 @@ def _workspace(folder: Path, data: dict, rows: list[list[str]], arrays: dict[str
         result=result,
         control=None,  # the saved control, if any, is in `result`
         origin=f"{folder.absolute()} · {datetime.fromisoformat(data['created']):%Y-%m-%d %H:%M %Z}".rstrip(),
-        inputs=[str(folder)],
     )
-
-
-def _floats(cells: list[str]) -> np.ndarray:
-    """A CSV row of entropies; a blank cell is an empty map (NaN)."""
-    return np.array([float(v) if v else np.nan for v in cells])
-
-
-def _control(meta: dict, layers: list[str], rows: list[list[str]], paths: list[str]) -> ControlResult:
-    """The control networks' entropies from control.csv (seed, image, one column per layer)."""
-    if rows[0][2:] != layers:
-        raise ValueError("control.csv and report.json name different layers")
-    seeds = meta["seeds"]
-    per_seed = {seed: [] for seed in seeds}
-    names = []
-    for row in rows[1:]:
-        per_seed[int(row[0])].append(_floats(row[2:]))
-        if int(row[0]) == seeds[0]:
-            names.append(row[1])
-    if names != paths[: len(names)] or len({len(v) for v in per_seed.values()}) != 1:
-        raise ValueError("control.csv does not match the report's images")
-    entropy = np.stack([np.stack(per_seed[seed]) for seed in seeds])
-    return ControlResult(
-        settings=ControlSettings(draws=meta["draws"], images=meta["images"], seed=seeds[0]), layers=layers,
-        rows=list(range(len(names))), entropy=entropy, empty=np.isnan(entropy),
-        shuffled=meta["shuffled_parameters"], kept=meta["kept_parameters"], seeds=seeds,
-        cancelled=meta.get("cancelled", False))
 
 
 def _tuple(shape: list[int] | None) -> tuple[int, ...] | None:
     return None if shape is None else tuple(shape)
+
+
+def _layer_index(entries: list[dict], layers: list[str]) -> LayerIndex:
+    """The saved layer index, refused unless it is as `index_layers` builds it and names every measured map.
+
+    A depth, or a number of calls, that the names and returns do not bear out could
+    make the interface draw (or list) a billion of something.
+    """
+    index = LayerIndex(LayerInfo(**{**info, "output_shape": _tuple(info["output_shape"]),
+                                    "returns": tuple(info["returns"])}) for info in entries)
+    consistent = all(info.depth == info.name.count(".") + 1 and info.calls == len(info.returns)
+                     and info.parameters >= 0 for info in index)
+    modules = [name.partition("#")[0] for name in layers]
+    if not consistent or not all(m in index and name in index[m].map_names for m, name in zip(modules, layers)):
+        raise ValueError("report.json: the layer index is not one semiotui writes")
+    return index
+
+
+def _entropies(cells: list[str], layers: int, where: str) -> np.ndarray:
+    """One row of entropies: finite numbers, or a blank cell for an empty map (NaN)."""
+    values = np.array([float(v) if v else np.nan for v in cells]) if len(cells) == layers else None
+    if values is None or np.isinf(values).any() or (values[np.isfinite(values)] < 0).any():
+        raise ValueError(f"{where} holds a value that is not a finite number of bits, or not {layers} of them")
+    return values
+
+
+def _flow(entries: list[dict], layers: list[str]) -> Flow | None:
+    """The saved data flow (each layer's parent on the main path, its inputs, whether it is a branch)."""
+    if not all("parent" in entry for entry in entries):
+        return None  # a report from before steps followed the data flow: the forward order
+    position = {name: j for j, name in enumerate(layers)}
+    parents = [None if entry["parent"] is None else position[entry["parent"]] for entry in entries]
+    inputs = [tuple(position[name] for name in entry.get("inputs") or ()) for entry in entries]
+    if any(p is not None and p >= j for j, p in enumerate(parents)) or any(i >= j for j, c in enumerate(inputs) for i in c):
+        raise ValueError("report.json: a layer consumes one that comes after it")
+    return Flow(list(layers), inputs, parents, [not entry.get("branch", False) for entry in entries])
+
+
+def _control(meta: dict, layers: list[str], rows: list[list[str]], paths: list[str]) -> ControlResult:
+    """The control networks' entropies from control.csv (seed, image, one column per layer), as report.json says."""
+    seeds = [int(seed) for seed in meta["seeds"]]
+    count = int(meta["images"])
+    if not rows or rows[0][2:] != [spreadsheet_text(name) for name in layers]:
+        raise ValueError("control.csv and report.json name different layers")
+    if len(seeds) < 2 or not 1 <= count <= len(paths) or len(rows) - 1 != len(seeds) * count:
+        raise ValueError("control.csv does not hold the networks and images report.json says it does")
+    entropy = np.empty((len(seeds), count, len(layers)))
+    for k, row in enumerate(rows[1:]):
+        draw, image = divmod(k, count)
+        if row[:2] != [str(seeds[draw]), spreadsheet_text(paths[image])]:
+            raise ValueError(f"control.csv: row {k + 1} is not network {seeds[draw]} on {paths[image]}")
+        entropy[draw, image] = _entropies(row[2:], len(layers), f"control.csv: row {k + 1}")
+    return ControlResult(
+        settings=ControlSettings(draws=len(seeds), images=count, seed=seeds[0]), layers=layers,
+        rows=list(range(count)), entropy=entropy, empty=np.isnan(entropy),
+        shuffled=int(meta["shuffled_parameters"]), kept=int(meta["kept_parameters"]), seeds=seeds,
+        cancelled=bool(meta.get("cancelled", False)))
+
+
+def _read_maps(path: Path, images: int, layers: list[str], size: tuple[int, int]) -> dict[str, np.ndarray]:
+    """The arrays of maps.npz by key, each read only once its header matches what the report says it is.
+
+    An image's picture is uint8 at the input size; a map is a 2-D float16 thumbnail,
+    no larger than the input or a thumbnail's side, and finite.
+    """
+    with zipfile.ZipFile(path) as archive:
+        members = archive.infolist()
+        expands_to = sum(m.file_size for m in members)  # zipfile reads no more than a member declares
+        if expands_to > MAX_MAPS_BYTES:
+            raise ValueError(f"maps.npz would take {expands_to / 2**30:.1f} GiB in memory, more than the "
+                             f"{MAX_MAPS_BYTES // 2**30} GiB semiotui open reads; it is not a report's maps")
+        side = max(*size, AnalysisSettings.thumbnail)
+        arrays = {}
+        for member in members:
+            key = readable(member.filename.removesuffix(".npy"))  # as the layer names of report.json
+            image, _, name = key.partition("/")
+            if not (image.isdigit() and int(image) < images):
+                raise ValueError(f"maps.npz: {key} is no image of the report")
+            if name == "input":
+                arrays[key] = _read_array(archive, member, key, np.uint8, lambda shape: shape == (*size, 3))
+            elif name in layers:
+                arrays[key] = _read_array(archive, member, key, np.float16,
+                                          lambda shape: len(shape) == 2 and 1 <= min(shape) and max(shape) <= side)
+                if not np.isfinite(arrays[key]).all():
+                    raise ValueError(f"maps.npz: {key} holds NaN or infinite values")
+            else:
+                raise ValueError(f"maps.npz: {key} is no layer of the report")
+        return arrays
+
+
+def _read_array(archive: zipfile.ZipFile, member: zipfile.ZipInfo, key: str, dtype: type,
+                fits: Callable[[tuple[int, ...]], bool]) -> np.ndarray:
+    """The .npy member `key`, read after its header declares `dtype` and a shape that `fits`."""
+    with archive.open(member) as f:
+        version = np.lib.format.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"maps.npz: {key} is in .npy format {version}, which semiotui does not write")
+        header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, declared = header(f)
+        if declared != np.dtype(dtype) or not fits(shape):
+            raise ValueError(f"maps.npz: {key} holds {declared} {shape}, not what the report says it holds")
+        size = math.prod(shape) * declared.itemsize
+        data = f.read(size)
+    if len(data) != size:
+        raise ValueError(f"maps.npz: {key} is cut short")
+    return np.frombuffer(data, declared).reshape(shape, order="F" if fortran else "C")

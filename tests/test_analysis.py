@@ -153,7 +153,8 @@ def test_predictions_labels_and_label_targets(tiny_net):
 @pytest.mark.parametrize(
     "field, value, message",
     [("method", "lime", "unknown method"), ("estimator", "renyi", "unknown estimator"),
-     ("levels", 1, "levels"), ("batch_size", 0, "batch size"), ("target", "best", "target")],
+     ("levels", 1, "levels"), ("levels", 46341, "levels must be from 2 to 4096"), ("batch_size", 0, "batch size"),
+     ("target", "best", "target")],
 )
 def test_bad_settings_are_refused_before_any_work(tiny_net, field, value, message):
     settings = AnalysisSettings(**{field: value, "device": "cpu"})

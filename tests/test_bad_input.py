@@ -104,6 +104,9 @@ CASES = {
     "an image folder with nothing readable": (["{i}/conv.pt", "--trust", "--images", "{i}/unreadable"],
                                               r"no readable image in .*unreadable: 2 file\(s\) skipped"),
     "a model without images": (["{i}/conv.pt", "--trust"], "pass --images PATH"),
+    "grey levels whose co-occurrence matrix fills the memory": (
+        ["{i}/conv.pt", "--trust", "--images", "{i}/images", "--levels", "46341"],
+        r"levels must be from 2 to 4096 .*got 46341"),
 }
 
 

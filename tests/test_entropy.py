@@ -87,6 +87,10 @@ def test_bad_shapes_levels_and_estimators_are_rejected():
         spatial_entropy(torch.rand(4))
     with pytest.raises(ValueError, match="levels"):
         spatial_entropy(torch.rand(4, 4), levels=1)
+    # the aura matrix has levels² cells, counted per map: 46341 levels took 24 GB
+    with pytest.raises(ValueError, match=r"^levels must be from 2 to 4096 .*got 4097$"):
+        spatial_entropy(torch.rand(4, 4), levels=4097)
+    assert spatial_entropy(torch.rand(4, 4), levels=4096) > 0
     with pytest.raises(ValueError, match="estimator"):
         spatial_entropy(torch.rand(4, 4), estimator="renyi")
 

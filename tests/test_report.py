@@ -1,19 +1,26 @@
 import csv
 import json
+import os
 import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import pytest
+import torch
+from markdown_it import MarkdownIt
 from PIL import Image
 from scipy import stats as scipy_stats
+from torch import nn
 
 from conftest import TinyNet
 from semiotui.engine import AnalysisSettings, analyze, index_layers
 from semiotui.engine.data import ImageSource
 from semiotui.engine.report import write_report
+from semiotui.engine.saved import open_report
 from semiotui.engine.workspace import InputSpec, ModelInfo, Workspace
 
 CLASSES = ["a", "b", "c", "d", "e"]
@@ -75,7 +82,8 @@ def test_all_four_files_agree_with_each_other_and_with_the_analysis(analysed, tm
     html = (out / "report.html").read_text()
     for layer in data["layers"]:
         shown = f"{layer['entropy']['mean']:.3f}"
-        assert f"`{layer['name']}`" in md and shown in md
+        md_name = layer["name"].replace("#", "\\#")  # relu#2: Markdown's # escaped
+        assert f"<code>{md_name}</code>" in md and shown in md
         assert f"<code>{layer['name']}</code>" in html and shown in html
     for image in (out / "images").glob("*.png"):
         Image.open(image).verify()
@@ -237,3 +245,110 @@ def test_the_controlled_verdict_is_recomputed_from_the_two_csv_files(analysed, t
                for layer, g in zip(data["layers"][1:], got)]
     assert [layer["significant"] for layer in data["layers"][1:]] == verdict
     assert "shuffled weights" in (out / "report.html").read_text() and "No control" not in " ".join(data["summary"])
+
+
+class HostileNet(nn.Module):
+    """Two convs named with HTML and a spreadsheet formula (module names take anything but a dot)."""
+
+    NAMES = ("<img src=x onerror=alert(1)>", '=HYPERLINK("http:evil")')
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_module(self.NAMES[0], nn.Conv2d(3, 4, 3, padding=1))
+        self.add_module(self.NAMES[1], nn.Conv2d(4, 4, 3, padding=1))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for name in self.NAMES:
+            x = torch.relu(self._modules[name](x))
+        return self.head(x)
+
+
+HOSTILE_IMAGES = ["<script>alert(1)</script>", "[click](javascript:alert(1))", "=1+1", "+2", "-3", "@SUM(A1)",
+                  "**bold** _em_ `code` | pipe", "# heading\n<b>new line</b>"]
+HOSTILE_CLASSES = ["<b>cat</b>", "[dog](javascript:alert(2))", "=cow"]
+
+
+@pytest.fixture
+def hostile(tmp_path):
+    """A report of a model, images and classes whose names are HTML, Markdown and formulas."""
+    rng = np.random.default_rng(0)
+    pictures = [Image.fromarray((rng.random((16, 16, 3)) * 255).astype(np.uint8)) for _ in HOSTILE_IMAGES]
+    spec = InputSpec((16, 16), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    images = ImageSource.from_images(pictures, spec, labels=[i % 3 for i in range(len(pictures))],
+                                     class_names=HOSTILE_CLASSES, names=HOSTILE_IMAGES)
+    model = HostileNet().eval()
+    index = index_layers(model, next(images.batches(1)).images)
+    settings = AnalysisSettings(batch_size=4, device="cpu")
+    ws = Workspace(model, ModelInfo("<i>model</i>.pt", "pickle", "HostileNet", 1), spec, index, index.select(),
+                   images, settings, class_names=HOSTILE_CLASSES)
+    images.skipped = [("[x](javascript:alert(3)).png", "not an image")]
+    result = analyze(model, images.batches(4), ws.layers, settings, keep_maps=len(pictures))
+    return write_report(tmp_path / "rep", ws, result)
+
+
+class _Tags(HTMLParser):
+    """Every tag of a page with its attributes, and its text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.text = ""
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text += data
+
+
+def test_names_cannot_inject_html_or_links_into_report_md(hostile):
+    md = (hostile / "report.md").read_text(encoding="utf-8")
+    page = _Tags()
+    page.feed(MarkdownIt("commonmark").enable("table").render(md))
+    ours = {"h1", "h2", "h3", "p", "strong", "code", "img", "table", "thead", "tbody", "tr", "th", "td", "ul", "li"}
+    assert {tag for tag, _ in page.tags} <= ours
+    for tag, attrs in page.tags:
+        assert not any(name.startswith("on") for name in attrs), (tag, attrs)
+        if tag == "img":
+            assert attrs["src"].startswith("images/") and (hostile / unquote(attrs["src"])).is_file(), attrs
+    for name in [*HOSTILE_IMAGES[:-1], *HOSTILE_CLASSES, *HostileNet.NAMES, "<i>model</i>.pt",
+                 "[x](javascript:alert(3)).png", "# heading\ufffd<b>new line</b>"]:
+        assert name in page.text, name  # shown as written, in plain text
+
+
+def test_csv_text_cells_cannot_start_a_spreadsheet_formula(hostile):
+    with (hostile / "entropy.csv").open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    def shown(name):
+        return f"'{name}" if name[0] in "=+-@\t\r" else name
+    assert rows[0] == ["image", *map(shown, HostileNet.NAMES)]
+    assert [row[0] for row in rows[1:]] == [shown(n.replace("\n", "\ufffd")) for n in HOSTILE_IMAGES]
+    assert all(float(v) >= 0 for row in rows[1:] for v in row[1:])  # numbers stay numbers
+    saved = open_report(hostile)  # and the report still opens, with the names as they were
+    assert saved.result.layers == list(HostileNet.NAMES)
+    assert saved.images.names[2] == "=1+1"
+
+
+def test_names_not_in_utf8_are_reported_with_replacement_characters(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    bad = Path(os.fsdecode(os.fsencode(folder) + b"/bad\xff.png"))
+    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(bad, format="PNG")
+    Path(os.fsdecode(os.fsencode(folder) + b"/junk\xfe.txt")).write_text("not an image")
+    spec = InputSpec((16, 16), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    images = ImageSource.from_paths([folder], spec)
+    model = TinyNet().eval()
+    index = index_layers(model, next(images.batches(1)).images)
+    settings = AnalysisSettings(batch_size=4, device="cpu")
+    ws = Workspace(model, ModelInfo(os.fsdecode(b"model\xff.pt"), "pickle", "TinyNet", 1), spec, index,
+                   index.select(), images, settings)
+    result = analyze(model, images.batches(4), ws.layers, settings, keep_maps=1)
+    out = write_report(tmp_path / "rep", ws, result)
+    for name in ("report.md", "report.html", "entropy.csv", "report.json"):
+        text = (out / name).read_text(encoding="utf-8")
+        assert "bad\ufffd.png" in text or "bad\\ufffd.png" in text, name
+        assert "\\udc" not in text
+    data = json.loads((out / "report.json").read_text())
+    assert data["model"]["path"] == "model\ufffd.pt" and data["images"][0]["path"] == "imgs/bad\ufffd.png"
+    assert data["skipped"][0]["path"].endswith("junk\ufffd.txt")

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import json
+import re
 import shutil
+import struct
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -135,3 +141,97 @@ def test_open_runs_the_explorer_on_the_report(copied_report, monkeypatch):
     monkeypatch.setattr("semiotui.tui.app.run_app", lambda workspace: opened.append(workspace) or 0)
     assert cli.main(["open", copied_report]) == 0
     assert opened[0].model is None and len(opened[0].images) == IMAGES
+
+
+def _edit_json(change):
+    def tamper(folder: Path) -> None:
+        data = json.loads((folder / "report.json").read_text())
+        change(data)
+        (folder / "report.json").write_text(json.dumps(data))
+    return tamper
+
+
+def _edit_maps(change):
+    def tamper(folder: Path) -> None:
+        with np.load(folder / "maps.npz") as npz:
+            arrays = {key: npz[key] for key in npz.files}
+        change(arrays)
+        np.savez_compressed(folder / "maps.npz", **arrays)
+    return tamper
+
+
+def _edit_csv(row: int, column: int, value: str):
+    def tamper(folder: Path) -> None:
+        with (folder / "entropy.csv").open(newline="") as f:
+            rows = list(csv.reader(f))
+        rows[row][column] = value
+        with (folder / "entropy.csv").open("w", newline="") as f:
+            csv.writer(f).writerows(rows)
+    return tamper
+
+
+def _declared_size(member: str, size: int):
+    """maps.npz's directory says `member` expands to `size` bytes (as a zip bomb's does, truly)."""
+    def tamper(folder: Path) -> None:
+        archive = bytearray((folder / "maps.npz").read_bytes())
+        name = f"{member}.npy".encode()
+        start = next(m.start() for m in re.finditer(b"PK\x01\x02", archive)  # a central directory record
+                     if archive[m.start() + 46 : m.start() + 46 + len(name)] == name)
+        struct.pack_into("<I", archive, start + 24, size)  # the central directory's uncompressed size
+        (folder / "maps.npz").write_bytes(archive)
+    return tamper
+
+
+def _huge_header(folder: Path) -> None:
+    """A member whose .npy header declares 2**40 bytes over 16 bytes of data."""
+    with np.load(folder / "maps.npz") as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    with zipfile.ZipFile(folder / "maps.npz", "w", zipfile.ZIP_DEFLATED) as archive:
+        for key, array in arrays.items():
+            with archive.open(f"{key}.npy", "w") as f:
+                if key == "0/input":
+                    np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False,
+                                                             "shape": (1 << 40,)})
+                    f.write(bytes(16))
+                else:
+                    np.lib.format.write_array(f, array)
+
+
+TAMPERED = {
+    # name: (what is done to a copy of the report, what the one line says)
+    "maps.npz expanding past what open reads": (_declared_size("0/input", 0xFFFF0000),
+                                                r"maps.npz would take 4.0 GiB in memory, more than the 1 GiB"),
+    "an array header declaring a terabyte": (_huge_header, r"maps.npz: 0/input holds uint8 \(1099511627776,\)"),
+    "a map of NaN": (_edit_maps(lambda a: a["0/features.conv1"].fill(np.nan)), r"0/features.conv1 holds NaN"),
+    "a map of three dimensions": (_edit_maps(lambda a: a.update({"1/features.conv1": np.zeros((2, 3, 4), np.float16)})),
+                                  r"maps.npz: 1/features.conv1 holds float16 \(2, 3, 4\)"),
+    "a picture of the wrong size": (_edit_maps(lambda a: a.update({"0/input": np.zeros((5, 5, 3), np.uint8)})),
+                                    r"maps.npz: 0/input holds uint8 \(5, 5, 3\)"),
+    "maps of an image the report does not have": (
+        _edit_maps(lambda a: a.update({"999/input": a["0/input"]})), r"maps.npz: 999/input is no image"),
+    "an entropy that is not a number": (_edit_csv(1, 2, "nan"), r"entropy.csv: row 1 holds a value that is not a"),
+    "a confidence that is a word": (_edit_json(lambda d: d["images"][0].update(confidence="high")),
+                                    r"report.json: 'images' is missing or not what semiotui writes"),
+    "a model that is a list": (_edit_json(lambda d: d.update(model=[])), r"report.json: 'model' is missing"),
+    "a layer depth that would fill the memory": (_edit_json(lambda d: d["index"][0].update(depth=10**9)),
+                                                 r"report.json: the layer index is not one semiotui writes"),
+    "a layer called more often than it returns": (_edit_json(lambda d: d["index"][0].update(calls=10**9)),
+                                                  r"report.json: the layer index is not one semiotui writes"),
+    "grey levels past 4096": (_edit_json(lambda d: d["settings"].update(levels=46341)), r"levels must be from 2 to 4096"),
+}
+
+
+@pytest.mark.parametrize("case", TAMPERED)
+def test_a_tampered_report_is_refused_with_one_line_before_anything_is_shown(case, copied_report, tmp_path,
+                                                                            monkeypatch, capsys):
+    folder = tmp_path / "tampered"
+    shutil.copytree(copied_report, folder)
+    tamper, message = TAMPERED[case]
+    tamper(folder)
+    opened = []
+    monkeypatch.setattr("semiotui.tui.app.run_app", lambda workspace: opened.append(workspace) or 0)
+    assert cli.main(["open", str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert err.startswith("semiotui: error: ") and re.search(message, err), err
+    assert not opened

@@ -17,6 +17,7 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
+from textual.notifications import SeverityLevel
 from textual.reactive import var
 from textual.screen import ModalScreen
 from textual.timer import Timer
@@ -27,6 +28,7 @@ from semiotui import themes
 from semiotui.engine.analysis import AnalysisResult, AnalysisSettings, TargetSetting
 from semiotui.engine.device import describe_device, resolve_device
 from semiotui.engine.explain import label_order_warning
+from semiotui.engine.names import readable
 from semiotui.engine.saliency import METHODS
 from semiotui.engine.workspace import Workspace
 from semiotui.themes.theme import DEFAULT_THEME, THEMES
@@ -52,6 +54,7 @@ from .export import ExportDialog, explorer_report
 from .help import HelpScreen
 from .layer_tree import LayerPane, LayerTree, format_shape
 from .palette import SemiotuiCommands, target_text
+from .plain import plain
 from .prune_screen import PruneScreen
 from .run_state import RunState
 from .saliency import SaliencyContent, SaliencyView, describe_image
@@ -156,6 +159,14 @@ class SemiotuiApp(App[int]):
             self.call_after_refresh(self._show_saved, self.workspace.result)
         else:
             self.call_after_refresh(self.restart_analysis)
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Notify in plain text, never markup: messages quote file, folder and layer names.
+
+        `markup` is ignored: widgets' own `notify` passes True by default.
+        """
+        super().notify(readable(message), title=readable(title), severity=severity, timeout=timeout, markup=False)
 
     def watch_theme(self, theme: str) -> None:
         if load_config().get("theme") != theme:
@@ -330,7 +341,7 @@ class SemiotuiApp(App[int]):
             self._shown = (run.run_id, self.image in run.rows, run.running)
         info = self.workspace.index[name]
         view = self.query_one(SaliencyView)
-        view.border_title = f"{name} · {info.type} {format_shape(info.output_shape)}"
+        view.border_title = plain(f"{name} · {info.type} {format_shape(info.output_shape)}")
         view.content = self.saliency_content(self.image, name)
         row = run.rows.get(self.image) if run else None
         step = largest_step(row, run.flow) if row is not None else None

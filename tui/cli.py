@@ -149,7 +149,7 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--method", choices=METHODS, default="gradcam", help="saliency method (default gradcam)")
     g.add_argument("--estimator", choices=ESTIMATORS, default="aura",
                    help="entropy estimator (default aura: the spatial one of METHOD.md §2)")
-    g.add_argument("--levels", type=int, default=256, help="grey levels of the entropy (default 256)")
+    g.add_argument("--levels", type=int, default=256, help="grey levels of the entropy, 2 to 4096 (default 256)")
     g.add_argument("--native", action="store_true",
                    help="measure each map at the layer's own size instead of the input size")
     g.add_argument("--normalized", action="store_true", help="report entropy divided by its maximum")

@@ -27,6 +27,7 @@ from semiotui.engine.superization import Superization, summary
 
 from .curve import BackgroundPlot, layer_ticks, plot, units
 from .layer_tree import short_names
+from .plain import plain
 from .run_state import RunState
 from .saliency import SaliencyContent, SaliencyView, class_name
 
@@ -278,7 +279,7 @@ class CompareScreen(Screen[None]):
             other.content = SaliencyContent(None, None, Text(), why)
         else:
             outcome = "correct" if partner.predicted == partner.label else "misclassified"
-            other.border_title = f"{outcome.capitalize()} {label}"
+            other.border_title = plain(f"{outcome.capitalize()} {label}")
             other.content = self._with_step(self.saliency(partner.index, c.layers[step]), partner, step)
 
     def _with_step(self, content: SaliencyContent, row: ImageResult, step: int) -> SaliencyContent:

@@ -10,6 +10,8 @@ from textual.containers import Grid
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label
 
+from .plain import plain
+
 
 class ConfirmQuit(ModalScreen[bool]):
     """Quit anyway (or `yes`)? `y` or the first button: yes; `n`, escape or the second: no."""
@@ -26,7 +28,7 @@ class ConfirmQuit(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Grid(id="confirm"):
-            yield Label(self.message, id="question")
+            yield Label(plain(self.message), id="question")
             yield Button(self.yes, variant="error", id="quit")
             yield Button(self.no, variant="primary", id="stay")
 

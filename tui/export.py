@@ -25,6 +25,7 @@ from semiotui.engine.report_folder import NeedsForce, check_report_folder
 from semiotui.engine.workspace import ModelInfo, Workspace
 
 from .cli import one_line
+from .plain import plain
 
 OnProgress = Callable[[str, int | None, int | None], None]  # what is being done, done, total
 ReportSource = Callable[[OnProgress, threading.Event], tuple[Workspace, AnalysisResult]]
@@ -129,7 +130,7 @@ class ExportDialog(ModalScreen[Path | None]):
         with Vertical(id="export") as dialog:
             dialog.border_title = self.title
             dialog.border_subtitle = "esc cancels"
-            yield Static(self.note, id="export-note")
+            yield Static(plain(self.note), id="export-note")
             yield Label("Folder")
             yield Input(self.folder, id="export-folder", compact=True)
             with Horizontal(id="export-formats"):
@@ -236,5 +237,5 @@ class ExportDialog(ModalScreen[Path | None]):
 
     def _say(self, text: str, *, error: bool = False) -> None:
         status = self.query_one("#export-status", Static)
-        status.update(text)
+        status.update(plain(text))
         status.set_class(error, "-error")

@@ -6,12 +6,16 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.content import Content
+from textual.fuzzy import Matcher
 
 from semiotui.engine.entropy import ESTIMATORS
 from semiotui.engine.saliency import METHODS
 from semiotui.themes.theme import THEMES
 
+from .plain import plain
 from .saliency import class_name
 
 if TYPE_CHECKING:
@@ -54,17 +58,30 @@ class SemiotuiCommands(Provider):
             help = f"{info.type}, output {info.output_shape}" if info.output_shape else info.type
             yield f"Layer: {info.name}", partial(app.show_layer, info.name), help, False
 
+    # Commands and their help name layers and classes: the palette reads a string as markup, Content as it is.
+
     async def discover(self) -> Hits:
         for text, callback, help, offered in self.commands():
             if offered:
-                yield DiscoveryHit(text, callback, help=help)
+                yield DiscoveryHit(plain(text), callback, text=text, help=Content.from_rich_text(plain(help)))
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for text, callback, help, _ in self.commands():
             score = matcher.match(text)
             if score > 0:
-                yield Hit(score, matcher.highlight(text), callback, help=help)
+                yield Hit(score, highlighted(matcher, text), callback, text=text,
+                          help=Content.from_rich_text(plain(help)))
+
+
+def highlighted(matcher: Matcher, text: str) -> Text:
+    """`text` with the letters the query matched marked, as `Matcher.highlight` does without reading markup."""
+    shown = plain(text)
+    _, offsets = matcher.fuzzy_search.match(matcher.query, text)
+    for offset in offsets:
+        if not text[offset].isspace():
+            shown.stylize(matcher.match_style.rich_style, offset, offset + 1)
+    return shown
 
 
 def target_text(target: str | int, names: list[str] | None) -> str:

@@ -116,8 +116,10 @@ def _follow(events: Iterator[PruneEvent], settings: PruneSettings, cancel: threa
     console = Console(stderr=True)
     target = settings.target_params if settings.target_params is not None else settings.target_macs
     measure = "parameters" if settings.target_params is not None else "macs"
-    bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[size]}"),
-                   TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal)
+    # The description names a layer: plain text, not Rich markup.
+    bar = Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(),
+                   TextColumn("{task.fields[size]}"), TimeElapsedColumn(), console=console, transient=True,
+                   disable=not console.is_terminal)
     # The bar fills as the model shrinks from its size to the target (or pulses with no target).
     task = bar.add_task("measuring the original model", total=None if target is None else 1 - target, size="")
     layer = ""

@@ -29,6 +29,7 @@ from .cli import one_line
 from .confirm import ConfirmQuit
 from .curve import BackgroundPlot, CurveData, EntropyCurve, units
 from .export import ExportDialog, model_report
+from .plain import plain
 from .prune_command import check_output, conv_layers, save_pruned
 from .prune_worker import PruneEnded, PruneFailed, PruneJob, PrunePhase, PruneStep, PruneTrying, PruneWaiting, run_prune
 
@@ -96,7 +97,7 @@ class StepTable(DataTable):
     def add_step(self, step: Step, original: Measure) -> None:
         verdict = Text("accepted", style="green") if step.accepted else Text("rolled back", style="red")
         self.add_row(
-            str(step.index), step.layer, f"-{step.channels_removed}", str(step.channels_left),
+            str(step.index), plain(step.layer), f"-{step.channels_removed}", str(step.channels_left),
             f"{percent(step.parameters, original.parameters):.1f}%", f"{percent(step.macs, original.macs):.1f}%",
             f"{100 * step.accuracy:.1f}%", verdict,
         )
@@ -403,7 +404,7 @@ class PruneScreen(Screen[None]):
 
     def _say(self, text: str, *, error: bool = False) -> None:
         status = self.query_one("#prune-status", Static)
-        status.update(text)
+        status.update(plain(text))
         status.set_class(error, "-error")
 
     # Save and export.
