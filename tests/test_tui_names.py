@@ -146,7 +146,7 @@ async def test_markup_in_names_is_shown_as_written_and_a_notification_runs_nothi
         app.screen.query_one("#export-folder", Input).value = "[link=a:b]taken"
         await pilot.press("enter")
         await pilot.pause()
-        assert "[link=a:b]taken already exists" in screen_text(app)
+        assert "[link=a:b]taken is a file, not a folder" in screen_text(app)
         await pilot.press("escape")
         assert app.is_running
     assert files(folder) == before  # nothing written, nothing changed
