@@ -210,10 +210,10 @@ def _layer_index(entries: list[dict], layers: list[str]) -> LayerIndex:
 
 def _entropies(cells: list[str], layers: int, where: str) -> np.ndarray:
     """One row of entropies: finite numbers, or a blank cell for an empty map (NaN)."""
-    values = np.array([float(v) if v else np.nan for v in cells]) if len(cells) == layers else None
-    if values is None or np.isinf(values).any() or (values[np.isfinite(values)] < 0).any():
+    values = np.array([float(v) for v in cells if v]) if len(cells) == layers else None
+    if values is None or not np.isfinite(values).all() or (values < 0).any():
         raise ValueError(f"{where} holds a value that is not a finite number of bits, or not {layers} of them")
-    return values
+    return np.array([float(v) if v else np.nan for v in cells])
 
 
 def _flow(entries: list[dict], layers: list[str]) -> Flow | None:
