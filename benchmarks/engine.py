@@ -27,7 +27,7 @@ from semiotui.engine import AnalysisSettings, analyze, describe_device, resolve_
 
 
 def numpy_aura_entropy(m: np.ndarray, levels: int = 256) -> float:
-    """METHOD.md §2 for one map, written independently of the engine."""
+    """docs/METHOD.md §2 for one map, written independently of the engine."""
     lo, hi = m.min(), m.max()
     if hi - lo <= 1e-12 * max(1.0, abs(hi)):
         return 0.0

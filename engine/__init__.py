@@ -14,13 +14,15 @@ from .analysis import (
     analyze,
     stream_analysis,
 )
+from .control import ControlResult, ControlSettings, control_analysis, stream_control
 from .device import describe_device, resolve_device
 from .entropy import ESTIMATORS, spatial_entropy
+from .flow import Flow
 from .hooks import ActivationCapture
 from .layers import LayerIndex, LayerInfo, index_layers
 from .saliency import METHODS, compute_saliency, layer_saliency
 from .stats import RunningStats
-from .superization import Superization, holm, superization
+from .superization import Superization, holm, summary, superization
 
 __all__ = [
     "ActivationCapture",
@@ -28,8 +30,11 @@ __all__ = [
     "AnalysisSettings",
     "Batch",
     "BatchDone",
+    "ControlResult",
+    "ControlSettings",
     "ESTIMATORS",
     "Finished",
+    "Flow",
     "ImageResult",
     "LayerIndex",
     "LayerInfo",
@@ -39,6 +44,7 @@ __all__ = [
     "Superization",
     "analyze",
     "compute_saliency",
+    "control_analysis",
     "describe_device",
     "holm",
     "index_layers",
@@ -46,5 +52,7 @@ __all__ = [
     "resolve_device",
     "spatial_entropy",
     "stream_analysis",
+    "stream_control",
+    "summary",
     "superization",
 ]

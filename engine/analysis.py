@@ -39,7 +39,7 @@ class AnalysisSettings:
     method: str = "gradcam"
     estimator: str = "aura"
     levels: int = 256
-    upsample: bool = True  # measure at the input resolution (METHOD.md §1); False: native
+    upsample: bool = True  # measure at the input resolution (docs/METHOD.md §1); False: native
     normalized: bool = False
     target: TargetSetting = "predicted"
     batch_size: int = 32

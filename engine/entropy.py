@@ -1,4 +1,4 @@
-"""Spatial entropy of saliency maps (METHOD.md §2), batched on the maps' own device."""
+"""Spatial entropy of saliency maps (docs/METHOD.md §2), batched on the maps' own device."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def max_entropy(height: int, width: int, *, levels: int = 256, estimator: Estima
 def empty_maps(maps: torch.Tensor) -> torch.Tensor:
     """Which maps of `(B, H, W)` are empty: constant (all zero after Grad-CAM's ReLU, say), so they hold no sign.
 
-    The same test that gives such a map an entropy of 0 (METHOD.md §2).
+    The same test that gives such a map an entropy of 0 (docs/METHOD.md §2).
     """
     x = maps.flatten(1)
     if x.shape[1] == 0:

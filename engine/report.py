@@ -146,6 +146,7 @@ def report_data(workspace: Workspace, result: AnalysisResult, sup: Superization)
                 "entropy": _num(ctl.mean[j]), "delta": _num(ctl.delta[j]), "spread": _num(ctl.spread[j]),
                 "model_delta": _num(ctl.model_delta[j]), "pairs": int(ctl.pairs[j]),
                 "p_paired": _num(ctl.p_paired[j]), "p_draws": _num(ctl.p_draws[j]),
+                "empty_share": _num(ctl.empty[j]),
             },
             "significant": bool(sup.significant[j]),
         })

@@ -1,4 +1,4 @@
-"""Saliency maps of many layers from one forward and one backward pass (METHOD.md §1)."""
+"""Saliency maps of many layers from one forward and one backward pass (docs/METHOD.md §1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Superization (METHOD.md §3): the entropy curve across layers, its drops, and which drops are superization.
+"""Superization (docs/METHOD.md §3): the entropy curve across layers, its drops, and which drops are superization.
 
 A step is the drop of entropy from a layer to the layer that consumes its
 output along the main path (`engine.flow`). Empty maps have no entropy and
@@ -38,6 +38,7 @@ class ControlSteps:
     pairs: np.ndarray  # (n,) images in the paired test
     p_paired: np.ndarray  # model's drop minus the controls' mean drop, by image: one-sided Wilcoxon, Holm
     p_draws: np.ndarray  # model's mean drop against the draws' mean drops: prediction t-test, Holm
+    empty: np.ndarray  # (n,) share of the control networks' maps that are empty
 
 
 @dataclass
@@ -184,7 +185,8 @@ def _control_steps(model_drops: np.ndarray, control: np.ndarray, parents: list[i
             if np.isfinite(model_mean[i]):
                 by_draw[i] = _beyond_draws(model_mean[i], means)
     return ControlSteps(draws=draws, images=images, mean=curve, delta=_nanmean(per_draw, axis=0), spread=spread,
-                        model_delta=model_mean, pairs=n_pairs, p_paired=holm(paired), p_draws=holm(by_draw))
+                        model_delta=model_mean, pairs=n_pairs, p_paired=holm(paired), p_draws=holm(by_draw),
+                        empty=np.isnan(control).mean(axis=(0, 1)) if draws and images else np.zeros(width))
 
 
 def _beyond_draws(value: float, draws: np.ndarray) -> float:
@@ -268,4 +270,10 @@ def summary(sup: Superization) -> list[str]:
     if len(empty):
         out.append("Mostly empty maps, nothing to read there: "
                    + ", ".join(f"{sup.layers[i]} ({sup.empty[i]} of {sup.count})" for i in empty) + ".")
+    if ctl is not None:
+        weak = np.flatnonzero(ctl.empty > MOSTLY_EMPTY)
+        if len(weak):
+            out.append("The control networks' maps are mostly empty at "
+                       + ", ".join(f"{sup.layers[i]} ({ctl.empty[i]:.0%})" for i in weak)
+                       + ": the control says little about the steps there.")
     return out

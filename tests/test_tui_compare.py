@@ -1,4 +1,4 @@
-"""The compare view (METHOD.md §4) in the live explorer, and maps computed for images the analysis did not keep."""
+"""The compare view (docs/METHOD.md §4) in the live explorer, and maps computed for images the analysis did not keep."""
 
 from __future__ import annotations
 

@@ -87,7 +87,7 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         "superization, in the terminal. With no MODEL, opens the bundled demo. "
         f"Subcommands: {', '.join(COMMANDS)} (semiotui SUBCOMMAND --help).",
         "report": "Run the analysis with no interface and write a report folder.",
-        "prune": "Greedy pruning guided by the entropy analysis (METHOD.md §5).",
+        "prune": "Greedy pruning guided by the entropy analysis (docs/METHOD.md §5).",
         "demo": "The bundled demo model and its images.",
         "open": "Browse a saved report folder, with no model and no GPU.",
     }
@@ -148,7 +148,7 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
                    help="layers to measure: dotted names or globs ('features.*'); default: conv and pooling layers")
     g.add_argument("--method", choices=METHODS, default="gradcam", help="saliency method (default gradcam)")
     g.add_argument("--estimator", choices=ESTIMATORS, default="aura",
-                   help="entropy estimator (default aura: the spatial one of METHOD.md §2)")
+                   help="entropy estimator (default aura: the spatial one of docs/METHOD.md §2)")
     g.add_argument("--levels", type=int, default=256, help="grey levels of the entropy, 2 to 4096 (default 256)")
     g.add_argument("--native", action="store_true",
                    help="measure each map at the layer's own size instead of the input size")

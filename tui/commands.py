@@ -33,7 +33,7 @@ def configure(command: str | None, parser: argparse.ArgumentParser) -> None:
                             help="where to save the pruned model (a full module); its log goes to OUT.json")
         parser.add_argument("--force", action="store_true", help="replace OUT.pt and OUT.json if they exist")
         parser.add_argument("--criterion", choices=CRITERIA, default="semiotic",
-                            help="channel importance: semiotic (METHOD.md §5, default) or the l1 baseline")
+                            help="channel importance: semiotic (docs/METHOD.md §5, default) or the l1 baseline")
         parser.add_argument("--target-params", type=float, metavar="F",
                             help="stop once the model has at most F of the original parameters (e.g. 0.5)")
         parser.add_argument("--target-macs", type=float, metavar="F", help="stop at F of the original MACs")

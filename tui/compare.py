@@ -1,4 +1,4 @@
-"""The compare view (METHOD.md §4): an image against the dataset, the classes, right against wrong, the mistakes."""
+"""The compare view (docs/METHOD.md §4): an image against the dataset, the classes, right against wrong, the mistakes."""
 
 from __future__ import annotations
 

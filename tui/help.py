@@ -24,7 +24,7 @@ a drop of entropy from one layer to the next, read as signs aggregated into a su
 - `m` `t`: next saliency method / target (restarts the analysis)
 - `e`: export the analysis as a report folder (HTML, Markdown, JSON, CSV, with a screenshot);
   while the analysis runs, the report covers the images finished so far, marked partial
-- `g`: greedy pruning of a copy of the model (METHOD.md §5): set the options, `s` starts,
+- `g`: greedy pruning of a copy of the model (docs/METHOD.md §5): set the options, `s` starts,
   `x` stops after the current step; then save the pruned model or export its report; `esc` back
 - `tab` `shift+tab`: move between panes
 - `ctrl+p`: commands: jump to a layer, method, estimator, target, export, prune, theme
