@@ -153,10 +153,29 @@ def analyze(
     **options,
 ) -> AnalysisResult:
     """Run `stream_analysis` to the end and return its result."""
-    for event in stream_analysis(model, batches, layers, settings, **options):
-        if isinstance(event, Finished):
-            return event.result
-    raise AssertionError("stream_analysis ended without a result")
+    return last_event(stream_analysis(model, batches, layers, settings, **options), Finished).result
+
+
+def last_event(events: Iterable, kind: type):
+    """Run a stream of events to its end, which is the one event of `kind`."""
+    for event in events:
+        if isinstance(event, kind):
+            return event
+    raise AssertionError(f"the stream ended without {kind.__name__}")
+
+
+def first_images(batches: Iterable, count: int) -> list[Batch]:
+    """The first `count` images of `batches` (tensors, pairs or `Batch`), kept as a list of batches."""
+    out, have = [], 0
+    for item in batches:
+        if have >= count:
+            break
+        batch = _as_batch(item)
+        take = min(len(batch.images), count - have)
+        out.append(Batch(batch.images[:take], None if batch.labels is None else batch.labels[:take],
+                         None if batch.names is None else batch.names[:take]))
+        have += take
+    return out
 
 
 def stream_analysis(

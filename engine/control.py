@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .analysis import AnalysisResult, Batch, Notice, analyse_batch, _as_batch
+from .analysis import AnalysisResult, Notice, analyse_batch, first_images, last_event
 from .device import resolve_device
 
 
@@ -102,10 +102,7 @@ def control_analysis(
     model: nn.Module, batches: Iterable, result: AnalysisResult, control: ControlSettings = ControlSettings()
 ) -> ControlResult | None:
     """Run `stream_control` to the end; None when no control can be made."""
-    for event in stream_control(model, batches, result, control):
-        if isinstance(event, ControlFinished):
-            return event.control
-    raise AssertionError("stream_control ended without a result")
+    return last_event(stream_control(model, batches, result, control), ControlFinished).control
 
 
 def stream_control(
@@ -125,8 +122,8 @@ def stream_control(
     control.check()
     settings = result.settings
     device = resolve_device(settings.device)
-    images = _first_images(batches, min(control.images, len(result.images)))
-    if images is None:
+    images = first_images(batches, min(control.images, len(result.images)))
+    if not images:
         yield Notice("no control: the analysis has no images")
         yield ControlFinished(None)
         return
@@ -166,19 +163,3 @@ def stream_control(
         settings=control, layers=layers, rows=list(range(count)), entropy=np.stack(entropy),
         empty=np.stack(empty), shuffled=shuffled, kept=kept, seeds=seeds, cancelled=len(entropy) < control.draws,
     ))
-
-
-def _first_images(batches: Iterable, count: int) -> list[Batch] | None:
-    """The first `count` images of `batches`, kept in memory as batches (they are analysed once per draw)."""
-    if count <= 0:
-        return None
-    out, have = [], 0
-    for item in batches:
-        batch = _as_batch(item)
-        take = min(len(batch.images), count - have)
-        out.append(Batch(batch.images[:take], None if batch.labels is None else batch.labels[:take],
-                         None if batch.names is None else batch.names[:take]))
-        have += take
-        if have >= count:
-            break
-    return out or None

@@ -26,7 +26,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from .analysis import AnalysisSettings, Batch, analyze
+from .analysis import AnalysisSettings, Batch, analyze, first_images
 from .device import resolve_device
 from .saliency import attribute_layers, select_output
 
@@ -171,7 +171,8 @@ def greedy_prune(
     if not candidates:
         raise ValueError("none of the selected layers can be pruned (convolutions with several output channels)")
 
-    calibration = _take(train, settings.calibration_images, analysis.batch_size)
+    count = settings.calibration_images
+    calibration = first_images(train.batches(min(analysis.batch_size, count)), count)
     curve, steps = _curve_and_steps(model, calibration, layers, analysis)
     original = _measure(model, reference, held_out, curve, analysis, example)
     log = PruneLog(settings.criterion, list(layers), original, asdict(settings))
@@ -352,19 +353,6 @@ def _labels(batch: Batch, predicted: torch.Tensor) -> torch.Tensor:
         return predicted
     labels = batch.labels.to(predicted.device)
     return torch.where(labels >= 0, labels, predicted)
-
-
-def _take(images: Images, count: int, batch_size: int) -> list[Batch]:
-    """The first `count` images as a list of batches (the calibration set)."""
-    out, seen = [], 0
-    for batch in images.batches(min(batch_size, count)):
-        keep = min(len(batch.images), count - seen)
-        out.append(Batch(batch.images[:keep], None if batch.labels is None else batch.labels[:keep],
-                         None if batch.names is None else batch.names[:keep]))
-        seen += keep
-        if seen >= count:
-            break
-    return out
 
 
 def _classifier(model: nn.Module, example: torch.Tensor, output: object) -> nn.Module:

@@ -201,19 +201,17 @@ def analyse_with_progress(
                    TimeRemainingColumn(), console=console, disable=quiet or not console.is_terminal)
     task = bar.add_task("", total=total, rate="")
     last_line = 0
+
+    def progress(event: BatchDone) -> None:
+        nonlocal last_line
+        bar.update(task, completed=event.done, rate=f"{event.rate:.1f} images/s")
+        if not (quiet or console.is_terminal) and (event.done - last_line >= max(1, total // 10)
+                                                    or event.done == total):
+            print(f"analysed {event.done}/{total} images ({event.rate:.1f}/s)", file=sys.stderr)
+            last_line = event.done
+
     with bar:
-        for event in events:
-            if isinstance(event, Finished):
-                break
-            if isinstance(event, Notice):
-                console.print(f"semiotui: {event.message}", highlight=False)
-            elif isinstance(event, BatchDone):
-                bar.update(task, completed=event.done, rate=f"{event.rate:.1f} images/s")
-                if not (quiet or console.is_terminal) and (event.done - last_line >= max(1, total // 10)
-                                                            or event.done == total):
-                    print(f"analysed {event.done}/{total} images ({event.rate:.1f}/s)", file=sys.stderr)
-                    last_line = event.done
-    result = event.result
+        result = follow(events, console, Finished, progress).result
     if result.cancelled and result.images and not quiet:
         print(f"semiotui: analysis stopped after {len(result.images)} of {total} images; "
               "the report covers those (Ctrl-C again stops without one)", file=sys.stderr)
@@ -241,19 +239,29 @@ def control_with_progress(workspace: Workspace, result: AnalysisResult, cancel: 
     bar = Progress(TextColumn("control"), BarColumn(), MofNCompleteColumn(), console=console,
                    disable=not console.is_terminal)
     task = bar.add_task("", total=control.draws)
+
+    def progress(event: ControlProgress) -> None:
+        bar.update(task, completed=event.done)
+        if not console.is_terminal:
+            print(f"control network {event.done}/{event.draws} done", file=sys.stderr)
+
     with bar:
-        for event in events:
-            if isinstance(event, ControlFinished):
-                break
-            if isinstance(event, Notice):
-                console.print(f"semiotui: {event.message}", highlight=False)
-            elif isinstance(event, ControlProgress):
-                bar.update(task, completed=event.done)
-                if not console.is_terminal:
-                    print(f"control network {event.done}/{event.draws} done", file=sys.stderr)
-    if event.control is None:
+        done = follow(events, console, ControlFinished, progress).control
+    if done is None:
         print("semiotui: warning: no control; no step is called superization", file=sys.stderr)
-    return event.control
+    return done
+
+
+def follow(events, console, end: type, progress) -> object:
+    """Print the engine's notices, hand every other event to `progress`, and return the final event of type `end`."""
+    for event in events:
+        if isinstance(event, end):
+            return event
+        if isinstance(event, Notice):
+            console.print(f"semiotui: {event.message}", highlight=False)
+        else:
+            progress(event)
+    raise AssertionError(f"the stream ended without {end.__name__}")
 
 
 def run_prune(args: argparse.Namespace) -> int:
