@@ -109,11 +109,12 @@ def write_report(
     return directory.target
 
 
-def add_contrast_maps(model: nn.Module, images, layers: list[str], result: AnalysisResult) -> None:
-    """Draw the maps of the contrast pair (a mistake beside a correct image of its class) if it has none."""
+def add_contrast_maps(model: nn.Module, images, layers: list[str], result: AnalysisResult) -> tuple[int, int] | None:
+    """Draw the maps of the contrast pair (a mistake beside a correct image of its class); returns the pair."""
     pair = contrast_pair(result)
     if pair is not None:
         add_maps(model, images, layers, result, pair)
+    return pair
 
 
 def report_data(workspace: Workspace, result: AnalysisResult, sup: Superization) -> dict:

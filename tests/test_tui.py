@@ -14,7 +14,8 @@ from textual.worker import WorkerCancelled
 from tui_demo import demo_workspace
 
 from semiotui.engine.analysis import analyze
-from semiotui.tui.analysis_worker import AnalysisProgress
+from semiotui.engine.analysis import BatchDone
+from semiotui.tui.messages import EngineEvent
 from semiotui.tui.app import SemiotuiApp
 from semiotui.tui.confirm import ConfirmQuit
 from semiotui.themes.colormaps import resize_bilinear
@@ -115,9 +116,9 @@ async def test_switching_method_restarts_the_analysis_with_no_stale_rows():
         assert old.running
         await pilot.press("m")
         assert app.settings.method == "layercam"
-        assert app.run_state.run_id != old.run_id and old_job.cancel.is_set()
-        # A batch the cancelled run still sends is dropped.
-        app.post_message(AnalysisProgress(old.run_id, list(old.rows.values()), 99, 16, 1.0))
+        assert app.run_state.run_id != old.run_id and old_job.aborted
+        # A batch the dropped run still sends is ignored.
+        app.post_message(EngineEvent(old_job, BatchDone(list(old.rows.values()), 99, 16, 1.0)))
         await wait_until(pilot, finished(app))
         run = app.run_state
         assert run.settings.method == "layercam" and not run.cancelled
@@ -164,7 +165,7 @@ async def test_q_asks_before_quitting_while_the_analysis_runs():
         await pilot.press("q", "y")
         await pilot.pause()
         assert app.return_value == 0
-    assert app.job.cancel.is_set() and app.job.stopped.wait(10)
+    assert app.job.aborted and app.job.ended.wait(10)
 
 
 async def test_q_quits_at_once_when_the_analysis_is_done():

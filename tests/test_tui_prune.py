@@ -59,7 +59,7 @@ async def test_start_shows_steps_live_stop_ends_after_the_step_and_save_writes_a
         assert log.stopped_because == "stopped by the user"
         assert table.row_count == len(log.steps) <= 2
         assert "stopped by the user" in str(screen.query_one("#prune-status").render())
-        assert not app.engine_lock.locked()
+        assert not app.session.scheduler.jobs("prune")
 
         await pilot.click("#start")  # a new run would discard the unsaved model: asks, and "no" keeps it
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmQuit))
@@ -105,9 +105,9 @@ async def test_leaving_while_it_runs_asks_then_stops_the_run_at_once_and_frees_t
         assert "Stop it and go back" in app.screen.message
         await press(pilot, "y")
         await wait_until(pilot, lambda: not isinstance(app.screen, (ConfirmQuit, PruneScreen)))
-        assert screen.job.cancel.is_set() and screen.job.abort.is_set()
+        assert screen.job.cancel.is_set() and screen.job.aborted
         assert gc.get_freeze_count() == 0
-        await wait_until(pilot, lambda: not app.engine_lock.locked(), timeout=10)  # within a batch, not the step
+        await wait_until(pilot, lambda: screen.job.ended.is_set(), timeout=10)  # within a batch, not the step
 
 
 async def test_the_palette_opens_it_and_bad_settings_are_named_without_starting():

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
 import sys
-import threading
 import time
 from dataclasses import replace
 from functools import partial
@@ -13,7 +11,6 @@ from typing import ClassVar
 
 import numpy as np
 from rich.text import Text
-from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
@@ -22,29 +19,18 @@ from textual.reactive import var
 from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widgets import Footer, Static, Tree
-from textual.worker import get_current_worker
 
 from semiotui import themes
-from semiotui.engine.analysis import AnalysisResult, AnalysisSettings, TargetSetting
+from semiotui.engine.analysis import AnalysisResult, AnalysisSettings, BatchDone, Finished, Notice, TargetSetting
 from semiotui.engine.device import describe_device, resolve_device
 from semiotui.engine.explain import label_order_warning
 from semiotui.engine.names import readable
+from semiotui.engine.control import ControlFinished, ControlProgress
 from semiotui.engine.saliency import METHODS
+from semiotui.engine.session import Job, JobEnded, JobFailed, MapsAdded, open_session
 from semiotui.engine.workspace import Workspace
 from semiotui.themes.theme import DEFAULT_THEME, THEMES
 
-from .analysis_worker import (
-    AnalysisFailed,
-    AnalysisFinished,
-    AnalysisJob,
-    AnalysisMessage,
-    AnalysisNotice,
-    AnalysisProgress,
-    ControlUpdate,
-    MapsReady,
-    compute_maps,
-    run_job,
-)
 from .cli import one_line
 from .compare import CompareScreen, largest_step
 from .config import load_config, save_config
@@ -53,6 +39,7 @@ from .curve import CurveData, EntropyCurve, units
 from .export import ExportDialog, explorer_report
 from .help import HelpScreen
 from .layer_tree import LayerPane, LayerTree, format_shape
+from .messages import EngineEvent
 from .palette import SemiotuiCommands, target_text
 from .plain import plain
 from .prune_screen import PruneScreen
@@ -102,21 +89,19 @@ class SemiotuiApp(App[int]):
         for theme in THEMES.values():
             self.register_theme(theme)
         self.workspace = workspace
+        self.session = open_session(workspace)  # the one owner of the model: every job on it goes through it
         self.settings = workspace.settings
         self.measured = list(workspace.layers)
         self.live = live
         self.keep_maps = max(1, min(keep_maps, len(workspace.images)))
-        self.engine_lock = threading.Lock()  # one job on the model at a time
         self.run_state: RunState | None = None
-        self._job: AnalysisJob | None = None
-        self._run_ids = itertools.count(1)
+        self._job: Job | None = None
         self._dirty = False
         self._slow_at = 0.0
         self._shown: tuple[object, ...] = ()
         self._curve_timer: Timer | None = None
         self._pictures: dict[int, np.ndarray | None] = {}
-        self._mapping: set[int] = set()  # images whose maps a worker is computing
-        self._wanted: frozenset[int] = frozenset()  # images whose maps were asked for since the image changed
+        self._mapping: dict[Job, set[int]] = {}  # maps jobs not ended, with the images they draw
         self.largest: str | None = None  # the layer the current image's entropy drops into most
         self.device = resolve_device(self.settings.device)
 
@@ -155,10 +140,7 @@ class SemiotuiApp(App[int]):
         self.set_interval(self.REFRESH_INTERVAL, self._refresh_views)
         if self.live:
             self.set_interval(1.0, self._update_memory)
-        if self.workspace.model is None:
-            self.call_after_refresh(self._show_saved, self.workspace.result)
-        else:
-            self.call_after_refresh(self.restart_analysis)
+        self.call_after_refresh(self.restart_analysis)
 
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
                timeout: float | None = None, markup: bool = False) -> None:
@@ -180,118 +162,94 @@ class SemiotuiApp(App[int]):
     # The analysis: one job at a time, restarted when what it measures changes.
 
     def restart_analysis(self) -> None:
-        """Stop the running job (after its current batch) and start one with the current settings."""
+        """Drop the running analysis (at its current batch) and start one with the current settings."""
         self.stop_analysis()
-        job = AnalysisJob(next(self._run_ids), self.settings, list(self.measured), self.keep_maps)
+        layers = list(self.measured)
+        job = self.session.analyse(self.post_engine_event, self.settings, layers, keep_maps=self.keep_maps)
         self._job = job
-        map_names = self.workspace.index.map_names(job.layers)
-        self.run_state = RunState(job.run_id, job.settings, job.layers, map_names, total=len(self.workspace.images))
+        map_names = self.workspace.index.map_names(layers)
+        self.run_state = RunState(job.number, self.settings, layers, map_names, total=len(self.workspace.images))
         if self.workspace.control is None:
             self.run_state.control_state = "none"
         self._dirty = True
-        self._analyse(job)
 
-    @work(thread=True, exclusive=True, group="analysis", exit_on_error=False)
-    def _analyse(self, job: AnalysisJob) -> None:
-        run_job(job, self.workspace, self.post_message, self.engine_lock)
-
-    def _show_saved(self, result: AnalysisResult) -> None:
-        """A saved report's finished result, shown as a run that is over; no worker starts."""
-        run = RunState(0, result.settings, list(self.measured), list(result.layers), total=len(self.workspace.images))
-        run.add(result.images, len(result.images), 0.0, result.flow)
-        run.finish(result)
-        if result.control is None:
-            run.control_state = "none"
-        self.run_state, self._dirty = run, True
-        self._refresh_views()
+    def post_engine_event(self, job: Job, event: object) -> None:
+        """The session's events, from its thread, as messages."""
+        self.post_message(EngineEvent(job, event))
 
     def request_maps(self, images: list[int]) -> None:
-        """Compute in a worker the maps the analysis did not keep for these images (with the model only)."""
+        """Compute the maps the analysis did not keep for these images, between two of its batches."""
         run = self.run_state
-        if self.workspace.model is None or run is None:
+        if run is None or not self.session.live:
             return
-        rows = [run.rows[i] for i in images if i in run.rows and run.rows[i].maps is None and i not in self._mapping]
-        self._wanted |= set(images)
+        drawing = set().union(*self._mapping.values())
+        rows = [run.rows[i] for i in images if i in run.rows and run.rows[i].maps is None and i not in drawing]
         if rows:
-            self._mapping.update(row.index for row in rows)
-            self._compute_maps(run.run_id, AnalysisResult(run.map_names, run.settings, "", rows), list(run.layers))
-
-    @work(thread=True, group="maps", exit_on_error=False)
-    def _compute_maps(self, run_id: int, result: AnalysisResult, layers: list[str]) -> None:
-        worker = get_current_worker()
-        images = {row.index for row in result.images}
-
-        def wanted() -> bool:  # still on screen, in the current run
-            run = self.run_state
-            return not worker.is_cancelled and run is not None and run.run_id == run_id and bool(images & self._wanted)
-
-        job = self._job if self._job is not None and self._job.run_id == run_id else None
-        compute_maps(run_id, result, layers, self.workspace, self.post_message, self.engine_lock, wanted, job)
+            result = AnalysisResult(run.map_names, run.settings, "", rows)  # the rows themselves get the maps
+            job = self.session.add_maps(self.post_engine_event, result, list(range(len(rows))), list(run.layers))
+            self._mapping[job] = {row.index for row in rows}
 
     @property
     def _panes_gone(self) -> bool:
         """True once the panes are gone at exit, when a timer's last callback may still run."""
         return not self.query(StatusLine)
 
-    def _current(self, message: AnalysisMessage) -> RunState | None:
-        """The state the message belongs to, or None for a message of an earlier run."""
+    def on_engine_event(self, message: EngineEvent) -> None:
+        job, event = message.job, message.event
+        if job.kind == "maps":
+            self._maps_event(job, event)
+            return
         run = self.run_state
-        return run if run is not None and run.run_id == message.run_id else None
-
-    def on_analysis_progress(self, message: AnalysisProgress) -> None:
-        if run := self._current(message):
-            run.add(message.images, message.done, message.rate, message.flow)
+        if job is not self._job or run is None:
+            return  # an earlier run's, or another screen's
+        if isinstance(event, BatchDone):
+            run.add(event.images, event.done, event.rate, event.flow)
             self._dirty = True
-
-    def on_control_update(self, message: ControlUpdate) -> None:
-        if run := self._current(message):
-            run.control_progress(message.done, finished=message.finished, control=message.result)
-            self._dirty = True
-            if message.finished:
-                self._slow_at = 0.0  # the verdicts changed: redraw the steps and the curve now
-                self._refresh_views()
-
-    def on_analysis_notice(self, message: AnalysisNotice) -> None:
-        if self._current(message):
-            self.notify(message.text, severity="warning", timeout=6)
-
-    def on_analysis_finished(self, message: AnalysisFinished) -> None:
-        if run := self._current(message):
-            run.finish(message.result)
+        elif isinstance(event, Notice):
+            self.notify(event.message, severity="warning", timeout=6)
+        elif isinstance(event, Finished):
+            run.finish(event.result)
             self._dirty = True
             self._refresh_views()
             images = self.workspace.images
-            order = label_order_warning(message.result, getattr(images, "label_source", None), images.class_names)
+            order = label_order_warning(event.result, getattr(images, "label_source", None), images.class_names)
             if order:
                 self.notify(order, severity="warning", timeout=15)
-
-    def on_analysis_failed(self, message: AnalysisFailed) -> None:
-        if run := self._current(message):
-            run.fail(one_line(message.error))
+        elif isinstance(event, (ControlProgress, ControlFinished)):
+            finished = isinstance(event, ControlFinished)
+            done = event.done if not finished else (0 if event.control is None else len(event.control.seeds))
+            run.control_progress(done, finished=finished, control=event.control if finished else None)
+            self._dirty = True
+            if finished:
+                self._slow_at = 0.0  # the verdicts changed: redraw the steps and the curve now
+                self._refresh_views()
+        elif isinstance(event, JobFailed):
+            run.fail(one_line(event.error))
             self.notify(f"analysis failed: {run.error}", severity="error", timeout=10)
             self._dirty = True
             self._refresh_views()
 
-    def on_maps_ready(self, message: MapsReady) -> None:
-        self._mapping.difference_update(message.images)
-        if message.error is not None:
-            self.notify(f"could not compute the map: {one_line(message.error)}", severity="error", timeout=8)
-        elif self._current(message) and not self._panes_gone:
+    def _maps_event(self, job: Job, event: object) -> None:
+        if isinstance(event, JobFailed):
+            self.notify(f"could not compute the map: {one_line(event.error)}", severity="error", timeout=8)
+        elif isinstance(event, MapsAdded) and not self._panes_gone:
             self._show_saliency()
             self._show_compare()
+        elif isinstance(event, JobEnded):
+            self._mapping.pop(job, None)
 
     def on_unmount(self) -> None:
         self.stop_analysis()
 
     @property
-    def job(self) -> AnalysisJob | None:
+    def job(self) -> Job | None:
         """The latest analysis job (running or not)."""
         return self._job
 
-    def stop_analysis(self) -> AnalysisJob | None:
-        """Ask the latest job to stop after its current batch; returns it."""
+    def stop_analysis(self) -> Job | None:
+        """Drop the latest analysis at its current batch; returns it."""
         if self._job is not None:
-            self._job.cancel.set()
+            self._job.abort()
         return self._job
 
     # Attributes down: the widgets get what they show.
@@ -366,7 +324,7 @@ class SemiotuiApp(App[int]):
         if not info.spatial:
             message = f"no spatial map (output {format_shape(info.output_shape)})"
         elif run is None or name not in run.layers:
-            if self.workspace.model is None:
+            if not self.session.live:
                 message = "not measured in this report"
             else:
                 message = "not measured: space in the tree measures it" if name not in self.measured else "analysing…"
@@ -395,7 +353,7 @@ class SemiotuiApp(App[int]):
 
     def _missing_map(self, image: int) -> str:
         """Why an image's map is not drawn yet; asks for it when the model is here."""
-        if self.workspace.model is None:
+        if not self.session.live:
             kept = sum(row.maps is not None for row in self.run_state.rows.values())
             return f"no saved map: the report kept maps for {kept} of {len(self.workspace.images)} images"
         self.request_maps([image])
@@ -474,7 +432,9 @@ class SemiotuiApp(App[int]):
             self._show_selection()
 
     def watch_image(self) -> None:
-        self._wanted = frozenset()
+        for job in self._mapping:  # maps of images no longer shown: dropped unless under way
+            if self.image not in self._mapping[job]:
+                job.abort()
         if self.is_mounted:
             self._show_selection()
 
@@ -537,7 +497,7 @@ class SemiotuiApp(App[int]):
 
     def _without_model(self, what: str) -> bool:
         """True, with a notice, when this is a saved report: `what` needs the model."""
-        if self.workspace.model is not None:
+        if self.session.live:
             return False
         self.notify(f"{what} needs the model, and this is a saved report: open the model with semiotui MODEL",
                     severity="warning", timeout=6)
@@ -550,7 +510,7 @@ class SemiotuiApp(App[int]):
         """Open the compare view: this image against the dataset, classes, right against wrong, the mistakes."""
         if not isinstance(self.screen, CompareScreen):
             names = self.workspace.class_names
-            await self.push_screen(CompareScreen(names, self._map_content, model=self.workspace.model is not None))
+            await self.push_screen(CompareScreen(names, self._map_content, model=self.session.live))
             self._show_compare()
 
     def _map_content(self, image: int, map_name: str) -> SaliencyContent:
@@ -583,7 +543,7 @@ class SemiotuiApp(App[int]):
             total = f" of {run.total}" if run.total else ""
             note = (f"The analysis is still running: the report covers the {len(result.images)}{total} images "
                     "finished so far and is marked partial.")
-        source = explorer_report(self.workspace, result, list(run.layers), self.engine_lock)
+        source = explorer_report(self.session, result, list(run.layers))
         self.push_screen(ExportDialog(source, screenshot=self.export_screenshot(), note=note,
                                       inputs=self.workspace.inputs), self._exported)
 
@@ -632,7 +592,7 @@ def run_app(workspace: Workspace) -> int:
     """Open the explorer on `workspace`; returns the exit status."""
     app = SemiotuiApp(workspace)
     app.run()
-    job = app.stop_analysis()
-    if job is not None and not job.stopped.wait(0.5):
+    if not app.session.close(timeout=0.5):
         print("semiotui: stopping the analysis after its current batch…", file=sys.stderr)
+        app.session.close()
     return app.return_code or 0

@@ -18,9 +18,10 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Static
 from torch import nn
 
-from semiotui.engine.analysis import AnalysisResult, AnalysisSettings, BatchDone, Finished, stream_analysis
+from semiotui.engine.analysis import AnalysisResult, AnalysisSettings, BatchDone, Finished
 from semiotui.engine.layers import index_layers
-from semiotui.engine.report import DEFAULT_MAPS, FORMATS, add_contrast_maps, write_report
+from semiotui.engine.report import DEFAULT_MAPS, FORMATS, write_report
+from semiotui.engine.session import Job, JobFailed, Session
 from semiotui.engine.report_folder import NeedsForce, check_report_folder
 from semiotui.engine.workspace import ModelInfo, Workspace
 
@@ -37,53 +38,55 @@ def default_folder(now: datetime | None = None) -> str:
     return f"./semiotui-report-{(now or datetime.now()).strftime('%Y%m%d-%H%M%S')}"
 
 
-def explorer_report(workspace: Workspace, result: AnalysisResult, layers: list[str],
-                    lock: threading.Lock) -> ReportSource:
+def explorer_report(session: Session, result: AnalysisResult, layers: list[str]) -> ReportSource:
     """The explorer's result with maps for the first images and the contrast pair, like `semiotui report`.
 
-    A partial result (the analysis still runs, holding the model) gets the
-    contrast pair's maps only if the model is free, rather than waiting for the
-    whole run.
+    The contrast pair's maps are drawn by the session between two batches when the analysis still runs.
     """
 
     def prepare(progress: OnProgress, cancel: threading.Event) -> tuple[Workspace, AnalysisResult]:
         rows = [row if k < DEFAULT_MAPS else replace(row, maps=None) for k, row in enumerate(result.images)]
         chosen = replace(result, images=rows)
-        if workspace.model is not None and lock.acquire(blocking=not result.cancelled):
-            try:
-                progress("drawing the maps of a mistake and a correct image", None, None)
-                add_contrast_maps(workspace.model, workspace.images, layers, chosen)
-            finally:
-                lock.release()
-        return workspace, chosen
+        if session.live:
+            progress("drawing the maps of a mistake and a correct image", None, None)
+            session.add_contrast_maps(_ignore, chosen, layers, cancel=cancel).ended.wait()
+        return session.workspace, chosen
 
     return prepare
 
 
-def model_report(workspace: Workspace, model: nn.Module, layers: list[str], settings: AnalysisSettings,
-                 lock: threading.Lock, *, path: str | None = None) -> ReportSource:
+def model_report(session: Session, model: nn.Module, layers: list[str], settings: AnalysisSettings,
+                 *, path: str | None = None) -> ReportSource:
     """A fresh analysis of `model` (the pruned one, saved at `path` if it was) on the workspace's images."""
+    workspace = session.workspace
 
     def prepare(progress: OnProgress, cancel: threading.Event) -> tuple[Workspace, AnalysisResult]:
         images, total = workspace.images, len(workspace.images)
-        with lock:
-            progress("analysing the model", 0, total)
-            device = next(model.parameters()).device
-            index = index_layers(model, next(images.batches(1)).images.to(device))
-            info = ModelInfo(path, "pruned", workspace.info.arch, sum(p.numel() for p in model.parameters()))
-            events = stream_analysis(model, images.batches(settings.batch_size), layers, settings,
-                                     keep_maps=DEFAULT_MAPS, total=total, cancel=cancel)
-            for event in events:
-                if isinstance(event, BatchDone):
-                    progress("analysing the model", event.done, total)
-                elif isinstance(event, Finished):
-                    result = event.result
-            if not result.cancelled:
-                add_contrast_maps(model, images, layers, result)
+        ended: dict[str, object] = {}
+
+        def post(job: Job, event: object) -> None:
+            if isinstance(event, BatchDone):
+                progress("analysing the model", event.done, total)
+            elif isinstance(event, Finished):
+                ended["result"] = event.result
+            elif isinstance(event, JobFailed):
+                ended["error"] = event.error
+
+        progress("analysing the model", 0, total)
+        session.analyse_model(post, model, settings, layers, keep_maps=DEFAULT_MAPS, cancel=cancel).ended.wait()
+        if "error" in ended:
+            raise ended["error"]
+        device = next(model.parameters()).device
+        index = index_layers(model, next(images.batches(1)).images.to(device))
+        info = ModelInfo(path, "pruned", workspace.info.arch, sum(p.numel() for p in model.parameters()))
         pruned = replace(workspace, model=model, info=info, index=index, layers=layers, settings=settings, warnings=[])
-        return pruned, result
+        return pruned, ended["result"]
 
     return prepare
+
+
+def _ignore(job: Job, event: object) -> None:
+    """A job's events that nobody shows."""
 
 
 class ExportDialog(ModalScreen[Path | None]):

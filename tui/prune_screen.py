@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,6 +22,7 @@ from torch import nn
 
 from semiotui.engine.analysis import AnalysisSettings
 from semiotui.engine.greedy import CRITERIA, Measure, PruneLog, PruneSettings, Step
+from semiotui.engine.session import Job
 from semiotui.engine.workspace import Workspace
 
 from .cli import one_line
@@ -31,7 +31,7 @@ from .curve import BackgroundPlot, CurveData, EntropyCurve, units
 from .export import ExportDialog, model_report
 from .plain import plain
 from .prune_command import check_output, conv_layers, save_pruned
-from .prune_worker import PruneEnded, PruneFailed, PruneJob, PrunePhase, PruneStep, PruneTrying, PruneWaiting, run_prune
+from .prune_worker import PruneEnded, PruneFailed, PrunePhase, PruneStep, PruneTrying, PruneWaiting, start_prune
 
 COMPACT_WIDTH, COMPACT_HEIGHT = 100, 32
 
@@ -196,7 +196,8 @@ class PruneScreen(Screen[None]):
         self.analysis = analysis
         self.report_layers = report_layers
         self.settings = settings
-        self.job: PruneJob | None = None
+        self.job: Job | None = None
+        self.run_settings: PruneSettings | None = None
         self.steps: list[Step] = []
         self.original: Measure | None = None
         self.pruned: tuple[nn.Module, PruneLog] | None = None
@@ -247,7 +248,7 @@ class PruneScreen(Screen[None]):
         if self.job is not None:
             self.job.cancel.set()
             if at_once:
-                self.job.abort.set()
+                self.job.abort()
                 gc.unfreeze()  # no message will end the run on this screen now: release what it froze
 
     def _about(self) -> str:
@@ -286,7 +287,6 @@ class PruneScreen(Screen[None]):
             self._begin(settings)
 
     def _begin(self, settings: PruneSettings) -> None:
-        self.job = PruneJob(settings, self.analysis)
         self.steps, self.original, self.pruned, self.saved = [], None, None, None
         self.query_one(StepTable).clear()
         self.query_one(AccuracyPlot).data = None
@@ -296,11 +296,8 @@ class PruneScreen(Screen[None]):
         self._activity = "starting"
         self.running = True
         self._refresh(force=True)
-        self._prune(self.job, self.app.engine_lock)
-
-    @work(thread=True, exclusive=True, group="prune", exit_on_error=False)
-    def _prune(self, job: PruneJob, lock: threading.Lock) -> None:
-        run_prune(job, self.workspace, self.post_message, lock)
+        self.run_settings = settings
+        self.job = start_prune(self.app.session, settings, self.analysis, self.post_message)
 
     def action_stop(self) -> None:
         if self.running and not self.job.cancel.is_set():
@@ -388,7 +385,7 @@ class PruneScreen(Screen[None]):
         self._dirty = False
         if self.original is None:
             return
-        settings = self.job.settings
+        settings = self.run_settings
         self.query_one(AccuracyPlot).data = AccuracyData(self.original, list(self.steps), settings.tolerance,
                                                          settings.target_params)
         log = self.pruned[1] if self.pruned else None
@@ -449,7 +446,7 @@ class PruneScreen(Screen[None]):
             self.notify("export a report once pruning has finished", severity="warning", timeout=4)
             return
         model, log = self.pruned
-        source = model_report(self.workspace, model, self.report_layers, self.analysis, self.app.engine_lock,
+        source = model_report(self.app.session, model, self.report_layers, self.analysis,
                               path=None if self.saved is None else str(self.saved))
         note = (f"A report of the pruned model ({percent(log.final.parameters, log.original.parameters):.1f}% "
                 f"of the parameters), analysed afresh on the {len(self.workspace.images)} images of the explorer.")

@@ -1,18 +1,15 @@
-"""Greedy pruning as the interface runs it: in a worker thread that reports in messages and never touches a widget."""
+"""Greedy pruning as the interface runs it: a job of the session, whose events come back as messages."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from textual.message import Message
 from torch import nn
 
 from semiotui.engine.analysis import AnalysisSettings
-from semiotui.engine.greedy import (Measure, PruneFinished, PruneLog, PruneSettings, Step, StepDone, Trying, Working,
-                                   greedy_prune)
-from semiotui.engine.workspace import Workspace
+from semiotui.engine.greedy import Measure, PruneFinished, PruneLog, PruneSettings, Step, StepDone, Trying, Working
+from semiotui.engine.session import Job, JobEnded, JobFailed, Preparing, Session
 
 from .prune_command import conv_layers, prune_splits
 
@@ -61,49 +58,37 @@ class PruneFailed(Message):
         self.error = error
 
 
-@dataclass
-class PruneJob:
-    """One run of greedy pruning, with the Events that stop it after the current step, or at once."""
+def start_prune(session: Session, settings: PruneSettings, analysis: AnalysisSettings,
+                post: Callable[[Message], object]) -> Job:
+    """Queue greedy pruning of a copy of the session's model; its events come back as the messages above.
 
-    settings: PruneSettings
-    analysis: AnalysisSettings
-    cancel: threading.Event = field(default_factory=threading.Event)  # keeps the best model so far
-    abort: threading.Event = field(default_factory=threading.Event)  # the screen is going: drop everything
-
-
-def run_prune(job: PruneJob, workspace: Workspace, post: Callable[[Message], object], lock: threading.Lock) -> None:
-    """Prune a copy of the workspace's model, posting one message per engine event.
-
-    `lock` is held for the whole run: a running analysis keeps it to its end,
-    and the explorer's next analysis waits for the pruning.
+    The job waits for the explorer's analysis to end (the session runs them in turn): `PruneWaiting` says so.
     """
-    if not lock.acquire(blocking=False):
+    workspace = session.workspace
+    layer, ended = "", False
+
+    def translate(job: Job, event: object) -> None:
+        nonlocal layer, ended
+        if isinstance(event, Preparing):
+            post(PrunePhase(event.text))
+        elif isinstance(event, Trying):
+            layer = event.layer
+            post(PruneTrying(event.layer, event.step))
+        elif isinstance(event, Working):
+            post(PrunePhase(f"step {event.step}: {layer}, {event.what}"))
+        elif isinstance(event, StepDone):
+            post(PruneStep(event.step, event.log.original))
+        elif isinstance(event, PruneFinished):
+            ended = True
+            post(PruneEnded(event.model, event.log))
+        elif isinstance(event, JobFailed):
+            ended = True
+            post(PruneFailed(event.error))
+        elif isinstance(event, JobEnded) and not ended:
+            post(PruneEnded(None, None))  # stopped before anything was measured
+
+    waiting = bool(session.scheduler.jobs())
+    job = session.prune(translate, lambda: (*prune_splits(workspace), conv_layers(workspace)), settings, analysis)
+    if waiting:
         post(PruneWaiting())
-        while not lock.acquire(timeout=0.2):
-            if job.cancel.is_set():
-                post(PruneEnded(None, None))
-                return
-    try:
-        post(PrunePhase("preparing the images"))
-        train, held_out = prune_splits(workspace)
-        post(PrunePhase(f"measuring the original model on {len(held_out)} images"))
-        events = greedy_prune(workspace.model, train, held_out, conv_layers(workspace), job.settings,
-                              job.analysis, cancel=job.cancel)
-        layer = ""
-        for event in events:
-            if job.abort.is_set():
-                events.close()  # ends the step under way: nothing of it is kept
-                return
-            if isinstance(event, Trying):
-                layer = event.layer
-                post(PruneTrying(event.layer, event.step))
-            elif isinstance(event, Working):
-                post(PrunePhase(f"step {event.step}: {layer}, {event.what}"))
-            elif isinstance(event, StepDone):
-                post(PruneStep(event.step, event.log.original))
-            elif isinstance(event, PruneFinished):
-                post(PruneEnded(event.model, event.log))
-    except Exception as exc:  # shown on the pruning screen, which stays open
-        post(PruneFailed(exc))
-    finally:
-        lock.release()
+    return job

@@ -1,0 +1,302 @@
+"""The one owner of a loaded model: every job on it runs here, in one thread, one step at a time.
+
+A job is a generator of events (the engine's streams are): the session advances
+one job by one step (a batch, a control network, a pruning move), hands the
+event to `post`, and picks the next job. An urgent job (maps for the image on
+screen) runs to its end between two steps of a long one (an analysis), so the
+user does not wait for the whole run; otherwise jobs run in the order they came.
+The model's hooks live inside a step, so nothing else touches the model while
+a step runs, and no lock is passed around.
+
+Cancelling is the job's own business: its generator watches `job.cancel` (the
+engine's streams take that Event) and ends as it sees fit, keeping what it
+finished. `abort` drops a job at its next step, running its `finally` blocks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from .analysis import AnalysisResult, AnalysisSettings, BatchDone, Finished, add_maps, stream_analysis
+from .control import ControlFinished, stream_control
+from .greedy import PruneSettings, greedy_prune
+from .report import add_contrast_maps
+from .workspace import Workspace
+
+
+@dataclass
+class JobFailed:
+    """The job stopped on an error (its last event)."""
+
+    error: BaseException
+
+
+@dataclass
+class JobEnded:
+    """The job ran to its end, finished, was cancelled or dropped (always its last event)."""
+
+    aborted: bool = False
+
+
+@dataclass(eq=False)
+class Job:
+    """Work for the model: `steps(job)` makes the generator of its events, which go to `post(job, event)`."""
+
+    kind: str
+    steps: Callable[["Job"], Iterator[object]]
+    post: Callable[["Job", object], object]
+    urgent: bool = False
+    cancel: threading.Event = field(default_factory=threading.Event)  # the generator ends early, keeping its work
+    ended: threading.Event = field(default_factory=threading.Event)  # set once JobEnded was posted
+    number: int = 0  # in submission order, set by the session
+    _aborted: threading.Event = field(default_factory=threading.Event)
+
+    def abort(self) -> None:
+        """Drop the job at its next step (or before it starts)."""
+        self.cancel.set()
+        self._aborted.set()
+
+    @property
+    def aborted(self) -> bool:
+        return self._aborted.is_set()
+
+
+Post = Callable[[Job, object], object]
+
+
+class Scheduler:
+    """Runs jobs one step at a time in its own thread; each job's events go to its `post`, called in that thread."""
+
+    def __init__(self) -> None:
+        self._jobs: list[Job] = []
+        self._running: dict[Job, Iterator[object]] = {}
+        self._changed = threading.Condition()
+        self._closed = False
+        self._numbers = itertools.count(1)
+        self._thread: threading.Thread | None = None
+
+    def submit(self, kind: str, steps: Callable[[Job], Iterator[object]], post: Post, *, urgent: bool = False,
+               cancel: threading.Event | None = None) -> Job:
+        """Queue a job; its events go to `post`, the last being `JobEnded` (after `JobFailed` on an error).
+
+        `cancel`: an Event of the caller's that cancels the job (a new one otherwise).
+        """
+        job = Job(kind, steps, post, urgent=urgent)
+        if cancel is not None:
+            job.cancel = cancel
+        with self._changed:
+            if self._closed:
+                raise RuntimeError("the session is closed")
+            job.number = next(self._numbers)
+            self._jobs.append(job)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="semiotui-session", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+        return job
+
+    def jobs(self, kind: str | None = None) -> list[Job]:
+        """The jobs not ended yet (of `kind`), in submission order."""
+        with self._changed:
+            return [job for job in self._jobs if kind is None or job.kind == kind]
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Abort every job and stop the thread; True once it has stopped (within `timeout`)."""
+        with self._changed:
+            self._closed = True
+            for job in self._jobs:
+                job.abort()
+            self._changed.notify()
+        thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    def _next(self) -> Job | None:
+        """The job to advance: the first urgent one, else the first; None once closed and empty."""
+        with self._changed:
+            while not self._jobs and not self._closed:
+                self._changed.wait()
+            if not self._jobs:
+                return None
+            return next((job for job in self._jobs if job.urgent), self._jobs[0])
+
+    def _run(self) -> None:
+        while (job := self._next()) is not None:
+            if job.aborted:
+                self._end(job, aborted=True)
+                continue
+            try:
+                steps = self._running.get(job)
+                if steps is None:
+                    steps = self._running[job] = job.steps(job)
+                event = next(steps)
+            except StopIteration:
+                self._end(job)
+                continue
+            except Exception as exc:  # the front end shows it; the session goes on with the next job
+                job.post(job, JobFailed(exc))
+                self._end(job)
+                continue
+            job.post(job, event)
+
+    def _end(self, job: Job, *, aborted: bool = False) -> None:
+        steps = self._running.pop(job, None)
+        if steps is not None and hasattr(steps, "close"):
+            try:
+                steps.close()  # runs the generator's `finally` blocks (hooks removed, copies freed)
+            except Exception as exc:
+                job.post(job, JobFailed(exc))
+        with self._changed:
+            self._jobs.remove(job)
+        job.post(job, JobEnded(aborted))
+        job.ended.set()
+
+
+@dataclass
+class MapsAdded:
+    """Thumbnails are now in the rows of the result at `positions`."""
+
+    positions: list[int]
+
+
+class NeedsModel(Exception):
+    """The job needs the model, and this session has none (a saved report)."""
+
+
+class Session:
+    """A loaded model with its workspace, and the jobs that run on it (`Scheduler`): the interface's one way in.
+
+    Every method queues a job and returns it; its events go to `post(job, event)`.
+    """
+
+    live = True  # a model is here: maps and analyses can be computed
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self.scheduler = Scheduler()
+
+    def close(self, timeout: float | None = None) -> bool:
+        return self.scheduler.close(timeout)
+
+    def analyse(self, post: Post, settings: AnalysisSettings, layers: list[str], *, keep_maps: int) -> Job:
+        """The analysis of every image, then the control (when the workspace asks for one) on the first ones."""
+        ws = self.workspace
+
+        def steps(job: Job) -> Iterator[object]:
+            result = None
+            for event in stream_analysis(ws.model, ws.images.batches(settings.batch_size), layers, settings,
+                                         keep_maps=keep_maps, total=len(ws.images), cancel=job.cancel):
+                if isinstance(event, Finished):
+                    result = event.result
+                yield event
+            if ws.control is not None and result is not None and result.images and not job.cancel.is_set():
+                yield from control_steps(ws, result, job.cancel)
+
+        return self.scheduler.submit("analysis", steps, post)
+
+    def add_maps(self, post: Post, result: AnalysisResult, positions: list[int], layers: list[str]) -> Job:
+        """Thumbnails for the rows of `result` at `positions` that have none; urgent: between two steps of a run."""
+
+        def steps(job: Job) -> Iterator[object]:
+            add_maps(self.workspace.model, self.workspace.images, layers, result, positions)
+            yield MapsAdded(list(positions))
+
+        return self.scheduler.submit("maps", steps, post, urgent=True)
+
+    def add_contrast_maps(self, post: Post, result: AnalysisResult, layers: list[str], *,
+                          cancel: threading.Event | None = None) -> Job:
+        """The maps of the contrast pair (a mistake beside a correct image of its class), for a report; urgent."""
+
+        def steps(job: Job) -> Iterator[object]:
+            pair = add_contrast_maps(self.workspace.model, self.workspace.images, layers, result)
+            if pair is not None:
+                yield MapsAdded(list(pair))
+
+        return self.scheduler.submit("maps", steps, post, urgent=True, cancel=cancel)
+
+    def analyse_model(self, post: Post, model: nn.Module, settings: AnalysisSettings, layers: list[str], *,
+                      keep_maps: int, cancel: threading.Event | None = None) -> Job:
+        """Another model (a pruned copy) on the workspace's images, with its contrast pair's maps."""
+        images = self.workspace.images
+
+        def steps(job: Job) -> Iterator[object]:
+            for event in stream_analysis(model, images.batches(settings.batch_size), layers, settings,
+                                         keep_maps=keep_maps, total=len(images), cancel=job.cancel):
+                if isinstance(event, Finished) and not event.result.cancelled:
+                    add_contrast_maps(model, images, layers, event.result)
+                yield event
+
+        return self.scheduler.submit("analysis", steps, post, cancel=cancel)
+
+    def prune(self, post: Post, prepare: Callable[[], tuple[object, object, list[str]]], settings: PruneSettings,
+              analysis: AnalysisSettings) -> Job:
+        """Greedy pruning of a copy of the model; `prepare()` gives (training images, held-out images, layers).
+
+        `job.cancel` keeps the best model so far; `abort` drops the step under way.
+        """
+
+        def steps(job: Job) -> Iterator[object]:
+            yield Preparing("preparing the images")
+            train, held_out, layers = prepare()
+            yield Preparing(f"measuring the original model on {len(held_out)} images")
+            yield from greedy_prune(self.workspace.model, train, held_out, layers, settings, analysis,
+                                    cancel=job.cancel)
+
+        return self.scheduler.submit("prune", steps, post)
+
+
+@dataclass
+class Preparing:
+    """What a job is doing before its first real step."""
+
+    text: str
+
+
+class SavedSession(Session):
+    """A saved report's workspace: its finished analysis is replayed, and what needs the model says so."""
+
+    live = False
+
+    def analyse(self, post: Post, settings: AnalysisSettings, layers: list[str], *, keep_maps: int) -> Job:
+        result = self.workspace.result
+
+        def steps(job: Job) -> Iterator[object]:
+            yield BatchDone(result.images, len(result.images), len(result.images), 0.0, result.flow)
+            yield Finished(result)
+
+        return self.scheduler.submit("analysis", steps, post)
+
+    def add_maps(self, post: Post, result: AnalysisResult, positions: list[int], layers: list[str]) -> Job:
+        raise NeedsModel("maps the report did not keep need the model: open it with semiotui MODEL")
+
+    add_contrast_maps = add_maps
+
+    def analyse_model(self, *args: object, **kwargs: object) -> Job:
+        raise NeedsModel("analysing needs the model: open it with semiotui MODEL")
+
+    def prune(self, *args: object, **kwargs: object) -> Job:
+        raise NeedsModel("pruning needs the model, and this is a saved report: open the model with semiotui MODEL")
+
+
+def open_session(workspace: Workspace) -> Session:
+    """The session of a workspace: a live one with its model, a saved one without."""
+    return Session(workspace) if workspace.model is not None else SavedSession(workspace)
+
+
+def control_steps(workspace: Workspace, result: AnalysisResult, cancel: threading.Event) -> Iterator[object]:
+    """The control networks on the first images of `result`; attaches the control to it when done."""
+    control = workspace.control
+    count = min(control.images, len(result.images))
+    images = workspace.images.subset([row.index for row in result.images[:count]])
+    for event in stream_control(workspace.model, images.batches(result.settings.batch_size), result, control,
+                                cancel=cancel):
+        if isinstance(event, ControlFinished):
+            result.control = event.control
+        yield event

@@ -1,0 +1,126 @@
+"""The session: one owner of the model, jobs one step at a time, urgent ones between the steps of a long one."""
+
+import threading
+
+import pytest
+
+from semiotui.engine.session import JobEnded, JobFailed, NeedsModel, Scheduler, open_session
+
+
+class Recorder:
+    """Collects (job kind, event) as the session posts them, and says when a job has ended."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, object]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, job, event) -> None:
+        with self.lock:
+            self.events.append((job.kind, event))
+
+
+def _steps(name: str, count: int, gate: threading.Event | None = None):
+    def steps(job):
+        for k in range(count):
+            if gate is not None:
+                gate.wait(5)
+            yield f"{name}{k}"
+
+    return steps
+
+
+def test_an_urgent_job_runs_between_two_steps_of_a_long_one():
+    scheduler, record = Scheduler(), Recorder()
+    first_step = threading.Event()
+    gate = threading.Event()
+
+    def long(job):
+        yield "long0"
+        first_step.set()
+        gate.wait(5)  # the urgent job arrives while this step runs
+        yield "long1"
+        yield "long2"
+
+    slow = scheduler.submit("long", long, record)
+    assert first_step.wait(5)
+    quick = scheduler.submit("maps", _steps("maps", 1), record, urgent=True)
+    gate.set()
+    assert slow.ended.wait(5) and quick.ended.wait(5)
+    names = [event for _, event in record.events if isinstance(event, str)]
+    assert names == ["long0", "long1", "maps0", "long2"]  # after the step under way, not after the whole job
+    scheduler.close()
+
+
+def test_jobs_of_equal_standing_run_in_turn_and_each_ends_with_jobended():
+    scheduler, record = Scheduler(), Recorder()
+    a = scheduler.submit("a", _steps("a", 2), record)
+    b = scheduler.submit("b", _steps("b", 2), record)
+    assert a.ended.wait(5) and b.ended.wait(5)
+    kinds = [(kind, event if isinstance(event, str) else type(event).__name__) for kind, event in record.events]
+    assert kinds == [("a", "a0"), ("a", "a1"), ("a", "JobEnded"), ("b", "b0"), ("b", "b1"), ("b", "JobEnded")]
+    scheduler.close()
+
+
+def test_an_aborted_job_runs_its_finally_and_a_failure_is_posted_and_the_session_goes_on():
+    scheduler, record = Scheduler(), Recorder()
+    cleaned = threading.Event()
+    gate = threading.Event()
+
+    def endless(job):
+        try:
+            while True:
+                gate.wait(5)
+                yield "tick"
+        finally:
+            cleaned.set()
+
+    def broken(job):
+        yield "before"
+        raise ValueError("no such layer")
+
+    gate.set()
+    job = scheduler.submit("endless", endless, record)
+    while ("endless", "tick") not in record.events:  # under way: its generator is open
+        threading.Event().wait(0.01)
+    job.abort()
+    assert job.ended.wait(5) and cleaned.wait(5)
+    failing = scheduler.submit("broken", broken, record)
+    after = scheduler.submit("after", _steps("after", 1), record)
+    assert failing.ended.wait(5) and after.ended.wait(5)
+    failure = [event for kind, event in record.events if kind == "broken" and isinstance(event, JobFailed)]
+    assert str(failure[0].error) == "no such layer"
+    assert ("after", "after0") in record.events
+    assert [e.aborted for k, e in record.events if k == "endless" and isinstance(e, JobEnded)] == [True]
+    scheduler.close()
+
+
+def test_close_drops_every_job_and_stops_the_thread():
+    scheduler, record = Scheduler(), Recorder()
+    gate = threading.Event()
+    jobs = [scheduler.submit("slow", _steps("slow", 100, gate), record) for _ in range(3)]
+    gate.set()
+    assert scheduler.close(timeout=5)
+    assert all(job.ended.is_set() and job.aborted for job in jobs)
+    with pytest.raises(RuntimeError, match="closed"):
+        scheduler.submit("late", _steps("late", 1), record)
+
+
+def test_a_saved_report_replays_its_result_and_refuses_what_needs_the_model(tmp_path):
+    from tui_demo import demo_workspace
+
+    from semiotui.engine.analysis import Finished, analyze
+    from semiotui.engine.report import write_report
+    from semiotui.engine.saved import open_report
+
+    workspace = demo_workspace(8, batch_size=8)
+    result = analyze(workspace.model, workspace.images.batches(8), workspace.layers, workspace.settings)
+    saved = open_report(write_report(tmp_path / "rep", workspace, result, formats=("json", "csv")))
+    session, record = open_session(saved), Recorder()
+    assert not session.live
+    job = session.analyse(record, saved.settings, saved.layers, keep_maps=8)
+    assert job.ended.wait(5)
+    finished = [event for _, event in record.events if isinstance(event, Finished)]
+    assert finished[0].result is saved.result
+    with pytest.raises(NeedsModel, match="needs the model"):
+        session.prune(record, lambda: None, None, saved.settings)
+    session.close()
