@@ -113,7 +113,7 @@ def run_report(args: argparse.Namespace) -> int:
         if order:
             print(f"semiotui: warning: {order}", file=sys.stderr)
         if workspace.control is not None and result.images and not cancel.is_set():
-            result.control = control_with_progress(workspace, result, cancel)
+            control_with_progress(workspace, result, cancel)  # attaches the control to the result
         add_contrast_maps(workspace.model, workspace.images, workspace.layers, result)
         path = write_report(claim, workspace, result, formats=tuple(args.formats))
     partial = " (partial: the analysis was interrupted)" if result.cancelled else ""
@@ -219,22 +219,21 @@ def analyse_with_progress(
 
 
 def control_with_progress(workspace: Workspace, result: AnalysisResult, cancel: threading.Event | None = None):
-    """The control analysis of `result` (engine.control) with progress on stderr.
+    """The control analysis of `result` (engine.control), attached to it, with progress on stderr.
 
     Setting `cancel` (`Interrupts` does on Ctrl-C) stops after the current control network and keeps those done.
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from semiotui.engine.control import ControlFinished, ControlProgress, stream_control
+    from semiotui.engine.control import ControlFinished, ControlProgress
+    from semiotui.engine.session import control_steps
 
     control = workspace.control
     count = min(control.images, len(result.images))
     print(f"semiotui: control: {control.draws} copies of the model with shuffled weights on the first {count} "
           "images, one more pass each (--no-control skips it)", file=sys.stderr)
-    images = workspace.images.subset([r.index for r in result.images[:count]])
-    events = stream_control(workspace.model, images.batches(workspace.settings.batch_size), result, control,
-                            cancel=cancel)
+    events = control_steps(workspace, result, cancel or threading.Event())
     console = Console(stderr=True)
     bar = Progress(TextColumn("control"), BarColumn(), MofNCompleteColumn(), console=console,
                    disable=not console.is_terminal)
