@@ -52,11 +52,11 @@ async def run_from_palette(pilot, typed: str, title: str) -> None:
 
 
 def finished(app: SemiotuiApp) -> Callable[[], bool]:
-    return lambda: app.run_state is not None and app.run_state.finished
+    return lambda: app.explorer.run_state is not None and app.explorer.run_state.finished
 
 
 def images_done(app: SemiotuiApp, count: int) -> Callable[[], bool]:
-    return lambda: app.run_state is not None and app.run_state.done >= count
+    return lambda: app.explorer.run_state is not None and app.explorer.run_state.done >= count
 
 
 async def test_tree_lists_every_layer_in_forward_order_before_the_analysis_ends():
@@ -66,37 +66,37 @@ async def test_tree_lists_every_layer_in_forward_order_before_the_analysis_ends(
         tree = app.query_one(LayerTree)
         assert app.screen.get_widget_at(5, 3)[0] is tree
         assert list(tree.nodes_by_name) == [info.name for info in workspace.index]
-        assert app.run_state is None or not app.run_state.finished
+        assert app.explorer.run_state is None or not app.explorer.run_state.finished
         await wait_until(pilot, finished(app))
-        assert app.run_state.done == 24
+        assert app.explorer.run_state.done == 24
 
 
 async def test_j_k_move_the_saliency_pane_to_the_highlighted_layer():
     app = SemiotuiApp(demo_workspace(8), live=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, finished(app))
-        assert app.layer == "features.conv1"
+        assert app.explorer.layer == "features.conv1"
         view = app.query_one(SaliencyView)
         assert view.content.saliency is not None
         await pilot.press("j")
-        assert app.layer == "features.bn1"
+        assert app.explorer.layer == "features.bn1"
         assert view.border_title.startswith("features.bn1 · BatchNorm2d")
         assert "not measured" in view.content.message
         await pilot.press("j", "j")
-        assert app.layer == "features.pool1"
+        assert app.explorer.layer == "features.pool1"
         assert view.content.saliency is not None
         await pilot.press("k", "up")
-        assert app.layer == "features.bn1"
+        assert app.explorer.layer == "features.bn1"
 
 
 async def test_enter_opens_and_closes_a_group_of_layers():
     app = SemiotuiApp(demo_workspace(4), live=False)
     async with app.run_test(size=(120, 40)) as pilot:
         tree = app.query_one(LayerTree)
-        await wait_until(pilot, lambda: app.layer == "features.conv1")  # the first map is selected on mount
+        await wait_until(pilot, lambda: app.explorer.layer == "features.conv1")  # the first map is selected on mount
         await pilot.pause()
-        app.show_layer("features")
-        await wait_until(pilot, lambda: app.layer == "features")
+        app.explorer.show_layer("features")
+        await wait_until(pilot, lambda: app.explorer.layer == "features")
         node = tree.nodes_by_name["features"]
         tree.focus()
         await pilot.pause()
@@ -112,15 +112,15 @@ async def test_switching_method_restarts_the_analysis_with_no_stale_rows():
     app = SemiotuiApp(workspace, live=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, images_done(app, 2))
-        old, old_job = app.run_state, app.job
+        old, old_job = app.explorer.run_state, app.explorer.job
         assert old.running
         await pilot.press("m")
-        assert app.settings.method == "layercam"
-        assert app.run_state.run_id != old.run_id and old_job.aborted
+        assert app.explorer.settings.method == "layercam"
+        assert app.explorer.run_state.run_id != old.run_id and old_job.aborted
         # A batch the dropped run still sends is ignored.
-        app.post_message(EngineEvent(old_job, BatchDone(list(old.rows.values()), 99, 16, 1.0)))
+        app.explorer.post_message(EngineEvent(old_job, BatchDone(list(old.rows.values()), 99, 16, 1.0)))
         await wait_until(pilot, finished(app))
-        run = app.run_state
+        run = app.explorer.run_state
         assert run.settings.method == "layercam" and not run.cancelled
         assert sorted(run.rows) == list(range(16)) and run.done == 16
     expected = analyze(workspace.model, workspace.images.batches(4), workspace.layers, run.settings)
@@ -132,12 +132,12 @@ async def test_space_measures_a_layer_and_restarts():
     app = SemiotuiApp(demo_workspace(8), live=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, finished(app))
-        first = app.run_state
+        first = app.explorer.run_state
         await pilot.press("j", "space")  # features.bn1: spatial, not measured by default
-        assert "features.bn1" in app.measured
-        assert app.run_state.run_id != first.run_id
+        assert "features.bn1" in app.explorer.measured
+        assert app.explorer.run_state.run_id != first.run_id
         await wait_until(pilot, finished(app))
-        assert "features.bn1" in app.run_state.map_names
+        assert "features.bn1" in app.explorer.run_state.map_names
         assert app.query_one(SaliencyView).content.saliency is not None
 
 
@@ -146,11 +146,11 @@ async def test_a_map_the_run_did_not_keep_is_drawn_between_its_batches_not_after
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, images_done(app, 6))
         await pilot.press("n", "n", "n")
-        assert app.image == 3  # beyond the 2 images whose maps the run keeps
-        await wait_until(pilot, lambda: app.run_state.rows[3].maps is not None, timeout=20)
-        assert app.run_state.running  # about 6 s of the analysis are left
+        assert app.explorer.image == 3  # beyond the 2 images whose maps the run keeps
+        await wait_until(pilot, lambda: app.explorer.run_state.rows[3].maps is not None, timeout=20)
+        assert app.explorer.run_state.running  # about 6 s of the analysis are left
         await wait_until(pilot, lambda: app.query_one(SaliencyView).content.saliency is not None)
-        app.stop_analysis()
+        app.explorer.stop_analysis()
 
 
 async def test_q_asks_before_quitting_while_the_analysis_runs():
@@ -161,11 +161,11 @@ async def test_q_asks_before_quitting_while_the_analysis_runs():
         assert isinstance(app.screen, ConfirmQuit)
         await pilot.press("n")
         assert not isinstance(app.screen, ConfirmQuit)
-        assert app.run_state.running
+        assert app.explorer.run_state.running
         await pilot.press("q", "y")
         await pilot.pause()
         assert app.return_value == 0
-    assert app.job.aborted and app.job.ended.wait(10)
+    assert app.explorer.job.aborted and app.explorer.job.ended.wait(10)
 
 
 async def test_q_quits_at_once_when_the_analysis_is_done():
@@ -198,12 +198,12 @@ async def test_n_and_p_change_the_image_and_its_caption():
         await wait_until(pilot, finished(app))
         view = app.query_one(SaliencyView)
         await pilot.press("n")
-        assert app.image == 1
+        assert app.explorer.image == 1
         assert view.content.caption.plain.startswith(f"{workspace.images.names[1]} · image 2/8")
         assert "predicted" in view.content.caption.plain and "true square" in view.content.caption.plain
         np.testing.assert_array_equal(view.content.image, workspace.images.image(1))
         await pilot.press("p", "p")
-        assert app.image == 7
+        assert app.explorer.image == 7
 
 
 async def test_slash_finds_a_layer_by_name():
@@ -214,10 +214,10 @@ async def test_slash_finds_a_layer_by_name():
         assert find.has_focus
         await pilot.press(*"conv4")
         await pilot.pause()
-        assert app.layer == "features.conv4"
+        assert app.explorer.layer == "features.conv4"
         await pilot.press("down")
         await pilot.pause()
-        assert app.layer == "features.conv4"  # the only match
+        assert app.explorer.layer == "features.conv4"  # the only match
         await pilot.press("enter")
         assert app.query_one(LayerTree).has_focus and not find.display
         await wait_until(pilot, finished(app))
@@ -231,9 +231,9 @@ async def test_palette_changes_the_estimator():
         hits = app.screen.query_one(CommandList)
         await wait_until(pilot, lambda: hits.option_count and "histogram" in str(hits.get_option_at_index(0).prompt))
         await pilot.press("down", "enter")
-        await wait_until(pilot, lambda: app.settings.estimator == "histogram")
+        await wait_until(pilot, lambda: app.explorer.settings.estimator == "histogram")
         await wait_until(pilot, finished(app))
-        assert app.run_state.settings.estimator == "histogram"
+        assert app.explorer.run_state.settings.estimator == "histogram"
 
 
 async def test_theme_choice_is_remembered_in_the_config_file(tmp_path):
@@ -326,8 +326,8 @@ async def test_the_control_runs_after_the_analysis_and_its_verdict_and_curve_fol
     app = SemiotuiApp(demo_workspace(16, control=ControlSettings(draws=3, images=12)), live=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, finished(app))
-        assert app.run_state.control_state in ("waiting", "running")  # the first screen does not wait for it
-        await wait_until(pilot, lambda: app.run_state.control_state == "done")
+        assert app.explorer.run_state.control_state in ("waiting", "running")  # the first screen does not wait for it
+        await wait_until(pilot, lambda: app.explorer.run_state.control_state == "done")
         await workers_done(app)
         await pilot.pause()
         steps = app.query_one(StepsView).steps
@@ -336,8 +336,8 @@ async def test_the_control_runs_after_the_analysis_and_its_verdict_and_curve_fol
         assert app.query_one(EntropyCurve).data.control is not None
         assert "control" not in app.query_one(StatusLine).render().plain  # only while it runs
         # an empty map says so instead of drawing a blank overlay
-        run = app.run_state
+        run = app.explorer.run_state
         image, j = next((i, j) for i, row in run.rows.items() for j in np.flatnonzero(row.empty))
-        content = app.saliency_content(image, run.map_names[j].partition("#")[0], run.map_names[j])
+        content = app.explorer.saliency_content(image, run.map_names[j].partition("#")[0], run.map_names[j])
         assert content.saliency is None and content.message.startswith("empty map")
         assert "H: none, empty map" in content.caption.plain

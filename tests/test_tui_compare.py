@@ -29,7 +29,7 @@ async def test_compare_lists_the_mistake_and_shows_it_beside_a_correct_image_of_
         assert [mistakes.get_option_at_index(i).id for i in range(mistakes.option_count)] == [str(MISTAKE)]
         assert mistakes.border_title == "Misclassified: 1 of 40"
         await pilot.press("down")
-        assert app.image == MISTAKE
+        assert app.explorer.image == MISTAKE
         await workers_done(app)
         await pilot.pause()
         this, other = screen.query_one("#this-map", SaliencyView), screen.query_one("#partner-map", SaliencyView)
@@ -38,9 +38,9 @@ async def test_compare_lists_the_mistake_and_shows_it_beside_a_correct_image_of_
         assert other.border_title == "Correct arrow"
         assert "true arrow ✓" in other.content.caption.plain and "true arrow ✗" in this.content.caption.plain
         # Its map is drawn at the layer its entropy drops into most, which the tree marks.
-        row = app.run_state.rows[MISTAKE]
+        row = app.explorer.run_state.rows[MISTAKE]
         step = int(largest_steps(row.entropy[None])[0])
-        layer = app.run_state.map_names[step]
+        layer = app.explorer.run_state.map_names[step]
         np.testing.assert_array_equal(this.content.saliency, row.maps[layer])
         assert app.query_one(LayerTree).largest == layer
         assert f"largest drop into {layer.rsplit('.', 1)[-1]}" in screen.query_one(GroupPlot).data.title
@@ -51,7 +51,7 @@ async def test_compare_lists_the_mistake_and_shows_it_beside_a_correct_image_of_
         await pilot.press("2")
         plot = screen.query_one(GroupPlot)
         assert plot.data.title == "mean entropy per true class"
-        assert len(plot.data.lines) == len({r.label for r in app.run_state.rows.values()})
+        assert len(plot.data.lines) == len({r.label for r in app.explorer.run_state.rows.values()})
         await pilot.press("right")
         assert screen.view == "outcomes"
         assert "they part most at" in plot.data.title and plot.data.marks
@@ -59,7 +59,7 @@ async def test_compare_lists_the_mistake_and_shows_it_beside_a_correct_image_of_
         assert legend == ["95% CI, correct", "correct (39)", "wrong (1)"]
         await pilot.press("enter")  # back to the explorer, at the mistake's largest drop
         assert not isinstance(app.screen, CompareScreen)
-        assert app.image == MISTAKE and app.layer == layer
+        assert app.explorer.image == MISTAKE and app.explorer.layer == layer
 
 
 async def test_compare_follows_the_analysis_as_results_arrive():
@@ -86,12 +86,12 @@ async def test_maps_beyond_the_kept_images_are_computed_when_shown():
         await wait_until(pilot, finished(app))
         view = app.query_one(SaliencyView)
         await pilot.press("n", "n", "n")
-        assert app.image == 3
+        assert app.explorer.image == 3
         await wait_until(pilot, lambda: view.content.saliency is not None)
         assert "image 4/16" in view.content.caption.plain
         # Picking the mistake in the compare view computes its map and its partner's.
         await pilot.press("c", "down")
-        rows = app.run_state.rows
+        rows = app.explorer.run_state.rows
         views = [app.screen.query_one(f"#{which}-map", SaliencyView) for which in ("this", "partner")]
 
         def drawn(view: SaliencyView) -> bool:  # its map, or why none is needed (an empty map is not drawn)
@@ -104,7 +104,7 @@ async def test_maps_beyond_the_kept_images_are_computed_when_shown():
         assert rows[MISTAKE].maps is not None and views[0].content.saliency is not None
         with_maps = {i for i, row in rows.items() if row.maps is not None}
         assert {0, 1, 3, MISTAKE} <= with_maps <= {0, 1, 2, 3, MISTAKE, 15}  # kept, or shown (2 in passing)
-    expected = analyze(workspace.model, workspace.images.batches(16), workspace.layers, app.run_state.settings,
+    expected = analyze(workspace.model, workspace.images.batches(16), workspace.layers, app.explorer.run_state.settings,
                        keep_maps=16)
     for i in (3, MISTAKE):
         for name, thumbnail in rows[i].maps.items():
@@ -119,9 +119,9 @@ async def test_highlighting_a_mistake_moves_the_explorer_to_it_too():
         listing = app.screen.query_one(OptionList)
         assert listing.highlighted is None  # the current image (0) is right
         await pilot.press("down")
-        assert app.image == MISTAKE
+        assert app.explorer.image == MISTAKE
         await pilot.press("escape", "n")
-        assert app.image == MISTAKE + 1
+        assert app.explorer.image == MISTAKE + 1
         await pilot.press("c")
         assert app.screen.query_one(OptionList).highlighted is None
         await workers_done(app)

@@ -35,7 +35,7 @@ async def test_e_writes_the_report_folder_with_a_screenshot_and_names_it(tmp_pat
     data = json.loads((folder / "report.json").read_text())
     assert data["analysis"]["images"] == 8 and data["analysis"]["cancelled"] is False
     assert data["analysis"]["accuracy"]["images"] == 8
-    assert [layer["name"] for layer in data["layers"]] == app.run_state.map_names
+    assert [layer["name"] for layer in data["layers"]] == app.explorer.run_state.map_names
     screenshot = (folder / "screenshot.svg").read_text()
     assert screenshot.startswith("<svg") and "Layers" in screenshot
     html = (folder / "report.html").read_text()

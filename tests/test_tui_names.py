@@ -184,7 +184,7 @@ async def test_a_saved_report_with_markup_names_opens_and_shows_them_as_written(
     saved = write_report(folder / "[link=a:b]report", workspace, result, formats=("json", "csv"))
     app = SemiotuiApp(open_report(saved), live=False)
     async with app.run_test(size=(240, 50), notifications=True) as pilot:
-        await wait_until(pilot, lambda: app.run_state is not None)
+        await wait_until(pilot, lambda: app.explorer.run_state is not None)
         await pilot.pause()
         assert "[link=a:b]report (semiotui" in app.screen.query_one(Toast).render().plain
         text = screen_text(app)

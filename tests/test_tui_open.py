@@ -51,10 +51,10 @@ async def test_open_shows_the_saved_analysis_with_no_model_and_no_worker(copied_
     workspace = open_report(copied_report)
     app = SemiotuiApp(workspace, live=False)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_until(pilot, lambda: app.run_state is not None)
+        await wait_until(pilot, lambda: app.explorer.run_state is not None)
         await pilot.pause()
         assert app.workspace.model is None and not app.session.live  # the saved result, replayed
-        run = app.run_state
+        run = app.explorer.run_state
         assert run.finished and run.done == IMAGES
         status = app.query_one(StatusLine).render().plain
         assert "✓ done 40/40 images" in status and "saved report /" in status
@@ -72,30 +72,30 @@ async def test_open_shows_the_saved_analysis_with_no_model_and_no_worker(copied_
 async def test_n_and_p_go_through_every_image_and_say_when_no_map_was_saved(copied_report):
     app = SemiotuiApp(open_report(copied_report), live=False)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_until(pilot, lambda: app.run_state is not None)
+        await wait_until(pilot, lambda: app.explorer.run_state is not None)
         view = app.query_one(SaliencyView)
         await pilot.press(*"n" * KEPT)
-        assert app.image == KEPT
+        assert app.explorer.image == KEPT
         assert view.content.image is None and view.content.saliency is None
         saved = KEPT + 2  # the first images and the contrast pair
         assert view.content.message == f"no saved map: the report kept maps for {saved} of {IMAGES} images"
         assert "image 4/40" in view.content.caption.plain and "predicted" in view.content.caption.plain
         await pilot.press("p", "p")
-        assert app.image == KEPT - 2 and view.content.saliency is not None
+        assert app.explorer.image == KEPT - 2 and view.content.saliency is not None
         await pilot.press(*"p" * (KEPT - 1))
-        assert app.image == IMAGES - 1  # wraps around to the last image
+        assert app.explorer.image == IMAGES - 1  # wraps around to the last image
 
 
 async def test_settings_and_measuring_need_the_model_and_say_so(copied_report):
     app = SemiotuiApp(open_report(copied_report), live=False)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_until(pilot, lambda: app.run_state is not None)
-        run, settings, measured = app.run_state, app.settings, list(app.measured)
+        await wait_until(pilot, lambda: app.explorer.run_state is not None)
+        run, settings, measured = app.explorer.run_state, app.explorer.settings, list(app.explorer.measured)
         await pilot.press("m", "t")
-        app.change_settings(estimator="histogram")
+        app.explorer.change_settings(estimator="histogram")
         await pilot.press("j", "space")  # features.bn1: not measured in the report
         await pilot.pause()
-        assert app.run_state is run and app.settings == settings and app.measured == measured
+        assert app.explorer.run_state is run and app.explorer.settings == settings and app.explorer.measured == measured
         notices = [n.message for n in app._notifications]
         assert any("changing the method needs the model" in n for n in notices)
         assert any("changing the estimator needs the model" in n for n in notices)
@@ -106,14 +106,14 @@ async def test_settings_and_measuring_need_the_model_and_say_so(copied_report):
 async def test_compare_in_a_saved_report_uses_the_saved_maps(copied_report):
     app = SemiotuiApp(open_report(copied_report), live=False)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_until(pilot, lambda: app.run_state is not None)
+        await wait_until(pilot, lambda: app.explorer.run_state is not None)
         await pilot.press("c")
         screen = app.screen
         assert isinstance(screen, CompareScreen)
         listing = screen.query_one(MistakeList)
         assert listing.option_count == 1 and listing.get_option_at_index(0).id == str(MISTAKE)
         await pilot.press("down")
-        assert app.image == MISTAKE
+        assert app.explorer.image == MISTAKE
         this, other = screen.query_one("#this-map", SaliencyView), screen.query_one("#partner-map", SaliencyView)
         assert this.content.saliency is not None
         assert other.content.saliency is not None or other.content.message.startswith("empty map")

@@ -17,7 +17,7 @@ from semiotui.tui.app import SemiotuiApp
 
 async def analysis_finished(pilot) -> None:
     app = pilot.app
-    while app.run_state is None or not app.run_state.finished:
+    while app.explorer.run_state is None or not app.explorer.run_state.finished:
         await asyncio.sleep(0.05)
     await workers_done(app)
     await pilot.pause(0.3)

@@ -155,8 +155,12 @@ class MistakeList(OptionList):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "select", "Open in the explorer")]
 
 
-class CompareScreen(Screen[None]):
-    """Explain decisions: the current image against the dataset band, per-class curves, right against wrong."""
+class CompareScreen(Screen[bool]):
+    """Explain decisions: the current image against the dataset band, per-class curves, right against wrong.
+
+    It works for the explorer that opened it: the image and the settings it changes are the explorer's,
+    and it closes with True when the user asked to find a layer there.
+    """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,c", "close", "Back"),
@@ -165,6 +169,12 @@ class CompareScreen(Screen[None]):
         Binding("3", "view('outcomes')", "Right/wrong", show=False),
         Binding("right,l", "view(1)", "Next view", key_display="→"),
         Binding("left,h", "view(-1)", "Previous view", show=False),
+        Binding("slash", "find", "Find", key_display="/"),
+        Binding("n", "explorer('image(1)')", "Next image"),
+        Binding("p", "explorer('image(-1)')", "Prev", show=False),
+        Binding("m", "explorer(\"cycle('method')\")", "Method"),
+        Binding("t", "explorer(\"cycle('target')\")", "Target", show=False),
+        Binding("e", "explorer('export')", "Export"),
     ]
 
     view: reactive[str] = reactive("image")
@@ -178,10 +188,12 @@ class CompareScreen(Screen[None]):
             self.layer = layer
 
     def __init__(
-        self, class_names: list[str] | None, saliency: Callable[[int, str], SaliencyContent], *, model: bool
+        self, explorer: Screen, class_names: list[str] | None, saliency: Callable[[int, str], SaliencyContent], *,
+        model: bool
     ) -> None:
         """`saliency(image, map_name)` draws an image's map; `model` says whether missing maps can be computed."""
         super().__init__()
+        self.explorer = explorer
         self.class_names = class_names
         self.saliency = saliency
         self.model = model
@@ -345,15 +357,15 @@ class CompareScreen(Screen[None]):
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         if event.option.id is not None:
-            self.post_message(self.ImageChosen(int(event.option.id)))
+            self.explorer.post_message(self.ImageChosen(int(event.option.id)))
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         row = self._row(int(event.option.id)) if event.option.id is not None else None
         step = largest_step(row, self.comparison.flow) if row is not None else None
         if row is not None:
             layer = self.comparison.layers[step].partition("#")[0] if step is not None else None
-            self.post_message(self.ImageChosen(row.index, layer))
-            self.dismiss()
+            self.explorer.post_message(self.ImageChosen(row.index, layer))
+            self.dismiss(False)
 
     def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
         self.view = event.tab.id
@@ -370,4 +382,11 @@ class CompareScreen(Screen[None]):
         self.view = which
 
     def action_close(self) -> None:
-        self.dismiss()
+        self.dismiss(False)
+
+    def action_find(self) -> None:
+        self.dismiss(True)
+
+    async def action_explorer(self, action: str) -> None:
+        """One of the explorer's own keys, run there."""
+        await self.explorer.run_action(action)

@@ -19,6 +19,7 @@ class ConfirmQuit(ModalScreen[bool]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("y", "answer(True)", "Yes"),
         Binding("n,escape", "answer(False)", "No"),
+        Binding("q", "nothing", show=False),  # the app's quit is what asked
     ]
 
     def __init__(self, message: str, *, yes: str = "Quit", no: str = "Stay") -> None:
@@ -34,6 +35,9 @@ class ConfirmQuit(ModalScreen[bool]):
 
     def on_mount(self) -> None:
         self.query_one("#stay", Button).focus()
+
+    def action_nothing(self) -> None:
+        pass
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "quit")

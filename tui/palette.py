@@ -19,7 +19,7 @@ from .plain import plain
 from .saliency import class_name
 
 if TYPE_CHECKING:
-    from .app import SemiotuiApp
+    from .explorer import ExplorerScreen
 
 Command = tuple[str, Callable[[], object], str, bool]  # text, callback, help, offered before typing
 
@@ -28,8 +28,8 @@ class SemiotuiCommands(Provider):
     """Every command of the explorer; the current choice of each setting is marked."""
 
     @property
-    def explorer(self) -> SemiotuiApp:
-        return self.app  # type: ignore[return-value]
+    def explorer(self) -> ExplorerScreen:
+        return self.screen  # type: ignore[return-value]
 
     def commands(self) -> Iterator[Command]:
         app = self.explorer
@@ -52,8 +52,8 @@ class SemiotuiCommands(Provider):
             help = "the layer this image's entropy drops into most (◆ in the tree)"
             yield f"Layer: {app.largest} (largest drop)", partial(app.show_layer, app.largest), help, True
         for name in THEMES:
-            mark = " (current)" if name == app.theme else ""
-            yield f"Theme: {name.removeprefix('semiotui-')}{mark}", partial(setattr, app, "theme", name), "", True
+            mark = " (current)" if name == self.app.theme else ""
+            yield f"Theme: {name.removeprefix('semiotui-')}{mark}", partial(setattr, self.app, "theme", name), "", True
         for info in app.workspace.index:
             help = f"{info.type}, output {info.output_shape}" if info.output_shape else info.type
             yield f"Layer: {info.name}", partial(app.show_layer, info.name), help, False

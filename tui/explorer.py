@@ -1,0 +1,538 @@
+"""The explorer screen: layer tree, saliency, entropy curve and superization steps, with the session's analysis."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path, PurePath
+from typing import ClassVar
+
+import numpy as np
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, VerticalScroll
+from textual.reactive import var
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer, Static, Tree
+
+from semiotui.engine.analysis import AnalysisResult, AnalysisSettings, BatchDone, Finished, Notice, TargetSetting
+from semiotui.engine.device import describe_device, resolve_device
+from semiotui.engine.explain import label_order_warning
+from semiotui.engine.control import ControlFinished, ControlProgress
+from semiotui.engine.saliency import METHODS
+from semiotui.engine.session import Job, JobEnded, JobFailed, MapsAdded, Session
+
+from .cli import one_line
+from .compare import CompareScreen, largest_step
+from .curve import CurveData, EntropyCurve, units
+from .export import ExportDialog, explorer_report
+from .layer_tree import LayerPane, LayerTree, format_shape
+from .messages import EngineEvent
+from .palette import SemiotuiCommands, target_text
+from .plain import plain
+from .prune_screen import PruneScreen
+from .run_state import RunState
+from .saliency import SaliencyContent, SaliencyView, describe_image
+from .status import StatusLine, memory_in_use
+from .steps import StepsView
+
+KEEP_MAPS = 64  # images whose maps the analysis keeps; others' are computed when shown
+COMPACT_WIDTH, COMPACT_HEIGHT = 110, 32
+
+
+class PaneColumn(VerticalScroll, can_focus=False):
+    """The panes right of the tree; in a small terminal they scroll instead of shrinking."""
+
+
+class ExplorerScreen(Screen):
+    """Explore one workspace: pick a layer, see its map, the entropy curve and the superization steps."""
+
+    COMMANDS = Screen.COMMANDS | {SemiotuiCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "find", "Find", key_display="/"),
+        Binding("n", "image(1)", "Next image"),
+        Binding("p", "image(-1)", "Prev", show=False),
+        Binding("c", "compare", "Compare"),
+        Binding("m", "cycle('method')", "Method"),
+        Binding("t", "cycle('target')", "Target", show=False),
+        Binding("e", "export", "Export"),
+        Binding("g", "prune", "Prune"),
+    ]
+    REFRESH_INTERVAL = 0.1  # the analysis redraws the tree and status at most ~10 times a second
+    SLOW_INTERVAL = 1.0  # and the curve and steps (plotext, statistics) at most once a second
+    CURVE_DELAY = 0.2  # the curve follows the selection once keys pause
+
+    layer: var[str | None] = var(None, init=False)
+    """The module shown in the saliency pane and marked on the curve."""
+    image: var[int] = var(0, init=False)
+    """Which image is shown (its position in the workspace's images)."""
+
+    def __init__(self, session: Session, *, live: bool = True, keep_maps: int = KEEP_MAPS) -> None:
+        """`live=False` hides rates, times and memory, for reproducible screenshots."""
+        super().__init__()
+        workspace = session.workspace
+        self.workspace = workspace
+        self.session = session  # the one owner of the model: every job on it goes through it
+        self.settings = workspace.settings
+        self.measured = list(workspace.layers)
+        self.live = live
+        self.keep_maps = max(1, min(keep_maps, len(workspace.images)))
+        self.run_state: RunState | None = None
+        self._job: Job | None = None
+        self._dirty = False
+        self._slow_at = 0.0
+        self._shown: tuple[object, ...] = ()
+        self._curve_timer: Timer | None = None
+        self._pictures: dict[int, np.ndarray | None] = {}
+        self._mapping: dict[Job, set[int]] = {}  # maps jobs not ended, with the images they draw
+        self._compare: CompareScreen | None = None  # the compare view while it is open
+        self.largest: str | None = None  # the layer the current image's entropy drops into most
+        self.device = resolve_device(self.settings.device)
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="main"):
+            yield LayerPane(self.workspace.index, self.measured, id="layers")
+            with PaneColumn(id="panes"):
+                yield Static("small terminal: scroll ↓ or tab for more panes", id="compact-hint")
+                with Horizontal(id="top"):
+                    yield SaliencyView(id="saliency")
+                    with VerticalScroll(id="steps"):
+                        yield StepsView()
+                yield EntropyCurve(id="curve")
+        yield StatusLine(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#layers").border_title = "Layers"
+        self.query_one("#steps").border_title = "Superization steps ΔH"
+        self.query_one("#curve").border_title = "Entropy curve"
+        status = self.query_one(StatusLine)
+        status.live = self.live
+        status.device = describe_device(self.device) if self.live else self.device.type
+        if self.workspace.origin is not None:
+            status.device = f"saved report {self.workspace.origin}"
+        status.total, status.settings = len(self.workspace.images), self._describe_settings(self.settings)
+        spatial = [info.name for info in self.workspace.index if info.spatial]
+        first = (self.measured or spatial or [info.name for info in self.workspace.index] or [None])[0]
+        if first is not None:
+            self.show_layer(first)
+        self.query_one(LayerTree).focus()
+        for warning in self.workspace.warnings:
+            self.notify(warning, severity="warning", timeout=8)
+        self.set_interval(self.REFRESH_INTERVAL, self._refresh_views)
+        if self.live:
+            self.set_interval(1.0, self._update_memory)
+        self.call_after_refresh(self.restart_analysis)
+
+    def on_resize(self) -> None:
+        width, height = self.size
+        self.set_class(width < COMPACT_WIDTH or height < COMPACT_HEIGHT, "-compact")
+        self.query_one(LayerTree).compact = width < COMPACT_WIDTH
+
+    # The analysis: one job at a time, restarted when what it measures changes.
+
+    def restart_analysis(self) -> None:
+        """Drop the running analysis (at its current batch) and start one with the current settings."""
+        self.stop_analysis()
+        layers = list(self.measured)
+        job = self.session.analyse(self.post_engine_event, self.settings, layers, keep_maps=self.keep_maps)
+        self._job = job
+        map_names = self.workspace.index.map_names(layers)
+        self.run_state = RunState(job.number, self.settings, layers, map_names, total=len(self.workspace.images))
+        if self.workspace.control is None:
+            self.run_state.control_state = "none"
+        self._dirty = True
+
+    def post_engine_event(self, job: Job, event: object) -> None:
+        """The session's events, from its thread, as messages."""
+        self.post_message(EngineEvent(job, event))
+
+    def request_maps(self, images: list[int]) -> None:
+        """Compute the maps the analysis did not keep for these images, between two of its batches."""
+        run = self.run_state
+        if run is None or not self.session.live:
+            return
+        drawing = set().union(*self._mapping.values())
+        rows = [run.rows[i] for i in images if i in run.rows and run.rows[i].maps is None and i not in drawing]
+        if rows:
+            result = AnalysisResult(run.map_names, run.settings, "", rows)  # the rows themselves get the maps
+            job = self.session.add_maps(self.post_engine_event, result, list(range(len(rows))), list(run.layers))
+            self._mapping[job] = {row.index for row in rows}
+
+    @property
+    def _panes_gone(self) -> bool:
+        """True once the panes are gone at exit, when a timer's last callback may still run."""
+        return not self.query(StatusLine)
+
+    def on_engine_event(self, message: EngineEvent) -> None:
+        job, event = message.job, message.event
+        if job.kind == "maps":
+            self._maps_event(job, event)
+            return
+        run = self.run_state
+        if job is not self._job or run is None:
+            return  # an earlier run's, or another screen's
+        if isinstance(event, BatchDone):
+            run.add(event.images, event.done, event.rate, event.flow)
+            self._dirty = True
+        elif isinstance(event, Notice):
+            self.notify(event.message, severity="warning", timeout=6)
+        elif isinstance(event, Finished):
+            run.finish(event.result)
+            self._dirty = True
+            self._refresh_views()
+            images = self.workspace.images
+            order = label_order_warning(event.result, getattr(images, "label_source", None), images.class_names)
+            if order:
+                self.notify(order, severity="warning", timeout=15)
+        elif isinstance(event, (ControlProgress, ControlFinished)):
+            finished = isinstance(event, ControlFinished)
+            done = event.done if not finished else (0 if event.control is None else len(event.control.seeds))
+            run.control_progress(done, finished=finished, control=event.control if finished else None)
+            self._dirty = True
+            if finished:
+                self._slow_at = 0.0  # the verdicts changed: redraw the steps and the curve now
+                self._refresh_views()
+        elif isinstance(event, JobFailed):
+            run.fail(one_line(event.error))
+            self.notify(f"analysis failed: {run.error}", severity="error", timeout=10)
+            self._dirty = True
+            self._refresh_views()
+
+    def _maps_event(self, job: Job, event: object) -> None:
+        if isinstance(event, JobFailed):
+            self.notify(f"could not compute the map: {one_line(event.error)}", severity="error", timeout=8)
+        elif isinstance(event, MapsAdded) and not self._panes_gone:
+            self._show_saliency()
+            self._show_compare()
+        elif isinstance(event, JobEnded):
+            self._mapping.pop(job, None)
+
+    def on_unmount(self) -> None:
+        self.stop_analysis()
+
+    @property
+    def job(self) -> Job | None:
+        """The latest analysis job (running or not)."""
+        return self._job
+
+    def stop_analysis(self) -> Job | None:
+        """Drop the latest analysis at its current batch; returns it."""
+        if self._job is not None:
+            self._job.abort()
+        return self._job
+
+    # Attributes down: the widgets get what they show.
+
+    def _refresh_views(self) -> None:
+        """Push the current run's numbers into the widgets, if anything arrived since the last time."""
+        if not self._dirty or self.run_state is None or self._panes_gone:
+            return
+        self._dirty = False
+        run = self.run_state
+        entropy, empty = {}, {}
+        for name in run.layers:
+            first = self.workspace.index[name].map_names[0]
+            value, share = run.mean_entropy(first), run.empty_share(first)
+            if value is not None:
+                entropy[name] = value
+            if share:
+                empty[name] = share
+        tree = self.query_one(LayerTree)
+        tree.set_entropy(entropy, empty)
+        if run.flow is not None:
+            tree.set_branches({m.partition("#")[0] for m in run.flow.branches})
+        self._show_status()
+        if (run.run_id, self.image in run.rows, run.running) != self._shown[:3]:
+            self._show_saliency()
+        now = time.monotonic()
+        if not run.running or now - self._slow_at >= self.SLOW_INTERVAL:
+            self._slow_at = now
+            self.query_one(StepsView).update(run.steps())
+            self.query_one("#steps").border_subtitle = self._control_note(run)
+            self._show_curve()
+            self._show_compare()
+
+    def _show_selection(self) -> None:
+        """The saliency pane now; the curve (slower to draw) once the keys pause."""
+        self._show_saliency()
+        self._show_compare()
+        if self._curve_timer is not None:
+            self._curve_timer.stop()
+        self._curve_timer = self.set_timer(self.CURVE_DELAY, self._show_curve)
+
+    def _show_saliency(self) -> None:
+        run, name = self.run_state, self.layer
+        if name is None:
+            return
+        if run is not None:
+            self._shown = (run.run_id, self.image in run.rows, run.running)
+        info = self.workspace.index[name]
+        view = self.query_one(SaliencyView)
+        view.border_title = plain(f"{name} · {info.type} {format_shape(info.output_shape)}")
+        view.content = self.saliency_content(self.image, name)
+        row = run.rows.get(self.image) if run else None
+        step = largest_step(row, run.flow) if row is not None else None
+        self.largest = None if step is None else run.map_names[step].partition("#")[0]
+        self.query_one(LayerTree).largest = self.largest
+
+    def saliency_content(self, image: int, name: str, map_name: str | None = None) -> SaliencyContent:
+        """Image `image` with the map of layer `name` (its first call unless `map_name`), or why there is none.
+
+        A map the analysis did not keep is computed in a worker when the model is here.
+        """
+        run = self.run_state
+        info = self.workspace.index[name]
+        map_name = map_name or (info.map_names[0] if info.map_names else None)
+        row = run.rows.get(image) if run else None
+        images = self.workspace.images
+        caption = Text(PurePath(row.name if row else images.names[image]).name, style="bold")
+        caption.append(f" · image {image + 1}/{len(images)}", style="dim")
+        saliency, message = None, ""
+        if row is not None:
+            caption.append("\n").append(describe_image(row, self.workspace.class_names))
+        if not info.spatial:
+            message = f"no spatial map (output {format_shape(info.output_shape)})"
+        elif run is None or name not in run.layers:
+            if not self.session.live:
+                message = "not measured in this report"
+            else:
+                message = "not measured: space in the tree measures it" if name not in self.measured else "analysing…"
+        elif row is None:
+            message = "analysing…" if run.running else "no result for this image"
+        elif row.empty is not None and row.empty[run.map_names.index(map_name)]:
+            caption.append("\nH: none, empty map")
+            message = ("empty map: constant (all zero after the method's ReLU), no sign to measure; "
+                       "left out of the curve and the steps")
+        else:
+            value = row.entropy[run.map_names.index(map_name)]
+            caption.append(f"\nH = {value:.2f} {units(run.settings)}")
+            mean = run.mean_entropy(map_name)
+            if mean is not None:
+                caption.append(f" · mean {mean:.2f}", style="dim")
+            share = run.empty_share(map_name)
+            if share:
+                caption.append(f" · empty for {share:.0%} of images", style="dim")
+            if info.calls > 1:
+                caption.append(f" · call {info.map_names.index(map_name) + 1} of {info.calls}", style="dim")
+            if row.maps is not None:
+                saliency = row.maps.get(map_name)
+            else:
+                message = self._missing_map(image)
+        return SaliencyContent(self._picture(image), saliency, caption, message)
+
+    def _missing_map(self, image: int) -> str:
+        """Why an image's map is not drawn yet; asks for it when the model is here."""
+        if not self.session.live:
+            kept = sum(row.maps is not None for row in self.run_state.rows.values())
+            return f"no saved map: the report kept maps for {kept} of {len(self.workspace.images)} images"
+        self.request_maps([image])
+        return "computing the map…"
+
+    def _picture(self, index: int) -> np.ndarray | None:
+        if index not in self._pictures:
+            picture = self.workspace.images.image(index)
+            self._pictures[index] = None if picture is None else np.asarray(picture)
+        return self._pictures[index]
+
+    def _show_compare(self) -> None:
+        """The compare view, when it is open, gets the run's results and the current image."""
+        # Not before it is mounted: a refresh can come while `action_compare` awaits the push.
+        compare = self._compare
+        if compare is not None and compare.is_mounted and self.run_state is not None:
+            compare.show(self.run_state, self.image)
+
+    def _show_curve(self) -> None:
+        if self._panes_gone:
+            return
+        run = self.run_state
+        curve = self.query_one(EntropyCurve)
+        if run is None or run.stats.count == 0:
+            curve.data = None
+            return
+        low, high = run.stats.ci95()
+        row = run.rows.get(self.image)
+        info = self.workspace.index[self.layer] if self.layer else None
+        first = info.map_names[0] if info and info.map_names else None
+        self.query_one(StepsView).selected = first
+        main = [j for j in range(len(run.map_names)) if run.flow is None or run.flow.main[j]]  # the curve's path
+        steps = run.steps() if run.control is not None else None
+        selected = main.index(run.map_names.index(first)) if first in run.map_names and run.map_names.index(first) in main else None
+        curve.data = CurveData(
+            [run.map_names[j] for j in main], run.stats.mean[main], low[main], high[main],
+            row.entropy[main] if row else None, selected, units(run.settings),
+            control=None if steps is None or steps.control is None else steps.control.mean[main],
+        )
+
+    def _control_note(self, run: RunState) -> str:
+        """What the verdicts stand on: the control networks, while they run and once done."""
+        control = self.workspace.control
+        steps = run.steps()
+        if run.control_state == "done" and steps is not None and steps.control is not None:
+            return f"vs {steps.control.draws} shuffled copies"
+        if run.control_state == "none" or control is None:
+            return "no control: drops only"
+        if run.control_state == "running":
+            return f"control {run.control_done}/{control.draws}…"
+        return "control after the analysis"
+
+    def _show_status(self) -> None:
+        run = self.run_state
+        status = self.query_one(StatusLine)
+        if run.error:
+            status.phase = "failed"
+        elif run.finished:
+            status.phase = "cancelled" if run.cancelled else "done"
+        else:
+            status.phase = "running" if run.done else "starting"
+        status.done, status.total, status.rate, status.seconds = run.done, run.total, run.rate, run.seconds
+        status.settings = self._describe_settings(run.settings)
+        status.accuracy = run.accuracy_text(top5=len(self.workspace.class_names or []) >= 10)
+        status.control = self._control_note(run) if run.control_state == "running" else ""
+
+    def _describe_settings(self, s: AnalysisSettings) -> str:
+        return f"{s.method} · {s.estimator} · {target_text(s.target, self.workspace.class_names)}"
+
+    def _update_memory(self) -> None:
+        if self._panes_gone:
+            return
+        self.query_one(StatusLine).memory = memory_in_use(self.device)
+
+    def watch_layer(self) -> None:
+        if self.is_mounted:
+            self._show_selection()
+
+    def watch_image(self) -> None:
+        for job in self._mapping:  # maps of images no longer shown: dropped unless under way
+            if self.image not in self._mapping[job]:
+                job.abort()
+        if self.is_mounted:
+            self._show_selection()
+
+    # What the user does.
+
+    def on_tree_node_highlighted(self, event: Tree.NodeHighlighted) -> None:
+        if event.node.data is not None:
+            self.layer = event.node.data.name
+
+    def on_layer_tree_measure_toggled(self, event: LayerTree.MeasureToggled) -> None:
+        if self._without_model("measuring another layer"):
+            return
+        name = event.layer.name
+        chosen = set(self.measured) ^ {name}
+        if not chosen:
+            self.notify("at least one layer must be measured", severity="warning")
+            return
+        self.measured = [info.name for info in self.workspace.index if info.name in chosen]
+        self.query_one(LayerTree).set_measured(self.measured)
+        self.restart_analysis()
+        self._show_selection()
+
+    def show_layer(self, name: str) -> None:
+        """Select a layer and move the tree's cursor to it."""
+        self.query_one(LayerTree).select_layer(name)
+        self.layer = name
+
+    def targets(self) -> list[tuple[TargetSetting, str]]:
+        """The targets this workspace allows, with how they read."""
+        names = self.workspace.class_names
+        options: list[tuple[TargetSetting, str]] = [("predicted", target_text("predicted", names))]
+        labels = self.workspace.images.labels
+        if len(labels) and all(label >= 0 for label in labels):
+            options.append(("label", target_text("label", names)))
+        options += [(i, target_text(i, names)) for i in range(len(names or []))]
+        return options
+
+    def change_settings(self, **changes: object) -> None:
+        """Change method, estimator or target, and restart the analysis if anything changed."""
+        settings = replace(self.settings, **changes)
+        if settings == self.settings or self._without_model(f"changing the {', '.join(changes)}"):
+            return
+        self.settings = settings
+        self.restart_analysis()
+        self._show_selection()
+        self._show_status()
+
+    def action_cycle(self, setting: str) -> None:
+        """Move to the next saliency method, or target (predicted ↔ label)."""
+        if self._without_model(f"changing the {setting}"):
+            return
+        if setting == "target":
+            choices = [target for target, _ in self.targets() if not isinstance(target, int)]
+        else:
+            choices = list(METHODS)
+        current = getattr(self.settings, setting)
+        following = choices[(choices.index(current) + 1) % len(choices)] if current in choices else choices[0]
+        self.change_settings(**{setting: following})
+        self.notify(f"{setting}: {following}", timeout=2)
+
+    def _without_model(self, what: str) -> bool:
+        """True, with a notice, when this is a saved report: `what` needs the model."""
+        if self.session.live:
+            return False
+        self.notify(f"{what} needs the model, and this is a saved report: open the model with semiotui MODEL",
+                    severity="warning", timeout=6)
+        return True
+
+    def action_image(self, step: int) -> None:
+        self.image = (self.image + step) % len(self.workspace.images)
+
+    async def action_compare(self) -> None:
+        """Open the compare view: this image against the dataset, classes, right against wrong, the mistakes."""
+        self._compare = CompareScreen(self, self.workspace.class_names, self._map_content, model=self.session.live)
+        await self.app.push_screen(self._compare, self._compare_closed)
+        self._show_compare()
+
+    def _compare_closed(self, find: bool | None) -> None:
+        self._compare = None
+        if find:
+            self.action_find()
+
+    def _map_content(self, image: int, map_name: str) -> SaliencyContent:
+        return self.saliency_content(image, map_name.partition("#")[0], map_name)
+
+    def on_compare_screen_image_chosen(self, event: CompareScreen.ImageChosen) -> None:
+        self.image = event.image
+        if event.layer is not None:
+            self.show_layer(event.layer)
+
+    def action_find(self) -> None:
+        self.query_one(LayerPane).open_find()
+
+    def action_export(self) -> None:
+        """Open the export dialog for the analysis shown (what is finished, while it runs)."""
+        run = self.run_state
+        if run is None:
+            return
+        result = run.snapshot(str(self.device))
+        if result is None:
+            self.notify("nothing to export yet: no image is analysed", severity="warning", timeout=4)
+            return
+        note = ""
+        if run.running:
+            total = f" of {run.total}" if run.total else ""
+            note = (f"The analysis is still running: the report covers the {len(result.images)}{total} images "
+                    "finished so far and is marked partial.")
+        source = explorer_report(self.session, result, list(run.layers))
+        self.app.push_screen(ExportDialog(source, screenshot=self.app.export_screenshot(), note=note,
+                                          inputs=self.workspace.inputs), self._exported)
+
+    def _exported(self, path: Path | None) -> None:
+        if path is not None:
+            self.notify(f"report written to {path}", timeout=8)
+
+    def action_prune(self) -> None:
+        """Open the pruning screen on a copy of the model."""
+        if self._without_model("pruning"):
+            return
+        self.app.push_screen(PruneScreen(self.workspace, self.settings, list(self.measured)))
+
+    def quit_question(self) -> str | None:
+        """What quitting would interrupt, as a question; None when nothing runs."""
+        run = self.run_state
+        if run is None or not run.running:
+            return None
+        total = f"/{run.total}" if run.total else ""
+        return f"The analysis is running ({run.done}{total} images). Quit anyway?"
