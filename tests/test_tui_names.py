@@ -162,9 +162,8 @@ async def test_markup_in_layer_and_file_names_is_shown_as_written_in_the_pruning
         assert screen.query_one(DataTable).row_count >= 1
         assert any(name in screen_text(app) for name in MarkupNet.NAMES)  # the steps' table
         screen.query_one("#save-path", Input).value = "[link=a:b]nowhere/pruned.pt"
-        screen.save()
-        await pilot.pause()
-        assert "cannot write [link=a:b]nowhere/pruned.pt" in screen_text(app)
+        screen.save()  # in a worker: wait for its answer
+        await wait_until(pilot, lambda: "cannot write [link=a:b]nowhere/pruned.pt" in screen_text(app))
         (folder / "[link=a:b]taken.pt").write_text("a file of the user's")
         screen.query_one("#save-path", Input).value = "[link=a:b]taken.pt"
         screen.save()
