@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .device import resolve_device
-from .entropy import ESTIMATORS, check_levels, empty_maps, spatial_entropy
+from .entropy import ESTIMATORS, check_levels, empty_maps, entropy_range, spatial_entropy
 from .flow import Flow
 from .saliency import METHODS, OutputSelector, SaliencyResult, compute_saliency
 from .stats import RunningStats
@@ -47,6 +47,11 @@ class AnalysisSettings:
     output: OutputSelector = None
     thumbnail: int = 48  # longest side of kept maps, in pixels
     count_empty: bool = False  # empty maps count as entropy 0 (the literal reading) instead of being left out
+
+    @property
+    def entropy_range(self) -> tuple[float, float]:
+        """The values an entropy measured with these settings can take (curves' bands are cut to it)."""
+        return entropy_range(levels=self.levels, normalized=self.normalized, estimator=self.estimator)
 
     def check(self) -> None:
         """Raise ValueError for a setting outside its range."""
@@ -98,7 +103,17 @@ class AnalysisResult:
     flow: Flow | None = None  # which layer feeds which; None: the forward order
     scores: str = "logits"  # what the model's class output held (saliency.SCORES)
     classes: int = 0  # the model's number of classes
-    control: ControlResult | None = None  # the same images through shuffled copies of the model
+    control: ControlResult | None = None
+    total: int | None = None  # images the run covers; more than `images` while it still runs  # the same images through shuffled copies of the model
+
+    @property
+    def partial(self) -> str | None:
+        """Why the result covers only part of the images ("cancelled", "still running"), or None."""
+        if self.cancelled:
+            return "cancelled"
+        if self.total is not None and len(self.images) < self.total:
+            return "still running"
+        return None
 
     @property
     def entropy(self) -> np.ndarray:
@@ -117,7 +132,7 @@ class AnalysisResult:
     def superization(self) -> Superization:
         """Curve, steps and verdicts; superization needs the control (`engine.control`)."""
         control = self.control
-        return superization(self.entropy, self.layers, empty=self.empty,
+        return superization(self.entropy, self.layers, empty=self.empty, within=self.settings.entropy_range,
                             parents=None if self.flow is None else self.flow.parents,
                             control=None if control is None else control.entropy,
                             control_rows=None if control is None else control.rows)
@@ -130,6 +145,8 @@ class BatchDone:
     total: int | None
     rate: float  # images per second so far
     flow: Flow | None = None  # which measured layer feeds which (the same for every batch of a run)
+    classes: int = 0  # the model's number of classes, and what its output holds (the same for every batch)
+    scores: str = "logits"
 
 
 @dataclass
@@ -239,7 +256,8 @@ def stream_analysis(
             done += len(rows)
             pos += size
             elapsed = time.perf_counter() - start
-            yield BatchDone(rows, done, total, done / elapsed if elapsed > 0 else 0.0, result.flow)
+            yield BatchDone(rows, done, total, done / elapsed if elapsed > 0 else 0.0, result.flow, result.classes,
+                            result.scores)
         if cancel is not None and cancel.is_set():
             break
 
@@ -247,6 +265,7 @@ def stream_analysis(
         result = AnalysisResult(layers=[], settings=settings, device=str(device))
     result.cancelled = cancel is not None and cancel.is_set()
     result.seconds = time.perf_counter() - start
+    result.total = total
     yield Finished(result)
 
 

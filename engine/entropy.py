@@ -65,6 +65,14 @@ def check_levels(levels: int) -> None:
                          f"got {levels}")
 
 
+def entropy_range(*, levels: int = 256, normalized: bool = False, estimator: Estimator = "aura") -> tuple[float, float]:
+    """The values an estimator's entropy can take, whatever the map's size (the location one has no size-free bound)."""
+    if normalized:
+        return 0.0, 1.0
+    top = {"aura": 2 * math.log2(levels), "histogram": math.log2(levels)}.get(estimator, math.inf)
+    return 0.0, top
+
+
 def max_entropy(height: int, width: int, *, levels: int = 256, estimator: Estimator = "aura") -> float:
     """The bound an estimator's entropy is divided by when `normalized=True` (1.0 if none)."""
     if estimator == "aura":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import zip_longest
 
 import numpy as np
 
@@ -23,9 +24,9 @@ class GroupCurve:
     ci_high: np.ndarray
 
     @classmethod
-    def of(cls, name: str, entropy: np.ndarray) -> GroupCurve:
+    def of(cls, name: str, entropy: np.ndarray, within: tuple[float, float] = (-np.inf, np.inf)) -> GroupCurve:
         stats = RunningStats.of(entropy)
-        low, high = stats.ci95()
+        low, high = stats.ci95(within)
         return cls(name, stats.count, stats.mean, low, high)
 
 
@@ -46,7 +47,7 @@ def class_curves(result: AnalysisResult, class_names: Sequence[str] | None = Non
     curves = {}
     for c in sorted(set(keys.tolist())):
         name = class_names[c] if class_names is not None and 0 <= c < len(class_names) else str(c)
-        curves[name] = GroupCurve.of(name, h[keys == c])
+        curves[name] = GroupCurve.of(name, h[keys == c], result.settings.entropy_range)
     return curves
 
 
@@ -56,7 +57,8 @@ def outcome_curves(result: AnalysisResult) -> Outcomes | None:
         return None
     h = result.entropy
     right = np.array([r.label == r.predicted for r in result.images])
-    correct, wrong = GroupCurve.of("correct", h[right]), GroupCurve.of("wrong", h[~right])
+    within = result.settings.entropy_range
+    correct, wrong = GroupCurve.of("correct", h[right], within), GroupCurve.of("wrong", h[~right], within)
     parting = None
     gap = np.abs(correct.mean - wrong.mean)
     if correct.count and wrong.count and np.isfinite(gap).any():
@@ -137,3 +139,32 @@ def label_order_warning(result: AnalysisResult, label_source: str | None, folder
     return (f"accuracy {score.top1:.0%} on {score.images} labelled images is below chance ({score.chance:.0%}): "
             f"the labels follow the sorted folder names ({shown}), which may not be the model's class order; "
             "pass the model's class names in its order with --classes")
+
+
+def showcase(result: AnalysisResult, count: int) -> list[int]:
+    """Positions of up to `count` images whose maps a report draws: across the classes and both outcomes.
+
+    The most confidently wrong image first (where there is one), then round the classes (by label where
+    every image has one, else by prediction), each giving its most confident correct image, then its most
+    confident wrong one, and so on: a sorted folder no longer gives six images of one class.
+    """
+    rows = result.images
+    if count <= 0 or not rows:
+        return []
+    by_label = all(r.label is not None for r in rows)
+    order = sorted(range(len(rows)), key=lambda k: -rows[k].confidence)
+    wrong = [k for k in order if rows[k].label is not None and rows[k].predicted != rows[k].label]
+    queues: dict[int, list[int]] = {}
+    for k in order:
+        queues.setdefault(rows[k].label if by_label else rows[k].predicted, []).append(k)
+    for c, members in queues.items():  # correct and wrong in turn, the most confident of each first
+        right = [k for k in members if k not in wrong]
+        missed = [k for k in members if k in wrong]
+        queues[c] = [k for pair in zip_longest(right, missed) for k in pair if k is not None]
+    picked = wrong[:1] if count >= 2 else []
+    while len(picked) < min(count, len(rows)):
+        for c in sorted(queues):
+            queue = [k for k in queues[c] if k not in picked]
+            if queue and len(picked) < count:
+                picked.append(queue[0])
+    return picked

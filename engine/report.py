@@ -177,7 +177,8 @@ def report_data(workspace: Workspace, result: AnalysisResult, sup: Superization)
             "shuffled_parameters": control.shuffled, "kept_parameters": control.kept,
             "cancelled": control.cancelled, "method": CONTROL_METHOD,
         },
-        "analysis": {"images": len(result.images), "cancelled": result.cancelled,
+        "analysis": {"images": len(result.images), "cancelled": result.cancelled, "total": result.total,
+                     "partial": result.partial,
                      "seconds": round(result.seconds, 3), "classes": result.classes,
                      "accuracy": None if score is None else dataclasses.asdict(score)},
         "summary": summary(sup),
@@ -231,10 +232,10 @@ def _charts(workspace: Workspace, result: AnalysisResult, sup: Superization) -> 
     """
     main = [j for j in range(len(result.layers)) if result.flow is None or result.flow.main[j]]
     layers = [result.layers[j] for j in main]
-    series = [Series("model", sup.mean[main], sup.ci_low[main], sup.ci_high[main])]
+    series = [Series(f"model (n = {sup.count})", sup.mean[main], sup.ci_low[main], sup.ci_high[main])]
     ctl = sup.control
     if ctl is not None:
-        series.append(Series(f"control ({ctl.draws} shuffled copies)", ctl.mean[main], dim=True))
+        series.append(Series(f"control ({ctl.draws} shuffled copies, n = {ctl.images})", ctl.mean[main], dim=True))
     charts = {
         "curve.svg": curve_svg(layers, series, significant=sup.significant[main]),
         "steps.svg": steps_svg(layers, sup.delta[main], sup.significant[main],
@@ -351,7 +352,7 @@ def _markdown(data: dict, result: AnalysisResult, tiles: list[_Tile], charts: di
         "",
         f"Model {_md_code(data['model']['path'] or 'bundled demo')} ({data['model']['format']}, "
         f"{data['model']['parameters']:,} parameters); {len(data['images'])} images"
-        + (" (analysis cancelled: partial)" if result.cancelled else "") + "; " + _accuracy_text(data) + ".",
+        + _partial_text(data) + "; " + _accuracy_text(data) + ".",
         f"Method **{s['method']}**, estimator **{s['estimator']}** ({s['levels']} levels, "
         f"{'input resolution' if s['upsample'] else 'native resolution'}), target {s['target']}, "
         f"device {s['device']}; {data['created']}, semiotui {data['semiotui']}.",
@@ -412,6 +413,16 @@ def _map_sections(data: dict, tiles: list[_Tile]) -> list[tuple[str, str, list[i
     return sections
 
 
+def _partial_text(data: dict) -> str:
+    """" (partial: ...)" when the report covers only part of the images, else ""."""
+    analysis = data["analysis"]
+    why = analysis.get("partial")
+    if why is None:
+        return ""
+    of = f" of {analysis['total']}" if analysis.get("total") else ""
+    return f" (partial: {analysis['images']}{of} images, analysis {why})"
+
+
 def _accuracy_text(data: dict) -> str:
     score = data["analysis"]["accuracy"]
     if score is None:
@@ -468,7 +479,7 @@ def _html(data: dict, result: AnalysisResult, tiles: list[_Tile], charts: dict[s
 <style>{_CSS}</style></head><body>
 <header><h1>semiotui report</h1>
 <p class=meta>Model <code>{escape(model['path'] or 'bundled demo')}</code> ({escape(model['format'])},
-{model['parameters']:,} parameters) · {len(data['images'])} images{' · <b>cancelled: partial</b>' if result.cancelled else ''} · {escape(_accuracy_text(data))}
+{model['parameters']:,} parameters) · {len(data['images'])} images<b>{escape(_partial_text(data))}</b> · {escape(_accuracy_text(data))}
 · method <b>{escape(s['method'])}</b> · estimator <b>{escape(s['estimator'])}</b> ({s['levels']} levels,
 {'input' if s['upsample'] else 'native'} resolution) · target {escape(str(s['target']))} · device {escape(s['device'])}
 · {escape(data['created'])} · semiotui {escape(data['semiotui'])}</p>

@@ -201,14 +201,15 @@ class Session:
 
         return self.scheduler.submit("analysis", steps, post)
 
-    def add_maps(self, post: Post, result: AnalysisResult, positions: list[int], layers: list[str]) -> Job:
+    def add_maps(self, post: Post, result: AnalysisResult, positions: list[int], layers: list[str], *,
+                 cancel: threading.Event | None = None) -> Job:
         """Thumbnails for the rows of `result` at `positions` that have none; urgent: between two steps of a run."""
 
         def steps(job: Job) -> Iterator[object]:
             add_maps(self.workspace.model, self.workspace.images, layers, result, positions)
             yield MapsAdded(list(positions))
 
-        return self.scheduler.submit("maps", steps, post, urgent=True)
+        return self.scheduler.submit("maps", steps, post, urgent=True, cancel=cancel)
 
     def add_contrast_maps(self, post: Post, result: AnalysisResult, layers: list[str], *,
                           cancel: threading.Event | None = None) -> Job:
@@ -268,12 +269,14 @@ class SavedSession(Session):
         result = self.workspace.result
 
         def steps(job: Job) -> Iterator[object]:
-            yield BatchDone(result.images, len(result.images), len(result.images), 0.0, result.flow)
+            yield BatchDone(result.images, len(result.images), len(result.images), 0.0, result.flow, result.classes,
+                            result.scores)
             yield Finished(result)
 
         return self.scheduler.submit("analysis", steps, post)
 
-    def add_maps(self, post: Post, result: AnalysisResult, positions: list[int], layers: list[str]) -> Job:
+    def add_maps(self, post: Post, result: AnalysisResult, positions: list[int], layers: list[str], *,
+                 cancel: threading.Event | None = None) -> Job:
         raise NeedsModel("maps the report did not keep need the model: open it with semiotui MODEL")
 
     add_contrast_maps = add_maps

@@ -66,8 +66,12 @@ class RunningStats:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(self.counts >= 2, np.sqrt(self.m2 / np.maximum(self.counts - 1, 1)), np.nan)
 
-    def ci95(self) -> tuple[np.ndarray, np.ndarray]:
-        """Student-t 95% confidence interval of the mean (NaN where a column has fewer than two values)."""
+    def ci95(self, within: tuple[float, float] = (-np.inf, np.inf)) -> tuple[np.ndarray, np.ndarray]:
+        """Student-t 95% confidence interval of the mean (NaN where a column has fewer than two values).
+
+        `within`: the range the values can take; the interval is cut to it (three wrong images' band
+        would otherwise run from -10 to +20 bits).
+        """
         if not (self.counts >= 2).any():
             nan = np.full_like(self.mean, np.nan)
             return nan, nan.copy()
@@ -75,4 +79,4 @@ class RunningStats:
 
         dof = np.maximum(self.counts - 1, 1)
         half = scipy_stats.t.ppf(0.975, dof) * self.std / np.sqrt(np.maximum(self.counts, 1))
-        return self.mean - half, self.mean + half
+        return np.clip(self.mean - half, *within), np.clip(self.mean + half, *within)

@@ -105,12 +105,14 @@ def superization(
     parents: Sequence[int | None] | None = None,
     control: np.ndarray | None = None,
     control_rows: Sequence[int] | None = None,
+    within: tuple[float, float] = (-np.inf, np.inf),
     alpha: float = ALPHA,
 ) -> Superization:
     """Curve, steps and their significance from per-image entropies (images × layers, NaN: empty map).
 
     `control` holds the entropies of the images at `control_rows` through the
-    control networks (draws × images × layers). A step is superization when
+    control networks (draws × images × layers); `within` is the range entropy can take (the band is cut to
+    it). A step is superization when
     (1) its drop is positive: median > 0 and a one-sided Wilcoxon signed-rank
     test paired by image gives p < alpha; (2) the drop is larger than the
     controls' mean drop on the same images (one-sided Wilcoxon on the
@@ -126,7 +128,7 @@ def superization(
     n, width = h.shape
     parents = list(parents) if parents is not None else [i - 1 if i else None for i in range(width)]
     stats = RunningStats.of(h)
-    low, high = stats.ci95()
+    low, high = stats.ci95(within)
     drops = step_drops(h, parents)
     delta, median, raw = (np.full(width, np.nan) for _ in range(3))
     pairs = np.zeros(width, dtype=np.int64)

@@ -55,3 +55,25 @@ def test_largest_step_per_image():
 def test_contrast_pair_is_the_most_confident_mistake_and_best_correct_of_its_class():
     assert contrast_pair(_result(ROWS)) == (2, 0)
     assert contrast_pair(_result([r for r in ROWS if r[0] == r[1]])) is None
+
+
+def test_the_images_a_report_draws_span_the_classes_and_both_outcomes():
+    from semiotui.engine.analysis import AnalysisResult, AnalysisSettings, ImageResult
+    from semiotui.engine.explain import showcase
+
+    # a sorted folder: ten images of class 0, then ten of 1, then ten of 2; image 23 is a mistake
+    rows = [ImageResult(i, f"{i}", i // 10, 0 if i == 23 else i // 10, 0.5 + (i % 10) / 20, 0, np.zeros(2))
+            for i in range(30)]
+    picked = showcase(AnalysisResult(["a", "b"], AnalysisSettings(), "cpu", rows), 6)
+    assert len(picked) == len(set(picked)) == 6
+    assert picked[0] == 23  # the mistake
+    assert {rows[k].label for k in picked} == {0, 1, 2}
+    assert showcase(AnalysisResult(["a"], AnalysisSettings(), "cpu", rows[:3]), 6) == [2, 1, 0]
+
+
+def test_a_band_never_leaves_the_range_entropy_can_take():
+    from semiotui.engine.stats import RunningStats
+
+    values = np.array([[0.1, 15.9], [3.0, 9.0], [0.2, 15.0]])  # three images: a wide band
+    low, high = RunningStats.of(values).ci95((0.0, 16.0))
+    assert (low >= 0).all() and (high <= 16).all() and low[0] == 0.0 and high[1] == 16.0

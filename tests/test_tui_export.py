@@ -95,7 +95,10 @@ async def test_exporting_while_the_analysis_runs_writes_the_finished_images_mark
         await pilot.click("#export-go")
         await wait_until(pilot, lambda: not isinstance(app.screen, ExportDialog))
     data = json.loads((folder / "report.json").read_text())
-    assert data["analysis"]["cancelled"] and 4 <= len(data["images"]) < 24
+    assert not data["analysis"]["cancelled"] and data["analysis"]["partial"] == "still running"
+    assert 4 <= len(data["images"]) < 24 and data["analysis"]["total"] == 24
+    assert f"(partial: {len(data['images'])} of 24 images, analysis still running)" in (folder / "report.md").read_text()
+    assert data["analysis"]["accuracy"]["images"] == len(data["images"])
     assert not (folder / "report.html").exists()
 
 

@@ -26,7 +26,8 @@ def configure(command: str | None, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS),
                             help="files to write (default: all)")
         parser.add_argument("--maps", type=int, default=DEFAULT_MAPS, metavar="N",
-                            help=f"images whose maps are drawn in the report (default {DEFAULT_MAPS})")
+                            help=f"images whose maps are drawn in the report, chosen across the classes and "
+                            f"both outcomes (default {DEFAULT_MAPS})")
         parser.set_defaults(run=run_report)
     elif command == "prune":
         parser.add_argument("-o", "--out", metavar="OUT.pt", required=True,
@@ -87,7 +88,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     from semiotui.engine import distributed
-    from semiotui.engine.explain import label_order_warning
+    from semiotui.engine.analysis import add_maps
+    from semiotui.engine.explain import label_order_warning, showcase
     from semiotui.engine.report import add_contrast_maps, write_report
     from semiotui.engine.report_folder import claim_report_folder
 
@@ -114,6 +116,7 @@ def run_report(args: argparse.Namespace) -> int:
             print(f"semiotui: warning: {order}", file=sys.stderr)
         if workspace.control is not None and result.images and not cancel.is_set():
             control_with_progress(workspace, result, cancel)  # attaches the control to the result
+        add_maps(workspace.model, workspace.images, workspace.layers, result, showcase(result, args.maps))
         add_contrast_maps(workspace.model, workspace.images, workspace.layers, result)
         path = write_report(claim, workspace, result, formats=tuple(args.formats))
     partial = " (partial: the analysis was interrupted)" if result.cancelled else ""
@@ -141,9 +144,9 @@ def _analyse_for_report(
             for warning in workspace.warnings:
                 print(f"semiotui: warning: {warning}", file=sys.stderr)
         if shard is None:
-            result = analyse_with_progress(workspace, keep_maps=args.maps, cancel=cancel)
+            result = analyse_with_progress(workspace, cancel=cancel)  # maps come after: across the classes
         else:
-            result = _analyse_shard(workspace, shard, args.maps, cancel)
+            result = _analyse_shard(workspace, shard, cancel)
             if result is None:
                 return None
     finally:
@@ -152,7 +155,7 @@ def _analyse_for_report(
     return workspace, result
 
 
-def _analyse_shard(workspace: Workspace, shard, maps: int, cancel: threading.Event) -> AnalysisResult | None:
+def _analyse_shard(workspace: Workspace, shard, cancel: threading.Event) -> AnalysisResult | None:
     """This rank's block of the images; on rank 0 the gathered whole, elsewhere None."""
     from semiotui.engine import distributed
 
@@ -160,8 +163,7 @@ def _analyse_shard(workspace: Workspace, shard, maps: int, cancel: threading.Eve
     part, error = None, None
     try:
         part = analyse_with_progress(
-            workspace, images=workspace.images.subset(block), keep_maps=set(range(maps)),
-            first_index=block.start, quiet=not shard.leader, cancel=cancel,
+            workspace, images=workspace.images.subset(block), first_index=block.start, quiet=not shard.leader, cancel=cancel,
         )
     except Exception as exc:  # every rank must reach the gather, which reports the failure
         error = one_line(exc)

@@ -317,7 +317,7 @@ class CompareScreen(Screen[bool]):
     def _image_curves(self, c: Comparison) -> Curves:
         s = c.steps
         dataset = GroupCurve("dataset", s.count, s.mean, s.ci_low, s.ci_high)
-        lines = [*band(dataset, "95% CI"), Line("dataset mean", s.mean, "cyan")]
+        lines = [*band(dataset, "95% CI"), Line(f"dataset mean (n={s.count})", s.mean, "cyan")]
         row = self._row(self.image)
         if row is None:
             return Curves(c.layers, lines, "this image: waiting for its result", c.units)

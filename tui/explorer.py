@@ -175,7 +175,7 @@ class ExplorerScreen(Screen):
         if job is not self._job or run is None:
             return  # an earlier run's, or another screen's
         if isinstance(event, BatchDone):
-            run.add(event.images, event.done, event.rate, event.flow)
+            run.add(event.images, event.done, event.rate, event.flow, event.classes, event.scores)
             self._dirty = True
         elif isinstance(event, Notice):
             self.notify(event.message, severity="warning", timeout=6)
@@ -352,7 +352,7 @@ class ExplorerScreen(Screen):
         if run is None or run.stats.count == 0:
             curve.data = None
             return
-        low, high = run.stats.ci95()
+        low, high = run.stats.ci95(run.settings.entropy_range)
         row = run.rows.get(self.image)
         info = self.workspace.index[self.layer] if self.layer else None
         first = info.map_names[0] if info and info.map_names else None
@@ -363,6 +363,7 @@ class ExplorerScreen(Screen):
         curve.data = CurveData(
             [run.map_names[j] for j in main], run.stats.mean[main], low[main], high[main],
             row.entropy[main] if row else None, selected, units(run.settings),
+            labels=(f"dataset mean (n={run.stats.count})", "this image"),
             control=None if steps is None or steps.control is None else steps.control.mean[main],
         )
 

@@ -19,6 +19,7 @@ from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Static
 from torch import nn
 
 from semiotui.engine.analysis import AnalysisResult, AnalysisSettings, BatchDone, Finished
+from semiotui.engine.explain import showcase
 from semiotui.engine.layers import index_layers
 from semiotui.engine.report import DEFAULT_MAPS, FORMATS, write_report
 from semiotui.engine.session import Job, JobFailed, Session
@@ -45,10 +46,14 @@ def explorer_report(session: Session, result: AnalysisResult, layers: list[str])
     """
 
     def prepare(progress: OnProgress, cancel: threading.Event) -> tuple[Workspace, AnalysisResult]:
-        rows = [row if k < DEFAULT_MAPS else replace(row, maps=None) for k, row in enumerate(result.images)]
+        shown = set(showcase(result, DEFAULT_MAPS))
+        rows = [row if k in shown else replace(row, maps=None) for k, row in enumerate(result.images)]
         chosen = replace(result, images=rows)
         if session.live:
-            progress("drawing the maps of a mistake and a correct image", None, None)
+            progress("drawing the maps of images across the classes, a mistake and a correct image", None, None)
+            missing = [k for k in sorted(shown) if rows[k].maps is None]
+            if missing:
+                session.add_maps(_ignore, chosen, missing, layers, cancel=cancel).ended.wait()
             session.add_contrast_maps(_ignore, chosen, layers, cancel=cancel).ended.wait()
         return session.workspace, chosen
 

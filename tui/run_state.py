@@ -37,6 +37,8 @@ class RunState:
     control_done: int = 0  # control networks analysed so far
     control_state: str = "waiting"  # waiting (for the analysis), running, done, none (not asked for or failed)
     empties: np.ndarray | None = None  # per map: images so far whose map is empty
+    classes: int = 0  # the model's number of classes
+    scores: str = "logits"  # what its output holds
     labelled: int = 0  # images so far with a label, and of those the ones predicted right (top-1, top-5)
     right: int = 0
     right5: int = 0
@@ -47,8 +49,10 @@ class RunState:
     def running(self) -> bool:
         return not self.finished and self.error is None
 
-    def add(self, images: list[ImageResult], done: int, rate: float, flow: Flow | None = None) -> None:
-        """Take in one batch of rows."""
+    def add(self, images: list[ImageResult], done: int, rate: float, flow: Flow | None = None, classes: int = 0,
+            scores: str = "logits") -> None:
+        """Take in one batch of rows (and what the run says of the model: its flow, classes and scores)."""
+        self.classes, self.scores = classes or self.classes, scores
         for row in images:
             self.rows[row.index] = row
             if row.label is not None:
@@ -86,7 +90,7 @@ class RunState:
         self.error = message
 
     def snapshot(self, device: str) -> AnalysisResult | None:
-        """The engine's result once the run ended; before, the images done so far, marked partial (`cancelled`)."""
+        """The engine's result once the run ended; before, the images done so far (`partial`: still running)."""
         if self.result is not None:
             return self.result
         if not self.rows:
@@ -94,7 +98,8 @@ class RunState:
         rows = [self.rows[i] for i in sorted(self.rows)]
         seconds = self.done / self.rate if self.rate else 0.0
         return AnalysisResult(list(self.map_names), self.settings, device, rows, copy.deepcopy(self.stats),
-                              cancelled=True, seconds=seconds, flow=self.flow)
+                              seconds=seconds, flow=self.flow, scores=self.scores, classes=self.classes,
+                              total=self.total)
 
     def mean_entropy(self, map_name: str) -> float | None:
         """The mean entropy of a map over the images so far, or None if not measured yet."""
