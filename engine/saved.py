@@ -163,7 +163,8 @@ def _workspace(folder: Path, data: dict, rows: list[list[str]], control_rows: li
     analysis = data["analysis"]
     result = AnalysisResult(layers, settings, s["device"], images, cancelled=analysis["cancelled"],
                             seconds=analysis["seconds"], flow=_flow(data["layers"], layers),
-                            scores=str(data["model"].get("scores", "logits")), classes=int(analysis.get("classes", 0)))
+                            scores=str(data["model"].get("scores", "logits")), classes=int(analysis.get("classes", 0)),
+                            total=analysis["total"] if isinstance(analysis.get("total"), int) else None)
     result.stats.update(result.entropy)
     if control_rows is not None:
         result.control = _control(data["control"], layers, control_rows, [img["path"] for img in data["images"]])
