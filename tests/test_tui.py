@@ -341,3 +341,30 @@ async def test_the_control_runs_after_the_analysis_and_its_verdict_and_curve_fol
         content = app.explorer.saliency_content(image, run.map_names[j].partition("#")[0], run.map_names[j])
         assert content.saliency is None and content.message.startswith("empty map")
         assert "H: none, empty map" in content.caption.plain
+
+
+async def test_the_tree_never_cuts_a_number_it_drops_a_column_instead():
+    import torchvision
+
+    from semiotui.engine.data import ImageSource
+    from semiotui.engine.layers import index_layers
+    from semiotui.engine.workspace import InputSpec, ModelInfo, Workspace
+    from semiotui.engine.analysis import AnalysisSettings
+    from semiotui.engine.demo import demo_samples
+
+    model = torchvision.models.resnet18().eval()
+    spec = InputSpec((64, 64), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    images = ImageSource.from_images([image for image, _ in demo_samples("val", 2)], spec)
+    index = index_layers(model, next(images.batches(1)).images)
+    workspace = Workspace(model, ModelInfo(None, "state_dict", "resnet18", 11_689_512), spec, index,
+                          index.default_selection(), images, AnalysisSettings(device="cpu"), control=None)
+    app = SemiotuiApp(workspace, live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        tree = app.query_one(LayerTree)
+        await pilot.pause()
+        row = tree.nodes_by_name["layer1.0.conv1"].label.plain
+        assert row.rstrip().endswith("36.9k") and len(row.rstrip()) < tree.size.width
+        assert "Conv2d" not in row  # the type column gave way
+        await pilot.resize_terminal(200, 40)
+        await pilot.pause()
+        assert "Conv2d" in tree.nodes_by_name["layer1.0.conv1"].label.plain

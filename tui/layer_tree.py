@@ -97,6 +97,7 @@ class LayerTree(Tree[LayerInfo]):
         self._name_width = 0
         self._type_width = min(11, max((len(info.type) for info in index), default=0))
         self._shape_width = min(11, max((len(format_shape(info.output_shape)) for info in index), default=0))
+        self._columns: tuple[str, ...] = ("type", "shape", "parameters")  # the detail columns that fit
 
     def on_mount(self) -> None:
         self._name_width = 1 + max((self._indent(info) + len(info.name.rsplit(".", 1)[-1]) for info in self.index), default=0)
@@ -134,15 +135,25 @@ class LayerTree(Tree[LayerInfo]):
         label.append(" " * (self._name_width - self._indent(info) - len(name)))
         label.append(f"{entropy:>5}", style="bold")
         label.append(f"{flag} ", style="bold")
-        kind = clip(info.type, self._type_width)
-        shape = clip(format_shape(info.output_shape), self._shape_width)
-        details = Text(f"{kind:<{self._type_width}} {shape:<{self._shape_width}} {format_count(info.parameters):>6}")
-        details.stylize("dim")
-        label.append(details)
+        cells = {"type": f"{clip(info.type, self._type_width):<{self._type_width}}",
+                 "shape": f"{clip(format_shape(info.output_shape), self._shape_width):<{self._shape_width}}",
+                 "parameters": f"{format_count(info.parameters):>6}"}
+        label.append(Text(" ".join(cells[c] for c in self._columns), style="dim"))
         return label
 
     def watch_compact(self) -> None:
         self.relabel()
+
+    def on_resize(self) -> None:
+        """Keep the detail columns that fit whole, dropping type, then shape, then parameters: a number is never cut."""
+        room = self.size.width - 1 - (self._name_width + 7)  # the scroll bar; name, entropy and flag
+        widths = {"type": self._type_width + 1, "shape": self._shape_width + 1, "parameters": 6}
+        columns = ["type", "shape", "parameters"]
+        while columns and sum(widths[c] for c in columns) > room:
+            columns.pop(0)
+        if tuple(columns) != self._columns:
+            self._columns = tuple(columns)
+            self.relabel()
 
     def watch_largest(self, old: str | None, new: str | None) -> None:
         self.relabel([name for name in (old, new) if name in self.nodes_by_name])
