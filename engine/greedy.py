@@ -34,7 +34,9 @@ CRITERIA = ("semiotic", "l1")
 
 
 class Images(Protocol):
-    """Anything that yields labelled batches (an `engine.data.ImageSource`)."""
+    """Anything that yields labelled batches and lists its labels (-1: none), as `engine.data.ImageSource` does."""
+
+    labels: list[int]
 
     def batches(self, batch_size: int) -> Iterator[Batch]: ...
 
@@ -107,6 +109,8 @@ class PruneLog:
     steps: list[Step] = field(default_factory=list)
     final: Measure | None = None
     stopped_because: str = ""
+    measure: str = "accuracy"  # "agreement" (with the original's predictions) where images have no labels
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -175,7 +179,13 @@ def greedy_prune(
     calibration = first_images(train.batches(min(analysis.batch_size, count)), count)
     curve, steps = _curve_and_steps(model, calibration, layers, analysis)
     original = _measure(model, reference, held_out, curve, analysis, example)
-    log = PruneLog(settings.criterion, list(layers), original, asdict(settings))
+    measure = scored_by(held_out)
+    log = PruneLog(settings.criterion, list(layers), original, asdict(settings), measure=measure)
+    held = len(held_out.labels)
+    if held and 1 / held > settings.tolerance:
+        log.warnings.append(f"the {measure} is measured on {held} images: it moves in steps of {1 / held:.1%}, "
+                            f"more than the tolerance of {settings.tolerance:.1%}; use more images or a larger "
+                            "held-out share")
     saturated: set[str] = set()
     current = original
     while True:
@@ -291,6 +301,11 @@ def _remove_channels(model: nn.Module, name: str, importance: torch.Tensor, frac
         return 0, channels
     group.prune()
     return count, conv.out_channels
+
+
+def scored_by(images: Images) -> str:
+    """What the held-out score is: "accuracy" where every image has a label, else "agreement" with the original."""
+    return "accuracy" if all(label >= 0 for label in images.labels) else "agreement"
 
 
 def _finetune(model: nn.Module, reference: nn.Module, train: Images, settings: PruneSettings,

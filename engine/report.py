@@ -35,6 +35,7 @@ from semiotui.themes.colormaps import overlay
 
 from .analysis import AnalysisResult, add_maps
 from .charts import Series, curve_svg, steps_svg
+from .greedy import PruneLog
 from .explain import accuracy, class_curves, confusion, contrast_pair, label_order_warning, largest_steps, outcome_curves
 from .names import readable
 from .report_folder import ReportClaim, claim_report_folder
@@ -61,15 +62,18 @@ def write_report(
     formats: tuple[str, ...] = FORMATS,
     force: bool = False,
     screenshot_svg: str | None = None,
+    pruning: PruneLog | None = None,
 ) -> Path:
     """Write the report of `result` into `directory` (created; replaced only with `force`, and only a report).
 
     `directory` may be a folder already claimed with `claim_report_folder` (checked
     before a long analysis); a path is claimed here, with the workspace's inputs.
+    A pruned model's report gets its `pruning` log: the steps, and the curves before and after.
     """
     if not isinstance(directory, ReportClaim):
         with claim_report_folder(directory, force=force, inputs=workspace.inputs) as claim:
-            return write_report(claim, workspace, result, formats=formats, screenshot_svg=screenshot_svg)
+            return write_report(claim, workspace, result, formats=formats, screenshot_svg=screenshot_svg,
+                                pruning=pruning)
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown report format {sorted(unknown)[0]!r}; choose from {', '.join(FORMATS)}")
@@ -81,6 +85,7 @@ def write_report(
     try:
         sup = result.superization()
         data = report_data(workspace, result, sup)
+        data["pruning"] = None if pruning is None else _finite(pruning.to_dict())
         tiles = _tiles(workspace, result)
         if "json" in formats:
             _write_text(staging / "report.json", json.dumps(data, indent=2, allow_nan=False) + "\n")
@@ -90,6 +95,8 @@ def write_report(
             if result.control is not None:
                 _write_control_csv(staging / "control.csv", result)
         charts = _charts(workspace, result, sup)
+        if pruning is not None:
+            charts["pruning.svg"] = _pruning_chart(pruning)
         if "md" in formats:
             images = staging / "images"
             images.mkdir()
@@ -339,6 +346,8 @@ CHART_TEXT = {
                   "of the model with shuffled weights); red points are layers entered by superization."),
     "steps.svg": ("Superization steps", "ΔH = H(the layer it consumes) − H(layer): positive bars are drops, grey "
                   "ticks the control's drop; red bars are superization."),
+    "pruning.svg": ("Pruning", "Mean entropy per layer of the original model and of the pruned one, on the "
+                    "calibration images of the pruning run; the steps are in the table below."),
     "classes.svg": ("By class", "Mean curve of each class (by label where known, else by predicted class)."),
     "outcomes.svg": ("Correct against wrong", "Mean curves of correctly and wrongly classified images; the "
                      "dashed line marks the layer where they part most."),
@@ -376,6 +385,10 @@ def _markdown(data: dict, result: AnalysisResult, tiles: list[_Tile], charts: di
         name, kind, *numbers, verdict, significant = _layer_cells(layer)
         lines.append(f"| {i} | {_md_code(name)} | {_md(kind)} | {' | '.join(numbers)} | "
                      f"{f'**{verdict}**' if significant else verdict} |")
+    if data["pruning"]:
+        lines += ["", "## Pruning steps", "", _md(_pruning_text(data["pruning"])), "",
+                  "| " + " | ".join(PRUNING_COLUMNS) + " |", "|" + "---:|" * 2 + "---|" + "---:|" * 5]
+        lines += ["| " + " | ".join(_md(c) for c in row) + " |" for row in _pruning_rows(data["pruning"])]
     matrix = _confusion_rows(data)
     if matrix:
         lines += ["", "## Confusion", "", CONFUSION_NOTE, "",
@@ -413,6 +426,44 @@ def _map_sections(data: dict, tiles: list[_Tile]) -> list[tuple[str, str, list[i
     return sections
 
 
+PRUNING_COLUMNS = ("step", "layer", "kept", "channels removed", "channels left", "parameters", "MACs", "accuracy")
+
+
+def _pruning_rows(log: dict) -> list[list[str]]:
+    """The pruning log's steps as table cells, for both reports."""
+    return [[str(step["index"]), step["layer"], "yes" if step["accepted"] else "rolled back",
+             str(step["channels_removed"]), str(step["channels_left"]), f"{step['parameters']:,}",
+             f"{step['macs']:,}", f"{step['accuracy']:.1%}"] for step in log["steps"]]
+
+
+def _pruning_text(log: dict) -> str:
+    """One sentence: what the pruning did, from what to what, and why it stopped."""
+    first, last = log["original"], log["final"] or log["original"]
+    return (f"Greedy pruning ({log['criterion']} criterion): {first['parameters']:,} → {last['parameters']:,} "
+            f"parameters, accuracy {first['accuracy']:.1%} → {last['accuracy']:.1%}, "
+            f"{sum(s['accepted'] for s in log['steps'])} of {len(log['steps'])} steps kept; "
+            f"stopped: {log['stopped_because'] or 'not stopped'}.")
+
+
+def _pruning_chart(log: PruneLog) -> str:
+    """The entropy curves of the original and the pruned model, over the pruned layers."""
+    final = log.final or log.original
+    labels = log.layers if len(log.layers) == len(log.original.curve) else [str(i + 1) for i in range(len(log.original.curve))]
+    return curve_svg(labels, [Series("original", np.array(log.original.curve)),
+                              Series("pruned", np.array(final.curve))], title="Entropy before and after pruning")
+
+
+def _finite(value: object) -> object:
+    """`value` with every non-finite float made None (JSON has no NaN: a layer of empty maps has no mean)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _partial_text(data: dict) -> str:
     """" (partial: ...)" when the report covers only part of the images, else ""."""
     analysis = data["analysis"]
@@ -443,6 +494,13 @@ def _html(data: dict, result: AnalysisResult, tiles: list[_Tile], charts: dict[s
             f"<tr class=\"{'sig' if significant else ''}\"><td>{i}</td><td><code>{escape(name)}</code></td>"
             f"<td>{escape(kind)}</td><td>{shape}</td>{cells}<td>{escape(verdict)}</td></tr>"
         )
+    pruning_html = ""
+    if data["pruning"]:
+        head_cells = "".join(f"<th>{escape(c)}</th>" for c in PRUNING_COLUMNS)
+        body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>"
+                       for row in _pruning_rows(data["pruning"]))
+        pruning_html = (f"<h2>Pruning steps</h2><p class=note>{escape(_pruning_text(data['pruning']))}</p>"
+                        f"<div class=scroll><table class=layers><tr>{head_cells}</tr>{body}</table></div>")
     matrix = _confusion_rows(data)
     confusion_html = ""
     if matrix:
@@ -489,7 +547,7 @@ def _html(data: dict, result: AnalysisResult, tiles: list[_Tile], charts: dict[s
 <h2>Layers</h2><p class=note>{escape(LAYER_NOTE)}</p><div class=scroll><table class=layers><tr><th>#</th>
 {''.join(f"<th>{escape(c)}</th>" for c in LAYER_COLUMNS)}</tr>
 {''.join(rows)}</table></div>
-{confusion_html}{''.join(grids)}{skipped}{shot}
+{pruning_html}{confusion_html}{''.join(grids)}{skipped}{shot}
 <footer>Spatial entropy: the aura (4-neighbour co-occurrence) reading of the method's §2; {escape(s['significance'])};
 control: {escape(data['control']['method'] if data['control'] else 'none')}.
 Every number is in report.json.</footer>

@@ -19,6 +19,10 @@ class Images:
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
         self.x, self.y = x, y
+        self.labels = y.tolist()
+
+    def __len__(self) -> int:
+        return len(self.x)
 
     def batches(self, batch_size: int):
         for lo in range(0, len(self.x), batch_size):
@@ -184,3 +188,13 @@ def test_each_step_records_the_curve_of_the_model_it_made_and_final_is_the_last_
     analysis = analyze(finished.model, [Batch(data.x[:8], data.y[:8])], CONVS,
                        replace(ANALYSIS, upsample=True))
     assert np.allclose(analysis.superization().mean, finished.log.final.curve)
+
+
+def test_without_labels_the_score_is_agreement_and_a_coarse_held_out_set_is_named(data):
+    settings = PruneSettings(tolerance=0.02, max_steps=1, finetune_batches=0, calibration_images=8)
+    log = _run(small_cnn(), CONVS, settings, data)[-1].log
+    assert log.measure == "agreement"
+    assert log.warnings == ["the agreement is measured on 24 images: it moves in steps of 4.2%, more than the "
+                            "tolerance of 2.0%; use more images or a larger held-out share"]
+    labelled = Images(data.x, torch.arange(24) % 3)
+    assert _run(small_cnn(), CONVS, settings, labelled)[-1].log.measure == "accuracy"

@@ -59,7 +59,7 @@ async def test_start_shows_steps_live_stop_ends_after_the_step_and_save_writes_a
         assert log.stopped_because == "stopped by the user"
         assert table.row_count == len(log.steps) <= 2
         assert "stopped by the user" in str(screen.query_one("#prune-status").render())
-        assert not app.session.scheduler.jobs("prune")
+        await wait_until(pilot, lambda: not app.session.scheduler.jobs("prune"))  # it ends just after its last event
 
         await pilot.click("#start")  # a new run would discard the unsaved model: asks, and "no" keeps it
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmQuit))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
@@ -20,6 +20,7 @@ from torch import nn
 
 from semiotui.engine.analysis import AnalysisResult, AnalysisSettings, BatchDone, Finished
 from semiotui.engine.explain import showcase
+from semiotui.engine.greedy import PruneLog
 from semiotui.engine.layers import index_layers
 from semiotui.engine.report import DEFAULT_MAPS, FORMATS, write_report
 from semiotui.engine.session import Job, JobFailed, Session
@@ -30,8 +31,17 @@ from .cli import one_line
 from .plain import plain
 
 OnProgress = Callable[[str, int | None, int | None], None]  # what is being done, done, total
-ReportSource = Callable[[OnProgress, threading.Event], tuple[Workspace, AnalysisResult]]
-"""Run in the worker: gives the workspace and the finished result to report, reporting progress; may stop early."""
+@dataclass
+class ReportInput:
+    """What a report is written from: the workspace, its result, and the pruning log of a pruned model."""
+
+    workspace: Workspace
+    result: AnalysisResult
+    pruning: PruneLog | None = None
+
+
+ReportSource = Callable[[OnProgress, threading.Event], ReportInput]
+"""Run in the worker: gives what to report, reporting progress; may stop early."""
 
 
 def default_folder(now: datetime | None = None) -> str:
@@ -55,14 +65,17 @@ def explorer_report(session: Session, result: AnalysisResult, layers: list[str])
             if missing:
                 session.add_maps(_ignore, chosen, missing, layers, cancel=cancel).ended.wait()
             session.add_contrast_maps(_ignore, chosen, layers, cancel=cancel).ended.wait()
-        return session.workspace, chosen
+        return ReportInput(session.workspace, chosen)
 
     return prepare
 
 
 def model_report(session: Session, model: nn.Module, layers: list[str], settings: AnalysisSettings,
-                 *, path: str | None = None) -> ReportSource:
-    """A fresh analysis of `model` (the pruned one, saved at `path` if it was) on the workspace's images."""
+                 *, path: str | None = None, pruning: PruneLog | None = None) -> ReportSource:
+    """A fresh analysis of `model` (the pruned one, saved at `path` if it was) on the workspace's images.
+
+    With its `pruning` log, the report shows the steps and the curves before and after.
+    """
     workspace = session.workspace
 
     def prepare(progress: OnProgress, cancel: threading.Event) -> tuple[Workspace, AnalysisResult]:
@@ -85,7 +98,7 @@ def model_report(session: Session, model: nn.Module, layers: list[str], settings
         index = index_layers(model, next(images.batches(1)).images.to(device))
         info = ModelInfo(path, "pruned", workspace.info.arch, sum(p.numel() for p in model.parameters()))
         pruned = replace(workspace, model=model, info=info, index=index, layers=layers, settings=settings, warnings=[])
-        return pruned, ended["result"]
+        return ReportInput(pruned, ended["result"], pruning)
 
     return prepare
 
@@ -207,13 +220,13 @@ class ExportDialog(ModalScreen[Path | None]):
             self.post_message(self.Progress(text, done, total))
 
         try:
-            workspace, result = self.source(progress, self._cancel)
+            what = self.source(progress, self._cancel)
             if self._cancel.is_set():
                 self.post_message(self.Failed(None))
                 return
             progress("writing the files", None, None)
-            written = write_report(path, workspace, result, formats=formats, force=force,
-                                   screenshot_svg=self.screenshot)
+            written = write_report(path, what.workspace, what.result, formats=formats, force=force,
+                                   screenshot_svg=self.screenshot, pruning=what.pruning)
         except Exception as exc:  # shown in the dialog, which stays open
             self.post_message(self.Failed(exc))
         else:

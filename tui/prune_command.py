@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from semiotui.engine.data import ImageSource
-from semiotui.engine.greedy import (PruneEvent, PruneFinished, PruneLog, PruneSettings, StepDone, Trying, Working,
+from semiotui.engine.greedy import (PruneEvent, PruneFinished, PruneLog, PruneSettings, StepDone, Trying, Working, scored_by,
                                    greedy_prune)
 from semiotui.engine.workspace import Workspace
 
@@ -39,17 +39,21 @@ def prune(args: argparse.Namespace) -> int:
         print(f"semiotui: warning: {warning}", file=sys.stderr)
     train, held_out = prune_splits(workspace, args.holdout, args.seed)
     layers = conv_layers(workspace, workspace.layers if args.layers else None)
+    measure = scored_by(held_out)
     print(f"semiotui: pruning {len(layers)} conv layers ({args.criterion}); {len(train)} images to fine-tune "
-          f"and calibrate, {len(held_out)} to measure accuracy; Ctrl-C stops after the current step",
-          file=sys.stderr)
+          f"and calibrate, {len(held_out)} to measure {measure}"
+          f"{' (no labels: agreement with the original model)' if measure == 'agreement' else ''}; "
+          "Ctrl-C stops after the current step", file=sys.stderr)
     cancel = threading.Event()
     with Interrupts(cancel):
         events = greedy_prune(workspace.model, train, held_out, layers, settings, workspace.settings, cancel=cancel)
         finished = _follow(events, settings, cancel)
     save_pruned(finished.model, finished.log, workspace, out)
+    for warning in finished.log.warnings:
+        print(f"semiotui: warning: {warning}", file=sys.stderr)
     o, f = finished.log.original, finished.log.final
     print(f"semiotui: {finished.log.stopped_because}; parameters {f.parameters:,} of {o.parameters:,} "
-          f"({f.parameters / o.parameters:.1%}), MACs {f.macs / o.macs:.1%}, accuracy {o.accuracy:.1%} -> "
+          f"({f.parameters / o.parameters:.1%}), MACs {f.macs / o.macs:.1%}, {measure} {o.accuracy:.1%} -> "
           f"{f.accuracy:.1%}; saved {out} and {log_path}", file=sys.stderr)
     return 0
 

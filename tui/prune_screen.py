@@ -233,8 +233,10 @@ class PruneScreen(Screen[None]):
         self.query_one("#prune-steps").border_title = "Steps"
         self.query_one("#prune-save").border_title = "Pruned model"
         self.set_interval(self.REFRESH_INTERVAL, self._refresh)
-        self._say("set the options and press Start (s)")
+        self._say("set the options and press Start (or s, outside a field)")
         self.query_one("#start", Button).focus()
+        for plot in self.query(BackgroundPlot):  # Tab goes from field to button to the save bar, not into plots
+            plot.can_focus = False
 
     def on_resize(self) -> None:
         width, height = self.size
@@ -372,8 +374,10 @@ class PruneScreen(Screen[None]):
 
     def _summary(self, log: PruneLog) -> str:
         o, f = log.original, log.final
+        warnings = "".join(f" · warning: {w}" for w in log.warnings)
         return (f"done, {log.stopped_because}: parameters {percent(f.parameters, o.parameters):.1f}%, "
-                f"MACs {percent(f.macs, o.macs):.1f}%, accuracy {100 * o.accuracy:.1f}% → {100 * f.accuracy:.1f}%")
+                f"MACs {percent(f.macs, o.macs):.1f}%, {log.measure} {100 * o.accuracy:.1f}% → "
+                f"{100 * f.accuracy:.1f}%{warnings}")
 
     # Attributes down, throttled.
 
@@ -410,7 +414,11 @@ class PruneScreen(Screen[None]):
         """Save the pruned model and its log; asks before replacing a file, never replaces the input model."""
         if self.pruned is None:
             return
-        out = Path(self.query_one("#save-path", Input).value.strip()).expanduser()
+        text = self.query_one("#save-path", Input).value.strip()
+        if not text:
+            self._say("type a file name to save the pruned model as, e.g. pruned.pt", error=True)
+            return
+        out = Path(text).expanduser()
         try:
             check_output(out, self.workspace.inputs, force=force)
         except FileExistsError:
@@ -447,7 +455,7 @@ class PruneScreen(Screen[None]):
             return
         model, log = self.pruned
         source = model_report(self.app.session, model, self.report_layers, self.analysis,
-                              path=None if self.saved is None else str(self.saved))
+                              path=None if self.saved is None else str(self.saved), pruning=log)
         note = (f"A report of the pruned model ({percent(log.final.parameters, log.original.parameters):.1f}% "
                 f"of the parameters), analysed afresh on the {len(self.workspace.images)} images of the explorer.")
         self.app.push_screen(ExportDialog(source, screenshot=self.app.export_screenshot(), note=note,
@@ -470,7 +478,7 @@ class PruneScreen(Screen[None]):
     def leaving_question(self, leave: str) -> str | None:
         """What leaving would lose, as a question, or None when nothing is lost."""
         if self.running:
-            return f"Pruning is running (step {len(self.steps) + 1}). Stop it and {leave}?"
+            return f"Pruning is running. Stop it and {leave}? Its model is lost unless you stay and save it."
         if self.pruned is not None and self.saved is None:
             return f"The pruned model is not saved. {leave.capitalize()} anyway?"
         return None
