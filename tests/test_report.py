@@ -352,3 +352,18 @@ def test_names_not_in_utf8_are_reported_with_replacement_characters(tmp_path):
     data = json.loads((out / "report.json").read_text())
     assert data["model"]["path"] == "model\ufffd.pt" and data["images"][0]["path"] == "imgs/bad\ufffd.png"
     assert data["skipped"][0]["path"].endswith("junk\ufffd.txt")
+
+
+def test_a_pruned_models_report_carries_its_pruning_log(analysed, tmp_path):
+    from semiotui.engine.greedy import Measure, PruneLog, Step
+
+    ws, result = analysed
+    original = Measure(1637, 10_000, 0.9, [5.0, 4.0, float("nan"), 3.0])
+    step = Step(1, "conv2", 2, 14, True, 1400, 8_000, 0.88, 1.5, [5.0, 3.5, 3.0, 2.0])
+    log = PruneLog("semiotic", ["conv1", "conv2"], original, {"tolerance": 0.02}, [step], step, "target reached")
+    out = write_report(tmp_path / "rep", ws, result, pruning=log)
+    data = json.loads((out / "report.json").read_text())  # a NaN in a curve is written as null
+    assert data["pruning"]["steps"][0]["layer"] == "conv2" and data["pruning"]["original"]["curve"][2] is None
+    md = (out / "report.md").read_text()
+    assert "## Pruning steps" in md and "1,637 → 1,400 parameters, accuracy 90.0% → 88.0%" in md
+    assert (out / "images" / "pruning.svg").is_file() and "Entropy before and after pruning" in (out / "report.html").read_text()
