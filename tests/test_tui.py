@@ -368,3 +368,21 @@ async def test_the_tree_never_cuts_a_number_it_drops_a_column_instead():
         await pilot.resize_terminal(200, 40)
         await pilot.pause()
         assert "Conv2d" in tree.nodes_by_name["layer1.0.conv1"].label.plain
+
+
+async def test_v_shows_the_map_alone_then_the_image_alone_and_the_colour_scale_says_what_it_means():
+    app = SemiotuiApp(demo_workspace(4), live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, finished(app))
+        view = app.query_one(SaliencyView)
+        await wait_until(pilot, lambda: view.content is not None and view.content.saliency is not None)
+        shown = view.render().renderables[1].plain  # the caption under the heatmap
+        assert "low" in shown and "high · max" in shown
+        heatmap = view.render().renderables[0]
+        for expected in ("map", "image", "overlay"):
+            await pilot.press("v")
+            assert view.view == expected
+        await pilot.press("v")
+        assert view.render().renderables[0].view == "map" and heatmap.view == "overlay"
+        pixels = view.render().renderables[0].pixels(8, 4)
+        assert pixels.shape == (8, 8, 3)

@@ -28,6 +28,7 @@ from .cli import one_line
 from .compare import CompareScreen, largest_step
 from .curve import CurveData, EntropyCurve, units
 from .export import ExportDialog, explorer_report
+from .heatmap import VIEWS
 from .layer_tree import LayerPane, LayerTree, format_shape
 from .messages import EngineEvent
 from .palette import SemiotuiCommands, target_text
@@ -57,6 +58,7 @@ class ExplorerScreen(Screen):
         Binding("c", "compare", "Compare"),
         Binding("m", "cycle('method')", "Method"),
         Binding("t", "cycle('target')", "Target", show=False),
+        Binding("v", "view", "View", show=False),
         Binding("e", "export", "Export"),
         Binding("g", "prune", "Prune"),
     ]
@@ -443,7 +445,8 @@ class ExplorerScreen(Screen):
         labels = self.workspace.images.labels
         if len(labels) and all(label >= 0 for label in labels):
             options.append(("label", target_text("label", names)))
-        options += [(i, target_text(i, names)) for i in range(len(names or []))]
+        classes = len(names) if names else (self.run_state.classes if self.run_state else 0)
+        options += [(i, target_text(i, names)) for i in range(classes)]  # any class, by name or number
         return options
 
     def change_settings(self, **changes: object) -> None:
@@ -476,6 +479,11 @@ class ExplorerScreen(Screen):
         self.notify(f"{what} needs the model, and this is a saved report: open the model with semiotui MODEL",
                     severity="warning", timeout=6)
         return True
+
+    def action_view(self) -> None:
+        """The saliency pane: the map over the image, the map alone, the image alone, in turn."""
+        view = self.query_one(SaliencyView)
+        view.view = VIEWS[(VIEWS.index(view.view) + 1) % len(VIEWS)]
 
     def action_image(self, step: int) -> None:
         self.image = (self.image + step) % len(self.workspace.images)

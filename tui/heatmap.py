@@ -8,12 +8,14 @@ from rich.color_triplet import ColorTriplet
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.segment import Segment
 from rich.style import Style
+from rich.text import Text
 
 from semiotui.themes.colormaps import DEFAULT_COLORMAP, colorize, normalize, resize_bilinear
 
 UPPER_HALF = "▀"
 PLAIN = Style()  # for padding: Textual's colour filters need a style on every segment
 GREY_RAMP = " .:-=+*#%@"  # for terminals without colour: darker to brighter
+VIEWS = ("overlay", "map", "image")  # what the saliency pane draws: `v` goes round them
 
 
 def true_color(r: int, g: int, b: int) -> Color:
@@ -37,9 +39,14 @@ class Heatmap:
         saturation: float = 0.5,
         color: bool = True,
         height: int | None = None,
+        view: str = "overlay",
     ) -> None:
+        """`view`: the map over the image ("overlay"), the map alone ("map") or the image alone ("image")."""
+        if view not in VIEWS:
+            raise ValueError(f"unknown view {view!r}; choose one of {', '.join(VIEWS)}")
         self.image = image
-        self.saliency = saliency
+        self.saliency = saliency if view != "image" else None
+        self.view = view
         self.colormap = colormap
         self.opacity = opacity
         self.saturation = saturation
@@ -55,12 +62,13 @@ class Heatmap:
     def pixels(self, columns: int, rows: int) -> np.ndarray:
         """The blended picture, (2·rows, columns, 3) uint8."""
         image = resize_bilinear(self.image, 2 * rows, columns)
-        luma = (image @ np.array([0.299, 0.587, 0.114]))[..., None]
-        image = luma + self.saturation * (image - luma)  # muted colours let the map stand out
+        if self.view != "image":
+            luma = (image @ np.array([0.299, 0.587, 0.114]))[..., None]
+            image = luma + self.saturation * (image - luma)  # muted colours let the map stand out
         if self.saliency is None:
             return np.clip(np.rint(image), 0, 255).astype(np.uint8)
         level = normalize(resize_bilinear(self.saliency, 2 * rows, columns))
-        alpha = (self.opacity * (0.4 + 0.6 * level))[..., None]
+        alpha = (self.opacity * (0.4 + 0.6 * level))[..., None] if self.view == "overlay" else 1.0
         colours = colorize(level, self.colormap).astype(np.float64)
         return np.clip(np.rint(image * (1 - alpha) + colours * alpha), 0, 255).astype(np.uint8)
 
@@ -78,6 +86,19 @@ class Heatmap:
             for top, bottom in zip(picture[2 * row], picture[2 * row + 1]):
                 yield Segment(UPPER_HALF, Style.from_color(true_color(*top), true_color(*bottom)))
             yield Segment(pad + "\n", PLAIN)
+
+    def legend(self, width: int = 12) -> Text:
+        """`low ▇▇▇… high · max 0.0123`: what the colours mean, and the map's largest value (maps are scaled to it)."""
+        text = Text("low ", style="dim")
+        if self.color:
+            for r, g, b in colorize(np.linspace(0.0, 1.0, width), self.colormap).tolist():
+                text.append("█", style=Style(color=true_color(r, g, b)))
+        else:
+            text.append(GREY_RAMP.strip())
+        text.append(" high", style="dim")
+        if self.saliency is not None:
+            text.append(f" · max {float(np.max(self.saliency)):.3g}", style="dim")
+        return text
 
     def _ramp(self, columns: int, rows: int, left: str, pad: str) -> RenderResult:
         source = self.saliency if self.saliency is not None else self.image.mean(axis=2)

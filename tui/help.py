@@ -21,7 +21,9 @@ a drop of entropy from one layer to the next, read as signs aggregated into a su
 - `n` `p`: next / previous image (a map the analysis did not keep is computed when shown)
 - `c`: compare: this image against the dataset, per class, right vs wrong, the misclassified
   images (`←` `→` or `1` `2` `3` switch views; `enter` opens an image in the explorer; `esc` back)
-- `m` `t`: next saliency method / target (restarts the analysis)
+- `m` `t`: next saliency method / target (restarts the analysis); any class as the target:
+  `ctrl+p`, type `target`
+- `v`: the saliency pane shows the map over the image, the map alone, or the image alone
 - `e`: export the analysis as a report folder (HTML, Markdown, JSON, CSV, with a screenshot);
   while the analysis runs, the report covers the images finished so far, marked partial
 - `g`: greedy pruning of a copy of the model (docs/METHOD.md §5): set the options, `s` starts,
@@ -32,11 +34,16 @@ a drop of entropy from one layer to the next, read as signs aggregated into a su
 
 ### Panes
 - **Layers**: `●` measured, `○` could be measured, dim: no spatial map; the number is the
-  mean entropy over the images done so far; `◆` the layer the image's entropy drops into most.
-- **Saliency**: the selected layer's map over the image, and the class it explains.
-- **Entropy curve**: the dataset mean with its 95% band, the current image, the selected layer.
-- **Steps**: ΔH = H(previous layer) − H(layer); a bar right of the axis is a drop,
-  `*` a significant one (one-sided Wilcoxon, Holm-corrected, p < 0.01).
+  mean entropy over the images done so far (empty maps left out); `◆` the layer the image's
+  entropy drops into most; `∅` most of its maps are empty; `⑂` a branch off the main path.
+- **Saliency**: the selected layer's map over the image, the class it explains, and the colour
+  scale (low to high, with the map's largest value); an empty map (all zero) says so.
+- **Entropy curve**: along the main path: the dataset mean with its 95% band, the control
+  (copies of the model with shuffled weights, grey), the current image, the selected layer.
+- **Steps**: ΔH = H(the layer it consumes) − H(layer), on the images whose two maps are
+  non-empty; a bar right of the axis is a drop; `*` superization: a significant drop beyond the
+  control networks (three tests, Holm-corrected, p < 0.01); `~` a significant drop the control
+  makes too; `∅` mostly empty maps. The pane's corner says what the control is, or that there is none.
 
 A saved report (`semiotui open DIR`) has no model: its method, target and layers stay as saved,
 and only the images whose maps it kept show a map.

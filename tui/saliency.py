@@ -52,6 +52,8 @@ class SaliencyView(Widget, can_focus=True):
     """Draws a `SaliencyContent` with the heatmap filling the space the caption leaves."""
 
     content: reactive[SaliencyContent | None] = reactive(None)
+    view: reactive[str] = reactive("overlay")
+    """The map over the image, the map alone or the image alone (heatmap.VIEWS)."""
 
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self.refresh())
@@ -68,11 +70,17 @@ class SaliencyView(Widget, can_focus=True):
         caption = content.caption.copy()
         if content.message:
             caption.append("\n" + content.message, style="italic")
+        heatmap = None
+        if content.image is not None:
+            heatmap = Heatmap(content.image, content.saliency, colormap=self.colormap, color=not self.app.no_color,
+                              view=self.view)
+            if heatmap.saliency is not None:
+                caption.append("\n").append_text(heatmap.legend())
+            if self.view != "overlay":
+                caption.append(f" · {self.view} alone (v)", style="dim")
         lines = len(caption.wrap(self.app.console, max(1, self.size.width)))
         room = self.size.height - lines
-        if content.image is None or room < 3:
+        if heatmap is None or room < 3:
             return caption
-        heatmap = Heatmap(
-            content.image, content.saliency, colormap=self.colormap, color=not self.app.no_color, height=room
-        )
+        heatmap.height = room
         return Group(heatmap, caption)
