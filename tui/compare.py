@@ -170,7 +170,7 @@ class CompareScreen(Screen[bool]):
         Binding("right,l", "view(1)", "Next view", key_display="→"),
         Binding("left,h", "view(-1)", "Previous view", show=False),
         Binding("slash", "find", "Find", key_display="/"),
-        Binding("n", "explorer('image(1)')", "Next image"),
+        Binding("n", "explorer('image(1)')", "Next"),
         Binding("p", "explorer('image(-1)')", "Prev", show=False),
         Binding("m", "explorer(\"cycle('method')\")", "Method"),
         Binding("t", "explorer(\"cycle('target')\")", "Target", show=False),

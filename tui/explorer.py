@@ -53,7 +53,7 @@ class ExplorerScreen(Screen):
     COMMANDS = Screen.COMMANDS | {SemiotuiCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "find", "Find", key_display="/"),
-        Binding("n", "image(1)", "Next image"),
+        Binding("n", "image(1)", "Next"),
         Binding("p", "image(-1)", "Prev", show=False),
         Binding("c", "compare", "Compare"),
         Binding("m", "cycle('method')", "Method"),
@@ -131,6 +131,9 @@ class ExplorerScreen(Screen):
     def on_resize(self) -> None:
         width, height = self.size
         self.set_class(width < COMPACT_WIDTH or height < COMPACT_HEIGHT, "-compact")
+        footer = self.query_one(Footer)  # every key in view at 80 columns (help tells of ctrl+p)
+        footer.compact = width < COMPACT_WIDTH
+        footer.show_command_palette = width >= COMPACT_WIDTH
         self.query_one(LayerTree).compact = width < COMPACT_WIDTH
 
     # The analysis: one job at a time, restarted when what it measures changes.
