@@ -260,10 +260,19 @@ def _load_pickle(path: Path, trust: bool, arch: str | None, arch_kwargs: Mapping
         )
     kwargs = dict(arch_kwargs or {})
     model, spec, arch_names = _build_arch(arch, kwargs)
+    note = None
+    classes = _head_size(model, state) if ":" not in arch and "num_classes" not in kwargs else None
+    if classes is not None:  # a fine-tuned torchvision model: its head says how many classes it has
+        kwargs["num_classes"] = classes
+        model, spec, arch_names = _build_arch(arch, kwargs)
+        note = (f"built {arch} with {classes} classes, as the classifier in {path.name} has "
+                "(pass --arch-kwargs '{\"num_classes\": N}' to choose)")
     if arch_names and kwargs.get("num_classes", len(arch_names)) != len(arch_names):
         arch_names = None  # the weights' categories do not apply to a new head
     _load_weights(model, state, path, arch)
     loaded = _loaded(model, path, fmt, arch)
+    if note:
+        loaded.notes.append(note)
     loaded.spec_defaults = spec
     loaded.class_names = names or arch_names
     return loaded
@@ -368,6 +377,19 @@ def _torchvision_meta(arch: str) -> tuple[InputSpec | None, list[str] | None]:
     except (AttributeError, ValueError, KeyError, TypeError):  # a model without classification weights
         return None, None
     return spec, list(weights.meta.get("categories") or []) or None
+
+
+def _head_size(model: nn.Module, state: dict[str, torch.Tensor]) -> int | None:
+    """The number of classes of the weights' classifier when it is all that differs from `model` (else None).
+
+    That is: one or two tensors (a weight and its bias) whose first dimension differs and the rest agrees.
+    """
+    own = model.state_dict()
+    wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
+    if not 1 <= len(wrong) <= 2 or any(state[k].shape[1:] != own[k].shape[1:] for k in wrong):
+        return None
+    sizes = {state[k].shape[0] for k in wrong}
+    return sizes.pop() if len(sizes) == 1 else None
 
 
 def _load_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Path, arch: str) -> None:

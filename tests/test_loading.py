@@ -369,3 +369,19 @@ def test_an_exported_folder_beside_its_model_gets_the_models_class_order(tmp_pat
     assert ws.spec.size == (16, 16) and ws.class_names == ["zeta", "alpha", "mid"]
     assert ws.images.names == [f"{tmp_path.name}/alpha/1.png", f"{tmp_path.name}/zeta/1.png"]
     assert ws.images.labels == [1, 0] and not ws.images.skipped  # model.pt and the JSON are not images of the tree
+
+
+def test_a_fine_tuned_torchvision_state_dict_is_built_with_its_own_number_of_classes(tmp_path):
+    torch.manual_seed(0)
+    tuned = torchvision.models.resnet18(num_classes=10)
+    torch.save(tuned.state_dict(), tmp_path / "tuned.pth")
+    loaded = load_model(tmp_path / "tuned.pth", arch="resnet18")
+    assert loaded.model.fc.out_features == 10 and loaded.class_names is None  # not ImageNet's names
+    assert loaded.notes == ["built resnet18 with 10 classes, as the classifier in tuned.pth has "
+                            "(pass --arch-kwargs '{\"num_classes\": N}' to choose)"]
+    x = torch.randn(2, 3, 64, 64)
+    assert torch.equal(loaded.model.eval()(x), tuned.eval()(x))
+    # weights of another architecture are still refused, with the shapes named
+    torch.save(torchvision.models.resnet34().state_dict(), tmp_path / "other.pth")
+    with pytest.raises(Exception, match="do not fit --arch resnet18"):
+        load_model(tmp_path / "other.pth", arch="resnet18")
