@@ -94,6 +94,7 @@ def curve_svg(
     significant: np.ndarray | None = None,
     mark: int | None = None,
     title: str = "Spatial entropy per layer",
+    ylabel: str = "entropy (bits)",
 ) -> str:
     """Entropy curves over the layers with their bands; significant drops in red; `mark` a layer."""
     arrays = [a for one in series for a in (one.mean, one.low, one.high) if a is not None]
@@ -101,7 +102,7 @@ def curve_svg(
     values = values[np.isfinite(values)]
     lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
     pad = 0.05 * (hi - lo or 1.0)
-    parts, x, y = _frame(labels, lo - pad, hi + pad, "entropy (bits)")
+    parts, x, y = _frame(labels, lo - pad, hi + pad, ylabel)
     if mark is not None:
         parts.append(f'<line x1="{x(mark):.1f}" x2="{x(mark):.1f}" y1="{MARGIN["top"]}" '
                      f'y2="{MARGIN["top"] + PLOT_HEIGHT}" class="mark"/>')
@@ -124,12 +125,15 @@ def curve_svg(
                          f'style="fill:{"#c44e52" if sig else colour}"><title>{escape(one.name)} · '
                          f"{escape(labels[i])}: {v:.3f} bits</title></circle>")
     if len(series) > 1:
+        lx, ly = MARGIN["left"] + 10, MARGIN["top"] + 14
         for k, one in enumerate(series):
-            lx = MARGIN["left"] + 10 + (k % 5) * 130
-            ly = MARGIN["top"] + 14 + (k // 5) * 16
+            room = 24 + 6.2 * len(one.name)  # swatch, gap and the name at 11px
+            if lx + room > WIDTH - MARGIN["right"] and lx > MARGIN["left"] + 10:
+                lx, ly = MARGIN["left"] + 10, ly + 16
             parts.append(f'<rect x="{lx}" y="{ly - 8}" width="14" height="4" '
                          f'style="fill:{DIM if one.dim else COLOURS[k % len(COLOURS)]}"/>'
                          f'<text x="{lx + 18}" y="{ly - 2}" class="tick">{escape(one.name)}</text>')
+            lx += room + 12
     return _svg(parts, title, labels)
 
 

@@ -462,18 +462,34 @@ def _load_export(path: Path, trust: bool) -> LoadedModel:
 
 
 def _apply_sidecar(path: Path, loaded: LoadedModel) -> None:
-    """Input spec and classes from a `preprocess.json` beside the model, as `semiotui demo --export` writes."""
+    """Input spec and classes from beside the model: the pruning log `semiotui prune` wrote for it (OUT.json),
+    else a `preprocess.json`, as `semiotui demo --export` writes."""
     sidecar = path.with_name(SIDECAR)
-    if not sidecar.is_file():
+    log = path.with_suffix(".json")
+    pruned = _pruning_log(log) if log != path and log.is_file() else None
+    if pruned is None and not sidecar.is_file():
         return
+    if pruned is not None:
+        sidecar, data = log, {**pruned["preprocess"], "classes": pruned.get("class_names")}
     try:
-        data = json.loads(sidecar.read_text(encoding="utf-8"))
+        if pruned is None:
+            data = json.loads(sidecar.read_text(encoding="utf-8"))
         loaded.spec_defaults, classes = _sidecar_values(data)
     except (ValueError, OSError) as exc:
         raise LoadError(f"{sidecar} is not a valid preprocessing file ({brief(exc)}); fix or remove it") from exc
     if classes is not None:
         loaded.class_names = classes
     loaded.notes.append(f"input size, mean, std and classes from {sidecar.name}")
+
+
+def _pruning_log(path: Path) -> dict | None:
+    """The log `semiotui prune` wrote beside a pruned model (it holds the preprocessing), or None if it is not one."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        return None
+    is_log = isinstance(data, dict) and isinstance(data.get("preprocess"), dict) and "steps" in data
+    return data if is_log else None
 
 
 def _sidecar_values(data: object) -> tuple[InputSpec, list[str] | None]:

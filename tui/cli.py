@@ -13,7 +13,7 @@ from semiotui import __version__
 from semiotui.engine.entropy import ESTIMATORS
 from semiotui.engine.saliency import METHODS
 
-COMMANDS = ("report", "open", "prune", "demo")  # grows as each subcommand lands
+COMMANDS = ("report", "open", "prune", "compare", "demo")  # grows as each subcommand lands
 
 
 class CommandError(Exception):
@@ -90,26 +90,29 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         "prune": "Greedy pruning guided by the entropy analysis (docs/METHOD.md §5).",
         "demo": "The bundled demo model and its images.",
         "open": "Browse a saved report folder, with no model and no GPU.",
+        "compare": "Two models on the same images side by side (a pruned one and its original, say), or two "
+        "saved report folders; writes a comparison report.",
     }
     parser = argparse.ArgumentParser(prog=prog, description=descriptions[command])
     parser.add_argument("--version", action="version", version=f"semiotui {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     from . import commands  # the subcommands' bodies; imported here to keep --help fast
 
-    if command in (None, "report", "prune"):
-        add_model_options(parser)
+    if command in (None, "report", "prune", "compare"):
+        add_model_options(parser, positional=command != "compare")
         add_data_options(parser)
-    if command in (None, "report"):
+    if command in (None, "report", "compare"):
         add_analysis_options(parser)
     commands.configure(command, parser)
     return parser
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
+def add_model_options(parser: argparse.ArgumentParser, *, positional: bool = True) -> None:
     g = parser.add_argument_group("model")
-    g.add_argument("model", nargs="?", metavar="MODEL",
-                   help="model file: a full pickle (needs --trust), a checkpoint or state dict "
-                   "(with --arch), TorchScript, or a torch.export .pt2; none: the bundled demo")
+    if positional:
+        g.add_argument("model", nargs="?", metavar="MODEL",
+                       help="model file: a full pickle (needs --trust), a checkpoint or state dict "
+                       "(with --arch), TorchScript, or a torch.export .pt2; none: the bundled demo")
     g.add_argument("--trust", action="store_true",
                    help="allow loading a full pickled model; pickles can run code, so only for files you trust")
     g.add_argument("--arch", help="architecture for a state dict: a torchvision model name "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import contextlib
 import sys
 import threading
@@ -52,6 +53,13 @@ def configure(command: str | None, parser: argparse.ArgumentParser) -> None:
                             help="conv layers to measure and prune: names or globs (default: all convs)")
         parser.add_argument("--batch-size", type=int, default=32, help="images per batch")
         parser.set_defaults(run=run_prune)
+    elif command == "compare":
+        parser.add_argument("a", metavar="A", help="a model file (the options below apply to both), 'demo' for "
+                            "the bundled model, or a report folder")
+        parser.add_argument("b", metavar="B", help="the other model file, or report folder")
+        parser.add_argument("-o", "--out", metavar="DIR", required=True, help="comparison report folder to create")
+        parser.add_argument("--force", action="store_true", help="replace DIR if it already holds a report")
+        parser.set_defaults(run=run_compare)
     elif command == "open":
         parser.add_argument("directory", metavar="DIR", help="a report folder written by semiotui report")
         parser.set_defaults(run=run_open)
@@ -263,6 +271,54 @@ def follow(events, console, end: type, progress) -> object:
         else:
             progress(event)
     raise AssertionError(f"the stream ended without {end.__name__}")
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    """Two models (or two saved reports) on the same images: the comparison report, and its summary on stderr."""
+    from semiotui.engine.analysis import add_maps
+    from semiotui.engine.comparison import compare
+    from semiotui.engine.comparison_report import write_comparison
+    from semiotui.engine.explain import showcase
+    from semiotui.engine.report_folder import claim_report_folder
+    from semiotui.engine.saved import open_report
+
+    from .workspace_args import input_paths
+
+    folders = [Path(x).is_dir() for x in (args.a, args.b)]
+    if any(folders) and not all(folders):
+        raise ValueError("compare two model files or two report folders, not one of each")
+    inputs = [*input_paths(args), args.a, args.b]
+    with claim_report_folder(args.out, force=args.force, inputs=inputs) as claim:
+        if all(folders):
+            sides = [open_report(x) for x in (args.a, args.b)]
+            sides = [(workspace, workspace.result) for workspace in sides]
+        else:
+            sides = [_analysed_side(args, model) for model in (args.a, args.b)]
+            shown = {sides[0][1].images[k].name for k in showcase(sides[0][1], 4)}
+            for workspace, result in sides:  # the same images' maps under both models
+                add_maps(workspace.model, workspace.images, workspace.layers, result,
+                         [k for k, row in enumerate(result.images) if row.name in shown])
+        names = tuple(Path(x).name if x != "demo" else "bundled demo" for x in (args.a, args.b))
+        comparison = compare(sides[0][1], sides[1][1], names, tuple(w.info.parameters for w, _ in sides))
+        path = write_comparison(claim, comparison, *sides)
+    for line in comparison.summary():
+        print(f"semiotui: {line}", file=sys.stderr)
+    print(f"semiotui: comparison written to {path}", file=sys.stderr)
+    return 0
+
+
+def _analysed_side(args: argparse.Namespace, model: str) -> tuple[Workspace, AnalysisResult]:
+    """One model of a comparison: loaded with the shared options, analysed, with its control."""
+    from .workspace_args import workspace_from_args
+
+    print(f"semiotui: {model}", file=sys.stderr)
+    workspace = workspace_from_args(argparse.Namespace(**{**vars(args), "model": None if model == "demo" else model}))
+    for warning in workspace.warnings:
+        print(f"semiotui: warning: {warning}", file=sys.stderr)
+    result = analyse_with_progress(workspace)
+    if workspace.control is not None:
+        control_with_progress(workspace, result)
+    return workspace, result
 
 
 def run_prune(args: argparse.Namespace) -> int:

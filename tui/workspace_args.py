@@ -71,8 +71,9 @@ def workspace_from_args(args: argparse.Namespace) -> Workspace:
 def input_paths(args: argparse.Namespace) -> list[str]:
     """The user's files and folders a command analyses (model and its preprocess.json, images, dataset)."""
     paths = list(args.images)
-    if args.model is not None:
-        paths += [args.model, str(Path(args.model).with_name(SIDECAR))]
+    model = getattr(args, "model", None)  # compare names its two models otherwise
+    if model is not None:
+        paths += [model, str(Path(model).with_name(SIDECAR))]
     if args.dataset:
         paths.append(dataset_parts(args.dataset)[1])
     return paths

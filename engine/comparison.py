@@ -1,0 +1,124 @@
+"""Two models on the same images, side by side: their curves, their steps, and where they differ.
+
+The use that asked for it: a pruned model against its original. Both analyses
+are paired by image (the same file); a layer both measured differs when the
+per-image entropies differ (two-sided Wilcoxon signed-rank, Holm over the
+layers, p < 0.01), and a step both take differs the same way on its ΔH
+**(choice)**. Empty maps are left out pair by pair, and n is kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .analysis import AnalysisResult
+from .explain import Accuracy, accuracy
+from .superization import ALPHA, MIN_PAIRS, Superization, holm, step_drops
+
+
+@dataclass
+class ModelComparison:
+    """Model A against model B on the images both analysed."""
+
+    names: tuple[str, str]  # how the two are called (their files)
+    parameters: tuple[int, int]
+    accuracy: tuple[Accuracy | None, Accuracy | None]
+    steps: tuple[Superization, Superization]  # each model's own curve, steps and verdicts
+    layers: list[str]  # the maps both measured, in A's order
+    images: int  # images both analysed
+    mean_a: np.ndarray  # (layers,) mean entropy over the pairs
+    mean_b: np.ndarray
+    pairs: np.ndarray  # (layers,) images whose maps are non-empty in both
+    p_value: np.ndarray  # two-sided Wilcoxon of H_a − H_b per layer, Holm-adjusted
+    step_a: np.ndarray  # (layers,) mean ΔH into each layer over the pairs of its step (NaN: no common step)
+    step_b: np.ndarray
+    step_pairs: np.ndarray
+    step_p_value: np.ndarray
+
+    @property
+    def differs(self) -> np.ndarray:
+        return np.nan_to_num(self.p_value, nan=1.0) < ALPHA
+
+    @property
+    def step_differs(self) -> np.ndarray:
+        return np.nan_to_num(self.step_p_value, nan=1.0) < ALPHA
+
+    def summary(self) -> list[str]:
+        """The comparison in plain sentences, each with its n."""
+        a, b = self.names
+        out = [f"{a}: {self.parameters[0]:,} parameters{_score(self.accuracy[0])}; "
+               f"{b}: {self.parameters[1]:,} parameters{_score(self.accuracy[1])}; {self.images} images in common."]
+        differ = [self.layers[j] for j in np.flatnonzero(self.differs)]
+        if differ:
+            out.append(f"Their entropy differs (p < {ALPHA}, paired by image, Holm) at {', '.join(differ)}.")
+        else:
+            out.append(f"Their entropy does not differ significantly at any of the {len(self.layers)} layers "
+                       "both measured.")
+        steps = [self.layers[j] for j in np.flatnonzero(self.step_differs)]
+        if steps:
+            out.append(f"Their drop differs into {', '.join(steps)}.")
+        found = [f"{name}: {', '.join(s.layers[i] for i in np.flatnonzero(s.significant)) or 'none'}"
+                 for name, s in zip(self.names, self.steps) if s.control is not None]
+        if found:
+            out.append("Superization against each one's control: " + "; ".join(found) + ".")
+        return out
+
+
+def compare(a: AnalysisResult, b: AnalysisResult, names: tuple[str, str], parameters: tuple[int, int]) -> ModelComparison:
+    """Pair the two analyses by image name and test each common layer and step."""
+    by_name = {row.name: k for k, row in enumerate(b.images)}
+    rows = [(k, by_name[row.name]) for k, row in enumerate(a.images) if row.name in by_name]
+    if len(rows) < 2:
+        raise ValueError("the two analyses have fewer than two images in common (paired by file name)")
+    common = [name for name in a.layers if name in b.layers]
+    if not common:
+        raise ValueError("the two models measure no layer of the same name: there is nothing to pair")
+    ia, ib = [a.layers.index(n) for n in common], [b.layers.index(n) for n in common]
+    ha = a.entropy[[k for k, _ in rows]][:, ia]
+    hb = b.entropy[[k for _, k in rows]][:, ib]
+    parents = _common_parents(a, common)
+    da, db = step_drops(ha, parents), step_drops(hb, parents)
+    mean_a, mean_b, pairs, raw = _paired(ha, hb)
+    step_a, step_b, step_pairs, step_raw = _paired(da, db)
+    return ModelComparison(
+        names=names, parameters=parameters, accuracy=(accuracy(a), accuracy(b)),
+        steps=(a.superization(), b.superization()), layers=common, images=len(rows),
+        mean_a=mean_a, mean_b=mean_b, pairs=pairs, p_value=holm(raw),
+        step_a=step_a, step_b=step_b, step_pairs=step_pairs, step_p_value=holm(step_raw),
+    )
+
+
+def _common_parents(a: AnalysisResult, common: list[str]) -> list[int | None]:
+    """A's steps among the common layers: each layer's parent on A's main path, when both layers are common."""
+    if a.flow is None:
+        return [i - 1 if i else None for i in range(len(common))]
+    position = {name: j for j, name in enumerate(common)}
+    out: list[int | None] = []
+    for name in common:
+        parent = a.flow.parents[a.layers.index(name)]
+        out.append(position.get(a.layers[parent]) if parent is not None else None)
+    return out
+
+
+def _paired(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per column, over the rows where both are finite: the two means, the count, and a two-sided Wilcoxon p."""
+    from scipy import stats as scipy_stats  # imported on first use: it adds a second to start-up
+
+    width = x.shape[1]
+    mx, my, p = (np.full(width, np.nan) for _ in range(3))
+    n = np.zeros(width, dtype=np.int64)
+    for j in range(width):
+        both = np.isfinite(x[:, j]) & np.isfinite(y[:, j])
+        n[j] = both.sum()
+        if n[j]:
+            mx[j], my[j] = x[both, j].mean(), y[both, j].mean()
+        d = x[both, j] - y[both, j]
+        if n[j] > MIN_PAIRS:  # two-sided: one pair more than one-sided to reach p < 0.01 at all
+            p[j] = 1.0 if not np.any(d != 0) else float(scipy_stats.wilcoxon(d).pvalue)
+    return mx, my, n, p
+
+
+def _score(score: Accuracy | None) -> str:
+    return "" if score is None else f", accuracy {score.top1:.1%}"

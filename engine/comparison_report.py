@@ -1,0 +1,176 @@
+"""A comparison report folder: report.html (self-contained), report.md, report.json of two models side by side.
+
+Written like an analysis report: claimed before the slow part, built under a
+temporary name and renamed into place. `semiotui open` browses analysis
+reports; a comparison is read in a browser.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import platform
+import shutil
+from dataclasses import asdict
+from datetime import datetime, timezone
+from html import escape
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from semiotui import __version__
+from semiotui.themes.colormaps import overlay
+
+from .analysis import AnalysisResult
+from .charts import Series, curve_svg
+from .comparison import ModelComparison
+from .report import _CSS, _fmt, _md, _num, _png, _tile_size
+from .report_folder import ReportClaim, claim_report_folder
+from .workspace import Workspace
+
+Side = tuple[Workspace, AnalysisResult]  # a model's workspace (images for the maps) and its analysis
+
+
+def write_comparison(directory: str | Path | ReportClaim, comparison: ModelComparison, a: Side, b: Side, *,
+                     force: bool = False) -> Path:
+    """Write the comparison of `a` and `b` into `directory` (created; replaced only with `force`, and only a report)."""
+    if not isinstance(directory, ReportClaim):
+        inputs = [*a[0].inputs, *b[0].inputs]
+        with claim_report_folder(directory, force=force, inputs=inputs) as claim:
+            return write_comparison(claim, comparison, a, b)
+    staging = directory.staging()
+    try:
+        data = comparison_data(comparison)
+        charts = _charts(comparison)
+        tiles = _tiles(comparison, a, b)
+        (staging / "report.json").write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        images = staging / "images"
+        images.mkdir()
+        for name, svg in charts.items():
+            (images / name).write_text(svg, encoding="utf-8")
+        for k, (image, rows) in enumerate(tiles):
+            for side, row in zip("ab", rows):
+                for j, png in enumerate(row):
+                    (images / f"image{k}_{side}{j}.png").write_bytes(png)
+        (staging / "report.md").write_text(_markdown(data, charts, tiles), encoding="utf-8")
+        (staging / "report.html").write_text(_html(data, charts, tiles), encoding="utf-8")
+        directory.swap_in(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return directory.target
+
+
+def comparison_data(c: ModelComparison) -> dict:
+    """Every number of the comparison."""
+    return {
+        "semiotui": __version__,
+        "kind": "comparison",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
+        "models": [{"name": name, "parameters": params, "accuracy": None if score is None else asdict(score),
+                    "superization": [s.layers[i] for i in np.flatnonzero(s.significant)],
+                    "controlled": s.control is not None}
+                   for name, params, score, s in zip(c.names, c.parameters, c.accuracy, c.steps)],
+        "images": c.images,
+        "significance": "two-sided Wilcoxon signed-rank paired by image, Holm over the layers, p < 0.01; "
+                        "empty maps left out pair by pair",
+        "summary": c.summary(),
+        "layers": [{"name": name, "mean": [_num(c.mean_a[j]), _num(c.mean_b[j])], "pairs": int(c.pairs[j]),
+                    "p_value": _num(c.p_value[j]), "differs": bool(c.differs[j]),
+                    "step": [_num(c.step_a[j]), _num(c.step_b[j])], "step_pairs": int(c.step_pairs[j]),
+                    "step_p_value": _num(c.step_p_value[j]), "step_differs": bool(c.step_differs[j])}
+                   for j, name in enumerate(c.layers)],
+    }
+
+
+def _charts(c: ModelComparison) -> dict[str, str]:
+    """Both curves with their bands over the common layers; both models' ΔH per step."""
+    series = []
+    for name, s in zip(c.names, c.steps):
+        j = [s.layers.index(layer) for layer in c.layers]
+        series.append(Series(f"{name} (n = {s.count})", s.mean[j], s.ci_low[j], s.ci_high[j]))
+    steps = [Series(f"ΔH {name}", values) for name, values in zip(c.names, (c.step_a, c.step_b))]
+    return {"curves.svg": curve_svg(c.layers, series, mark=None, title="Spatial entropy per layer, both models"),
+            "steps.svg": curve_svg(c.layers, steps, title="Entropy drop into each layer (ΔH), both models",
+                                   ylabel="ΔH (bits)")}
+
+
+def _tiles(c: ModelComparison, a: Side, b: Side, count: int = 4) -> list[tuple[str, list[list[bytes]]]]:
+    """The same images' maps side by side: for each image with maps in both, a row of tiles per model."""
+    by_name = {row.name: row for row in b[1].images}
+    out = []
+    for row_a in a[1].images:
+        row_b = by_name.get(row_a.name)
+        if row_a.maps is None or row_b is None or row_b.maps is None:
+            continue
+        rows = []
+        for workspace, row in ((a[0], row_a), (b[0], row_b)):
+            picture = workspace.images.image(row.index)
+            size = _tile_size(picture.shape[:2])
+            rows.append([_png(overlay(picture, None, *size))]
+                        + [_png(overlay(picture, row.maps[layer], *size)) for layer in c.layers if layer in row.maps])
+        out.append((row_a.name, rows))
+        if len(out) == count:
+            break
+    return out
+
+
+def _layer_names(data: dict) -> list[str]:
+    return [layer["name"] for layer in data["layers"]]
+
+
+COLUMNS = ("layer", "H A", "H B", "n", "p", "differs", "ΔH A", "ΔH B", "n", "p", "differs")
+
+
+def _cells(layer: dict) -> list[str]:
+    return [_fmt(layer["mean"][0]), _fmt(layer["mean"][1]), str(layer["pairs"]), _fmt(layer["p_value"], ".2g"),
+            "yes" if layer["differs"] else "", _fmt(layer["step"][0], "+.3f"), _fmt(layer["step"][1], "+.3f"),
+            str(layer["step_pairs"]), _fmt(layer["step_p_value"], ".2g"), "yes" if layer["step_differs"] else ""]
+
+
+def _markdown(data: dict, charts: dict[str, str], tiles: list) -> str:
+    a, b = (m["name"] for m in data["models"])
+    lines = ["# semiotui comparison", "", f"A: {_md(a)}; B: {_md(b)}; {data['images']} images in common.", "",
+             *map(_md, data["summary"]), ""]
+    for name in charts:
+        lines += [f"![{name}](images/{name})", ""]
+    lines += [f"Tests: {_md(data['significance'])}.", "", "| " + " | ".join(COLUMNS) + " |",
+              "|---|" + "---:|" * (len(COLUMNS) - 1)]
+    lines += [f"| {_md(layer['name'])} | " + " | ".join(_cells(layer)) + " |" for layer in data["layers"]]
+    for k, (image, rows) in enumerate(tiles):
+        lines += ["", f"### {_md(image)}", ""]
+        for side, row in zip("ab", rows):
+            lines.append(f"{side.upper()}: " + " ".join(f"![](images/image{k}_{side}{j}.png)" for j in range(len(row))))
+            lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def _html(data: dict, charts: dict[str, str], tiles: list) -> str:
+    a, b = (m["name"] for m in data["models"])
+    head = "".join(f"<th>{escape(c)}</th>" for c in COLUMNS)
+    rows = "".join(f"<tr class=\"{'sig' if layer['differs'] else ''}\"><td><code>{escape(layer['name'])}</code></td>"
+                   + "".join(f"<td class=n>{escape(c)}</td>" for c in _cells(layer)) + "</tr>"
+                   for layer in data["layers"])
+    grids = []
+    header = "<tr><th></th><th>input</th>" + "".join(f"<th>{escape(n)}</th>" for n in _layer_names(data)) + "</tr>"
+    for image, tile_rows in tiles:
+        cells = header + "".join(
+            f"<tr><th>{side}</th>" + "".join(
+                f"<td><img src=\"data:image/png;base64,{base64.b64encode(png).decode()}\" alt=\"\"></td>" for png in row)
+            + "</tr>" for side, row in zip("AB", tile_rows))
+        grids.append(f"<h3>{escape(image)}</h3><div class=scroll><table class=maps>{cells}</table></div>")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>semiotui comparison</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style></head><body>
+<header><h1>semiotui comparison</h1><p class=meta>A <code>{escape(a)}</code> · B <code>{escape(b)}</code> ·
+{data['images']} images in common · {escape(data['created'])} · semiotui {escape(data['semiotui'])}</p>
+<p class=summary>{escape(' '.join(data['summary']))}</p></header>
+{''.join(charts.values())}
+<h2>Layers</h2><p class=note>Tests: {escape(data['significance'])}.</p>
+<div class=scroll><table class=layers><tr>{head}</tr>{rows}</table></div>
+<h2>The same images' maps</h2><p class=note>Each image's maps under A and under B, at the layers both measure.</p>
+{''.join(grids)}
+<footer>Every number is in report.json.</footer></body></html>
+"""
