@@ -126,3 +126,28 @@ async def test_the_palette_opens_it_and_bad_settings_are_named_without_starting(
         await press(pilot, "s")
         await wait_until(pilot, lambda: "target-params must be between 0 and 1" in str(status.render()))
         assert not screen.running and screen.job is None
+
+
+async def test_the_pruned_model_is_compared_with_the_original_side_by_side():
+    from semiotui.tui.models_screen import ModelsScreen
+    from semiotui.tui.saliency import SaliencyView
+
+    app = SemiotuiApp(demo_workspace(8), live=False)
+    async with app.run_test(size=(140, 45)) as pilot:
+        await wait_until(pilot, finished(app))
+        screen = await open_pruning(pilot, **{"max-steps": "1", "tolerance": "1"})
+        await press(pilot, "s")
+        await wait_until(pilot, lambda: screen.pruned is not None, timeout=180)
+        screen.action_compare()  # (the button may be scrolled out of view at this size)
+        await wait_until(pilot, lambda: isinstance(app.screen, ModelsScreen) and app.screen.is_mounted, timeout=120)
+        await pilot.pause()
+        models = app.screen
+        c = models.comparison
+        assert c.names == ("original", "pruned") and c.parameters[1] < c.parameters[0] and c.images == 8
+        assert models.query_one(DataTable).row_count == len(c.layers)
+        assert "original:" in str(models.query_one("#models-summary").render())
+        await pilot.pause()
+        a, b = models.query_one("#model-a-map", SaliencyView), models.query_one("#model-b-map", SaliencyView)
+        assert a.content.image is not None and b.content.image is not None
+        await press(pilot, "escape")
+        assert app.screen is screen

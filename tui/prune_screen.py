@@ -20,15 +20,18 @@ from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Static
 from torch import nn
 
-from semiotui.engine.analysis import AnalysisSettings
+from semiotui.engine.analysis import AnalysisResult, AnalysisSettings, Finished
+from semiotui.engine.comparison import compare
 from semiotui.engine.greedy import CRITERIA, Measure, PruneLog, PruneSettings, Step
-from semiotui.engine.session import Job
+from semiotui.engine.session import Job, JobFailed
 from semiotui.engine.workspace import Workspace
 
 from .cli import one_line
 from .confirm import ConfirmQuit
 from .curve import BackgroundPlot, CurveData, EntropyCurve, units
 from .export import ExportDialog, model_report
+from .messages import EngineEvent
+from .models_screen import ModelsScreen
 from .plain import plain
 from .prune_command import check_output, conv_layers, save_pruned
 from .prune_worker import PruneEnded, PruneFailed, PrunePhase, PruneStep, PruneTrying, PruneWaiting, start_prune
@@ -169,6 +172,7 @@ class PruneScreen(Screen[None]):
         Binding("s", "start", "Start"),
         Binding("x", "stop", "Stop"),
         Binding("e", "export", "Export"),
+        Binding("c", "compare", "Compare"),
     ]
     REFRESH_INTERVAL = 0.5  # plots and status redraw at most twice a second
 
@@ -198,6 +202,8 @@ class PruneScreen(Screen[None]):
         self.settings = settings
         self.job: Job | None = None
         self.run_settings: PruneSettings | None = None
+        self._comparing: Job | None = None  # the pruned model's analysis for the comparison
+        self._original: AnalysisResult | None = None
         self.steps: list[Step] = []
         self.original: Measure | None = None
         self.pruned: tuple[nn.Module, PruneLog] | None = None
@@ -223,6 +229,7 @@ class PruneScreen(Screen[None]):
                 yield Input(self._default_out(), id="save-path", compact=True)
                 yield Button("Save", variant="primary", id="save", compact=True)
                 yield Button("Export report…", id="export", compact=True)
+                yield Button("Compare with the original", id="compare", compact=True)
         yield Static("", id="prune-status")
         yield Footer()
 
@@ -266,7 +273,7 @@ class PruneScreen(Screen[None]):
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         actions = {"start": self.action_start, "stop": self.action_stop, "save": self.save,
-                   "export": self.action_export}
+                   "export": self.action_export, "compare": self.action_compare}
         actions[event.button.id]()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -308,12 +315,12 @@ class PruneScreen(Screen[None]):
             self._refresh(force=True)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Start while idle, Stop while running, Export once there is a pruned model (dimmed before)."""
+        """Start while idle, Stop while running, Export and Compare once there is a pruned model (dimmed before)."""
         if action == "start":
             return not self.running
         if action == "stop":
             return self.running
-        if action == "export":
+        if action in ("export", "compare"):
             return self.pruned is not None or None
         return True
 
@@ -467,6 +474,33 @@ class PruneScreen(Screen[None]):
             self._say(f"report of the pruned model written to {path}")
 
     # Leaving.
+
+    def action_compare(self) -> None:
+        """The pruned model against the original on the explorer's images: analysed anew, then side by side."""
+        run = self.app.explorer.run_state
+        original = None if run is None else run.snapshot(self.analysis.device)
+        if self.pruned is None or original is None or not original.images:
+            self._say("compare needs a pruned model and the explorer's analysis of the original", error=True)
+            return
+        model, _ = self.pruned
+        self._original = original
+        self._say("analysing the pruned model on the explorer's images…")
+        self._comparing = self.app.session.analyse_model(
+            lambda job, event: self.post_message(EngineEvent(job, event)), model, original.settings,
+            list(run.layers), keep_maps=self.app.explorer.keep_maps)
+
+    def on_engine_event(self, message: EngineEvent) -> None:
+        if message.job is not self._comparing:
+            return
+        message.stop()
+        if isinstance(message.event, JobFailed):
+            self._say(f"compare failed: {one_line(message.event.error)}", error=True)
+        elif isinstance(message.event, Finished):
+            model, _ = self.pruned
+            parameters = (self.workspace.info.parameters, sum(p.numel() for p in model.parameters()))
+            comparison = compare(self._original, message.event.result, ("original", "pruned"), parameters)
+            self._say("compared; esc comes back here")
+            self.app.push_screen(ModelsScreen(comparison, self.workspace, (self._original, message.event.result)))
 
     def quit_question(self) -> str | None:
         return self.leaving_question("quit")
