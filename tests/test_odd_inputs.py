@@ -123,5 +123,5 @@ def test_bad_preprocess_json_values_are_refused_with_one_line(case, tmp_path, mo
 @pytest.mark.parametrize("arch", [":", "os:", ":system"])
 def test_an_arch_without_module_or_name_says_what_it_expects(arch, tmp_path):
     torch.save(TinyNet().state_dict(), tmp_path / "tiny.pth")
-    with pytest.raises(LoadError, match=r"--arch .*: expected a torchvision model name .*or package.module:Class"):
+    with pytest.raises(LoadError, match=r"`arch` .*: expected a torchvision model name .*or package.module:Class"):
         load_model(tmp_path / "tiny.pth", arch=arch)

@@ -108,7 +108,7 @@ def test_an_existing_report_is_replaced_only_when_forced(analysed, tmp_path):
     ws, result = analysed
     target = write_report(tmp_path / "rep", ws, result)
     first = (target / "report.json").read_text()
-    with pytest.raises(FileExistsError, match="--force"):
+    with pytest.raises(FileExistsError, match="`force`"):
         write_report(target, ws, result)
     assert (target / "report.json").read_text() == first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]  # no staging folder or lock left behind

@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Input
 from test_tui import run_from_palette, finished, wait_until
 from tui_demo import demo_workspace
 
-from semiotui.tui import prune_command
+from semiotui.engine import demo
 from semiotui.tui.app import SemiotuiApp
 from semiotui.tui.confirm import ConfirmQuit
 from semiotui.tui.prune_screen import PruneScreen
@@ -21,8 +21,8 @@ from semiotui.tui.prune_screen import PruneScreen
 @pytest.fixture(autouse=True)
 def _small_demo_splits(monkeypatch) -> None:
     """Few demo images to fine-tune and measure on."""
-    monkeypatch.setattr(prune_command, "DEMO_TRAIN_IMAGES", 8)
-    monkeypatch.setattr(prune_command, "DEMO_HELD_OUT", 8)
+    monkeypatch.setattr(demo, "TRAIN_IMAGES", 8)
+    monkeypatch.setattr(demo, "VAL_IMAGES", 8)
 
 
 async def press(pilot, *keys: str) -> None:
@@ -124,5 +124,5 @@ async def test_the_palette_opens_it_and_bad_settings_are_named_without_starting(
         screen.query_one("#tolerance", Input).value = "0.02"
         screen.query_one("#target", Input).value = "5"
         await press(pilot, "s")
-        await wait_until(pilot, lambda: "target-params must be between 0 and 1" in str(status.render()))
+        await wait_until(pilot, lambda: "target params must be between 0 and 1" in str(status.render()))
         assert not screen.running and screen.job is None

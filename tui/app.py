@@ -28,8 +28,9 @@ from semiotui import themes
 from semiotui.engine.analysis import AnalysisResult, AnalysisSettings, TargetSetting
 from semiotui.engine.device import describe_device, resolve_device
 from semiotui.engine.explain import label_order_warning
+from semiotui.engine.layers import format_shape
 from semiotui.engine.names import readable
-from semiotui.engine.saliency import METHODS
+from semiotui.engine.saliency import METHODS, module_of
 from semiotui.engine.workspace import Workspace
 from semiotui.themes.theme import DEFAULT_THEME, THEMES
 
@@ -45,14 +46,14 @@ from .analysis_worker import (
     compute_maps,
     run_job,
 )
-from .cli import one_line
 from .compare import CompareScreen, largest_step
 from .config import load_config, save_config
 from .confirm import ConfirmQuit
 from .curve import CurveData, EntropyCurve, units
+from .errors import for_interface
 from .export import ExportDialog, explorer_report
 from .help import HelpScreen
-from .layer_tree import LayerPane, LayerTree, format_shape
+from .layer_tree import LayerPane, LayerTree
 from .palette import SemiotuiCommands, target_text
 from .plain import plain
 from .prune_screen import PruneScreen
@@ -96,8 +97,10 @@ class SemiotuiApp(App[int]):
     image: var[int] = var(0, init=False)
     """Which image is shown (its position in the workspace's images)."""
 
-    def __init__(self, workspace: Workspace, *, live: bool = True, keep_maps: int = KEEP_MAPS) -> None:
-        """`live=False` hides rates, times and memory, for reproducible screenshots."""
+    def __init__(self, workspace: Workspace, *, live: bool = True, keep_maps: int = KEEP_MAPS,
+                 tracebacks: bool = False) -> None:
+        """`live=False` hides rates, times and memory, for reproducible screenshots; `tracebacks` (`--debug`)
+        shows a bug's traceback with its message."""
         super().__init__()
         for theme in THEMES.values():
             self.register_theme(theme)
@@ -105,6 +108,7 @@ class SemiotuiApp(App[int]):
         self.settings = workspace.settings
         self.measured = list(workspace.layers)
         self.live = live
+        self.tracebacks = tracebacks
         self.keep_maps = max(1, min(keep_maps, len(workspace.images)))
         self.engine_lock = threading.Lock()  # one job on the model at a time
         self.run_state: RunState | None = None
@@ -267,15 +271,17 @@ class SemiotuiApp(App[int]):
 
     def on_analysis_failed(self, message: AnalysisFailed) -> None:
         if run := self._current(message):
-            run.fail(one_line(message.error))
-            self.notify(f"analysis failed: {run.error}", severity="error", timeout=10)
+            run.fail(for_interface(message.error))
+            self.notify(f"analysis failed: {for_interface(message.error, self.tracebacks)}", severity="error",
+                        timeout=10)
             self._dirty = True
             self._refresh_views()
 
     def on_maps_ready(self, message: MapsReady) -> None:
         self._mapping.difference_update(message.images)
         if message.error is not None:
-            self.notify(f"could not compute the map: {one_line(message.error)}", severity="error", timeout=8)
+            self.notify(f"could not compute the map: {for_interface(message.error, self.tracebacks)}",
+                        severity="error", timeout=8)
         elif self._current(message) and not self._panes_gone:
             self._show_saliency()
             self._show_compare()
@@ -313,7 +319,7 @@ class SemiotuiApp(App[int]):
         tree = self.query_one(LayerTree)
         tree.set_entropy(entropy, empty)
         if run.flow is not None:
-            tree.set_branches({m.partition("#")[0] for m in run.flow.branches})
+            tree.set_branches({module_of(m) for m in run.flow.branches})
         self._show_status()
         if (run.run_id, self.image in run.rows, run.running) != self._shown[:3]:
             self._show_saliency()
@@ -345,7 +351,7 @@ class SemiotuiApp(App[int]):
         view.content = self.saliency_content(self.image, name)
         row = run.rows.get(self.image) if run else None
         step = largest_step(row, run.flow) if row is not None else None
-        self.largest = None if step is None else run.map_names[step].partition("#")[0]
+        self.largest = None if step is None else module_of(run.map_names[step])
         self.query_one(LayerTree).largest = self.largest
 
     def saliency_content(self, image: int, name: str, map_name: str | None = None) -> SaliencyContent:
@@ -554,7 +560,7 @@ class SemiotuiApp(App[int]):
             self._show_compare()
 
     def _map_content(self, image: int, map_name: str) -> SaliencyContent:
-        return self.saliency_content(image, map_name.partition("#")[0], map_name)
+        return self.saliency_content(image, module_of(map_name), map_name)
 
     def on_compare_screen_image_chosen(self, event: CompareScreen.ImageChosen) -> None:
         self.image = event.image
@@ -628,9 +634,9 @@ class SemiotuiApp(App[int]):
             self.exit(0, message=note)
 
 
-def run_app(workspace: Workspace) -> int:
-    """Open the explorer on `workspace`; returns the exit status."""
-    app = SemiotuiApp(workspace)
+def run_app(workspace: Workspace, *, debug: bool = False) -> int:
+    """Open the explorer on `workspace` (`debug`: with the traceback of a bug); returns the exit status."""
+    app = SemiotuiApp(workspace, tracebacks=debug)
     app.run()
     job = app.stop_analysis()
     if job is not None and not job.stopped.wait(0.5):

@@ -24,7 +24,7 @@ from semiotui.engine.report import DEFAULT_MAPS, FORMATS, add_contrast_maps, wri
 from semiotui.engine.report_folder import NeedsForce, check_report_folder
 from semiotui.engine.workspace import ModelInfo, Workspace
 
-from .cli import one_line
+from .errors import for_interface
 from .plain import plain
 
 OnProgress = Callable[[str, int | None, int | None], None]  # what is being done, done, total
@@ -187,7 +187,7 @@ class ExportDialog(ModalScreen[Path | None]):
                       "or choose another folder", error=True)
             return
         except OSError as exc:
-            self._say(one_line(exc), error=True)
+            self._say(for_interface(exc), error=True)
             return
         self._set_busy(True)
         self._say("starting…")
@@ -225,7 +225,7 @@ class ExportDialog(ModalScreen[Path | None]):
             self.dismiss(None)
             return
         self._set_busy(False)
-        self._say(f"not written: {one_line(message.error)}", error=True)
+        self._say(f"not written: {for_interface(message.error, self.app.tracebacks)}", error=True)
 
     def _set_busy(self, busy: bool) -> None:
         """While writing: the fields locked and the progress bar shown."""

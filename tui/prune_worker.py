@@ -12,9 +12,9 @@ from torch import nn
 from semiotui.engine.analysis import AnalysisSettings
 from semiotui.engine.greedy import (Measure, PruneFinished, PruneLog, PruneSettings, Step, StepDone, Trying, Working,
                                    greedy_prune)
+from semiotui.engine.pruning import conv_layers, prune_splits
 from semiotui.engine.workspace import Workspace
 
-from .prune_command import conv_layers, prune_splits
 
 
 class PruneWaiting(Message):
