@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from torch import nn
@@ -23,6 +23,7 @@ class InputSpec:
     std: tuple[float, ...]
 
 
+@runtime_checkable
 class ImageSet(Protocol):
     """Named images with labels (-1: unknown): a source to analyse (`engine.data.ImageSource`) or a saved
     report's (`engine.saved.SavedImages`)."""
