@@ -16,7 +16,7 @@ from PIL import Image
 from scipy import stats as scipy_stats
 from torch import nn
 
-from conftest import TinyNet
+from helpers import TinyNet
 from semiotui.engine import AnalysisSettings, analyze, index_layers
 from semiotui.engine.data import ImageSource
 from semiotui.engine.report import write_report
@@ -260,7 +260,7 @@ class HostileNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for name in self.NAMES:
-            x = torch.relu(self._modules[name](x))
+            x = torch.relu(getattr(self, name)(x))
         return self.head(x)
 
 

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 
 import numpy as np
 import pytest
+from helpers import demo_workspace, finished, images_done, wait_until, workers_done
 from rich.console import Console
 from textual.command import CommandList
-from textual.worker import WorkerCancelled
-from tui_demo import demo_workspace
 
 from semiotui.engine.analysis import analyze
 from semiotui.tui.analysis_worker import AnalysisProgress
@@ -24,48 +21,15 @@ from semiotui.tui.layer_tree import LayerFind, LayerTree
 from semiotui.tui.saliency import SaliencyView
 
 
-async def wait_until(pilot, condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    """Let the app run until `condition()` holds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert pilot.app.is_running, "the app stopped"
-        assert time.monotonic() < deadline, "timed out waiting for the app"
-        await pilot.pause(0.05)
-
-
-async def workers_done(app: SemiotuiApp) -> None:
-    """Wait for the app's workers; a newer curve build cancels an older one, which only means waiting again."""
-    while True:
-        try:
-            return await app.workers.wait_for_complete()
-        except WorkerCancelled:
-            pass
-
-
-async def run_from_palette(pilot, typed: str, title: str) -> None:
-    """Ctrl+P, type `typed`, wait for a hit whose prompt holds `title`, and run it."""
-    await pilot.press("ctrl+p", *typed)
-    hits = pilot.app.screen.query_one(CommandList)
-    await wait_until(pilot, lambda: hits.option_count and title in str(hits.get_option_at_index(0).prompt))
-    await pilot.press("down", "enter")
-
-
-def finished(app: SemiotuiApp) -> Callable[[], bool]:
-    return lambda: app.run_state is not None and app.run_state.finished
-
-
-def images_done(app: SemiotuiApp, count: int) -> Callable[[], bool]:
-    return lambda: app.run_state is not None and app.run_state.done >= count
-
-
 async def test_tree_lists_every_layer_in_forward_order_before_the_analysis_ends():
-    workspace = demo_workspace(24, batch_size=4, pause=0.2)
+    workspace = demo_workspace(24, batch_size=4, gated=True)
     app = SemiotuiApp(workspace, live=False)
     async with app.run_test(size=(120, 40)) as pilot:
         tree = app.query_one(LayerTree)
         assert app.screen.get_widget_at(5, 3)[0] is tree
         assert list(tree.nodes_by_name) == [info.name for info in workspace.index]
         assert app.run_state is None or not app.run_state.finished
+        workspace.images.open()
         await wait_until(pilot, finished(app))
         assert app.run_state.done == 24
 
@@ -107,9 +71,10 @@ async def test_enter_opens_and_closes_a_group_of_layers():
 
 
 async def test_switching_method_restarts_the_analysis_with_no_stale_rows():
-    workspace = demo_workspace(16, batch_size=2, pause=0.3)
+    workspace = demo_workspace(16, batch_size=2, gated=True)
     app = SemiotuiApp(workspace, live=False)
     async with app.run_test(size=(120, 40)) as pilot:
+        workspace.images.allow(1)
         await wait_until(pilot, images_done(app, 2))
         old, old_job = app.run_state, app.job
         assert old.running
@@ -118,6 +83,7 @@ async def test_switching_method_restarts_the_analysis_with_no_stale_rows():
         assert app.run_state.run_id != old.run_id and old_job.cancel.is_set()
         # A batch the cancelled run still sends is dropped.
         app.post_message(AnalysisProgress(old.run_id, list(old.rows.values()), 99, 16, 1.0))
+        workspace.images.open()
         await wait_until(pilot, finished(app))
         run = app.run_state
         assert run.settings.method == "layercam" and not run.cancelled
@@ -141,20 +107,26 @@ async def test_space_measures_a_layer_and_restarts():
 
 
 async def test_a_map_the_run_did_not_keep_is_drawn_between_its_batches_not_after_it():
-    app = SemiotuiApp(demo_workspace(40, batch_size=2, pause=0.3), live=False, keep_maps=2)
+    workspace = demo_workspace(40, batch_size=2, gated=True)
+    app = SemiotuiApp(workspace, live=False, keep_maps=2)
     async with app.run_test(size=(120, 40)) as pilot:
+        workspace.images.allow(3)
         await wait_until(pilot, images_done(app, 6))
         await pilot.press("n", "n", "n")
         assert app.image == 3  # beyond the 2 images whose maps the run keeps
+        workspace.images.allow(1)  # the map is drawn after this batch, between it and the next
         await wait_until(pilot, lambda: app.run_state.rows[3].maps is not None, timeout=20)
-        assert app.run_state.running  # about 6 s of the analysis are left
+        assert app.run_state.running
         await wait_until(pilot, lambda: app.query_one(SaliencyView).content.saliency is not None)
         app.stop_analysis()
+        workspace.images.open()
 
 
 async def test_q_asks_before_quitting_while_the_analysis_runs():
-    app = SemiotuiApp(demo_workspace(16, batch_size=2, pause=0.5), live=False)
+    workspace = demo_workspace(16, batch_size=2, gated=True)
+    app = SemiotuiApp(workspace, live=False)
     async with app.run_test(size=(120, 40)) as pilot:
+        workspace.images.allow(1)
         await wait_until(pilot, images_done(app, 2))
         await pilot.press("q")
         assert isinstance(app.screen, ConfirmQuit)
@@ -164,6 +136,7 @@ async def test_q_asks_before_quitting_while_the_analysis_runs():
         await pilot.press("q", "y")
         await pilot.pause()
         assert app.return_value == 0
+    workspace.images.open()  # the cancelled run stops after the batch it waits for
     assert app.job.cancel.is_set() and app.job.stopped.wait(10)
 
 
@@ -198,7 +171,8 @@ async def test_n_and_p_change_the_image_and_its_caption():
         view = app.query_one(SaliencyView)
         await pilot.press("n")
         assert app.image == 1
-        assert view.content.caption.plain.startswith(f"{workspace.images.names[1]} · image 2/8")
+        assert workspace.images.names[1] == "demo/val/square_0001"  # the caption shows the file name
+        assert view.content.caption.plain.startswith("square_0001 · image 2/8")
         assert "predicted" in view.content.caption.plain and "true square" in view.content.caption.plain
         np.testing.assert_array_equal(view.content.image, workspace.images.image(1))
         await pilot.press("p", "p")

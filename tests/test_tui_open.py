@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_tui import wait_until
-from tui_demo import demo_workspace
+from helpers import demo_workspace, wait_until
 
 from semiotui.engine.analysis import add_maps, analyze
 from semiotui.engine.explain import contrast_pair

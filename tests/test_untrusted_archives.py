@@ -20,8 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TinyNet, write_tiny_inputs
-from test_bad_input import only_error_line
+from helpers import TinyNet, only_error_line, write_tiny_inputs
 
 from semiotui.engine.archive import UnsafeArchive, check_archive
 from semiotui.engine.loading import LoadError, load_model
