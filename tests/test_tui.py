@@ -11,6 +11,7 @@ from rich.console import Console
 from textual.command import CommandList
 
 from semiotui.engine.analysis import analyze
+from semiotui.engine.saliency import module_of
 from semiotui.tui.analysis_worker import AnalysisProgress
 from semiotui.tui.app import SemiotuiApp
 from semiotui.tui.confirm import ConfirmQuit
@@ -311,6 +312,6 @@ async def test_the_control_runs_after_the_analysis_and_its_verdict_and_curve_fol
         # an empty map says so instead of drawing a blank overlay
         run = app.run_state
         image, j = next((i, j) for i, row in run.rows.items() for j in np.flatnonzero(row.empty))
-        content = app.saliency_content(image, run.map_names[j].partition("#")[0], run.map_names[j])
+        content = app.saliency_content(image, module_of(run.map_names[j]), run.map_names[j])
         assert content.saliency is None and content.message.startswith("empty map")
         assert "H: none, empty map" in content.caption.plain
