@@ -340,7 +340,7 @@ def test_settings_come_from_the_options_and_bad_ones_are_refused(tmp_path):
         (["--target", "label"], "needs a label for every image"),
         (["--target", "cat"], "expected predicted, label or a class index"),
         (["--arch-kwargs", "{nope"], "--arch-kwargs is not valid JSON"),
-        (["--levels", "1"], "`levels` must be from 2 to 4096"),
+        (["--levels", "1"], "levels must be from 2 to 4096"),
         (["--dataset", f"mnist:{tmp_path}"], "`images` or `dataset`, not both"),
         (["--layers", "conv3"], "no layer named 'conv3'; did you mean 'conv2'"),
     ]:
