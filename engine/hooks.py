@@ -18,8 +18,10 @@ def forward_hooks(
     """Register forward hooks (and pre-hooks) on their modules for the block; removed on exit, also after an error."""
     handles: list[torch.utils.hooks.RemovableHandle] = []
     try:
-        handles += [module.register_forward_pre_hook(hook) for module, hook in pre_hooks]
-        handles += [module.register_forward_hook(hook) for module, hook in hooks]
+        for module, hook in pre_hooks:
+            handles.append(module.register_forward_pre_hook(hook))
+        for module, hook in hooks:
+            handles.append(module.register_forward_hook(hook))
         yield
     finally:
         for handle in handles:
