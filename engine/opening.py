@@ -26,7 +26,7 @@ from .workspace import ImageSet, ModelInfo, Workspace
 def open_workspace(
     model: str | Path | None = None,
     *,
-    images: Sequence[str | Path] = (),
+    images: str | Path | Sequence[str | Path] = (),
     dataset: str | None = None,
     limit: int | None = None,
     shuffle: bool = False,
@@ -56,6 +56,7 @@ def open_workspace(
     scores of a model with several outputs); `control` the control networks (None: none).
     Things the user should know are in the workspace's `warnings`.
     """
+    images = _paths(images)
     if images and dataset:
         raise InvalidValue("pass `images` or `dataset`, not both")
     if model is not None and not (images or dataset):
@@ -106,16 +107,21 @@ def open_workspace(
 
 
 def input_paths(
-    model: str | Path | None = None, images: Sequence[str | Path] = (), dataset: str | None = None
+    model: str | Path | None = None, images: str | Path | Sequence[str | Path] = (), dataset: str | None = None
 ) -> list[str]:
     """The user's files and folders an analysis reads (the model and its preprocess.json, the images, the
     dataset): what no output may replace or write into."""
-    paths = [str(path) for path in images]
+    paths = [str(path) for path in _paths(images)]
     if model is not None:
         paths += [str(model), str(Path(model).with_name(SIDECAR))]
     if dataset:
         paths.append(dataset_parts(dataset)[1])
     return paths
+
+
+def _paths(images: str | Path | Sequence[str | Path]) -> list[str | Path]:
+    """One path or several: a folder named alone is not a sequence of one-letter names."""
+    return [images] if isinstance(images, (str, Path)) else list(images)
 
 
 def _model(path: str | Path | None, device: torch.device, **options: object) -> LoadedModel:

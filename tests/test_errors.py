@@ -10,6 +10,7 @@ import pytest
 from semiotui.engine import SemiotuiError, open_workspace
 from semiotui.engine.errors import InvalidValue, LoadError, one_line
 from semiotui.engine.greedy import PruneSettings
+from semiotui.engine.opening import input_paths
 from semiotui.tui.errors import for_command_line, for_interface
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +27,7 @@ def test_the_engine_names_parameters_and_the_command_line_says_their_flags():
 
 
 def test_a_library_user_gets_a_semiotui_error_naming_the_parameter(tmp_path):
+    assert input_paths(None, str(tmp_path)) == [str(tmp_path)]  # one folder, not its letters
     with pytest.raises(SemiotuiError, match="no images to analyse: pass `images`"):
         open_workspace(tmp_path / "model.pt")
     with pytest.raises(LoadError, match="no such file"):
