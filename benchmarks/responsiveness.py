@@ -24,28 +24,16 @@ import time
 import torch
 from textual import events
 
-from semiotui.engine import demo
-from semiotui.engine.data import ImageSource
-from semiotui.engine.workspace import Workspace
+from semiotui.engine import AnalysisSettings, Workspace, demo, open_workspace
 from semiotui.tui.app import SemiotuiApp
-from semiotui.tui.cli import build_parser
-from semiotui.tui.workspace_args import workspace_from_args
 
 KEYS = ("j", "k", "n")
 
 
 def demo_workspace(images: int, device: str) -> Workspace:
     """The workspace `semiotui` opens with no MODEL, on `images` of the demo's validation images."""
-    workspace = workspace_from_args(build_parser(None).parse_args(["--device", device]))
-    samples = demo.demo_samples("val", images)
-    source = ImageSource.from_images(
-        [img for img, _ in samples],
-        workspace.spec,
-        labels=[label for _, label in samples],
-        class_names=demo.CLASSES,
-        names=[f"demo/val/{demo.CLASSES[label]}_{i:04d}" for i, (_, label) in enumerate(samples)],
-    )
-    return dataclasses.replace(workspace, images=source)
+    workspace = open_workspace(settings=AnalysisSettings(device=device))
+    return dataclasses.replace(workspace, images=demo.demo_images("val", images, workspace.spec))
 
 
 async def measure(app: SemiotuiApp, size: tuple[int, int], presses: int, seed: int) -> tuple[list[float], int]:

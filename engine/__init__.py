@@ -17,12 +17,15 @@ from .analysis import (
 from .control import ControlResult, ControlSettings, control_analysis, stream_control
 from .device import describe_device, resolve_device
 from .entropy import ESTIMATORS, spatial_entropy
+from .errors import SemiotuiError
 from .flow import Flow
 from .hooks import ActivationCapture
 from .layers import LayerIndex, LayerInfo, index_layers
+from .opening import open_workspace
 from .saliency import METHODS, compute_saliency, layer_saliency
 from .stats import RunningStats
 from .superization import Superization, holm, summary, superization
+from .workspace import ImageSet, Workspace
 
 __all__ = [
     "ActivationCapture",
@@ -35,13 +38,16 @@ __all__ = [
     "ESTIMATORS",
     "Finished",
     "Flow",
+    "ImageSet",
     "ImageResult",
     "LayerIndex",
     "LayerInfo",
     "METHODS",
     "Notice",
     "RunningStats",
+    "SemiotuiError",
     "Superization",
+    "Workspace",
     "analyze",
     "compute_saliency",
     "control_analysis",
@@ -49,6 +55,7 @@ __all__ = [
     "holm",
     "index_layers",
     "layer_saliency",
+    "open_workspace",
     "resolve_device",
     "spatial_entropy",
     "stream_analysis",

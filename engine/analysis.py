@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .device import resolve_device
+from .device import OUT_OF_MEMORY, resolve_device
 from .entropy import ESTIMATORS, check_levels, empty_maps, entropy_range, spatial_entropy
+from .errors import InvalidValue, OutOfMemory
 from .flow import Flow
 from .saliency import METHODS, OutputSelector, SaliencyResult, compute_saliency
 from .stats import RunningStats
@@ -54,16 +55,16 @@ class AnalysisSettings:
         return entropy_range(levels=self.levels, normalized=self.normalized, estimator=self.estimator)
 
     def check(self) -> None:
-        """Raise ValueError for a setting outside its range."""
+        """Raise `InvalidValue` for a setting outside its range."""
         if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+            raise InvalidValue(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
         if self.estimator not in ESTIMATORS:
-            raise ValueError(f"unknown estimator {self.estimator!r}; choose one of {', '.join(ESTIMATORS)}")
+            raise InvalidValue(f"unknown estimator {self.estimator!r}; choose one of {', '.join(ESTIMATORS)}")
         check_levels(self.levels)
         if self.batch_size < 1:
-            raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
+            raise InvalidValue(f"batch size must be at least 1, got {self.batch_size}")
         if not (isinstance(self.target, int) or self.target in ("predicted", "label")):
-            raise ValueError(f"target must be 'predicted', 'label' or a class index, got {self.target!r}")
+            raise InvalidValue(f"`target` must be 'predicted', 'label' or a class index, got {self.target!r}")
 
 
 @dataclass
@@ -237,11 +238,11 @@ def stream_analysis(
             try:
                 rows, sal = analyse_batch(model, part, layers, settings, device, first_index + done, keep,
                                            trace=result is None)
-            except torch.OutOfMemoryError:
+            except OUT_OF_MEMORY:
                 if size == 1:
-                    raise MemoryError(
+                    raise OutOfMemory(
                         f"out of memory on {device} even with one image per batch; "
-                        "select fewer layers or use --device cpu"
+                        "select fewer layers or use `device` cpu"
                     ) from None
                 chunk = max(1, size // 2)
                 _free_memory(device)
@@ -311,7 +312,7 @@ def analyse_batch(
     target = settings.target
     if target == "label":
         if labels is None or bool((labels < 0).any()):
-            raise ValueError("target 'label' needs a label for every image; use target 'predicted'")
+            raise InvalidValue("`target` 'label' needs a label for every image; use `target` 'predicted'")
         target = labels.to(device)
     elif target == "predicted":
         target = None

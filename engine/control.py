@@ -32,6 +32,7 @@ from torch import nn
 
 from .analysis import AnalysisResult, Notice, analyse_batch, first_images, last_event
 from .device import resolve_device
+from .errors import InvalidValue
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,9 @@ class ControlSettings:
 
     def check(self) -> None:
         if self.draws < 2:
-            raise ValueError(f"control draws must be at least 2 (their spread is part of the test), got {self.draws}")
+            raise InvalidValue(f"control draws must be at least 2 (their spread is part of the test), got {self.draws}")
         if self.images < 1:
-            raise ValueError(f"control images must be at least 1, got {self.images}")
+            raise InvalidValue(f"control images must be at least 1, got {self.images}")
 
 
 @dataclass

@@ -41,7 +41,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .analysis import Batch
-from .loading import brief
+from .errors import InvalidValue, MissingPath, one_line
 from .names import readable
 from .workspace import InputSpec
 
@@ -111,7 +111,7 @@ class ImageSource:
         if not kept:
             shown = "; ".join(f"{Path(p).name}: {r}" for p, r in skipped[:3])
             more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
-            raise ValueError(
+            raise InvalidValue(
                 f"no readable image in {', '.join(map(str, paths))}: {len(skipped)} file(s) skipped "
                 f"({shown}{more}); pass image files (PNG, JPEG, ...) or folders of them"
             )
@@ -141,8 +141,8 @@ class ImageSource:
         """
         name, root, split = dataset_parts(dataset)
         if name not in DATASETS or not root:
-            raise ValueError(
-                f"--dataset {dataset}: expected NAME:ROOT[:SPLIT] with NAME one of {', '.join(DATASETS)}, "
+            raise InvalidValue(
+                f"`dataset` {dataset}: expected NAME:ROOT[:SPLIT] with NAME one of {', '.join(DATASETS)}, "
                 "e.g. cifar10:/data/cifar"
             )
         split = split or ("val" if name == "imagenet" else "test")
@@ -240,7 +240,7 @@ class ImageSource:
         try:
             img = self._read(i)
         except (OSError, ValueError) as exc:  # a file changed or vanished since it was checked
-            raise ValueError(f"{self.names[i]} can no longer be read ({brief(exc)})") from exc
+            raise InvalidValue(f"{self.names[i]} can no longer be read ({one_line(exc, short=True)})") from exc
         return fit(to_mode(img, "RGB" if len(self.spec.mean) == 3 else "L"), self.spec.size)
 
 
@@ -279,14 +279,14 @@ def _find_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[str], lis
     inside a folder also given is the same file (by resolved path).
     """
     if not paths:
-        raise ValueError("no image paths given; pass image files or folders")
+        raise InvalidValue("no image paths given; pass image files or folders")
     files: list[Path] = []
     names: list[str] = []
     folders: list[str | None] = []
     for given in paths:
         path = Path(given)
         if not path.exists():
-            raise FileNotFoundError(f"{path}: no such file or folder; check the --images path")
+            raise MissingPath(f"{path}: no such file or folder; check the `images` path")
         if path.is_file():
             files.append(path)
             names.append(path.name)
@@ -297,7 +297,7 @@ def _find_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[str], lis
             if f.is_file() and not any(part.startswith(".") for part in f.relative_to(path).parts)
         )
         if not found:
-            raise ValueError(f"{path} holds no files; pass a folder of images")
+            raise InvalidValue(f"{path} holds no files; pass a folder of images")
         tree = _is_image_folder(path)
         for f in found:
             rel = f.relative_to(path)
@@ -397,11 +397,11 @@ def _unreadable(path: Path) -> str | None:
     try:
         to_mode(_open(path), "RGB")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        return f"too large: {brief(exc)}"
+        return f"too large: {one_line(exc, short=True)}"
     except UnidentifiedImageError:
         return "not an image"
     except (OSError, ValueError, SyntaxError) as exc:  # PIL's decoders report damage in these
-        return f"damaged: {brief(exc)}"
+        return f"damaged: {one_line(exc, short=True)}"
     return None
 
 
@@ -422,7 +422,7 @@ def _order(n: int, limit: int | None, shuffle: bool, seed: int) -> list[int]:
 
 def _checked_limit(limit: int | None) -> int | None:
     if limit is not None and limit < 1:
-        raise ValueError(f"--limit must be at least 1, got {limit}")
+        raise InvalidValue(f"`limit` must be at least 1, got {limit}")
     return limit
 
 
@@ -442,24 +442,25 @@ def _torchvision_dataset(name: str, root: str, split: str) -> object:
     cls = {"cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100, "mnist": tvd.MNIST, "imagenet": tvd.ImageNet}[name]
     if name == "imagenet":
         if split == "test":
-            raise ValueError("--dataset imagenet has the splits train and val")
+            raise InvalidValue("`dataset` imagenet has the splits train and val")
         kwargs: dict[str, object] = {"split": split}
     else:
         if split == "val":
-            raise ValueError(f"--dataset {name} has the splits train and test")
+            raise InvalidValue(f"`dataset` {name} has the splits train and test")
         kwargs = {"train": split == "train", "download": False}
     if not Path(root).is_dir():
-        raise FileNotFoundError(f"--dataset {name}:{root}: no such folder")
+        raise MissingPath(f"`dataset` {name}:{root}: no such folder")
     try:
         return cls(root, **kwargs)
     except (RuntimeError, OSError) as exc:
         fetch = (
             "put the devkit archive and the split folder there, as torchvision.datasets.ImageNet expects "
-            "(or pass the folder of class subfolders with --images)"
+            "(or pass the folder of class subfolders as `images`)"
             if name == "imagenet"
             else f"fetch it once with torchvision.datasets.{cls.__name__}({root!r}, download=True)"
         )
-        raise ValueError(f"{name} is not in {root} ({brief(exc)}); semiotui never downloads: {fetch}") from exc
+        raise InvalidValue(f"{name} is not in {root} ({one_line(exc, short=True)}); "
+                           f"semiotui never downloads: {fetch}") from exc
 
 
 def _skipped_warning(skipped: Sequence[tuple[str, str]]) -> str:

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import secrets
-import shutil
 from collections import OrderedDict
 from importlib.resources import files
 from pathlib import Path
@@ -20,6 +17,9 @@ import torch
 from PIL import Image, ImageDraw
 from torch import nn
 
+from .atomic import staged
+from .data import ImageSource
+from .errors import InvalidValue, PathInTheWay
 from .workspace import InputSpec
 
 CLASSES: list[str] = ["circle", "square", "triangle", "star", "cross", "ring", "crescent", "arrow"]
@@ -28,6 +28,9 @@ CLASSES: list[str] = ["circle", "square", "triangle", "star", "cross", "ring", "
 INPUT_SPEC = InputSpec(size=(64, 64), mean=(0.5, 0.5, 0.5), std=(0.29, 0.29, 0.29))
 
 SPLITS: tuple[str, ...] = ("train", "val")
+OPENED_IMAGES = 200  # validation images `semiotui` opens the demo with
+VAL_IMAGES = 300  # validation images `export_demo` writes, and pruning measures accuracy on
+TRAIN_IMAGES = 1024  # training images pruning fine-tunes and calibrates on
 
 _SIZE = 64
 _SUPERSAMPLE = 4  # shapes and clutter are drawn at 4x and box-filtered down, for clean edges
@@ -163,7 +166,7 @@ def demo_samples(split: str, count: int, *, seed: int = 0) -> list[tuple[Image.I
     give the same pixels, a larger `count` extends a smaller one, and the splits never meet.
     """
     if split not in SPLITS:
-        raise ValueError(f"unknown demo split {split!r}; expected one of {', '.join(SPLITS)}")
+        raise InvalidValue(f"unknown demo split {split!r}; expected one of {', '.join(SPLITS)}")
     key = SPLITS.index(split)
     samples = []
     for i in range(count):
@@ -171,6 +174,33 @@ def demo_samples(split: str, count: int, *, seed: int = 0) -> list[tuple[Image.I
         label = i % len(CLASSES)
         samples.append((render_image(rng, label), label))
     return samples
+
+
+def demo_images(
+    split: str = "val",
+    count: int = OPENED_IMAGES,
+    spec: InputSpec = INPUT_SPEC,
+    *,
+    limit: int | None = None,
+    shuffle: bool = False,
+    seed: int = 0,
+) -> ImageSource:
+    """The first `count` images of `split` as an image source named `demo/<split>/<class>_NNNN`, labelled.
+
+    Without `shuffle`, only the images `limit` keeps are drawn (a smaller count draws a prefix of a larger one).
+    """
+    drawn = count if shuffle or limit is None else min(limit, count)
+    samples = demo_samples(split, drawn)
+    return ImageSource.from_images(
+        [image for image, _ in samples],
+        spec,
+        labels=[label for _, label in samples],
+        class_names=CLASSES,
+        names=[f"demo/{split}/{CLASSES[label]}_{i:04d}" for i, (_, label) in enumerate(samples)],
+        limit=limit,
+        shuffle=shuffle,
+        seed=seed,
+    )
 
 
 def preprocess(image: Image.Image) -> torch.Tensor:
@@ -193,7 +223,7 @@ def load_demo_model() -> DemoNet:
     return model.eval()
 
 
-def export_demo(directory: str | Path, *, count: int = 300) -> Path:
+def export_demo(directory: str | Path, *, count: int = VAL_IMAGES) -> Path:
     """Write the validation images as `DIR/<class>/<class>_NNNN.png`, the model and its preprocessing.
 
     The model is a full module (`demo_model.pt`), so it also shows the `--trust` path.
@@ -202,12 +232,11 @@ def export_demo(directory: str | Path, *, count: int = 300) -> Path:
     """
     target = Path(directory)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise FileExistsError(f"{target} already exists and is not an empty folder; "
-                              "choose a new folder for the demo export (nothing was written)")
+        raise PathInTheWay(f"{target} already exists and is not an empty folder; "
+                           "choose a new folder for the demo export (nothing was written)")
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f".{target.name}.partial-{secrets.token_hex(4)}"
-    staging.mkdir()
-    try:
+    # The rename replaces only an empty folder: it fails if one appeared with files meanwhile.
+    with staged(target, folder=True, tag="partial") as staging:
         numbers = dict.fromkeys(CLASSES, 0)
         for image, label in demo_samples("val", count):
             name = CLASSES[label]
@@ -219,8 +248,4 @@ def export_demo(directory: str | Path, *, count: int = 300) -> Path:
         spec = {"input_size": list(INPUT_SPEC.size), "mean": list(INPUT_SPEC.mean),
                 "std": list(INPUT_SPEC.std), "classes": CLASSES}
         (staging / "preprocess.json").write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
-        os.rename(staging, target)  # replaces only an empty folder; fails if one appeared with files
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import torch
 
+from .errors import InvalidValue
+
+# Raised when a device runs out of memory: torch.OutOfMemoryError (any device) only exists in recent
+# PyTorch; older releases raise CUDA's, which is now the same class under its older name.
+OUT_OF_MEMORY: type[Exception] = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
     """`auto` picks CUDA, then Apple MPS, then the CPU; any other name is checked."""
@@ -19,13 +25,13 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as exc:
-        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from exc
+        raise InvalidValue(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu")
+        raise InvalidValue(f"`device` {name!r} asked for, but CUDA is not available here; use `device` cpu")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"device {name!r} asked for, but only {torch.cuda.device_count()} GPU(s) are visible")
+        raise InvalidValue(f"`device` {name!r} asked for, but only {torch.cuda.device_count()} GPU(s) are visible")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("device 'mps' asked for, but MPS is not available here; use --device cpu")
+        raise InvalidValue("`device` 'mps' asked for, but MPS is not available here; use `device` cpu")
     return device
 
 

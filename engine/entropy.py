@@ -8,6 +8,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from .errors import InvalidValue
+
 Estimator = Literal["aura", "histogram", "location"]
 ESTIMATORS: tuple[str, ...] = ("aura", "histogram", "location")
 
@@ -40,14 +42,14 @@ def spatial_entropy(
         raise ValueError(f"maps must have shape (H, W) or (B, H, W), got {tuple(x.shape)}")
     check_levels(levels)
     if estimator not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
+        raise InvalidValue(f"unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
     x = x.to(_float_dtype(x.device))
     if x.shape[0] == 0 or x.shape[1] * x.shape[2] == 0:
         bits = x.new_zeros(x.shape[0])
     else:
         lo, hi = torch.aminmax(x.flatten(1), dim=1)  # NaN and inf show in a map's min or max
         if not bool(torch.isfinite(lo).all() & torch.isfinite(hi).all()):
-            raise ValueError("maps contain NaN or infinite values; their entropy is undefined")
+            raise InvalidValue("maps contain NaN or infinite values; their entropy is undefined")
         if estimator == "location":
             bits = _location_entropy(x)
         else:
@@ -61,8 +63,8 @@ def spatial_entropy(
 def check_levels(levels: int) -> None:
     """Raise ValueError for a number of grey levels the estimators cannot count in bounded memory."""
     if not 2 <= levels <= MAX_LEVELS:
-        raise ValueError(f"levels must be from 2 to {MAX_LEVELS} (the co-occurrence matrix has levels² cells), "
-                         f"got {levels}")
+        raise InvalidValue(f"levels must be from 2 to {MAX_LEVELS} (the co-occurrence matrix has levels² cells), "
+                           f"got {levels}")
 
 
 def entropy_range(*, levels: int = 256, normalized: bool = False, estimator: Estimator = "aura") -> tuple[float, float]:

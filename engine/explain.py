@@ -9,6 +9,7 @@ from itertools import zip_longest
 import numpy as np
 
 from .analysis import AnalysisResult
+from .names import class_name
 from .stats import RunningStats
 from .superization import step_drops
 
@@ -46,7 +47,7 @@ def class_curves(result: AnalysisResult, class_names: Sequence[str] | None = Non
     keys = np.array([r.label if by_label else r.predicted for r in result.images])
     curves = {}
     for c in sorted(set(keys.tolist())):
-        name = class_names[c] if class_names is not None and 0 <= c < len(class_names) else str(c)
+        name = class_name(class_names, c) or str(c)
         curves[name] = GroupCurve.of(name, h[keys == c], result.settings.entropy_range)
     return curves
 

@@ -28,7 +28,9 @@ from torch import nn
 
 from .analysis import AnalysisSettings, Batch, analyze, first_images
 from .device import resolve_device
-from .saliency import attribute_layers, select_output
+from .errors import InvalidValue
+from .hooks import forward_hooks
+from .saliency import attribute_layers, module_of, select_output
 
 CRITERIA = ("semiotic", "l1")
 
@@ -55,19 +57,19 @@ class PruneSettings:
 
     def check(self) -> None:
         if self.criterion not in CRITERIA:
-            raise ValueError(f"unknown criterion {self.criterion!r}; choose one of {', '.join(CRITERIA)}")
+            raise InvalidValue(f"unknown criterion {self.criterion!r}; choose one of {', '.join(CRITERIA)}")
         if not 0 < self.fraction < 1:
-            raise ValueError(f"--fraction must be between 0 and 1, got {self.fraction}")
+            raise InvalidValue(f"`fraction` must be between 0 and 1, got {self.fraction}")
         if not 0 <= self.tolerance <= 1:
-            raise ValueError(f"--tolerance must be between 0 and 1, got {self.tolerance}")
+            raise InvalidValue(f"`tolerance` must be between 0 and 1, got {self.tolerance}")
         for name in ("target_params", "target_macs"):
             value = getattr(self, name)
             if value is not None and not 0 < value < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be between 0 and 1, got {value}")
+                raise InvalidValue(f"`{name}` must be between 0 and 1, got {value}")
         if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"--max-steps must be at least 1, got {self.max_steps}")
+            raise InvalidValue(f"`max_steps` must be at least 1, got {self.max_steps}")
         if self.finetune_batches < 0 or self.calibration_images < 1:
-            raise ValueError("--finetune-batches must be 0 or more and the calibration set not empty")
+            raise InvalidValue("`finetune_batches` must be 0 or more and the calibration set not empty")
 
 
 @dataclass
@@ -173,7 +175,7 @@ def greedy_prune(
     classifier = _classifier(model, example, analysis.output)
     candidates = [name for name in layers if _prunable(model.get_submodule(name), classifier)]
     if not candidates:
-        raise ValueError("none of the selected layers can be pruned (convolutions with several output channels)")
+        raise InvalidValue("none of the selected layers can be pruned (convolutions with several output channels)")
 
     count = settings.calibration_images
     calibration = first_images(train.batches(min(analysis.batch_size, count)), count)
@@ -256,7 +258,7 @@ def _curve_and_steps(model: nn.Module, calibration: list[Batch], layers: list[st
     sup = result.superization()
     steps = {}
     for j, map_name in enumerate(result.layers):
-        steps.setdefault(map_name.partition("#")[0], float(sup.delta[j]))
+        steps.setdefault(module_of(map_name), float(sup.delta[j]))
     return [float(v) for v in sup.mean], steps
 
 
@@ -279,7 +281,7 @@ def _importance(model: nn.Module, calibration: list[Batch], layers: list[str], c
         sums = attribute_layers(model, batch.images.to(device), layers, share, target=labels,
                                 output=analysis.output).maps
         for map_name, s in sums.items():
-            name = map_name.partition("#")[0]
+            name = module_of(map_name)
             total[name] = total.get(name, 0) + s.double().cpu()
         count += len(batch.images)
     return {name: t / count for name, t in total.items()}
@@ -373,16 +375,11 @@ def _labels(batch: Batch, predicted: torch.Tensor) -> torch.Tensor:
 def _classifier(model: nn.Module, example: torch.Tensor, output: object) -> nn.Module:
     """The last module with parameters to run: the head, whose outputs (the classes) stay."""
     order: list[nn.Module] = []
-    handles = [m.register_forward_hook(lambda m, i, o: order.append(m))
-               for m in model.modules() if next(m.children(), None) is None and any(True for _ in m.parameters())]
-    try:
-        with torch.no_grad():
-            select_output(model(example), output)
-    finally:
-        for h in handles:
-            h.remove()
+    leaves = [m for m in model.modules() if next(m.children(), None) is None and any(True for _ in m.parameters())]
+    with forward_hooks((m, lambda m, i, o: order.append(m)) for m in leaves), torch.no_grad():
+        select_output(model(example), output)
     if not order:
-        raise ValueError("the model has no layer with parameters to prune")
+        raise InvalidValue("the model has no layer with parameters to prune")
     return order[-1]
 
 

@@ -1,12 +1,31 @@
-"""Capturing what modules return during a forward pass, and restoring the model after."""
+"""Hooks on a forward pass that are always removed, capturing what modules return, and restoring the model after."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
+
+Hook = Callable[..., object]
+
+
+@contextlib.contextmanager
+def forward_hooks(
+    hooks: Iterable[tuple[nn.Module, Hook]], pre_hooks: Iterable[tuple[nn.Module, Hook]] = ()
+) -> Iterator[None]:
+    """Register forward hooks (and pre-hooks) on their modules for the block; removed on exit, also after an error."""
+    handles: list[torch.utils.hooks.RemovableHandle] = []
+    try:
+        for module, hook in pre_hooks:
+            handles.append(module.register_forward_pre_hook(hook))
+        for module, hook in hooks:
+            handles.append(module.register_forward_hook(hook))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 class ActivationCapture:
@@ -24,27 +43,18 @@ class ActivationCapture:
             raise KeyError(f"no module named {missing[0]!r} in the model")
         self._modules = {n: modules[n] for n in names}
         self._clone = clone
-        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._hooks: contextlib.ExitStack | None = None
         self.outputs: dict[str, list[object]] = {n: [] for n in names}
         self.passed_on: dict[str, list[object]] = {n: [] for n in names}  # what the network received instead
         self.order: list[tuple[str, int]] = []  # (name, call number) as the calls return
 
     def __enter__(self) -> ActivationCapture:
-        try:
-            for name, module in self._modules.items():
-                self._handles.append(module.register_forward_hook(self._hook(name)))
-        except BaseException:
-            self.remove()
-            raise
+        self._hooks = contextlib.ExitStack()
+        self._hooks.enter_context(forward_hooks((module, self._hook(name)) for name, module in self._modules.items()))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.remove()
-
-    def remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+        self._hooks.close()
 
     def _hook(self, name: str):
         def hook(module: nn.Module, args: object, output: object) -> object:

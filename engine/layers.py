@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .hooks import analysis_mode
+from .errors import InvalidValue
+from .hooks import analysis_mode, forward_hooks
 from .saliency import map_name
 
 # Layers measured when the user selects none: convolutions and pooling with a spatial output.
@@ -24,6 +25,11 @@ DEFAULT_TYPES: tuple[type[nn.Module], ...] = (
     nn.LPPool2d,
     nn.FractionalMaxPool2d,
 )
+
+
+def format_shape(shape: Sequence[int] | None) -> str:
+    """An output shape as `64×56×56`; `–` for none."""
+    return "×".join(map(str, shape)) if shape else "–"
 
 
 @dataclass(frozen=True)
@@ -83,22 +89,22 @@ class LayerIndex:
         if not patterns:
             chosen = self.default_selection()
             if not chosen:
-                raise ValueError("the model has no convolution or pooling layer with a spatial output")
+                raise InvalidValue("the model has no convolution or pooling layer with a spatial output")
             return chosen
         picked: set[str] = set()
         for pattern in patterns:
             if any(c in pattern for c in "*?["):
                 hits = {i.name for i in self.layers if i.spatial and fnmatch.fnmatchcase(i.name, pattern)}
                 if not hits:
-                    raise ValueError(f"no layer with a spatial map matches {pattern!r}")
+                    raise InvalidValue(f"no layer with a spatial map matches {pattern!r}")
                 picked |= hits
             elif pattern not in self._by_name:
                 close = difflib.get_close_matches(pattern, list(self._by_name), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"no layer named {pattern!r}{hint}")
+                raise InvalidValue(f"no layer named {pattern!r}{hint}")
             elif not self._by_name[pattern].spatial:
                 info = self._by_name[pattern]
-                raise ValueError(f"layer {pattern!r} ({info.type}, output {info.output_shape}) has no spatial map")
+                raise InvalidValue(f"layer {pattern!r} ({info.type}, output {info.output_shape}) has no spatial map")
             else:
                 picked.add(pattern)
         return [info.name for info in self.layers if info.name in picked]
@@ -137,16 +143,10 @@ def index_layers(model: nn.Module, example: torch.Tensor) -> LayerIndex:
 
         return hook
 
-    handles = []
-    try:
-        for name, module in named:
-            handles.append(module.register_forward_pre_hook(pre_hook(name)))
-            handles.append(module.register_forward_hook(post_hook(name)))
-        with analysis_mode(model), torch.no_grad():
-            model(example)
-    finally:
-        for h in handles:
-            h.remove()
+    hooks = [(module, post_hook(name)) for name, module in named]
+    pre_hooks = [(module, pre_hook(name)) for name, module in named]
+    with forward_hooks(hooks, pre_hooks), analysis_mode(model), torch.no_grad():
+        model(example)
 
     infos = []
     for name, module in named:

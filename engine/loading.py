@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from .archive import UnsafeArchive, check_archive
+from .errors import InvalidValue, LoadError, one_line
 from .hooks import analysis_mode
 from .layers import DEFAULT_TYPES, LayerIndex, index_layers
 from .saliency import OutputSelector, select_output
@@ -39,10 +40,6 @@ CHECKPOINT_KEYS = ("state_dict", "model", "model_state_dict", "net", "weights")
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP, torch.compile
 SIDECAR = "preprocess.json"  # input size, mean, std and classes beside a model (`semiotui demo --export`)
 _SHOWN = 3  # names listed per kind of key mismatch
-
-
-class LoadError(ValueError):
-    """A model file that cannot be used, with a message saying what to do."""
 
 
 @dataclass
@@ -76,7 +73,7 @@ def load_model(
         raise LoadError(
             f"{file} is a TorchScript model; PyTorch does not allow forward hooks on a loaded "
             "ScriptModule, and the per-layer maps need them. Save the model itself instead: "
-            "torch.save(model.state_dict()) and pass --arch, or torch.save(model) with --trust, "
+            "torch.save(model.state_dict()) and pass `arch`, or torch.save(model) with `trust`, "
             "or a torch.export .pt2"
         )
     loaded = _load_export(file, trust) if kind == "export" else _load_pickle(file, trust, arch, arch_kwargs)
@@ -97,7 +94,7 @@ def input_spec(
     base = defaults or InputSpec(DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD)
     if size is not None:
         if len(size) != 2 or min(size) < 1:
-            raise ValueError(f"--input-size needs two positive numbers H W, got {' '.join(map(str, size))}")
+            raise InvalidValue(f"`input_size` needs two positive numbers H W, got {' '.join(map(str, size))}")
         base = dataclasses.replace(base, size=(int(size[0]), int(size[1])))
     if mean is not None or std is not None:
         base = dataclasses.replace(
@@ -106,12 +103,12 @@ def input_spec(
             std=tuple(float(v) for v in std) if std is not None else base.std,
         )
     if len(base.mean) != len(base.std) or len(base.mean) not in (1, 3):
-        raise ValueError(
-            f"--mean has {len(base.mean)} values and --std {len(base.std)}; give both with one value "
+        raise InvalidValue(
+            f"`mean` has {len(base.mean)} values and `std` {len(base.std)}; give both with one value "
             "per channel (3 for colour, 1 for grey)"
         )
     if min(base.std) <= 0:
-        raise ValueError(f"--std must be positive, got {' '.join(map(str, base.std))}")
+        raise InvalidValue(f"`std` must be positive, got {' '.join(map(str, base.std))}")
     return base
 
 
@@ -120,7 +117,7 @@ def check_input_size(
 ) -> int:
     """Run one zero image through `model` at `spec`'s size; return the number of classes.
 
-    Turns a failure into a message naming the size tried, so a wrong `--input-size`
+    Turns a failure into a message naming the size tried, so a wrong `input_size`
     (or channel count) is caught before any analysis starts. An `output` the model
     has no use for (it returns a single tensor) is said in `notes`.
     """
@@ -134,12 +131,12 @@ def check_input_size(
     except Exception as exc:  # any failure of the model's own code means the input is wrong
         expected = _first_conv_channels(model)
         if expected is not None and expected != channels:
-            hint = (f"the model expects {expected} channel(s): pass --mean and --std with "
+            hint = (f"the model expects {expected} channel(s): pass `mean` and `std` with "
                     f"{expected} value(s) each")
         else:
-            hint = "pass the size it expects with --input-size H W"
-        raise ValueError(
-            f"the model rejects a {channels}x{h}x{w} input ({brief(exc)}); {hint}"
+            hint = "pass the size it expects with `input_size` H W"
+        raise InvalidValue(
+            f"the model rejects a {channels}x{h}x{w} input ({one_line(exc, short=True)}); {hint}"
         ) from exc
     if output is not None and isinstance(out, torch.Tensor) and notes is not None:
         notes.append(f"--output {output} ignored: the model returns a single tensor of class scores")
@@ -181,10 +178,10 @@ def _checked_file(path: Path) -> Path:
 
 
 def _extend_imports(pythonpath: Sequence[str | Path], imports: Sequence[str]) -> None:
-    """Make the user's own model classes importable (`--pythonpath`, `--import`)."""
+    """Make the user's own model classes importable (`pythonpath`, `imports`)."""
     for folder in pythonpath:
         if not Path(folder).is_dir():
-            raise LoadError(f"--pythonpath {folder}: no such folder")
+            raise LoadError(f"`pythonpath` {folder}: no such folder")
         if str(folder) not in sys.path:
             sys.path.insert(0, str(folder))
     for name in imports:
@@ -192,7 +189,8 @@ def _extend_imports(pythonpath: Sequence[str | Path], imports: Sequence[str]) ->
             importlib.import_module(name)
         except Exception as exc:  # the user's module may fail in any way; say which one
             raise LoadError(
-                f"--import {name} failed ({brief(exc)}); add the folder that holds it with --pythonpath DIR"
+                f"`imports` {name} failed ({one_line(exc, short=True)}); "
+                "add the folder that holds it with `pythonpath` DIR"
             ) from exc
 
 
@@ -256,7 +254,7 @@ def _load_pickle(path: Path, trust: bool, arch: str | None, arch_kwargs: Mapping
         where = f" under '{key}'" if key is not None else ""
         raise LoadError(
             f"{path} holds a state dict ({len(state)} tensors{where}), not a model; name its architecture "
-            "with --arch (a torchvision name such as resnet18, or package.module:Class)"
+            "with `arch` (a torchvision name such as resnet18, or package.module:Class)"
         )
     kwargs = dict(arch_kwargs or {})
     model, spec, arch_names = _build_arch(arch, kwargs)
@@ -289,8 +287,8 @@ def _torch_load(path: Path, trust: bool) -> object:
         if not trust:
             raise LoadError(
                 f"{path} is a full pickle (it contains {found.group(1)}); unpickling can run arbitrary code, "
-                "so semiotui loads it only with --trust, for files you trust (safer: save model.state_dict() "
-                "and pass --arch)"
+                "so semiotui loads it only with `trust`, for files you trust (safer: save model.state_dict() "
+                "and pass `arch`)"
             ) from exc
     except Exception as exc:  # torch reports damage as RuntimeError, EOFError, ...
         raise _corrupt(path, exc) from exc
@@ -298,20 +296,20 @@ def _torch_load(path: Path, trust: bool) -> object:
         return torch.load(path, map_location="cpu", weights_only=False)
     except (ModuleNotFoundError, AttributeError) as exc:
         raise LoadError(
-            f"{path} needs a class that cannot be imported here ({brief(exc)}); add its module with "
-            "--pythonpath DIR and --import MODULE (a class defined in a script's __main__ cannot be found: "
-            "save model.state_dict() and pass --arch package.module:Class)"
+            f"{path} needs a class that cannot be imported here ({one_line(exc, short=True)}); add its module with "
+            "`pythonpath` DIR and `imports` MODULE (a class defined in a script's __main__ cannot be found: "
+            "save model.state_dict() and pass `arch` package.module:Class)"
         ) from exc
     except Exception as exc:  # anything else the unpickler runs into
         raise _corrupt(path, exc) from exc
 
 
 def _damaged_archive(path: Path, exc: BaseException) -> LoadError:
-    return LoadError(f"{path} is a truncated or damaged archive ({brief(exc)}); copy or save it again")
+    return LoadError(f"{path} is a truncated or damaged archive ({one_line(exc, short=True)}); copy or save it again")
 
 
 def _corrupt(path: Path, exc: BaseException) -> LoadError:
-    return LoadError(f"{path} is damaged or not a PyTorch file ({brief(exc)}); copy or save it again")
+    return LoadError(f"{path} is damaged or not a PyTorch file ({one_line(exc, short=True)}); copy or save it again")
 
 
 def _state_dict(weights: Mapping, path: Path) -> dict[str, torch.Tensor]:
@@ -330,18 +328,19 @@ def _build_arch(arch: str, kwargs: dict[str, object]) -> tuple[nn.Module, InputS
     if ":" in arch:
         module_name, _, attr = arch.partition(":")
         if not module_name or not attr:
-            raise LoadError(f"--arch {arch}: expected a torchvision model name (resnet18) or package.module:Class")
+            raise LoadError(f"`arch` {arch}: expected a torchvision model name (resnet18) or package.module:Class")
         try:
             factory = getattr(importlib.import_module(module_name), attr)
         except ImportError as exc:
             raise LoadError(
-                f"--arch {arch}: cannot import {module_name} ({brief(exc)}); add its folder with --pythonpath DIR"
+                f"`arch` {arch}: cannot import {module_name} ({one_line(exc, short=True)}); "
+                "add its folder with `pythonpath` DIR"
             ) from exc
         except AttributeError as exc:
-            raise LoadError(f"--arch {arch}: module {module_name} has no {attr!r}") from exc
+            raise LoadError(f"`arch` {arch}: module {module_name} has no {attr!r}") from exc
         model = _construct(factory, kwargs, arch)
         if not isinstance(model, nn.Module):
-            raise LoadError(f"--arch {arch} returned a {type(model).__name__}, not a torch.nn.Module")
+            raise LoadError(f"`arch` {arch} returned a {type(model).__name__}, not a torch.nn.Module")
         return model, None, None
     import torchvision
 
@@ -351,7 +350,7 @@ def _build_arch(arch: str, kwargs: dict[str, object]) -> tuple[nn.Module, InputS
 
         close = difflib.get_close_matches(arch, known, n=3)
         hint = f"did you mean {', '.join(close)}?" if close else "see torchvision.models.list_models()"
-        raise LoadError(f"--arch {arch} is not a torchvision model name; {hint} (or use package.module:Class)")
+        raise LoadError(f"`arch` {arch} is not a torchvision model name; {hint} (or use package.module:Class)")
     model = _construct(lambda **kw: torchvision.models.get_model(arch, weights=None, **kw), kwargs, arch)
     return (model, *_torchvision_meta(arch))
 
@@ -361,7 +360,7 @@ def _construct(factory: object, kwargs: dict[str, object], arch: str) -> object:
         return factory(**kwargs)
     except Exception as exc:  # the constructor is the user's code
         raise LoadError(
-            f"--arch {arch} could not be built with --arch-kwargs {json.dumps(kwargs)} ({brief(exc)})"
+            f"`arch` {arch} could not be built with `arch_kwargs` {json.dumps(kwargs)} ({one_line(exc, short=True)})"
         ) from exc
 
 
@@ -408,8 +407,8 @@ def _load_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Path, 
     ]
     if problems:
         raise LoadError(
-            f"the weights in {path} do not fit --arch {arch}: {'; '.join(problems)}; check --arch, or pass "
-            'constructor arguments such as {"num_classes": N} with --arch-kwargs'
+            f"the weights in {path} do not fit `arch` {arch}: {'; '.join(problems)}; check `arch`, or pass "
+            'constructor arguments such as {"num_classes": N} with `arch_kwargs`'
         )
     model.load_state_dict(state, strict=False)  # only num_batches_tracked may be absent
 
@@ -428,7 +427,7 @@ def _load_export(path: Path, trust: bool) -> LoadedModel:
         except UnsafeArchive as exc:
             raise LoadError(
                 f"{path} is a torch.export archive that could run code when loaded: {exc}; semiotui opens "
-                "such an archive only with --trust, for files you trust"
+                "such an archive only with `trust`, for files you trust"
             ) from exc
         except (zipfile.BadZipFile, OSError) as exc:
             raise _damaged_archive(path, exc) from exc
@@ -436,7 +435,9 @@ def _load_export(path: Path, trust: bool) -> LoadedModel:
         program = torch.export.load(path)
         model = torch.export.unflatten(program)
     except Exception as exc:  # deserialisation reports damage in many ways
-        raise LoadError(f"{path} is a torch.export archive that cannot be loaded ({brief(exc)})") from exc
+        raise LoadError(
+            f"{path} is a torch.export archive that cannot be loaded ({one_line(exc, short=True)})"
+        ) from exc
     nodes = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
     inputs = [nodes[name].meta.get("val") for name in program.graph_signature.user_inputs]
     if len(inputs) != 1 or not isinstance(inputs[0], torch.Tensor) or inputs[0].dim() != 4:
@@ -476,7 +477,9 @@ def _apply_sidecar(path: Path, loaded: LoadedModel) -> None:
             data = json.loads(sidecar.read_text(encoding="utf-8"))
         loaded.spec_defaults, classes = _sidecar_values(data)
     except (ValueError, OSError) as exc:
-        raise LoadError(f"{sidecar} is not a valid preprocessing file ({brief(exc)}); fix or remove it") from exc
+        raise LoadError(
+            f"{sidecar} is not a valid preprocessing file ({one_line(exc, short=True)}); fix or remove it"
+        ) from exc
     if classes is not None:
         loaded.class_names = classes
     loaded.notes.append(f"input size, mean, std and classes from {sidecar.name}")
@@ -539,8 +542,3 @@ def _keys(d: Mapping) -> str:
     keys = [str(k) for k in d]
     return "keys: " + ", ".join(keys[:5]) + (", ..." if len(keys) > 5 else "") if keys else "empty"
 
-
-def brief(exc: BaseException) -> str:
-    """An exception's message on one line, cut short, to embed in a message of ours."""
-    text = " ".join(str(exc).split())
-    return (text[:200] + "...") if len(text) > 200 else text or type(exc).__name__

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 
 REPLACEMENT = "\ufffd"
 
@@ -17,3 +18,10 @@ def readable(name: str) -> str:
     if name.isprintable():  # the common case, checked in C
         return name
     return "".join(REPLACEMENT if unicodedata.category(c) in ("Cs", "Cc") else c for c in name)
+
+
+def class_name(names: Sequence[str] | None, index: int | None) -> str | None:
+    """The name of class `index` among the model's `names`; None where it has none."""
+    if index is None or names is None or not 0 <= index < len(names):
+        return None
+    return names[index]

@@ -17,7 +17,6 @@ import json
 import math
 import platform
 import re
-import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from html import escape
@@ -36,9 +35,12 @@ from semiotui.themes.colormaps import overlay
 from .analysis import AnalysisResult, add_maps
 from .charts import Series, curve_svg, steps_svg
 from .greedy import PruneLog
+from .errors import InvalidValue
 from .explain import accuracy, class_curves, confusion, contrast_pair, label_order_warning, largest_steps, outcome_curves
-from .names import readable
+from .layers import format_shape
+from .names import class_name, readable
 from .report_folder import ReportClaim, claim_report_folder
+from .saliency import module_of
 from .superization import Superization, summary
 from .workspace import Workspace
 
@@ -76,13 +78,12 @@ def write_report(
                                 pruning=pruning)
     unknown = set(formats) - set(FORMATS)
     if unknown:
-        raise ValueError(f"unknown report format {sorted(unknown)[0]!r}; choose from {', '.join(FORMATS)}")
+        raise InvalidValue(f"unknown report format {sorted(unknown)[0]!r}; choose from {', '.join(FORMATS)}")
     if not result.images:
-        raise ValueError("the analysis has no images; nothing to report")
+        raise InvalidValue("the analysis has no images; nothing to report")
     if screenshot_svg is not None:
         screenshot_svg = _offline(screenshot_svg)
-    staging = directory.staging()
-    try:
+    with directory.staging() as staging:
         sup = result.superization()
         data = report_data(workspace, result, sup)
         data["pruning"] = None if pruning is None else _finite(pruning.to_dict())
@@ -109,10 +110,6 @@ def write_report(
             _write_text(staging / "report.html", _html(data, result, tiles, charts, screenshot_svg))
         if screenshot_svg is not None:
             _write_text(staging / "screenshot.svg", screenshot_svg)
-        directory.swap_in(staging)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return directory.target
 
 
@@ -132,7 +129,7 @@ def report_data(workspace: Workspace, result: AnalysisResult, sup: Superization)
     ctl = sup.control
     layers = []
     for j, map_name in enumerate(result.layers):
-        info = workspace.index[map_name.partition("#")[0]]
+        info = workspace.index[module_of(map_name)]
         parent = sup.parents[j]
         layers.append({
             "name": map_name,
@@ -191,8 +188,8 @@ def report_data(workspace: Workspace, result: AnalysisResult, sup: Superization)
         "summary": summary(sup),
         "warnings": report_warnings(workspace, result, sup),
         "images": [
-            {"path": r.name, "label": r.label, "label_name": _class(names, r.label), "predicted": r.predicted,
-             "predicted_name": _class(names, r.predicted), "confidence": r.confidence, "target": r.target,
+            {"path": r.name, "label": r.label, "label_name": class_name(names, r.label), "predicted": r.predicted,
+             "predicted_name": class_name(names, r.predicted), "confidence": r.confidence, "target": r.target,
              "top5": list(r.top), "correct": None if r.label is None else r.label == r.predicted,
              "empty": [result.layers[j] for j in np.flatnonzero(result.empty[k])],
              "largest_step": result.layers[steps[k]] if steps[k] >= 0 else None}
@@ -585,7 +582,7 @@ def _layer_cells(layer: dict) -> tuple:
     if c is not None and c["p_paired"] is not None and c["p_draws"] is not None:
         p_control = max(c["p_paired"], c["p_draws"])
     control = "–" if c is None or c["delta"] is None else f"{c['delta']:+.3f} ± {_fmt(c['spread'], '.2f')}"
-    return (layer["name"], layer["type"], _shape(layer["output_shape"]), f"{layer['parameters']:,}",
+    return (layer["name"], layer["type"], format_shape(layer["output_shape"]), f"{layer['parameters']:,}",
             _fmt(e["mean"]), f"{_fmt(e['ci95'][0])} – {_fmt(e['ci95'][1])}", str(layer["empty"]),
             _fmt(layer["delta"], "+.3f"), str(layer["pairs"]) if layer["parent"] else "–",
             _fmt(layer["p_value"], ".2g"), control, _fmt(p_control, ".2g"), _verdict(layer), layer["significant"])
@@ -614,7 +611,7 @@ def _confusion_rows(data: dict) -> list[list[str]]:
     if len(used) > 20:
         return []
     names = data["model"]["classes"]
-    title = [_class(names, c) or str(c) for c in used]
+    title = [class_name(names, c) or str(c) for c in used]
     counts = {(a, b): n for a, b, n in cells}
     return [title] + [[title[i], *(str(counts.get((a, b), "")) for b in used)] for i, a in enumerate(used)]
 
@@ -641,12 +638,6 @@ def _caption(image: dict) -> str:
     return text
 
 
-def _class(names: list[str] | None, index: int | None) -> str | None:
-    if index is None or names is None or not 0 <= index < len(names):
-        return None
-    return names[index]
-
-
 def _readable_or_none(name: str | None) -> str | None:
     return None if name is None else readable(name)
 
@@ -658,10 +649,6 @@ def _num(value: float) -> float | None:
 
 def _fmt(value: float | None, spec: str = ".3f") -> str:
     return "–" if value is None else format(value, spec)
-
-
-def _shape(shape: list[int]) -> str:
-    return "×".join(map(str, shape)) if shape else "–"
 
 
 def _offline(svg: str) -> str:

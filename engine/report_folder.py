@@ -19,16 +19,19 @@ import json
 import os
 import secrets
 import shutil
-import tempfile
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from pathlib import Path
+
+from .atomic import staged
+from .errors import MissingPath, PathInTheWay
 
 REPORT_FILES = {"report.html", "report.md", "report.json", "entropy.csv", "control.csv", "maps.npz", "screenshot.svg"}
 IMAGE_SUFFIXES = {".png", ".svg"}  # what a report's images/ folder holds
 _MARK = "semiotui"  # in the hidden names beside a destination: .NAME.semiotui-lock, -new-*, -old-*
 
 
-class NeedsForce(FileExistsError):
+class NeedsForce(PathInTheWay):
     """The folder exists and is not empty: only `force` may replace it (if it holds a report)."""
 
 
@@ -52,15 +55,11 @@ class ReportClaim:
             _unlock(self.target, self._lock)
             self._lock = -1
 
-    def staging(self) -> Path:
-        """A new hidden folder beside the destination to build the report in."""
-        parent = self.target.parent
-        try:
-            return Path(tempfile.mkdtemp(prefix=f".{self.target.name}.{_MARK}-new-", dir=parent))
-        except OSError as exc:
-            raise PermissionError(f"cannot write into {parent}: {exc.strerror or exc}") from None
+    def staging(self) -> AbstractContextManager[Path]:
+        """A new hidden folder beside the destination to build the report in, swapped in when the block ends."""
+        return staged(self.target, folder=True, tag=f"{_MARK}-new", rename=self._swap_in)
 
-    def swap_in(self, staging: Path) -> None:
+    def _swap_in(self, staging: Path, target: Path) -> None:
         """Rename the finished `staging` to the destination, checking again what is there now.
 
         An absent or empty destination is replaced by the rename itself (which fails if
@@ -68,7 +67,6 @@ class ReportClaim:
         only once the new one is in place.
         """
         staging.chmod(0o755)
-        target = self.target
         if _is_full_folder(target):
             _check_replaceable(target, self.force, self.inputs)
             old = target.with_name(f".{target.name}.{_MARK}-old-{secrets.token_hex(4)}")
@@ -84,8 +82,8 @@ class ReportClaim:
         try:
             staging.rename(target)
         except OSError as exc:
-            raise FileExistsError(f"{target} appeared while the report was written ({exc.strerror or exc}); "
-                                  "nothing was replaced: choose another folder") from None
+            raise PathInTheWay(f"{target} appeared while the report was written ({exc.strerror or exc}); "
+                               "nothing was replaced: choose another folder") from None
 
 
 def check_report_folder(directory: str | Path, *, force: bool = False, inputs: Iterable[str | Path] = ()) -> Path:
@@ -94,13 +92,13 @@ def check_report_folder(directory: str | Path, *, force: bool = False, inputs: I
     _check_not_special(target)
     parent = target.absolute().parent
     if not parent.exists():
-        raise FileNotFoundError(f"cannot write {target}: the folder {parent} does not exist")
+        raise MissingPath(f"cannot write {target}: the folder {parent} does not exist")
     if not parent.is_dir():
         raise NotADirectoryError(f"cannot write {target}: {parent} is not a folder")
     if target.is_symlink():
-        raise FileExistsError(f"{target} is a link; name the folder itself, or a new one")
+        raise PathInTheWay(f"{target} is a link; name the folder itself, or a new one")
     if target.exists() and not target.is_dir():
-        raise FileExistsError(f"{target} is a file, not a folder; choose another name")
+        raise PathInTheWay(f"{target} is a file, not a folder; choose another name")
     if _is_full_folder(target):
         _check_replaceable(target, force, _resolved(inputs))
     return target
@@ -126,18 +124,18 @@ def _check_not_special(target: Path) -> None:
     where = target.resolve()
     cwd, home = Path.cwd().resolve(), Path.home().resolve()
     if where == cwd:
-        raise FileExistsError(f"{target} is the current folder; a report needs a folder of its own, "
-                              f"e.g. {Path(target, 'report')}")
+        raise PathInTheWay(f"{target} is the current folder; a report needs a folder of its own, "
+                           f"e.g. {Path(target, 'report')}")
     for folder, name in ((cwd, "the current folder"), (home, "your home folder")):
         if folder.is_relative_to(where):
-            raise FileExistsError(f"{target} is or holds {name}; a report needs a folder of its own: "
-                                  "name a new one")
+            raise PathInTheWay(f"{target} is or holds {name}; a report needs a folder of its own: "
+                               "name a new one")
 
 
 def _check_replaceable(target: Path, force: bool, inputs: list[Path]) -> None:
     """A folder with files in it is replaced only with `force`, only if it is a report, and never an input."""
     if not force:
-        raise NeedsForce(f"{target} already exists; choose another folder or pass --force to replace a report folder")
+        raise NeedsForce(f"{target} already exists; choose another folder or pass `force` to replace a report folder")
     _check_not_input(target, inputs)
     _check_report(target, target)
 
@@ -146,8 +144,8 @@ def _check_not_input(target: Path, inputs: list[Path]) -> None:
     where = target.resolve()
     for path in inputs:
         if path.is_relative_to(where):
-            raise FileExistsError(f"{target} is or holds {path}, an input of this run; it is never replaced: "
-                                  "choose another folder for the report")
+            raise PathInTheWay(f"{target} is or holds {path}, an input of this run; it is never replaced: "
+                               "choose another folder for the report")
 
 
 def _check_report(folder: Path, shown: Path) -> None:
@@ -158,17 +156,17 @@ def _check_report(folder: Path, shown: Path) -> None:
     except (OSError, ValueError):
         ours = False
     if not ours:
-        raise FileExistsError(f"{shown} is not a semiotui report folder (no report.json written by semiotui); "
-                              "only a report folder is replaced: choose another folder")
+        raise PathInTheWay(f"{shown} is not a semiotui report folder (no report.json written by semiotui); "
+                           "only a report folder is replaced: choose another folder")
     for entry in folder.iterdir():
         images = entry.name == "images" and entry.is_dir() and not entry.is_symlink()
         others = [] if not images else [p for p in entry.iterdir()
                                         if p.suffix not in IMAGE_SUFFIXES or not p.is_file() or p.is_symlink()]
         if (entry.name not in REPORT_FILES and not images) or others:
             extra = (others or [entry])[0]
-            raise FileExistsError(f"{shown} holds {extra.relative_to(folder)}, which semiotui does not write; "
-                                  "it replaces only a report folder of its own: move that file or choose "
-                                  "another folder")
+            raise PathInTheWay(f"{shown} holds {extra.relative_to(folder)}, which semiotui does not write; "
+                               "it replaces only a report folder of its own: move that file or choose "
+                               "another folder")
 
 
 def _is_full_folder(path: Path) -> bool:
@@ -195,8 +193,8 @@ def _lock(target: Path) -> int:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise FileExistsError(f"another semiotui is writing a report into {target} now; wait for it to "
-                                  "finish or choose another folder") from None
+            raise PathInTheWay(f"another semiotui is writing a report into {target} now; wait for it to "
+                               "finish or choose another folder") from None
         try:
             current = os.stat(path)
         except FileNotFoundError:

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .flow import Flow, trace_inputs
+from .errors import InvalidValue
 from .hooks import ActivationCapture, analysis_mode
 
 Method = Literal["gradcam", "layercam", "gradxact", "activation"]
@@ -67,7 +68,7 @@ def compute_saliency(
 ) -> SaliencyResult:
     """`layer_saliency`, also returning the scores, the explained classes and, with `trace`, the flow."""
     if method not in METHODS:
-        raise ValueError(f"unknown saliency method {method!r}; choose one of {', '.join(METHODS)}")
+        raise InvalidValue(f"unknown saliency method {method!r}; choose one of {', '.join(METHODS)}")
     result = attribute_layers(
         model, inputs, layers, lambda a, g: _combine(method, a, g),
         target=target, output=output, gradients=method != "activation", trace=trace,
@@ -96,7 +97,7 @@ def attribute_layers(
     `trace`, the result says which measured layer feeds which (`flow`).
     """
     if inputs.dim() != 4:
-        raise ValueError(f"inputs must have shape (B, C, H, W), got {tuple(inputs.shape)}")
+        raise InvalidValue(f"inputs must have shape (B, C, H, W), got {tuple(inputs.shape)}")
     requested = _resolve_layers(model, layers)
     modules = list(dict.fromkeys(name for name, _ in requested))
     autograd = gradients or trace
@@ -159,21 +160,21 @@ def select_output(out: object, output: OutputSelector = None) -> torch.Tensor:
     elif isinstance(out, dict):
         key = output if output is not None else ("logits" if "logits" in out else None)
         if key not in out:
-            raise ValueError(f"the model returns a dict: {_shapes(out.items())}; choose one with --output KEY")
+            raise InvalidValue(f"the model returns a dict: {_shapes(out.items())}; choose one with `output` KEY")
         scores = out[key]
     elif isinstance(out, (tuple, list)):
         if output is None:
-            raise ValueError(f"the model returns {len(out)} outputs: {_shapes(enumerate(out))}; "
-                             "choose one with --output N")
+            raise InvalidValue(f"the model returns {len(out)} outputs: {_shapes(enumerate(out))}; "
+                               "choose one with `output` N")
         if not isinstance(output, int) or not -len(out) <= output < len(out):
-            raise ValueError(f"--output {output} is out of range: the model returns {len(out)} outputs "
-                             f"({_shapes(enumerate(out))})")
+            raise InvalidValue(f"`output` {output} is out of range: the model returns {len(out)} outputs "
+                               f"({_shapes(enumerate(out))})")
         scores = out[output]
     else:
-        raise ValueError(f"the model returns {type(out).__name__}, not a tensor of class scores")
+        raise InvalidValue(f"the model returns {type(out).__name__}, not a tensor of class scores")
     if not isinstance(scores, torch.Tensor) or scores.dim() != 2 or scores.shape[1] < 2:
-        raise ValueError(f"the model's output is {_shapes([('', scores)]).strip()}; expected class scores "
-                         "(batch, classes) with at least 2 classes")
+        raise InvalidValue(f"the model's output is {_shapes([('', scores)]).strip()}; expected class scores "
+                           "(batch, classes) with at least 2 classes")
     return scores
 
 
@@ -194,9 +195,9 @@ def resolve_targets(target: Target, logits: torch.Tensor) -> torch.Tensor:
     if t.numel() == 1:
         t = t.expand(batch)
     if t.numel() != batch:
-        raise ValueError(f"got {t.numel()} targets for {batch} images")
+        raise InvalidValue(f"got {t.numel()} targets for {batch} images")
     if bool(((t < 0) | (t >= classes)).any()):
-        raise ValueError(f"target class out of range: the model has {classes} classes")
+        raise InvalidValue(f"target class out of range: the model has {classes} classes")
     return t.clone()
 
 
@@ -212,17 +213,15 @@ def _resolve_layers(
     for layer in layers:
         if isinstance(layer, nn.Module):
             if id(layer) not in names_of:
-                raise ValueError(f"{type(layer).__name__} module is not part of the model")
+                raise InvalidValue(f"{type(layer).__name__} module is not part of the model")
             out.append((names_of[id(layer)], None))
             continue
-        name, _, call = layer.partition("#")
+        name, call = split_map_name(layer)
         if name not in known:
-            raise ValueError(f"no layer named {name!r} in the model")
-        if call and not (call.isdigit() and int(call) >= 1):
-            raise ValueError(f"bad call number in layer {layer!r}; expected name#1, name#2, ...")
-        out.append((name, int(call) if call else None))
+            raise InvalidValue(f"no layer named {name!r} in the model")
+        out.append((name, call))
     if not out:
-        raise ValueError("no layers selected")
+        raise InvalidValue("no layers selected")
     return out
 
 
@@ -234,9 +233,9 @@ def _spatial_activations(
     for name, call in requested:
         calls = len(capture.outputs[name])
         if not calls:
-            raise ValueError(f"layer {name!r} was not called in the forward pass")
+            raise InvalidValue(f"layer {name!r} was not called in the forward pass")
         if call is not None and call > calls:
-            raise ValueError(f"layer {name!r} was called {calls} times, not {call}")
+            raise InvalidValue(f"layer {name!r} was called {calls} times, not {call}")
         wanted |= {(name, k) for k in (range(1, calls + 1) if call is None else [call])}
     acts: dict[str, torch.Tensor] = {}
     for name, k in capture.order:
@@ -245,7 +244,7 @@ def _spatial_activations(
         a = capture.outputs[name][k - 1]
         if not isinstance(a, torch.Tensor) or a.dim() != 4:
             what = tuple(a.shape) if isinstance(a, torch.Tensor) else type(a).__name__
-            raise ValueError(f"layer {name!r} returns {what}, which has no spatial map")
+            raise InvalidValue(f"layer {name!r} returns {what}, which has no spatial map")
         acts[map_name(name, k, len(capture.outputs[name]))] = a
     return acts
 
@@ -276,6 +275,19 @@ def _flow(capture: ActivationCapture, names: list[str]) -> Flow:
 def map_name(module_name: str, call: int, calls: int) -> str:
     """`name` for a module called once, `name#k` for the k-th of several calls."""
     return module_name if calls == 1 else f"{module_name}#{call}"
+
+
+def split_map_name(name: str) -> tuple[str, int | None]:
+    """The module and the call number of a map name (`name#k`); None for `name` alone."""
+    module, _, call = name.partition("#")
+    if call and not (call.isdigit() and int(call) >= 1):
+        raise InvalidValue(f"bad call number in layer {name!r}; expected name#1, name#2, ...")
+    return module, int(call) if call else None
+
+
+def module_of(name: str) -> str:
+    """The module a map name (`name` or `name#k`) is a map of."""
+    return split_map_name(name)[0]
 
 
 def _combine(method: str, a: torch.Tensor, g: torch.Tensor | None) -> torch.Tensor:

@@ -14,18 +14,20 @@ import json
 import math
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
-from .analysis import AnalysisResult, AnalysisSettings, ImageResult
+from .analysis import AnalysisResult, AnalysisSettings, Batch, ImageResult
 from .control import ControlResult, ControlSettings
+from .errors import InvalidValue, MissingPath
 from .flow import Flow
 from .layers import LayerIndex, LayerInfo
 from .names import readable
 from .report import spreadsheet_text
+from .saliency import module_of
 from .workspace import InputSpec, ModelInfo, Workspace
 
 NEEDED = ("report.json", "entropy.csv", "maps.npz")
@@ -57,6 +59,7 @@ class SavedImages:
         self.labels = labels
         self.class_names = class_names
         self.skipped = skipped
+        self.label_source: str | None = None
         self.warnings: list[str] = []
         self._pictures = pictures
 
@@ -67,16 +70,27 @@ class SavedImages:
         """Image `i` as the model saw it, or None when the report kept no maps for it."""
         return self._pictures.get(i)
 
+    def batches(self, batch_size: int) -> Iterator[Batch]:
+        """Never: a report keeps thumbnails of a few images, not the images the model analysed."""
+        raise InvalidValue("a saved report holds no images to analyse; analyse the model with its images")
+
+    def subset(self, indices: Sequence[int]) -> SavedImages:
+        """The images at `indices`, in that order, with the pictures kept of them."""
+        picked = list(indices)
+        pictures = {k: self._pictures[i] for k, i in enumerate(picked) if i in self._pictures}
+        return SavedImages([self.names[i] for i in picked], [self.labels[i] for i in picked], self.class_names,
+                           [], pictures)
+
 
 def open_report(directory: str | Path) -> Workspace:
     """The workspace of a report folder written by `semiotui report` (or the interface's export)."""
     folder = Path(directory)
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a folder; pass a report folder written by semiotui report")
+        raise MissingPath(f"{folder} is not a folder; pass a report folder written by semiotui report")
     missing = [name for name in NEEDED if not (folder / name).is_file()]
     if missing:
-        raise FileNotFoundError(f"{folder} is not a complete semiotui report: {', '.join(missing)} missing "
-                                "(write it with semiotui report, including the json and csv formats)")
+        raise MissingPath(f"{folder} is not a complete semiotui report: {', '.join(missing)} missing "
+                          "(write it with semiotui report, including the json and csv formats)")
     try:
         data = _checked(json.loads((folder / "report.json").read_text(encoding="utf-8")))
         with (folder / "entropy.csv").open(newline="", encoding="utf-8") as f:
@@ -88,7 +102,7 @@ def open_report(directory: str | Path) -> Workspace:
         return _workspace(folder, data, rows, control_rows)
     except (KeyError, ValueError, IndexError, TypeError, OSError, EOFError, RecursionError, csv.Error,
             zipfile.BadZipFile, zlib.error) as exc:
-        raise ValueError(f"{folder} holds a damaged or incompatible report ({type(exc).__name__}: {exc})") from None
+        raise InvalidValue(f"{folder} holds a damaged or incompatible report ({type(exc).__name__}: {exc})") from None
 
 
 def _checked(data: object) -> dict:
@@ -175,7 +189,7 @@ def _workspace(folder: Path, data: dict, rows: list[list[str]], control_rows: li
         info=ModelInfo(m["path"], m["format"], m["arch"], m["parameters"]),
         spec=InputSpec(tuple(s["input_size"]), tuple(s["mean"]), tuple(s["std"])),
         index=index,
-        layers=list(dict.fromkeys(name.partition("#")[0] for name in layers)),
+        layers=list(dict.fromkeys(module_of(name) for name in layers)),
         images=SavedImages([img["path"] for img in data["images"]],
                            [-1 if img["label"] is None else img["label"] for img in data["images"]],
                            class_names, [(x["path"], x["reason"]) for x in data["skipped"]], pictures),
@@ -203,7 +217,7 @@ def _layer_index(entries: list[dict], layers: list[str]) -> LayerIndex:
                                     "returns": tuple(info["returns"])}) for info in entries)
     consistent = all(info.depth == info.name.count(".") + 1 and info.calls == len(info.returns)
                      and info.parameters >= 0 for info in index)
-    modules = [name.partition("#")[0] for name in layers]
+    modules = [module_of(name) for name in layers]
     if not consistent or not all(m in index and name in index[m].map_names for m, name in zip(modules, layers)):
         raise ValueError("report.json: the layer index is not one semiotui writes")
     return index

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
+import numpy as np
 from torch import nn
 
-from .analysis import AnalysisResult, AnalysisSettings
+from .analysis import AnalysisResult, AnalysisSettings, Batch
 from .control import ControlSettings
 from .layers import LayerIndex
 
@@ -18,6 +21,29 @@ class InputSpec:
     size: tuple[int, int]  # (H, W)
     mean: tuple[float, ...]
     std: tuple[float, ...]
+
+
+@runtime_checkable
+class ImageSet(Protocol):
+    """Named images with labels (-1: unknown): a source to analyse (`engine.data.ImageSource`) or a saved
+    report's (`engine.saved.SavedImages`)."""
+
+    names: list[str]
+    labels: list[int]
+    class_names: list[str] | None
+    skipped: list[tuple[str, str]]  # (path, reason) of the files that are not readable images
+    label_source: str | None  # where the labels come from (`ImageSource`); None: given, or unknown
+
+    def __len__(self) -> int: ...
+
+    def image(self, i: int) -> np.ndarray | None:
+        """Image `i` as the model sees it before normalisation, uint8 (H, W, 3); None where it is not kept."""
+
+    def batches(self, batch_size: int) -> Iterator[Batch]:
+        """Normalised batches with labels and names, in order."""
+
+    def subset(self, indices: Sequence[int]) -> ImageSet:
+        """The images at `indices`, in that order."""
 
 
 @dataclass
@@ -40,7 +66,7 @@ class Workspace:
     spec: InputSpec
     index: LayerIndex
     layers: list[str]  # selected module names, forward order
-    images: object  # engine.data.ImageSource
+    images: ImageSet
     settings: AnalysisSettings
     class_names: list[str] | None = None
     warnings: list[str] = field(default_factory=list)

@@ -18,6 +18,8 @@ from semiotui.engine import (
     spatial_entropy,
     stream_analysis,
 )
+from semiotui.engine.device import OUT_OF_MEMORY
+from semiotui.engine.errors import OutOfMemory
 
 LAYERS = ["conv1", "relu", "conv2"]
 
@@ -103,7 +105,7 @@ class OutOfMemoryAbove(torch.nn.Module):
 
     def forward(self, x):
         if len(x) > self.limit:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            raise OUT_OF_MEMORY("CUDA out of memory. Tried to allocate 2.00 GiB")
         return self.inner(x)
 
 
@@ -120,7 +122,7 @@ def test_out_of_memory_halves_the_batch_retries_and_says_so(tiny_net):
     result = events[-1].result
     plain = analyze(tiny_net, _batches(x, 9), ["conv1", "conv2"], AnalysisSettings(batch_size=9, device="cpu"))
     assert np.allclose(result.entropy, plain.entropy, atol=1e-9)
-    with pytest.raises(MemoryError, match="even with one image per batch"):
+    with pytest.raises(OutOfMemory, match="even with one image per batch"):
         analyze(OutOfMemoryAbove(tiny_net, limit=0), _batches(x, 9), layers, AnalysisSettings(device="cpu"))
 
 

@@ -188,7 +188,7 @@ def test_limit_shuffle_and_seed(tmp_path):
     c = ImageSource.from_paths([tmp_path], SPEC, shuffle=True, seed=6)
     assert a.names == b.names != c.names
     assert sorted(a.names) == sorted(ImageSource.from_paths([tmp_path], SPEC).names)
-    with pytest.raises(ValueError, match="--limit must be at least 1"):
+    with pytest.raises(ValueError, match="`limit` must be at least 1"):
         ImageSource.from_paths([tmp_path], SPEC, limit=0)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import write_tiny_inputs
+from helpers import write_tiny_inputs
 
 TESTS = Path(__file__).parent
 
@@ -20,7 +20,7 @@ def inputs(tmp_path):
 
 def _report(inputs: Path, out: str, *, procs: int = 1, arch: str = "TinyNet") -> subprocess.CompletedProcess:
     runner = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={procs}"]
-    command = ["-m", "semiotui", "report", str(inputs / "tiny.pth"), "--arch", f"conftest:{arch}",
+    command = ["-m", "semiotui", "report", str(inputs / "tiny.pth"), "--arch", f"helpers:{arch}",
                "--pythonpath", str(TESTS), "--images", str(inputs / "images"), "--input-size", "24", "24",
                "--device", "cpu", "--batch-size", "4", "--maps", "3", "-o", str(inputs / out)]
     argv = runner + command if procs > 1 else [sys.executable] + command

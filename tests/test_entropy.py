@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TESTDATA
+from helpers import TESTDATA
 from semiotui.engine import spatial_entropy
 
 VECTORS = json.loads((TESTDATA / "spatial_entropy_vectors.json").read_text())["vectors"]

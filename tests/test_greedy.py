@@ -153,9 +153,9 @@ def test_resnet18_is_pruned_into_a_valid_smaller_model_with_residual_adds_follow
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="criterion"):
         PruneSettings(criterion="random").check()
-    with pytest.raises(ValueError, match="--target-params"):
+    with pytest.raises(ValueError, match="`target_params`"):
         PruneSettings(target_params=1.5).check()
-    with pytest.raises(ValueError, match="--fraction"):
+    with pytest.raises(ValueError, match="`fraction`"):
         PruneSettings(fraction=0).check()
 
 

@@ -82,7 +82,7 @@ def test_checkpoint_under_each_usual_key_loads_with_the_module_prefix_stripped(t
 def test_bare_state_dict_needs_arch_and_loads_with_arch_kwargs(tmp_path, nets):
     path = tmp_path / "weights.pt"
     torch.save(tiny_state(classes=3), path)
-    with pytest.raises(LoadError, match=r"holds a state dict \(4 tensors\).*--arch"):
+    with pytest.raises(LoadError, match=r"holds a state dict \(4 tensors\).*`arch`"):
         load_model(path)
     loaded = load_model(path, arch="mynets:Net", arch_kwargs={"classes": 3}, pythonpath=[nets])
     assert loaded.info.format == "state_dict" and loaded.info.arch == "mynets:Net"
@@ -101,7 +101,7 @@ def test_mismatching_keys_and_shapes_are_named(tmp_path, nets):
     assert "1 missing (conv.bias)" in message
     assert "1 unexpected (extra.weight)" in message
     assert "fc.weight (3, 6) vs (4, 6)" in message
-    assert "--arch-kwargs" in message and str(path) in message
+    assert "`arch_kwargs`" in message and str(path) in message
 
 
 def test_torchvision_arch_gives_its_input_spec_and_class_names(tmp_path):
@@ -120,7 +120,7 @@ def test_full_pickle_needs_trust_and_says_why(tmp_path):
     torch.save(nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()), path)
     with pytest.raises(LoadError) as err:
         load_model(path)
-    assert "--trust" in str(err.value) and "arbitrary code" in str(err.value)
+    assert "`trust`" in str(err.value) and "arbitrary code" in str(err.value)
     assert "torch.nn.modules.container.Sequential" in str(err.value)
     loaded = load_model(path, trust=True)
     assert isinstance(loaded.model, nn.Sequential) and loaded.info.format == "pickle"
@@ -197,10 +197,10 @@ def test_a_class_that_cannot_be_imported_names_pythonpath(tmp_path, nets):
     torch.save(__import__("mynets").Net(), path)
     sys.path.remove(str(nets))
     del sys.modules["mynets"]
-    with pytest.raises(LoadError, match="--pythonpath"):
+    with pytest.raises(LoadError, match="`pythonpath`"):
         load_model(path, trust=True)
     assert load_model(path, trust=True, pythonpath=[nets], imports=["mynets"]).info.format == "pickle"
-    with pytest.raises(LoadError, match="--import nosuchmodule failed"):
+    with pytest.raises(LoadError, match="`imports` nosuchmodule failed"):
         load_model(path, trust=True, imports=["nosuchmodule"])
 
 
@@ -259,9 +259,9 @@ def test_input_spec_resolves_overrides_and_rejects_bad_values():
     assert input_spec(None) == InputSpec((224, 224), IMAGENET_MEAN, IMAGENET_STD)
     assert input_spec(model_spec, size=[64, 96]) == InputSpec((64, 96), model_spec.mean, model_spec.std)
     assert input_spec(None, mean=[0.1], std=[0.3]) == InputSpec((224, 224), (0.1,), (0.3,))
-    with pytest.raises(ValueError, match="--mean has 1 values and --std 3"):
+    with pytest.raises(ValueError, match="`mean` has 1 values and `std` 3"):
         input_spec(None, mean=[0.1])
-    with pytest.raises(ValueError, match="--std must be positive"):
+    with pytest.raises(ValueError, match="`std` must be positive"):
         input_spec(None, std=[1, 0, 1])
     with pytest.raises(ValueError, match="two positive numbers"):
         input_spec(None, size=[0, 5])
@@ -270,9 +270,9 @@ def test_input_spec_resolves_overrides_and_rejects_bad_values():
 def test_dry_run_names_the_size_tried_or_the_channels_expected():
     mlp = nn.Sequential(nn.Conv2d(3, 2, 1), nn.Flatten(), nn.Linear(2 * 32 * 32, 5))
     assert check_input_size(mlp, input_spec(None, size=(32, 32))) == 5
-    with pytest.raises(ValueError, match=r"rejects a 3x224x224 input .*--input-size H W"):
+    with pytest.raises(ValueError, match=r"rejects a 3x224x224 input .*`input_size` H W"):
         check_input_size(mlp, input_spec(None))
-    with pytest.raises(ValueError, match="expects 3 channel.*--mean and --std with 3 value"):
+    with pytest.raises(ValueError, match="expects 3 channel.*`mean` and `std` with 3 value"):
         check_input_size(mlp, input_spec(None, size=(32, 32), mean=[0.5], std=[0.5]))
 
 
@@ -341,7 +341,7 @@ def test_settings_come_from_the_options_and_bad_ones_are_refused(tmp_path):
         (["--target", "cat"], "expected predicted, label or a class index"),
         (["--arch-kwargs", "{nope"], "--arch-kwargs is not valid JSON"),
         (["--levels", "1"], "levels must be from 2 to 4096"),
-        (["--dataset", f"mnist:{tmp_path}"], "--images or --dataset, not both"),
+        (["--dataset", f"mnist:{tmp_path}"], "`images` or `dataset`, not both"),
         (["--layers", "conv3"], "no layer named 'conv3'; did you mean 'conv2'"),
     ]:
         with pytest.raises(ValueError, match=message):

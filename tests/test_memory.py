@@ -10,7 +10,7 @@ PROBE = r"""
 import json, sys
 import torch
 sys.path.insert(0, sys.argv[2])
-from conftest import TinyNet
+from helpers import TinyNet
 from semiotui.engine import AnalysisSettings, analyze
 
 def vm(key):

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TinyNet, write_tiny_inputs
 from PIL import Image
+from helpers import TinyNet, write_tiny_inputs
 from torch import nn
 
 from semiotui.engine import AnalysisSettings, analyze
@@ -87,7 +87,7 @@ def test_an_image_given_twice_or_inside_a_folder_also_given_is_analysed_once(inp
 
 
 def test_output_given_to_a_single_output_model_is_warned_about(inputs, tmp_path, capsys):
-    status = main(["report", str(inputs / "tiny.pth"), "--arch", "conftest:TinyNet", "--pythonpath", str(TESTS),
+    status = main(["report", str(inputs / "tiny.pth"), "--arch", "helpers:TinyNet", "--pythonpath", str(TESTS),
                    "--images", str(inputs / "images"), "--input-size", "16", "16", "--device", "cpu",
                    "--output", "1", "-o", str(tmp_path / "out")])
     assert status == 0
@@ -115,7 +115,7 @@ def test_bad_preprocess_json_values_are_refused_with_one_line(case, tmp_path, mo
     content, field = BAD_SIDECARS[case]
     (tmp_path / "preprocess.json").write_text(json.dumps(content))
     with pytest.raises(LoadError) as err:
-        load_model(tmp_path / "tiny.pth", arch="conftest:TinyNet", arch_kwargs={"classes": 2})
+        load_model(tmp_path / "tiny.pth", arch="helpers:TinyNet", arch_kwargs={"classes": 2})
     message = str(err.value)
     assert "preprocess.json" in message and field in message and "\n" not in message
 
@@ -123,5 +123,5 @@ def test_bad_preprocess_json_values_are_refused_with_one_line(case, tmp_path, mo
 @pytest.mark.parametrize("arch", [":", "os:", ":system"])
 def test_an_arch_without_module_or_name_says_what_it_expects(arch, tmp_path):
     torch.save(TinyNet().state_dict(), tmp_path / "tiny.pth")
-    with pytest.raises(LoadError, match=r"--arch .*: expected a torchvision model name .*or package.module:Class"):
+    with pytest.raises(LoadError, match=r"`arch` .*: expected a torchvision model name .*or package.module:Class"):
         load_model(tmp_path / "tiny.pth", arch=arch)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import write_tiny_inputs
+from helpers import write_tiny_inputs
 
 TESTS = Path(__file__).parent
 
@@ -19,7 +19,7 @@ def inputs(tmp_path):
 
 
 def _command(inputs: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "semiotui", "prune", str(inputs / "tiny.pth"), "--arch", "conftest:TinyNet",
+    return [sys.executable, "-m", "semiotui", "prune", str(inputs / "tiny.pth"), "--arch", "helpers:TinyNet",
             "--pythonpath", str(TESTS), "--images", str(inputs / "images"), "--input-size", "20", "20",
             "--device", "cpu", "--finetune-batches", "1", "--tolerance", "1", *extra]
 

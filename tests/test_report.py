@@ -16,7 +16,7 @@ from PIL import Image
 from scipy import stats as scipy_stats
 from torch import nn
 
-from conftest import TinyNet
+from helpers import TinyNet
 from semiotui.engine import AnalysisSettings, analyze, index_layers
 from semiotui.engine.data import ImageSource
 from semiotui.engine.report import write_report
@@ -108,7 +108,7 @@ def test_an_existing_report_is_replaced_only_when_forced(analysed, tmp_path):
     ws, result = analysed
     target = write_report(tmp_path / "rep", ws, result)
     first = (target / "report.json").read_text()
-    with pytest.raises(FileExistsError, match="--force"):
+    with pytest.raises(FileExistsError, match="`force`"):
         write_report(target, ws, result)
     assert (target / "report.json").read_text() == first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]  # no staging folder or lock left behind
@@ -260,7 +260,7 @@ class HostileNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for name in self.NAMES:
-            x = torch.relu(self._modules[name](x))
+            x = torch.relu(getattr(self, name)(x))
         return self.head(x)
 
 

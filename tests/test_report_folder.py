@@ -18,8 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import write_tiny_inputs
-from test_bad_input import only_error_line
+from helpers import only_error_line, write_tiny_inputs
 
 from semiotui.tui import commands
 from semiotui.tui.cli import main
@@ -37,7 +36,7 @@ def inputs(tmp_path) -> Path:
 
 
 def report_args(inputs: Path, out: Path | str, *extra: str, arch: str = "TinyNet") -> list[str]:
-    return ["report", str(inputs / "tiny.pth"), "--arch", f"conftest:{arch}", "--pythonpath", str(TESTS),
+    return ["report", str(inputs / "tiny.pth"), "--arch", f"helpers:{arch}", "--pythonpath", str(TESTS),
             "--images", str(inputs / "images"), "--input-size", "16", "16", "--device", "cpu", "--no-control",
             "-o", str(out), *extra]
 

@@ -226,7 +226,7 @@ def test_several_outputs_need_a_choice():
 
     model = TwoHeads()
     x = torch.randn(2, 3, 8, 8)
-    with pytest.raises(ValueError, match=r"2 outputs: 0 \(2, 3\), 1 \(2, 5\); choose one with --output N"):
+    with pytest.raises(ValueError, match=r"2 outputs: 0 \(2, 3\), 1 \(2, 5\); choose one with `output` N"):
         layer_saliency(model, x, ["conv"])
     second = compute_saliency(model, x, ["conv"], output=1)
     assert second.logits.shape == (2, 5)

@@ -106,7 +106,7 @@ def test_close_drops_every_job_and_stops_the_thread():
 
 
 def test_a_saved_report_replays_its_result_and_refuses_what_needs_the_model(tmp_path):
-    from tui_demo import demo_workspace
+    from helpers import demo_workspace
 
     from semiotui.engine.analysis import Finished, analyze
     from semiotui.engine.report import write_report

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 
 import numpy as np
 import pytest
+from helpers import demo_workspace, finished, images_done, wait_until, workers_done
 from rich.console import Console
 from textual.command import CommandList
-from textual.worker import WorkerCancelled
-from tui_demo import demo_workspace
 
 from semiotui.engine.analysis import analyze
 from semiotui.engine.analysis import BatchDone
+from semiotui.engine.saliency import module_of
 from semiotui.tui.messages import EngineEvent
 from semiotui.tui.app import SemiotuiApp
 from semiotui.tui.confirm import ConfirmQuit
@@ -25,48 +23,15 @@ from semiotui.tui.layer_tree import LayerFind, LayerTree
 from semiotui.tui.saliency import SaliencyView
 
 
-async def wait_until(pilot, condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    """Let the app run until `condition()` holds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert pilot.app.is_running, "the app stopped"
-        assert time.monotonic() < deadline, "timed out waiting for the app"
-        await pilot.pause(0.05)
-
-
-async def workers_done(app: SemiotuiApp) -> None:
-    """Wait for the app's workers; a newer curve build cancels an older one, which only means waiting again."""
-    while True:
-        try:
-            return await app.workers.wait_for_complete()
-        except WorkerCancelled:
-            pass
-
-
-async def run_from_palette(pilot, typed: str, title: str) -> None:
-    """Ctrl+P, type `typed`, wait for a hit whose prompt holds `title`, and run it."""
-    await pilot.press("ctrl+p", *typed)
-    hits = pilot.app.screen.query_one(CommandList)
-    await wait_until(pilot, lambda: hits.option_count and title in str(hits.get_option_at_index(0).prompt))
-    await pilot.press("down", "enter")
-
-
-def finished(app: SemiotuiApp) -> Callable[[], bool]:
-    return lambda: app.explorer.run_state is not None and app.explorer.run_state.finished
-
-
-def images_done(app: SemiotuiApp, count: int) -> Callable[[], bool]:
-    return lambda: app.explorer.run_state is not None and app.explorer.run_state.done >= count
-
-
 async def test_tree_lists_every_layer_in_forward_order_before_the_analysis_ends():
-    workspace = demo_workspace(24, batch_size=4, pause=0.2)
+    workspace = demo_workspace(24, batch_size=4, gated=True)
     app = SemiotuiApp(workspace, live=False)
     async with app.run_test(size=(120, 40)) as pilot:
         tree = app.query_one(LayerTree)
         assert app.screen.get_widget_at(5, 3)[0] is tree
         assert list(tree.nodes_by_name) == [info.name for info in workspace.index]
         assert app.explorer.run_state is None or not app.explorer.run_state.finished
+        workspace.images.open()
         await wait_until(pilot, finished(app))
         assert app.explorer.run_state.done == 24
 
@@ -108,9 +73,10 @@ async def test_enter_opens_and_closes_a_group_of_layers():
 
 
 async def test_switching_method_restarts_the_analysis_with_no_stale_rows():
-    workspace = demo_workspace(16, batch_size=2, pause=0.3)
+    workspace = demo_workspace(16, batch_size=2, gated=True)
     app = SemiotuiApp(workspace, live=False)
     async with app.run_test(size=(120, 40)) as pilot:
+        workspace.images.allow(1)
         await wait_until(pilot, images_done(app, 2))
         old, old_job = app.explorer.run_state, app.explorer.job
         assert old.running
@@ -119,6 +85,7 @@ async def test_switching_method_restarts_the_analysis_with_no_stale_rows():
         assert app.explorer.run_state.run_id != old.run_id and old_job.aborted
         # A batch the dropped run still sends is ignored.
         app.explorer.post_message(EngineEvent(old_job, BatchDone(list(old.rows.values()), 99, 16, 1.0)))
+        workspace.images.open()
         await wait_until(pilot, finished(app))
         run = app.explorer.run_state
         assert run.settings.method == "layercam" and not run.cancelled
@@ -142,20 +109,26 @@ async def test_space_measures_a_layer_and_restarts():
 
 
 async def test_a_map_the_run_did_not_keep_is_drawn_between_its_batches_not_after_it():
-    app = SemiotuiApp(demo_workspace(40, batch_size=2, pause=0.3), live=False, keep_maps=2)
+    workspace = demo_workspace(40, batch_size=2, gated=True)
+    app = SemiotuiApp(workspace, live=False, keep_maps=2)
     async with app.run_test(size=(120, 40)) as pilot:
+        workspace.images.allow(3)
         await wait_until(pilot, images_done(app, 6))
         await pilot.press("n", "n", "n")
         assert app.explorer.image == 3  # beyond the 2 images whose maps the run keeps
+        workspace.images.allow(1)  # the map is drawn after this batch, between it and the next
         await wait_until(pilot, lambda: app.explorer.run_state.rows[3].maps is not None, timeout=20)
-        assert app.explorer.run_state.running  # about 6 s of the analysis are left
+        assert app.explorer.run_state.running
         await wait_until(pilot, lambda: app.query_one(SaliencyView).content.saliency is not None)
         app.explorer.stop_analysis()
+        workspace.images.open()
 
 
 async def test_q_asks_before_quitting_while_the_analysis_runs():
-    app = SemiotuiApp(demo_workspace(16, batch_size=2, pause=0.5), live=False)
+    workspace = demo_workspace(16, batch_size=2, gated=True)
+    app = SemiotuiApp(workspace, live=False)
     async with app.run_test(size=(120, 40)) as pilot:
+        workspace.images.allow(1)
         await wait_until(pilot, images_done(app, 2))
         await pilot.press("q")
         assert isinstance(app.screen, ConfirmQuit)
@@ -165,6 +138,7 @@ async def test_q_asks_before_quitting_while_the_analysis_runs():
         await pilot.press("q", "y")
         await pilot.pause()
         assert app.return_value == 0
+    workspace.images.open()  # the dropped run stops after the batch it waits for
     assert app.explorer.job.aborted and app.explorer.job.ended.wait(10)
 
 
@@ -199,7 +173,8 @@ async def test_n_and_p_change_the_image_and_its_caption():
         view = app.query_one(SaliencyView)
         await pilot.press("n")
         assert app.explorer.image == 1
-        assert view.content.caption.plain.startswith(f"{workspace.images.names[1]} · image 2/8")
+        assert workspace.images.names[1] == "demo/val/square_0001"  # the caption shows the file name
+        assert view.content.caption.plain.startswith("square_0001 · image 2/8")
         assert "predicted" in view.content.caption.plain and "true square" in view.content.caption.plain
         np.testing.assert_array_equal(view.content.image, workspace.images.image(1))
         await pilot.press("p", "p")
@@ -338,7 +313,7 @@ async def test_the_control_runs_after_the_analysis_and_its_verdict_and_curve_fol
         # an empty map says so instead of drawing a blank overlay
         run = app.explorer.run_state
         image, j = next((i, j) for i, row in run.rows.items() for j in np.flatnonzero(row.empty))
-        content = app.explorer.saliency_content(image, run.map_names[j].partition("#")[0], run.map_names[j])
+        content = app.explorer.saliency_content(image, module_of(run.map_names[j]), run.map_names[j])
         assert content.saliency is None and content.message.startswith("empty map")
         assert "H: none, empty map" in content.caption.plain
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from test_tui import finished, wait_until, workers_done
+from helpers import demo_workspace, finished, wait_until, workers_done
 from textual.widgets import OptionList
-from tui_demo import demo_workspace
 
 from semiotui.engine.analysis import analyze
 from semiotui.engine.explain import largest_steps
@@ -63,13 +62,17 @@ async def test_compare_lists_the_mistake_and_shows_it_beside_a_correct_image_of_
 
 
 async def test_compare_follows_the_analysis_as_results_arrive():
-    app = SemiotuiApp(demo_workspace(16, batch_size=4, pause=0.6), live=False)  # the view redraws once a second
+    workspace = demo_workspace(16, batch_size=4, gated=True)
+    app = SemiotuiApp(workspace, live=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("c")
         screen = app.screen
         assert isinstance(screen, CompareScreen)
+        await pilot.pause(app.SLOW_INTERVAL)  # the view is redrawn at most once a second: the next batch redraws it
+        workspace.images.allow(1)
         await wait_until(pilot, lambda: screen.comparison is not None)
         assert len(screen.comparison.rows) < 16
+        workspace.images.open()
         await wait_until(pilot, finished(app))
         await pilot.pause(0.2)
         assert len(screen.comparison.rows) == 16

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from test_tui import run_from_palette, finished, images_done, wait_until
-from tui_demo import demo_workspace
+from helpers import demo_workspace, finished, images_done, run_from_palette, wait_until
 
 from semiotui.tui.app import SemiotuiApp
 from semiotui.tui.export import ExportDialog
@@ -82,9 +81,11 @@ async def test_replace_never_removes_a_folder_that_is_not_a_report(tmp_path):
 
 
 async def test_exporting_while_the_analysis_runs_writes_the_finished_images_marked_partial(tmp_path):
-    app = SemiotuiApp(demo_workspace(24, batch_size=4, pause=0.3), live=False)
+    workspace = demo_workspace(24, batch_size=4, gated=True)
+    app = SemiotuiApp(workspace, live=False)
     folder = tmp_path / "partial"
     async with app.run_test(size=(120, 40)) as pilot:
+        workspace.images.allow(1)
         await wait_until(pilot, images_done(app, 4))
         await pilot.press("e")
         await wait_until(pilot, lambda: isinstance(app.screen, ExportDialog))
@@ -93,6 +94,7 @@ async def test_exporting_while_the_analysis_runs_writes_the_finished_images_mark
         app.screen.query_one("#export-folder").value = str(folder)
         app.screen.query_one("#format-html").value = False
         await pilot.click("#export-go")
+        workspace.images.open()  # the export stops the run, which ends after the batch it waits for
         await wait_until(pilot, lambda: not isinstance(app.screen, ExportDialog))
     data = json.loads((folder / "report.json").read_text())
     assert not data["analysis"]["cancelled"] and data["analysis"]["partial"] == "still running"

@@ -8,20 +8,17 @@ a file when clicked. Every name here carries markup, or is not UTF-8.
 from __future__ import annotations
 
 import hashlib
-import html
 import os
-import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from helpers import finished, open_pruning, press, screen_text, wait_until
 from textual.command import CommandList
 from textual.widgets import DataTable, Input
 from textual.widgets._toast import Toast
-from test_tui import finished, wait_until
-from test_tui_prune import open_pruning, press
 from torch import nn
 
 from semiotui.engine import AnalysisSettings, analyze, index_layers
@@ -58,7 +55,7 @@ class MarkupNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for name in self.NAMES:
-            x = torch.relu(self._modules[name](x))
+            x = torch.relu(getattr(self, name)(x))
         return self.head(x)
 
 
@@ -85,11 +82,6 @@ def markup_workspace() -> Workspace:
     return Workspace(model, ModelInfo("[link=a:b]model.pt", "pickle", "MarkupNet", 1), spec, index, index.select(),
                      images, AnalysisSettings(batch_size=4, device="cpu"), class_names=images.class_names,
                      warnings=list(images.warnings))
-
-
-def screen_text(app: SemiotuiApp) -> str:
-    """What the screen shows, as text (from Textual's SVG screenshot)."""
-    return html.unescape(re.sub(r"<[^>]*>", "", app.export_screenshot(simplify=True))).replace("\xa0", " ")
 
 
 def files(folder: Path) -> dict[str, str]:

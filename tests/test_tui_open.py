@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_tui import wait_until
-from tui_demo import demo_workspace
+from helpers import demo_workspace, wait_until
 
 from semiotui.engine.analysis import add_maps, analyze
 from semiotui.engine.explain import contrast_pair
@@ -135,11 +134,13 @@ def test_open_a_missing_or_incomplete_folder_fails_with_one_line(tmp_path, capsy
     assert "nowhere is not a folder" in lines[0] and "entropy.csv, maps.npz missing" in lines[1]
 
 
-def test_open_runs_the_explorer_on_the_report(copied_report, monkeypatch):
+def test_open_runs_the_explorer_on_the_report_and_debug_reaches_it(copied_report, monkeypatch):
     opened = []
-    monkeypatch.setattr("semiotui.tui.app.run_app", lambda workspace: opened.append(workspace) or 0)
+    monkeypatch.setattr("semiotui.tui.app.run_app", lambda workspace, debug: opened.append((workspace, debug)) or 0)
     assert cli.main(["open", copied_report]) == 0
-    assert opened[0].model is None and len(opened[0].images) == IMAGES
+    assert cli.main(["open", copied_report, "--debug"]) == 0
+    assert opened[0][0].model is None and len(opened[0][0].images) == IMAGES
+    assert [debug for _, debug in opened] == [False, True]
 
 
 def _edit_json(change):

@@ -7,12 +7,10 @@ import json
 
 import pytest
 import torch
-from textual import events
+from helpers import demo_workspace, finished, open_pruning, press, run_from_palette, wait_until
 from textual.widgets import DataTable, Input
-from test_tui import run_from_palette, finished, wait_until
-from tui_demo import demo_workspace
 
-from semiotui.tui import prune_command
+from semiotui.engine import demo
 from semiotui.tui.app import SemiotuiApp
 from semiotui.tui.confirm import ConfirmQuit
 from semiotui.tui.prune_screen import PruneScreen
@@ -21,26 +19,8 @@ from semiotui.tui.prune_screen import PruneScreen
 @pytest.fixture(autouse=True)
 def _small_demo_splits(monkeypatch) -> None:
     """Few demo images to fine-tune and measure on."""
-    monkeypatch.setattr(prune_command, "DEMO_TRAIN_IMAGES", 8)
-    monkeypatch.setattr(prune_command, "DEMO_HELD_OUT", 8)
-
-
-async def press(pilot, *keys: str) -> None:
-    """Keys as the terminal sends them, without Pilot's wait for an idle CPU (pruning keeps it busy)."""
-    for key in keys:
-        pilot.app.post_message(events.Key(key, key if len(key) == 1 else None))
-        await pilot.pause(0.05)
-
-
-async def open_pruning(pilot, **fields: str) -> PruneScreen:
-    """`g` once the analysis is done, then the form's fields by id."""
-    app = pilot.app
-    await wait_until(pilot, finished(app))
-    await pilot.press("g")
-    await wait_until(pilot, lambda: isinstance(app.screen, PruneScreen))
-    for id, value in {"finetune": "1", **fields}.items():
-        app.screen.query_one(f"#{id}", Input).value = value
-    return app.screen
+    monkeypatch.setattr(demo, "TRAIN_IMAGES", 8)
+    monkeypatch.setattr(demo, "VAL_IMAGES", 8)
 
 
 async def test_start_shows_steps_live_stop_ends_after_the_step_and_save_writes_a_loadable_model(tmp_path):
@@ -124,7 +104,7 @@ async def test_the_palette_opens_it_and_bad_settings_are_named_without_starting(
         screen.query_one("#tolerance", Input).value = "0.02"
         screen.query_one("#target", Input).value = "5"
         await press(pilot, "s")
-        await wait_until(pilot, lambda: "target-params must be between 0 and 1" in str(status.render()))
+        await wait_until(pilot, lambda: "target params must be between 0 and 1" in str(status.render()))
         assert not screen.running and screen.job is None
 
 

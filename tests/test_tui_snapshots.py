@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from test_tui import workers_done
-from tui_demo import demo_workspace
+from helpers import demo_workspace, workers_done
 
 from semiotui.tui.app import SemiotuiApp
 

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TinyNet, write_tiny_inputs
-from test_bad_input import only_error_line
+from helpers import TinyNet, only_error_line, write_tiny_inputs
 
 from semiotui.engine.archive import UnsafeArchive, check_archive
 from semiotui.engine.loading import LoadError, load_model
@@ -126,7 +125,7 @@ def test_a_crafted_archive_runs_no_code_without_trust(attack, genuine, tmp_path)
         load_model(path)
     assert not marker.exists()
     message = str(err.value)
-    assert "evil.pt2" in message and "could run code" in message and "--trust" in message
+    assert "evil.pt2" in message and "could run code" in message and "`trust`" in message
     assert "\n" not in message
 
 
@@ -134,7 +133,7 @@ def test_an_enum_in_a_tree_spec_is_refused_without_trust(genuine, tmp_path):
     path = crafted(genuine, tmp_path / "enum.pt2", enum_in_a_tree_spec, tmp_path / "unused")
     with pytest.raises(UnsafeArchive, match="enum"):
         check_archive(path)
-    with pytest.raises(LoadError, match="--trust"):
+    with pytest.raises(LoadError, match="`trust`"):
         load_model(path)
 
 

@@ -81,16 +81,16 @@ def overlay(
     *,
     colormap: str = DEFAULT_COLORMAP,
     opacity: float = 0.6,
-    grey: bool = True,
+    saturation: float = 0.0,
 ) -> np.ndarray:
-    """`saliency` in a colour map blended over `image` (greyed), both resized: (height, width, 3) uint8.
+    """`saliency` in a colour map blended over `image`, both resized: (height, width, 3) uint8.
 
-    Stronger saliency is more opaque, so the image shows through where the map is low.
+    The image's colours are muted to `saturation` (0: grey, 1: as they are) so the map stands out;
+    stronger saliency is more opaque, so the image shows through where the map is low.
     """
     picture = resize_bilinear(image, height, width)
-    if grey:
-        luma = picture @ np.array([0.299, 0.587, 0.114])
-        picture = np.repeat(luma[..., None], 3, axis=2)
+    luma = (picture @ np.array([0.299, 0.587, 0.114]))[..., None]
+    picture = luma + saturation * (picture - luma)
     if saliency is None:
         return np.clip(np.rint(picture), 0, 255).astype(np.uint8)
     level = normalize(resize_bilinear(saliency, height, width))

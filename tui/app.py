@@ -33,12 +33,15 @@ class SemiotuiApp(App[int]):
         Binding("question_mark,f1", "help", "Help", key_display="?"),
     ]
 
-    def __init__(self, workspace: Workspace, *, live: bool = True, keep_maps: int = KEEP_MAPS) -> None:
-        """`live=False` hides rates, times and memory, for reproducible screenshots."""
+    def __init__(self, workspace: Workspace, *, live: bool = True, keep_maps: int = KEEP_MAPS,
+                 tracebacks: bool = False) -> None:
+        """`live=False` hides rates, times and memory, for reproducible screenshots; `tracebacks` (`--debug`)
+        shows a bug's traceback with its message."""
         super().__init__()
         for theme in THEMES.values():
             self.register_theme(theme)
         self.workspace = workspace
+        self.tracebacks = tracebacks
         self.session = open_session(workspace)  # the one owner of the model: every job on it goes through it
         self.explorer = ExplorerScreen(self.session, live=live, keep_maps=keep_maps)
 
@@ -79,9 +82,9 @@ class SemiotuiApp(App[int]):
             self.exit(0, message=note)
 
 
-def run_app(workspace: Workspace) -> int:
-    """Open the explorer on `workspace`; returns the exit status."""
-    app = SemiotuiApp(workspace)
+def run_app(workspace: Workspace, *, debug: bool = False) -> int:
+    """Open the explorer on `workspace` (`debug`: with the traceback of a bug); returns the exit status."""
+    app = SemiotuiApp(workspace, tracebacks=debug)
     app.run()
     if not app.session.close(timeout=0.5):
         print("semiotui: stopping the analysis after its current batch…", file=sys.stderr)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 import traceback
 from collections.abc import Sequence
 
@@ -13,11 +11,9 @@ from semiotui import __version__
 from semiotui.engine.entropy import ESTIMATORS
 from semiotui.engine.saliency import METHODS
 
+from .errors import for_command_line
+
 COMMANDS = ("report", "open", "prune", "compare", "demo")  # grows as each subcommand lands
-
-
-class CommandError(Exception):
-    """A failure to report as one line, without a traceback."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,49 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # every failure becomes one line; --debug shows the traceback
         if args.debug:
             traceback.print_exc()
-        print(f"semiotui: error: {one_line(exc)}", file=sys.stderr)
+        print(f"semiotui: error: {for_command_line(exc)}", file=sys.stderr)
         return 1
-
-
-def one_line(exc: BaseException) -> str:
-    """The exception's message on one line, naming its type when it has no message."""
-    text = " ".join(str(exc).split())
-    if isinstance(exc, KeyError) and len(exc.args) == 1:
-        text = str(exc.args[0])
-    return text or type(exc).__name__
-
-
-class Interrupts:
-    """While installed, Ctrl-C or SIGTERM sets `cancel` (the work stops after its current step); a second aborts.
-
-    `status` is then the exit status the command returns: 128 + the signal, as a shell reports it.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self, cancel: threading.Event) -> None:
-        self.cancel = cancel
-        self.received: int | None = None
-        self._previous: dict[int, object] = {}
-
-    def __enter__(self) -> Interrupts:
-        if threading.current_thread() is threading.main_thread():  # only there can Python handle signals
-            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for number, handler in self._previous.items():
-            signal.signal(number, handler)
-
-    @property
-    def status(self) -> int:
-        return 0 if self.received is None else 128 + self.received
-
-    def _handle(self, number: int, frame: object) -> None:
-        if self.cancel.is_set():
-            raise KeyboardInterrupt
-        self.received = number
-        self.cancel.set()  # said by the command's loop at its next event: printing here could tear a progress bar
 
 
 def build_parser(command: str | None) -> argparse.ArgumentParser:

@@ -9,12 +9,13 @@ import sys
 import threading
 
 from semiotui.engine.analysis import AnalysisResult, BatchDone, Finished, Notice, stream_analysis
+from semiotui.engine.errors import InvalidValue
 from semiotui.engine.greedy import CRITERIA
 from semiotui.engine.report import DEFAULT_MAPS, FORMATS
-from semiotui.engine.data import ImageSource
-from semiotui.engine.workspace import Workspace
+from semiotui.engine.workspace import ImageSet, Workspace
 
-from .cli import Interrupts, one_line
+from .errors import for_command_line
+from .interrupts import Interrupts
 
 
 def configure(command: str | None, parser: argparse.ArgumentParser) -> None:
@@ -75,7 +76,7 @@ def run_interface(args: argparse.Namespace) -> int:
     workspace = workspace_from_args(args)  # bad input fails here, before Textual loads
     from .app import run_app
 
-    return run_app(workspace)
+    return run_app(workspace, debug=args.debug)
 
 
 def run_open(args: argparse.Namespace) -> int:
@@ -84,7 +85,7 @@ def run_open(args: argparse.Namespace) -> int:
     workspace = open_report(args.directory)  # a missing or damaged folder fails here, before Textual loads
     from .app import run_app
 
-    return run_app(workspace)
+    return run_app(workspace, debug=args.debug)
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -104,7 +105,7 @@ def run_report(args: argparse.Namespace) -> int:
     from .workspace_args import input_paths
 
     if args.maps < 0:
-        raise ValueError(f"--maps must be 0 or more, got {args.maps}")
+        raise InvalidValue(f"--maps must be 0 or more, got {args.maps}")
     shard = distributed.current_shard()
     # Checked and claimed before the analysis, which may take hours; held until the report is in place.
     leader = shard is None or shard.leader
@@ -118,8 +119,7 @@ def run_report(args: argparse.Namespace) -> int:
         if result.cancelled and not result.images:
             print("semiotui: interrupted before the first images were analysed; no report written", file=sys.stderr)
             return interrupts.status
-        order = label_order_warning(result, getattr(workspace.images, "label_source", None),
-                                    workspace.images.class_names)
+        order = label_order_warning(result, workspace.images.label_source, workspace.images.class_names)
         if order:
             print(f"semiotui: warning: {order}", file=sys.stderr)
         if workspace.control is not None and result.images and not cancel.is_set():
@@ -174,7 +174,7 @@ def _analyse_shard(workspace: Workspace, shard, cancel: threading.Event) -> Anal
             workspace, images=workspace.images.subset(block), first_index=block.start, quiet=not shard.leader, cancel=cancel,
         )
     except Exception as exc:  # every rank must reach the gather, which reports the failure
-        error = one_line(exc)
+        error = for_command_line(exc)
     try:
         return distributed.gather(shard, part, error)
     except RuntimeError:
@@ -186,7 +186,7 @@ def _analyse_shard(workspace: Workspace, shard, cancel: threading.Event) -> Anal
 def analyse_with_progress(
     workspace: Workspace,
     *,
-    images: ImageSource | None = None,
+    images: ImageSet | None = None,
     keep_maps: int | set[int] = 0,
     first_index: int = 0,
     quiet: bool = False,

@@ -23,13 +23,14 @@ from textual.widgets.option_list import Option
 from semiotui.engine.analysis import AnalysisResult, ImageResult
 from semiotui.engine.flow import Flow
 from semiotui.engine.explain import GroupCurve, Outcomes, class_curves, largest_steps, outcome_curves
+from semiotui.engine.saliency import module_of
 from semiotui.engine.superization import Superization, summary
 
 from .curve import BackgroundPlot, layer_ticks, plot, units
 from .layer_tree import short_names
 from .plain import plain
 from .run_state import RunState
-from .saliency import SaliencyContent, SaliencyView, class_name
+from .saliency import SaliencyContent, SaliencyView, class_text
 
 GROUP_COLORS = (  # matplotlib's tab10: ten colours told apart on dark and light backgrounds
     (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
@@ -264,7 +265,7 @@ class CompareScreen(Screen[bool]):
 
     def _describe(self, row: ImageResult) -> Text:
         text = Text(PurePath(row.name).name, style="bold")
-        text.append(f" {class_name(row.label, self.class_names)} → {class_name(row.predicted, self.class_names)}")
+        text.append(f" {class_text(row.label, self.class_names)} → {class_text(row.predicted, self.class_names)}")
         text.append(f" {row.confidence:.0%}", style="dim")
         if not self._drawable(row):
             text.append(" · no map", style="dim italic")
@@ -283,7 +284,7 @@ class CompareScreen(Screen[bool]):
         this.border_title = "This image"
         this.content = self._with_step(self.saliency(row.index, c.layers[step]), row, step)
         partner = c.partner(row, self._drawable)
-        label = class_name(row.label, self.class_names)
+        label = class_text(row.label, self.class_names)
         if partner is None:
             other.border_title = "Compared with"
             other_outcome = "correct" if row.predicted != row.label else "misclassified"
@@ -363,7 +364,7 @@ class CompareScreen(Screen[bool]):
         row = self._row(int(event.option.id)) if event.option.id is not None else None
         step = largest_step(row, self.comparison.flow) if row is not None else None
         if row is not None:
-            layer = self.comparison.layers[step].partition("#")[0] if step is not None else None
+            layer = module_of(self.comparison.layers[step]) if step is not None else None
             self.explorer.post_message(self.ImageChosen(row.index, layer))
             self.dismiss(False)
 

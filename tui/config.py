@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+from semiotui.engine.atomic import staged
+
 
 def config_path() -> Path:
     base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
@@ -22,13 +24,12 @@ def load_config() -> dict:
 
 
 def save_config(**changes: object) -> None:
-    """Merge `changes` into the saved settings; written to a temporary file then renamed."""
+    """Merge `changes` into the saved settings, written whole."""
     path = config_path()
     data = load_config() | changes
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        with staged(path) as tmp:
+            tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     except OSError:  # a read-only home must not stop the interface
         pass

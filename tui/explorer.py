@@ -21,15 +21,16 @@ from semiotui.engine.analysis import AnalysisResult, AnalysisSettings, BatchDone
 from semiotui.engine.device import describe_device, resolve_device
 from semiotui.engine.explain import label_order_warning
 from semiotui.engine.control import ControlFinished, ControlProgress
-from semiotui.engine.saliency import METHODS
+from semiotui.engine.layers import format_shape
+from semiotui.engine.saliency import METHODS, module_of
 from semiotui.engine.session import Job, JobEnded, JobFailed, MapsAdded, Session
 
-from .cli import one_line
+from .errors import for_interface
 from .compare import CompareScreen, largest_step
 from .curve import CurveData, EntropyCurve, units
 from .export import ExportDialog, explorer_report
 from .heatmap import VIEWS
-from .layer_tree import LayerPane, LayerTree, format_shape
+from .layer_tree import LayerPane, LayerTree
 from .messages import EngineEvent
 from .palette import SemiotuiCommands, target_text
 from .plain import plain
@@ -201,14 +202,16 @@ class ExplorerScreen(Screen):
                 self._slow_at = 0.0  # the verdicts changed: redraw the steps and the curve now
                 self._refresh_views()
         elif isinstance(event, JobFailed):
-            run.fail(one_line(event.error))
-            self.notify(f"analysis failed: {run.error}", severity="error", timeout=10)
+            run.fail(for_interface(event.error))
+            self.notify(f"analysis failed: {for_interface(event.error, self.app.tracebacks)}", severity="error",
+                        timeout=10)
             self._dirty = True
             self._refresh_views()
 
     def _maps_event(self, job: Job, event: object) -> None:
         if isinstance(event, JobFailed):
-            self.notify(f"could not compute the map: {one_line(event.error)}", severity="error", timeout=8)
+            self.notify(f"could not compute the map: {for_interface(event.error, self.app.tracebacks)}",
+                        severity="error", timeout=8)
         elif isinstance(event, MapsAdded) and not self._panes_gone:
             self._show_saliency()
             self._show_compare()
@@ -248,7 +251,7 @@ class ExplorerScreen(Screen):
         tree = self.query_one(LayerTree)
         tree.set_entropy(entropy, empty)
         if run.flow is not None:
-            tree.set_branches({m.partition("#")[0] for m in run.flow.branches})
+            tree.set_branches({module_of(m) for m in run.flow.branches})
         self._show_status()
         if (run.run_id, self.image in run.rows, run.running) != self._shown[:3]:
             self._show_saliency()
@@ -280,7 +283,7 @@ class ExplorerScreen(Screen):
         view.content = self.saliency_content(self.image, name)
         row = run.rows.get(self.image) if run else None
         step = largest_step(row, run.flow) if row is not None else None
-        self.largest = None if step is None else run.map_names[step].partition("#")[0]
+        self.largest = None if step is None else module_of(run.map_names[step])
         self.query_one(LayerTree).largest = self.largest
 
     def saliency_content(self, image: int, name: str, map_name: str | None = None) -> SaliencyContent:
@@ -503,7 +506,7 @@ class ExplorerScreen(Screen):
             self.action_find()
 
     def _map_content(self, image: int, map_name: str) -> SaliencyContent:
-        return self.saliency_content(image, map_name.partition("#")[0], map_name)
+        return self.saliency_content(image, module_of(map_name), map_name)
 
     def on_compare_screen_image_chosen(self, event: CompareScreen.ImageChosen) -> None:
         self.image = event.image

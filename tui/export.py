@@ -27,7 +27,7 @@ from semiotui.engine.session import Job, JobFailed, Session
 from semiotui.engine.report_folder import NeedsForce, check_report_folder
 from semiotui.engine.workspace import ModelInfo, Workspace
 
-from .cli import one_line
+from .errors import for_interface
 from .plain import plain
 
 OnProgress = Callable[[str, int | None, int | None], None]  # what is being done, done, total
@@ -208,7 +208,7 @@ class ExportDialog(ModalScreen[Path | None]):
                       "or choose another folder", error=True)
             return
         except OSError as exc:
-            self._say(one_line(exc), error=True)
+            self._say(for_interface(exc), error=True)
             return
         self._set_busy(True)
         self._say("starting…")
@@ -246,7 +246,7 @@ class ExportDialog(ModalScreen[Path | None]):
             self.dismiss(None)
             return
         self._set_busy(False)
-        self._say(f"not written: {one_line(message.error)}", error=True)
+        self._say(f"not written: {for_interface(message.error, self.app.tracebacks)}", error=True)
 
     def _set_busy(self, busy: bool) -> None:
         """While writing: the fields locked and the progress bar shown."""

@@ -10,7 +10,7 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 
-from semiotui.themes.colormaps import DEFAULT_COLORMAP, colorize, normalize, resize_bilinear
+from semiotui.themes.colormaps import DEFAULT_COLORMAP, colorize, normalize, overlay, resize_bilinear
 
 UPPER_HALF = "▀"
 PLAIN = Style()  # for padding: Textual's colour filters need a style on every segment
@@ -61,16 +61,11 @@ class Heatmap:
 
     def pixels(self, columns: int, rows: int) -> np.ndarray:
         """The blended picture, (2·rows, columns, 3) uint8."""
-        image = resize_bilinear(self.image, 2 * rows, columns)
-        if self.view != "image":
-            luma = (image @ np.array([0.299, 0.587, 0.114]))[..., None]
-            image = luma + self.saturation * (image - luma)  # muted colours let the map stand out
-        if self.saliency is None:
-            return np.clip(np.rint(image), 0, 255).astype(np.uint8)
-        level = normalize(resize_bilinear(self.saliency, 2 * rows, columns))
-        alpha = (self.opacity * (0.4 + 0.6 * level))[..., None] if self.view == "overlay" else 1.0
-        colours = colorize(level, self.colormap).astype(np.float64)
-        return np.clip(np.rint(image * (1 - alpha) + colours * alpha), 0, 255).astype(np.uint8)
+        if self.view == "map" and self.saliency is not None:
+            return colorize(normalize(resize_bilinear(self.saliency, 2 * rows, columns)), self.colormap)
+        saturation = 1.0 if self.view == "image" else self.saturation  # the image alone in its own colours
+        return overlay(self.image, self.saliency, 2 * rows, columns, colormap=self.colormap, opacity=self.opacity,
+                       saturation=saturation)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         height = self.height or options.height or options.max_width // 2

@@ -16,7 +16,7 @@ from textual.reactive import reactive
 from textual.widgets import Input, Tree
 from textual.widgets.tree import TreeNode
 
-from semiotui.engine.layers import LayerIndex, LayerInfo
+from semiotui.engine.layers import LayerIndex, LayerInfo, format_shape
 from semiotui.engine.superization import MOSTLY_EMPTY
 
 
@@ -27,10 +27,6 @@ def format_count(n: int) -> str:
     if n < 1_000_000:
         return f"{n / 1000:.1f}k"
     return f"{n / 1_000_000:.1f}M"
-
-
-def format_shape(shape: tuple[int, ...] | None) -> str:
-    return "×".join(map(str, shape)) if shape else "–"
 
 
 def clip(text: str, width: int) -> str:

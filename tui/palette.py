@@ -16,7 +16,7 @@ from semiotui.engine.saliency import METHODS
 from semiotui.themes.theme import THEMES
 
 from .plain import plain
-from .saliency import class_name
+from .saliency import class_text
 
 if TYPE_CHECKING:
     from .explorer import ExplorerScreen
@@ -90,4 +90,4 @@ def target_text(target: str | int, names: list[str] | None) -> str:
         return "predicted class"
     if target == "label":
         return "true label"
-    return class_name(int(target), names)
+    return class_text(int(target), names)

@@ -23,17 +23,17 @@ from torch import nn
 from semiotui.engine.analysis import AnalysisResult, AnalysisSettings, Finished
 from semiotui.engine.comparison import compare
 from semiotui.engine.greedy import CRITERIA, Measure, PruneLog, PruneSettings, Step
+from semiotui.engine.pruning import check_output, conv_layers, save_pruned
 from semiotui.engine.session import Job, JobFailed
 from semiotui.engine.workspace import Workspace
 
-from .cli import one_line
 from .confirm import ConfirmQuit
 from .curve import BackgroundPlot, CurveData, EntropyCurve, units
+from .errors import for_interface
 from .export import ExportDialog, model_report
 from .messages import EngineEvent
 from .models_screen import ModelsScreen
 from .plain import plain
-from .prune_command import check_output, conv_layers, save_pruned
 from .prune_worker import PruneEnded, PruneFailed, PrunePhase, PruneStep, PruneTrying, PruneWaiting, start_prune
 
 COMPACT_WIDTH, COMPACT_HEIGHT = 100, 32
@@ -286,7 +286,7 @@ class PruneScreen(Screen[None]):
         try:
             settings = self.query_one(PruneForm).read()
         except ValueError as exc:
-            self._say(one_line(exc), error=True)
+            self._say(for_interface(exc), error=True)
             return
         if self.pruned is not None and self.saved is None:
             question = "The pruned model is not saved. Start a new run and discard it?"
@@ -375,8 +375,9 @@ class PruneScreen(Screen[None]):
 
     def on_prune_failed(self, message: PruneFailed) -> None:
         self.running = False
-        self._say(f"failed: {one_line(message.error)}", error=True)
-        self.notify(f"pruning failed: {one_line(message.error)}", severity="error", timeout=10)
+        self._say(f"failed: {for_interface(message.error)}", error=True)
+        self.notify(f"pruning failed: {for_interface(message.error, self.app.tracebacks)}", severity="error",
+                    timeout=10)
         self._refresh(force=True)
 
     def _summary(self, log: PruneLog) -> str:
@@ -434,7 +435,7 @@ class PruneScreen(Screen[None]):
                                  lambda yes: self.save(force=True) if yes else None)
             return
         except (OSError, ValueError) as exc:
-            self._say(one_line(exc), error=True)
+            self._say(for_interface(exc), error=True)
             return
         self._save(out)
 
@@ -453,7 +454,7 @@ class PruneScreen(Screen[None]):
         self._say(f"saved {message.path} and {message.log_path.name}")
 
     def on_prune_screen_save_failed(self, message: SaveFailed) -> None:
-        self._say(f"not saved: {one_line(message.error)}", error=True)
+        self._say(f"not saved: {for_interface(message.error, self.app.tracebacks)}", error=True)
 
     def action_export(self) -> None:
         """Export a report of the pruned model, analysed afresh on the workspace's images."""
@@ -494,7 +495,7 @@ class PruneScreen(Screen[None]):
             return
         message.stop()
         if isinstance(message.event, JobFailed):
-            self._say(f"compare failed: {one_line(message.event.error)}", error=True)
+            self._say(f"compare failed: {for_interface(message.event.error, self.app.tracebacks)}", error=True)
         elif isinstance(message.event, Finished):
             model, _ = self.pruned
             parameters = (self.workspace.info.parameters, sum(p.numel() for p in model.parameters()))

@@ -10,8 +10,8 @@ from torch import nn
 from semiotui.engine.analysis import AnalysisSettings
 from semiotui.engine.greedy import Measure, PruneFinished, PruneLog, PruneSettings, Step, StepDone, Trying, Working
 from semiotui.engine.session import Job, JobEnded, JobFailed, Preparing, Session
+from semiotui.engine.pruning import conv_layers, prune_splits
 
-from .prune_command import conv_layers, prune_splits
 
 
 class PruneWaiting(Message):

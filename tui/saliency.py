@@ -11,6 +11,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from semiotui.engine.analysis import ImageResult
+from semiotui.engine.names import class_name
 from semiotui.themes.colormaps import COLORMAPS, DEFAULT_COLORMAP
 
 from .heatmap import Heatmap
@@ -26,25 +27,26 @@ class SaliencyContent:
     message: str = ""
 
 
-def class_name(index: int | None, names: list[str] | None) -> str:
+def class_text(index: int | None, names: list[str] | None) -> str:
+    """A class as the interface shows it: its name, `class N` where it has none, `?` where it is unknown."""
     if index is None:
         return "?"
-    return names[index] if names and 0 <= index < len(names) else f"class {index}"
+    return class_name(names, index) or f"class {index}"
 
 
 def describe_image(row: ImageResult, names: list[str] | None) -> Text:
     """`predicted cat 93% · true dog ✗ · explains cat`: the decision and the class the map explains."""
     text = Text("predicted ")
-    text.append(class_name(row.predicted, names), style="bold")
+    text.append(class_text(row.predicted, names), style="bold")
     text.append(f" {row.confidence:.0%}")
     if row.label is not None:
         right = row.label == row.predicted
         text.append(" · true ")
-        text.append(class_name(row.label, names), style="bold")
+        text.append(class_text(row.label, names), style="bold")
         text.append(" ✓" if right else " ✗", style="green" if right else "red")
     if row.target != row.predicted:
         text.append(" · explains ")
-        text.append(class_name(row.target, names), style="bold")
+        text.append(class_text(row.target, names), style="bold")
     return text
 
 

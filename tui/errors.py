@@ -1,0 +1,35 @@
+"""Errors as each front end says them: the engine's parameters as flags on the command line, as words in the
+interface. Anything but the user's mistake (or the system's answer, an OSError) is a bug: `--debug` shows its
+traceback, on the command line and in the interface."""
+
+from __future__ import annotations
+
+import traceback
+
+from semiotui.engine.errors import SemiotuiError, one_line, worded
+
+# Parameters whose flag is not `--` and the parameter's name with dashes.
+FLAGS = {"model": "MODEL", "imports": "--import", "class_names": "--classes"}
+
+
+def flag(parameter: str) -> str:
+    """The command-line flag that sets `parameter`."""
+    return FLAGS.get(parameter, "--" + parameter.replace("_", "-"))
+
+
+def is_bug(exc: BaseException) -> bool:
+    """True unless `exc` is the user's mistake or the system's answer (a missing permission, a full disk)."""
+    return not isinstance(exc, (SemiotuiError, OSError))
+
+
+def for_command_line(exc: BaseException) -> str:
+    """`exc` on one line with flags for parameters (`--debug` prints the traceback before it)."""
+    return worded(one_line(exc), flag)
+
+
+def for_interface(exc: BaseException, debug: bool = False) -> str:
+    """`exc` on one line with parameters in words ("target params"); with `debug`, a bug's traceback follows."""
+    text = worded(one_line(exc), lambda parameter: parameter.replace("_", " "))
+    if debug and is_bug(exc):
+        text += "\n" + "".join(traceback.format_exception(exc)).rstrip()
+    return text

@@ -1,0 +1,39 @@
+"""Ctrl-C and SIGTERM during a long command: stop after the current step, or at once when asked twice."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+
+class Interrupts:
+    """While installed, Ctrl-C or SIGTERM sets `cancel` (the work stops after its current step); a second aborts.
+
+    `status` is then the exit status the command returns: 128 + the signal, as a shell reports it.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, cancel: threading.Event) -> None:
+        self.cancel = cancel
+        self.received: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> Interrupts:
+        if threading.current_thread() is threading.main_thread():  # only there can Python handle signals
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+    @property
+    def status(self) -> int:
+        return 0 if self.received is None else 128 + self.received
+
+    def _handle(self, number: int, frame: object) -> None:
+        if self.cancel.is_set():
+            raise KeyboardInterrupt
+        self.received = number
+        self.cancel.set()  # said by the command's loop at its next event: printing here could tear a progress bar
