@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import platform
-import shutil
 from dataclasses import asdict
 from datetime import datetime, timezone
 from html import escape
@@ -39,8 +38,7 @@ def write_comparison(directory: str | Path | ReportClaim, comparison: ModelCompa
         inputs = [*a[0].inputs, *b[0].inputs]
         with claim_report_folder(directory, force=force, inputs=inputs) as claim:
             return write_comparison(claim, comparison, a, b)
-    staging = directory.staging()
-    try:
+    with directory.staging() as staging:
         data = comparison_data(comparison)
         charts = _charts(comparison)
         tiles = _tiles(comparison, a, b)
@@ -55,10 +53,6 @@ def write_comparison(directory: str | Path | ReportClaim, comparison: ModelCompa
                     (images / f"image{k}_{side}{j}.png").write_bytes(png)
         (staging / "report.md").write_text(_markdown(data, charts, tiles), encoding="utf-8")
         (staging / "report.html").write_text(_html(data, charts, tiles), encoding="utf-8")
-        directory.swap_in(staging)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return directory.target
 
 
