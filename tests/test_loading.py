@@ -383,5 +383,5 @@ def test_a_fine_tuned_torchvision_state_dict_is_built_with_its_own_number_of_cla
     assert torch.equal(loaded.model.eval()(x), tuned.eval()(x))
     # weights of another architecture are still refused, with the shapes named
     torch.save(torchvision.models.resnet34().state_dict(), tmp_path / "other.pth")
-    with pytest.raises(Exception, match="do not fit --arch resnet18"):
+    with pytest.raises(Exception, match="do not fit `arch` resnet18"):
         load_model(tmp_path / "other.pth", arch="resnet18")
