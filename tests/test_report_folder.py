@@ -134,7 +134,7 @@ def test_an_interrupted_report_is_written_partial_and_exits_128_plus_the_signal(
     assert "partial" in lines[-1]
     data = json.loads((out / "report.json").read_text())
     assert data["analysis"]["cancelled"] and 0 < data["analysis"]["images"] < IMAGES
-    assert "(analysis cancelled: partial)" in (out / "report.md").read_text()
+    assert "images, analysis cancelled)" in (out / "report.md").read_text()
     assert tree(inputs) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "inputs", "report", "work"]
 

@@ -68,7 +68,7 @@ async def test_compare_follows_the_analysis_as_results_arrive():
         await pilot.press("c")
         screen = app.screen
         assert isinstance(screen, CompareScreen)
-        await pilot.pause(app.SLOW_INTERVAL)  # the view is redrawn at most once a second: the next batch redraws it
+        await pilot.pause(app.explorer.SLOW_INTERVAL)  # the view is redrawn at most once a second: the next batch redraws it
         workspace.images.allow(1)
         await wait_until(pilot, lambda: screen.comparison is not None)
         assert len(screen.comparison.rows) < 16
