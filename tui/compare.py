@@ -26,11 +26,12 @@ from semiotui.engine.explain import GroupCurve, Outcomes, class_curves, largest_
 from semiotui.engine.saliency import module_of
 from semiotui.engine.superization import Superization, summary
 
-from .curve import BackgroundPlot, layer_ticks, plot, units
+from .curve import BackgroundPlot, layer_ticks, units
 from .layer_tree import short_names
 from .plain import plain
 from .run_state import RunState
 from .saliency import SaliencyContent, SaliencyView, class_text
+from .status import fit_footer
 
 GROUP_COLORS = (  # matplotlib's tab10: ten colours told apart on dark and light backgrounds
     (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
@@ -121,14 +122,14 @@ class GroupPlot(BackgroundPlot):
         plt = self.plt
         plt.ylabel(f"H ({data.units})" if data else "H")
         if data is None or not data.names:
-            plt.title("waiting for the first batch")
+            self.title("waiting for the first batch")
             return
         for line in data.lines:
-            plot(plt, line.values, color=line.color, label=line.label)
+            self.curve(line.values, color=line.color, label=line.label)
         for position in data.marks:
             plt.vertical_line(position + 1, color="magenta")
         layer_ticks(plt, data.names, self.size.width)
-        plt.title(data.title)
+        self.title(data.title)
 
 
 class Significance(Widget):
@@ -153,7 +154,7 @@ class Significance(Widget):
 class MistakeList(OptionList):
     """The misclassified images; moving through them makes each the current image, enter opens it."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "select", "Open in the explorer")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "select", "Open")]  # in the explorer
 
 
 class CompareScreen(Screen[bool]):
@@ -168,7 +169,7 @@ class CompareScreen(Screen[bool]):
         Binding("1", "view('image')", "This image", show=False),
         Binding("2", "view('classes')", "Per class", show=False),
         Binding("3", "view('outcomes')", "Right/wrong", show=False),
-        Binding("right,l", "view(1)", "Next view", key_display="→"),
+        Binding("right,l", "view(1)", "View", key_display="→"),
         Binding("left,h", "view(-1)", "Previous view", show=False),
         Binding("slash", "find", "Find", key_display="/"),
         Binding("n", "explorer('image(1)')", "Next"),
@@ -215,6 +216,9 @@ class CompareScreen(Screen[bool]):
                 yield GroupPlot(id="compare-curve")
                 yield Significance(id="significance")
         yield Footer()
+
+    def on_resize(self) -> None:
+        fit_footer(self.query_one(Footer), self.size.width)
 
     def on_mount(self) -> None:
         self.query_one("#significance").border_title = "Superization steps"

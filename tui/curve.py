@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 from rich.console import Console
 from rich.segment import Segment
+from rich.style import Style
+from rich.text import Text
 from textual import events, work
 from textual.reactive import reactive
 from textual.strip import Strip
@@ -16,7 +18,7 @@ from textual_plotext import PlotextPlot
 from semiotui.engine.analysis import AnalysisSettings
 
 from .heatmap import PLAIN
-from .layer_tree import short_names
+from .layer_tree import clip, short_names
 
 
 @dataclass(eq=False)
@@ -48,6 +50,7 @@ class BackgroundPlot(PlotextPlot, can_focus=True):
         super().__init__(id=id)
         self._lock = threading.Lock()  # one build at a time uses the figure
         self._lines: list[list[Segment]] = []
+        self._legend: list[tuple[str, str | tuple[int, int, int]]] = []  # (label, colour) of this build's curves
 
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self._build())
@@ -63,14 +66,53 @@ class BackgroundPlot(PlotextPlot, can_focus=True):
         with self._lock:
             self.plt.clear_data()
             self.plt.clear_figure()
+            self._legend = []
             self.draw(self.data)
-            text = super().render()  # PlotextPlot: sizes the figure, applies the theme, builds
+            width, height = self.size.width, self.size.height
             # Its own console: the app's holds a lock while rendering, which would stall the UI thread.
-            console = Console(width=self.size.width, height=self.size.height, color_system="truecolor")
-            lines = console.render_lines(text, console.options, pad=True)
+            console = Console(width=width, height=height, color_system="truecolor")
+            legend = self._legend_lines(console)
+            height = max(3, height - len(legend))  # the legend goes under the plot, never over the curves
+            self.plt.plotsize(width, height)
+            self.plt._set_size(width, height)  # as PlotextPlot.render does (textual-plotext issue 5)
+            self.plt.theme(self._get_plotext_theme_name(self.app.theme))
+            text = Text.from_ansi(self.plt.build())
+            lines = console.render_lines(text, console.options.update(height=height), pad=True) + legend
         # Textual's colour filters (NO_COLOR) need a style on every segment.
         lines = [[Segment(seg.text, seg.style or PLAIN) for seg in line] for line in lines]
         self.app.call_from_thread(self._show, lines)
+
+    def _legend_lines(self, console: Console) -> list[list[Segment]]:
+        """The curves' names under the plot, in their colours, on at most two lines."""
+        if not self._legend:
+            return []
+        legend = Text(" ", no_wrap=False)
+        for k, (label, colour) in enumerate(self._legend):
+            legend.append("  " if k else "")
+            legend.append("━━ ", style=Style(color=_rich_colour(colour)))
+            legend.append(label)
+        return console.render_lines(legend, console.options.update(height=None), pad=True)[:2]
+
+    def title(self, text: str) -> None:
+        """The plot's title, cut to the width (plotext leaves out a title that does not fit)."""
+        self.plt.title(clip(text, max(4, self.size.width - 4)))
+
+    def curve(self, values: np.ndarray, *, color: str | tuple[int, int, int], label: str | None = None) -> None:
+        """One curve over layers 1..n, broken where a layer has no value (empty maps): not drawn as 0, not bridged.
+
+        A labelled curve is named in the legend under the plot.
+        """
+        if label is not None:
+            self._legend.append((label, color))
+        finite = np.isfinite(np.asarray(values, dtype=float))
+        start = None
+        for i in range(len(finite) + 1):
+            if i < len(finite) and finite[i]:
+                start = i if start is None else start
+            elif start is not None:
+                self.plt.plot(list(range(start + 1, i + 1)), [float(v) for v in values[start:i]], marker="braille",
+                              color=color)
+                start = None
 
     def _show(self, lines: list[list[Segment]]) -> None:
         self._lines = lines
@@ -95,33 +137,27 @@ class EntropyCurve(BackgroundPlot):
         plt = self.plt
         plt.ylabel(f"H ({data.units})" if data else "H")
         if data is None or not len(data.names):
-            plt.title("entropy curve: waiting for the first batch")
+            self.title("entropy curve: waiting for the first batch")
             return
         if np.isfinite(data.low).any():
-            plot(plt, data.high, color="gray", label="95% CI")
-            plot(plt, data.low, color="gray")
+            self.curve(data.high, color="gray", label="95% CI")
+            self.curve(data.low, color="gray")
         if data.control is not None:
-            plot(plt, data.control, color="gray+", label="control")
-        plot(plt, data.mean, color="cyan", label=data.labels[0])
+            self.curve(data.control, color="gray+", label="control")
+        self.curve(data.mean, color="cyan", label=data.labels[0])
         if data.image is not None:
-            plot(plt, data.image, color="orange", label=data.labels[1])
+            self.curve(data.image, color="orange", label=data.labels[1])
         names = layer_ticks(plt, data.names, self.size.width)
         if data.selected is not None:
             plt.vertical_line(data.selected + 1, color="magenta")
-            plt.title(f"▏ {names[data.selected]} (layer {data.selected + 1} of {len(names)})")
+            self.title(f"▏ {names[data.selected]} (layer {data.selected + 1} of {len(names)})")
 
 
-def plot(plt: object, values: np.ndarray, *, label: str | None = None, **style: object) -> None:
-    """One curve over layers 1..n, broken where a layer has no value (empty maps): not drawn as 0, not bridged."""
-    finite = np.isfinite(np.asarray(values, dtype=float))
-    start = None
-    for i in range(len(finite) + 1):
-        if i < len(finite) and finite[i]:
-            start = i if start is None else start
-        elif start is not None:
-            x = list(range(start + 1, i + 1))
-            plt.plot(x, [float(v) for v in values[start:i]], marker="braille", label=label, **style)
-            label, start = None, None
+def _rich_colour(colour: str | tuple[int, int, int]) -> str:
+    """A plotext colour as Rich names it."""
+    if isinstance(colour, tuple):
+        return "rgb({},{},{})".format(*colour)
+    return {"gray": "grey50", "gray+": "grey70", "orange": "dark_orange"}.get(colour, colour)
 
 
 def layer_ticks(plt: object, names: list[str], width: int) -> list[str]:

@@ -30,14 +30,14 @@ from .compare import CompareScreen, largest_step
 from .curve import CurveData, EntropyCurve, units
 from .export import ExportDialog, explorer_report
 from .heatmap import VIEWS
-from .layer_tree import LayerPane, LayerTree
+from .layer_tree import LayerPane, LayerTree, abbreviate
 from .messages import EngineEvent
 from .palette import SemiotuiCommands, target_text
 from .plain import plain
 from .prune_screen import PruneScreen
 from .run_state import RunState
 from .saliency import SaliencyContent, SaliencyView, describe_image
-from .status import StatusLine, memory_in_use
+from .status import StatusLine, fit_footer, memory_in_use
 from .steps import StepsView
 
 KEEP_MAPS = 64  # images whose maps the analysis keeps; others' are computed when shown
@@ -132,9 +132,7 @@ class ExplorerScreen(Screen):
     def on_resize(self) -> None:
         width, height = self.size
         self.set_class(width < COMPACT_WIDTH or height < COMPACT_HEIGHT, "-compact")
-        footer = self.query_one(Footer)  # every key in view at 80 columns (help tells of ctrl+p)
-        footer.compact = width < COMPACT_WIDTH
-        footer.show_command_palette = width >= COMPACT_WIDTH
+        fit_footer(self.query_one(Footer), width)
         self.query_one(LayerTree).compact = width < COMPACT_WIDTH
 
     # The analysis: one job at a time, restarted when what it measures changes.
@@ -279,7 +277,9 @@ class ExplorerScreen(Screen):
             self._shown = (run.run_id, self.image in run.rows, run.running)
         info = self.workspace.index[name]
         view = self.query_one(SaliencyView)
-        view.border_title = plain(f"{name} · {info.type} {format_shape(info.output_shape)}")
+        details = f" · {info.type} {format_shape(info.output_shape)}"
+        room = max(8, view.size.width - 4 - len(details))  # the title is never cut: the name is abbreviated first
+        view.border_title = plain(abbreviate(name, room) + details)
         view.content = self.saliency_content(self.image, name)
         row = run.rows.get(self.image) if run else None
         step = largest_step(row, run.flow) if row is not None else None

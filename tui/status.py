@@ -64,3 +64,12 @@ class StatusLine(Widget):
             text.append(f" · {self.memory}")
         text.truncate(self.size.width, overflow="ellipsis")
         return text
+
+
+NARROW = 110  # below this many columns the footer is compact and leaves ctrl+p to the help
+
+
+def fit_footer(footer, width: int) -> None:
+    """Every key of a footer in view at 80 columns: compact spacing, and no ctrl+p entry, when narrow."""
+    footer.compact = width < NARROW
+    footer.show_command_palette = width >= NARROW
