@@ -45,7 +45,7 @@ async def test_j_k_move_the_saliency_pane_to_the_highlighted_layer():
         assert view.content.saliency is not None
         await pilot.press("j")
         assert app.explorer.layer == "features.bn1"
-        assert view.border_title.startswith("features.bn1 · BatchNorm2d")
+        assert view.border_title == "f.bn1 · BatchNorm2d 16×64×64"  # abbreviated to fit whole, never cut
         assert "not measured" in view.content.message
         await pilot.press("j", "j")
         assert app.explorer.layer == "features.pool1"
