@@ -109,6 +109,7 @@ async def test_the_palette_opens_it_and_bad_settings_are_named_without_starting(
 
 
 async def test_the_pruned_model_is_compared_with_the_original_side_by_side():
+    from semiotui.tui.curve import BackgroundPlot
     from semiotui.tui.models_screen import ModelsScreen
     from semiotui.tui.saliency import SaliencyView
 
@@ -118,6 +119,11 @@ async def test_the_pruned_model_is_compared_with_the_original_side_by_side():
         screen = await open_pruning(pilot, **{"max-steps": "1", "tolerance": "1"})
         await press(pilot, "s")
         await wait_until(pilot, lambda: screen.pruned is not None, timeout=180)
+        assert not any(plot.can_focus for plot in screen.query(BackgroundPlot))  # Tab skips the plots
+        assert screen.leaving_question("go back") == "The pruned model is not saved. Go back anyway?"
+        screen.query_one("#save-path", Input).value = "  "
+        screen.save()
+        assert "type a file name to save the pruned model as" in str(screen.query_one("#prune-status").render())
         screen.action_compare()  # (the button may be scrolled out of view at this size)
         await wait_until(pilot, lambda: isinstance(app.screen, ModelsScreen) and app.screen.is_mounted, timeout=120)
         await pilot.pause()
