@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .device import OUT_OF_MEMORY, resolve_device
-from .entropy import ESTIMATORS, check_levels, empty_maps, entropy_range, spatial_entropy
+from .entropy import ESTIMATORS, check_levels, entropy_range, measure_maps
 from .errors import InvalidValue, OutOfMemory
 from .flow import Flow
 from .saliency import METHODS, OutputSelector, SaliencyResult, compute_saliency
@@ -69,11 +69,17 @@ class AnalysisSettings:
 
 @dataclass
 class Batch:
-    """Images with optional labels (-1: unknown) and names."""
+    """Images with optional labels (-1: unknown), names, and their positions in the source.
+
+    `skipped` names the files of this stretch of the source that were found not to
+    be readable images: (position, name, reason).
+    """
 
     images: torch.Tensor
     labels: torch.Tensor | None = None
     names: list[str] | None = None
+    indices: list[int] | None = None  # None: the images follow the previous batch's
+    skipped: list[tuple[int, str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -104,8 +110,9 @@ class AnalysisResult:
     flow: Flow | None = None  # which layer feeds which; None: the forward order
     scores: str = "logits"  # what the model's class output held (saliency.SCORES)
     classes: int = 0  # the model's number of classes
-    control: ControlResult | None = None
-    total: int | None = None  # images the run covers; more than `images` while it still runs  # the same images through shuffled copies of the model
+    control: ControlResult | None = None  # the same images through shuffled copies of the model
+    total: int | None = None  # images the run covers; more than `images` while it still runs
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, reason) of files found unreadable
 
     @property
     def partial(self) -> str | None:
@@ -220,11 +227,21 @@ def stream_analysis(
     keep = range(keep_maps) if isinstance(keep_maps, int) else frozenset(keep_maps)
     chunk = settings.batch_size
     result: AnalysisResult | None = None
+    skipped: list[tuple[str, str]] = []
     start = time.perf_counter()
     done = 0
+    position = 0  # of the next image in `batches`, for batches that do not give their own
 
     for item in batches:
         batch = _as_batch(item)
+        indices = batch.indices if batch.indices is not None else list(range(position, position + len(batch.images)))
+        position = (max(indices) + 1) if indices else position
+        if batch.skipped:
+            position = max(position, max(i for i, _, _ in batch.skipped) + 1)
+            skipped += [(name, why) for _, name, why in batch.skipped]
+            if total is not None:
+                total -= len(batch.skipped)
+            yield Notice(skipped_message([(name, why) for _, name, why in batch.skipped]))
         pos = 0
         while pos < len(batch.images):
             if cancel is not None and cancel.is_set():
@@ -236,8 +253,9 @@ def stream_analysis(
                 None if batch.names is None else batch.names[pos : pos + size],
             )
             try:
-                rows, sal = analyse_batch(model, part, layers, settings, device, first_index + done, keep,
-                                           trace=result is None)
+                rows, sal = analyse_batch(model, part, layers, settings, device,
+                                          [first_index + i for i in indices[pos : pos + size]], keep,
+                                          trace=result is None)
             except OUT_OF_MEMORY:
                 if size == 1:
                     raise OutOfMemory(
@@ -267,7 +285,15 @@ def stream_analysis(
     result.cancelled = cancel is not None and cancel.is_set()
     result.seconds = time.perf_counter() - start
     result.total = total
+    result.skipped = skipped
     yield Finished(result)
+
+
+def skipped_message(skipped: list[tuple[str, str]], named: int = 5) -> str:
+    """One line naming (the first few of) the files found not to be readable images, with why."""
+    shown = ", ".join(f"{name} ({why})" for name, why in skipped[:named])
+    more = f", and {len(skipped) - named} more" if len(skipped) > named else ""
+    return f"skipped {len(skipped)} file(s) that are not readable images: {shown}{more}"
 
 
 def add_maps(model: nn.Module, images, layers: list[str], result: AnalysisResult, positions: Iterable[int]) -> None:
@@ -280,7 +306,8 @@ def add_maps(model: nn.Module, images, layers: list[str], result: AnalysisResult
         return
     batch = next(images.subset([result.images[k].index for k in missing]).batches(len(missing)))
     device = resolve_device(result.settings.device)
-    rows, _ = analyse_batch(model, batch, layers, result.settings, device, 0, range(len(missing)))
+    rows, _ = analyse_batch(model, batch, layers, result.settings, device, list(range(len(missing))),
+                            range(len(missing)))
     for k, row in zip(missing, rows):
         result.images[k].maps = row.maps
 
@@ -302,11 +329,12 @@ def analyse_batch(
     layers: list[str],
     settings: AnalysisSettings,
     device: torch.device,
-    first: int,
+    indices: list[int],
     keep: Collection[int],
     *,
     trace: bool = False,
 ) -> tuple[list[ImageResult], SaliencyResult]:
+    """Rows of one batch; `indices` number its images, and those in `keep` keep thumbnails."""
     images = batch.images.to(device, non_blocking=True)
     labels = batch.labels
     target = settings.target
@@ -328,15 +356,15 @@ def analyse_batch(
     top = probs.topk(min(5, probs.shape[1]), dim=1).indices.tolist()
     predicted, confidence = predicted.tolist(), confidence.tolist()
     targets = sal.targets.tolist()
-    wanted = [i for i in range(len(images)) if first + i in keep]
+    wanted = [i for i in range(len(images)) if indices[i] in keep]
     thumbs = _thumbnails(sal.maps, wanted, settings.thumbnail)
     rows = []
     for i in range(len(images)):
         label = None if labels is None or int(labels[i]) < 0 else int(labels[i])
         rows.append(
             ImageResult(
-                index=first + i,
-                name=batch.names[i] if batch.names else f"#{first + i}",
+                index=indices[i],
+                name=batch.names[i] if batch.names else f"#{indices[i]}",
                 label=label,
                 predicted=predicted[i],
                 confidence=confidence[i],
@@ -361,11 +389,11 @@ def _entropy_of_maps(maps: dict[str, torch.Tensor], settings: AnalysisSettings) 
     empty = torch.empty(b, len(tensors), dtype=torch.bool, device=tensors[0].device)
     for cols in by_shape.values():
         stacked = torch.cat([tensors[j] for j in cols])  # (len(cols) * B, h, w)
-        bits = spatial_entropy(
+        bits, blank = measure_maps(
             stacked, levels=settings.levels, normalized=settings.normalized, estimator=settings.estimator
         )
         out[:, cols] = bits.view(len(cols), b).T.to(out.dtype)
-        empty[:, cols] = empty_maps(stacked).view(len(cols), b).T
+        empty[:, cols] = blank.view(len(cols), b).T
     return out, empty
 
 

@@ -148,7 +148,7 @@ def stream_control(
         shuffled, kept = shuffle_weights(twin, seed)
         h, e = [], []
         for part in images:
-            rows, _ = analyse_batch(twin, part, layers, settings, device, 0, ())
+            rows, _ = analyse_batch(twin, part, layers, settings, device, list(range(len(part.images))), ())
             h += [r.entropy for r in rows]
             e += [r.empty for r in rows]
         entropy.append(np.stack(h))

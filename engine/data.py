@@ -17,11 +17,15 @@ Odd images are converted, not refused: grey, palette and CMYK become RGB as
 PIL converts them; RGBA drops its alpha, as torchvision's image loader does,
 so the model sees what it saw in training; 16-bit grey (`I;16`, and `I`,
 taken to hold 16-bit values) is scaled by 1/257 rather than clipped at 255.
-Images over PIL's `Image.MAX_IMAGE_PIXELS` (about 89 megapixels) are skipped:
+
+Each file is decoded once: listing a folder reads no image, and a file is
+checked when it is first read for the analysis. Files that are not readable
+images then are skipped: the batch names them (`Batch.skipped`), and so do
+the analysis's notices and its result; hidden files (`.DS_Store`) are never
+listed, and no file is ever written to. Images over PIL's
+`Image.MAX_IMAGE_PIXELS` (about 89 megapixels) are skipped before decoding:
 decoding one takes over 250 MB, and such files are what decompression bombs
-look like. Files that are not readable images (including hidden ones such as
-`.DS_Store`, which are never listed) are skipped too; every skipped file is
-named in one warning and kept in `skipped`, and none is ever written to.
+look like.
 """
 
 from __future__ import annotations
@@ -32,9 +36,7 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
-from contextvars import ContextVar
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 import torch
@@ -48,15 +50,19 @@ from .workspace import InputSpec
 DATASETS = ("cifar10", "cifar100", "mnist", "imagenet")
 SPLITS = ("train", "test", "val")
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
-_NAMED_IN_WARNING = 20  # skipped files named in the warning; `skipped` keeps them all
 _WORKERS = min(8, os.cpu_count() or 1)
+# `_open` refuses images over Image.MAX_IMAGE_PIXELS itself, before decoding; PIL's own warning
+# about them (on stderr, under the interface) says nothing more.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning, module="PIL.Image")
 
 
 class ImageSource:
     """Images with names and labels (-1: unknown), prepared for the model batch by batch.
 
-    Names (and class names, and skipped paths) are kept as `readable` shows them:
-    a file name that is not UTF-8 can still be shown, and written into a report.
+    Names (and class names) are kept as `readable` shows them: a file name that is
+    not UTF-8 can still be shown, and written into a report. `skipped` holds the
+    (name, reason) of every file found unreadable so far, in this source and its
+    subsets.
     """
 
     def __init__(
@@ -67,16 +73,19 @@ class ImageSource:
         spec: InputSpec,
         *,
         class_names: Sequence[str] | None = None,
-        skipped: Sequence[tuple[str, str]] = (),
         label_source: str | None = None,
+        skipped: list[tuple[str, str]] | None = None,
+        where: str = "the images",
     ) -> None:
         self._read = read
+        self.where = where  # the files or folders given, for messages
         self.names = [readable(name) for name in names]
         self.labels = [int(v) for v in labels]
         self.spec = spec
         self.class_names = [readable(name) for name in class_names] if class_names is not None else None
-        self.skipped = [(readable(path), readable(reason)) for path, reason in skipped]
-        self.warnings = [_skipped_warning(self.skipped)] if self.skipped else []
+        self.skipped = [] if skipped is None else skipped  # shared with subsets: one record of unreadable files
+        self.warnings: list[str] = []
+        self._example: tuple[int, torch.Tensor] | None = None  # the image `example` read, not decoded again
         # Where the labels come from: "folders" (sorted folder names, whose order the model may not share),
         # "classes" (folder names found among the model's class names), "dataset", or None (given).
         self.label_source = label_source
@@ -98,7 +107,9 @@ class ImageSource:
         is an ImageFolder tree: each subfolder is a class, and files beside them are
         ignored. Labels index `classes`
         (the model's class names) when every folder name is one of them, else the
-        sorted folder names, as torchvision's ImageFolder does.
+        sorted folder names, as torchvision's ImageFolder does. No file is decoded
+        here; `limit` takes the first files (after shuffling), of which unreadable
+        ones are skipped when read.
         """
         files, names, folders = _find_files(paths)
         found = sorted({f for f in folders if f is not None})
@@ -107,22 +118,15 @@ class ImageSource:
         else:
             class_names = found or None
         labels = [class_names.index(f) if f is not None and class_names else -1 for f in folders]
-        kept, skipped = _readable(files, _order(len(files), None, shuffle, seed), limit)
-        if not kept:
-            shown = "; ".join(f"{Path(p).name}: {r}" for p, r in skipped[:3])
-            more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
-            raise InvalidValue(
-                f"no readable image in {', '.join(map(str, paths))}: {len(skipped)} file(s) skipped "
-                f"({shown}{more}); pass image files (PNG, JPEG, ...) or folders of them"
-            )
+        order = _order(len(files), limit, shuffle, seed)
         source = cls(
-            lambda i: _open(files[kept[i]]),
-            [names[i] for i in kept],
-            [labels[i] for i in kept],
+            lambda i: _open(files[order[i]]),
+            [names[i] for i in order],
+            [labels[i] for i in order],
             spec,
             class_names=class_names,
-            skipped=skipped,
             label_source=None if not found else ("classes" if class_names == list(classes or []) else "folders"),
+            where=", ".join(map(str, paths)),
         )
         if classes is not None and found and class_names != list(classes):
             source.warnings.append(
@@ -149,14 +153,13 @@ class ImageSource:
         ds = _torchvision_dataset(name, root, split)
         if name == "imagenet":
             files = [Path(f) for f, _ in ds.samples]
-            kept, skipped = _readable(files, _order(len(files), None, shuffle, seed), limit)
+            order = _order(len(files), limit, shuffle, seed)
             return cls(
-                lambda i: _open(files[kept[i]]),
-                [f"imagenet/{split}/{files[i].parent.name}/{files[i].name}" for i in kept],
-                [ds.samples[i][1] for i in kept],
+                lambda i: _open(files[order[i]]),
+                [f"imagenet/{split}/{files[i].parent.name}/{files[i].name}" for i in order],
+                [ds.samples[i][1] for i in order],
                 spec,
                 class_names=[c[0] for c in ds.classes],
-                skipped=skipped,
                 label_source="dataset",
             )
         order = _order(len(ds.data), limit, shuffle, seed)
@@ -201,47 +204,94 @@ class ImageSource:
         picked = list(indices)
         return ImageSource(lambda i: self._read(picked[i]), [self.names[i] for i in picked],
                            [self.labels[i] for i in picked], self.spec, class_names=self.class_names,
-                           label_source=self.label_source)
+                           label_source=self.label_source, skipped=self.skipped, where=self.where)
 
-    def image(self, i: int) -> np.ndarray:
-        """Image `i` as the model sees it before normalisation: uint8 (H, W, 3) at the input size."""
-        pixels = np.asarray(self._prepared(i))
+    def image(self, i: int) -> np.ndarray | None:
+        """Image `i` as the model sees it before normalisation: uint8 (H, W, 3) at the input size.
+
+        None for a file that is not a readable image.
+        """
+        prepared = self._prepared(i)
+        if isinstance(prepared, str):
+            return None
+        pixels = np.asarray(prepared)
         return np.repeat(pixels[:, :, None], 3, axis=2) if pixels.ndim == 2 else pixels
 
+    def example(self) -> torch.Tensor:
+        """The first readable image as a (1, C, H, W) batch, to trace the model with.
+
+        It is kept, so the analysis that follows does not decode it again. Raises
+        `InvalidValue` naming the files when none is readable.
+        """
+        reasons: list[tuple[str, str]] = []
+        for i in range(len(self)):  # one at a time: usually the first file is an image
+            loaded = self._load(i)
+            if isinstance(loaded, torch.Tensor):
+                self._example = (i, loaded)
+                return loaded[None]
+            reasons.append((self.names[i], loaded))
+        shown = "; ".join(f"{PurePath(name).name}: {why}" for name, why in reasons[:3])
+        more = f"; and {len(reasons) - 3} more" if len(reasons) > 3 else ""
+        raise InvalidValue(f"no readable image in {self.where}: {len(reasons)} file(s) skipped ({shown}{more}); "
+                           "pass image files (PNG, JPEG, ...) or folders of them")
+
     def batches(self, batch_size: int) -> Iterator[Batch]:
-        """Normalised (B, C, H, W) float batches with labels and names, in order."""
+        """Normalised (B, C, H, W) float batches with labels, names and positions, in order.
+
+        Files are decoded in a few threads (PIL releases the GIL), the next batch
+        while the caller works on this one. A file that is not a readable image is
+        left out of its batch and named in the batch's `skipped` (and in `skipped`);
+        a batch may then hold no image.
+        """
         n = len(self)
         with ThreadPoolExecutor(_WORKERS) as pool:
-            ahead: deque[tuple[int, list[Future[torch.Tensor]]]] = deque()
+            ahead: deque[tuple[int, list[Future[torch.Tensor | str]]]] = deque()
             for start in range(0, n, batch_size):
                 stop = min(start + batch_size, n)
-                ahead.append((start, [pool.submit(self._tensor, i) for i in range(start, stop)]))
+                ahead.append((start, [pool.submit(self._load, i) for i in range(start, stop)]))
                 if len(ahead) > 1:  # keep one batch decoding while the caller works on this one
                     yield self._batch(*ahead.popleft())
             while ahead:
                 yield self._batch(*ahead.popleft())
 
-    def _batch(self, start: int, futures: list[Future[torch.Tensor]]) -> Batch:
-        stop = start + len(futures)
+    def _batch(self, start: int, futures: list[Future[torch.Tensor | str]]) -> Batch:
+        loaded = [(start + k, f.result()) for k, f in enumerate(futures)]
+        kept = [(i, x) for i, x in loaded if isinstance(x, torch.Tensor)]
+        skipped = [(i, self.names[i], why) for i, why in loaded if isinstance(why, str)]
+        self.skipped.extend((name, why) for _, name, why in skipped)
+        c, (h, w) = len(self.spec.mean), self.spec.size
         return Batch(
-            torch.stack([f.result() for f in futures]),
-            torch.tensor(self.labels[start:stop], dtype=torch.long),
-            self.names[start:stop],
+            torch.stack([x for _, x in kept]) if kept else torch.empty(0, c, h, w),
+            torch.tensor([self.labels[i] for i, _ in kept], dtype=torch.long),
+            [self.names[i] for i, _ in kept],
+            indices=[i for i, _ in kept],
+            skipped=skipped,
         )
 
-    def _tensor(self, i: int) -> torch.Tensor:
-        pixels = np.asarray(self._prepared(i), dtype=np.float32) / 255.0
+    def _load(self, i: int) -> torch.Tensor | str:
+        """Image `i` normalised for the model, or why it is not a readable image."""
+        if self._example is not None and self._example[0] == i:
+            return self._example[1]
+        prepared = self._prepared(i)
+        if isinstance(prepared, str):
+            return prepared
+        pixels = np.asarray(prepared, dtype=np.float32) / 255.0
         x = torch.from_numpy(pixels.reshape(*pixels.shape[:2], -1)).permute(2, 0, 1)
         mean = torch.tensor(self.spec.mean).view(-1, 1, 1)
         std = torch.tensor(self.spec.std).view(-1, 1, 1)
         return (x - mean) / std
 
-    def _prepared(self, i: int) -> Image.Image:
+    def _prepared(self, i: int) -> Image.Image | str:
+        """Image `i` scaled and cropped to the input size, or why it is not a readable image."""
         try:
-            img = self._read(i)
-        except (OSError, ValueError) as exc:  # a file changed or vanished since it was checked
-            raise InvalidValue(f"{self.names[i]} can no longer be read ({one_line(exc, short=True)})") from exc
-        return fit(to_mode(img, "RGB" if len(self.spec.mean) == 3 else "L"), self.spec.size)
+            img = to_mode(self._read(i), "RGB" if len(self.spec.mean) == 3 else "L")
+        except Image.DecompressionBombError as exc:
+            return f"too large: {one_line(exc, short=True)}"
+        except UnidentifiedImageError:
+            return "not an image"
+        except (OSError, ValueError, SyntaxError) as exc:  # PIL's decoders report damage in these
+            return f"damaged: {one_line(exc, short=True)}"
+        return fit(img, self.spec.size)
 
 
 def to_mode(img: Image.Image, mode: str) -> Image.Image:
@@ -320,94 +370,17 @@ def _is_image_folder(path: Path) -> bool:
     )
 
 
-Reasons = list[str | None]  # why each file is unusable; None for a usable image
-Share = Callable[[Callable[[list[Path]], Reasons], list[Path]], Reasons]
-# Under torchrun: has each rank check its block of the files with the given function
-# and returns every rank's reasons in order (engine.distributed.shared_file_checks).
-_SHARED_CHECK: ContextVar[Share | None] = ContextVar("shared_file_check", default=None)
-
-
-@contextmanager
-def sharing_file_checks(share: Share) -> Iterator[None]:
-    """Within it, sources check all their files through `share(check, files)` (when no limit cuts the check short)."""
-    token = _SHARED_CHECK.set(share)
-    try:
-        yield
-    finally:
-        _SHARED_CHECK.reset(token)
-
-
-def _readable(
-    files: Sequence[Path], order: Sequence[int], limit: int | None
-) -> tuple[list[int], list[tuple[str, str]]]:
-    """The first `limit` readable files in `order`, and (path, reason) for the unreadable ones met.
-
-    Files are decoded in parallel (PIL releases the GIL while decoding), a few
-    per worker at a time, and taken in order, so the result is the serial one.
-    """
-    limit = _checked_limit(limit)
-    share = _SHARED_CHECK.get()
-    if limit is None and share is not None:
-        ordered = [files[i] for i in order]
-        checked: Iterator[tuple[int, str | None]] = zip(order, share(_reasons, ordered))
-    else:
-        checked = _checked_in_order(files, order)
-    kept: list[int] = []
-    skipped: list[tuple[str, str]] = []
-    for i, reason in checked:
-        if limit is not None and len(kept) >= limit:
-            break
-        if reason is None:
-            kept.append(i)
-        else:
-            skipped.append((str(files[i]), reason))
-    return kept, skipped
-
-
-def _checked_in_order(files: Sequence[Path], order: Sequence[int]) -> Iterator[tuple[int, str | None]]:
-    """(index, reason) for the files in `order`, checked a chunk at a time, so a limit stops it early."""
-    chunk = 4 * _WORKERS
-    with _decoding() as pool:
-        for start in range(0, len(order), chunk):
-            part = order[start : start + chunk]
-            yield from zip(part, pool.map(_unreadable, [files[i] for i in part]))
-
-
-def _reasons(paths: list[Path]) -> Reasons:
-    """Why each file is unusable (None where it is an image), decoded in parallel."""
-    with _decoding() as pool:
-        return list(pool.map(_unreadable, paths))
-
-
-@contextmanager
-def _decoding() -> Iterator[ThreadPoolExecutor]:
-    """Threads to decode files in, with oversized images counted as errors."""
-    # One filter for all the workers: catch_warnings is not thread-safe, so no worker sets its own.
-    with warnings.catch_warnings(), ThreadPoolExecutor(_WORKERS) as pool:
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        yield pool
-
-
-def _unreadable(path: Path) -> str | None:
-    """Why `path` is not a usable image (decoding it fully), or None when it is one.
-
-    Oversized images count as too large only where the caller turned PIL's
-    DecompressionBombWarning into an error (`_decoding` does).
-    """
-    try:
-        to_mode(_open(path), "RGB")
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        return f"too large: {one_line(exc, short=True)}"
-    except UnidentifiedImageError:
-        return "not an image"
-    except (OSError, ValueError, SyntaxError) as exc:  # PIL's decoders report damage in these
-        return f"damaged: {one_line(exc, short=True)}"
-    return None
-
-
 def _open(path: Path) -> Image.Image:
-    """The first frame of the image in `path`, fully decoded, with the file closed."""
+    """The first frame of the image in `path`, fully decoded, with the file closed.
+
+    Raises `Image.DecompressionBombError` for an image over `Image.MAX_IMAGE_PIXELS`
+    before decoding it (PIL itself only warns below twice that).
+    """
     with Image.open(path) as img:
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit and img.width * img.height > limit:
+            raise Image.DecompressionBombError(
+                f"{img.width}x{img.height} is {img.width * img.height} pixels, over the {limit} PIL decodes")
         img.load()  # the pixels stay in memory after the file is closed
         return img
 
@@ -461,9 +434,3 @@ def _torchvision_dataset(name: str, root: str, split: str) -> object:
         )
         raise InvalidValue(f"{name} is not in {root} ({one_line(exc, short=True)}); "
                            f"semiotui never downloads: {fetch}") from exc
-
-
-def _skipped_warning(skipped: Sequence[tuple[str, str]]) -> str:
-    shown = ", ".join(f"{p} ({r})" for p, r in skipped[:_NAMED_IN_WARNING])
-    more = f", and {len(skipped) - _NAMED_IN_WARNING} more" if len(skipped) > _NAMED_IN_WARNING else ""
-    return f"skipped {len(skipped)} file(s) that are not readable images: {shown}{more}"

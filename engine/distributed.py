@@ -1,26 +1,21 @@
 """Sharded analysis under PyTorch's own distributed runtime (`torchrun`).
 
-The ranks split the checking of the image files between them (each file is
-decoded once to check it) and share the outcome, so every rank sees the same
-images. Each rank analyses a contiguous block of them on its own device; rank 0
-gathers the per-image rows in order, so the result is the one a single process
-gives on the same images. A rank that fails tells the others through the same
-collective, and rank 0 reports it.
+Each rank analyses a contiguous block of the image files on its own device,
+checking each file as it reads it (a file is decoded once, by the rank that
+analyses it); rank 0 gathers the per-image rows and the skipped files in order,
+so the result is the one a single process gives on the same files. A rank that
+fails tells the others through the same collective, and rank 0 reports it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
 from .analysis import AnalysisResult
-from .data import Reasons, sharing_file_checks
 from .stats import RunningStats
 
 
@@ -59,25 +54,6 @@ def start(shard: Shard, device: str) -> str:
     return "cpu" if device == "auto" else device
 
 
-@contextmanager
-def shared_file_checks(shard: Shard) -> Iterator[None]:
-    """Within it, image sources split the checking of their files between the ranks.
-
-    Every file is decoded once to check it; alone, each rank would decode all of
-    them before analysing its block. Here each rank checks a contiguous block
-    and all of them receive every reason, so each builds the same source.
-    """
-
-    def share(check: Callable[[list[Path]], Reasons], files: list[Path]) -> Reasons:
-        block = shard.indices(len(files))
-        parts: list[Reasons] = [[] for _ in range(shard.world)]
-        dist.all_gather_object(parts, check(files[block.start : block.stop]))
-        return [reason for part in parts for reason in part]
-
-    with sharing_file_checks(share):
-        yield
-
-
 def stop() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
@@ -98,9 +74,11 @@ def gather(shard: Shard, result: AnalysisResult | None, error: str | None) -> An
         return None
     results = [r for r, _ in parts if r is not None]
     shaped = [r for r in results if r.images] or results  # a rank with no images knows no layer names
-    whole = replace(shaped[0], images=[], stats=RunningStats(), device=_devices(results))
+    whole = replace(shaped[0], images=[], stats=RunningStats(), device=_devices(results), skipped=[],
+                    total=None)
     for part in results:
         whole.images.extend(part.images)
+        whole.skipped.extend(part.skipped)
         whole.stats.merge(part.stats)
         whole.cancelled = whole.cancelled or part.cancelled
         whole.seconds = max(whole.seconds, part.seconds)

@@ -84,7 +84,7 @@ def open_workspace(
     else:
         source = demo.demo_images("val", demo.OPENED_IMAGES, spec, **choice)
     warnings += source.warnings
-    index = layer_index(loaded, next(source.batches(1)).images.to(device))
+    index = layer_index(loaded, source.example().to(device))
     if not index.spatial:
         raise InvalidValue(f"{loaded.info.path or 'the model'}: no layer returns a spatial output (batch, channels, "
                            "height, width), so there is no saliency map to measure; semiotui analyses CNNs")

@@ -205,7 +205,7 @@ def report_data(workspace: Workspace, result: AnalysisResult, sup: Superization)
         },
         "contrast": None if pair is None else {"wrong": result.images[pair[0]].name,
                                                "correct": result.images[pair[1]].name},
-        "skipped": [{"path": p, "reason": why} for p, why in getattr(workspace.images, "skipped", [])],
+        "skipped": [{"path": p, "reason": why} for p, why in result.skipped],
         "layers": layers,
         "index": [dataclasses.asdict(info) for info in workspace.index],
     }

@@ -292,6 +292,8 @@ def module_of(name: str) -> str:
 
 def _combine(method: str, a: torch.Tensor, g: torch.Tensor | None) -> torch.Tensor:
     if method == "gradcam":
+        # (A batched matrix product is 1.8x faster here, but its rounding moves a few pixels across
+        # a grey level: entropies then differ from Captum's by 1e-5 bits instead of 1e-15.)
         alpha = g.mean(dim=(2, 3), keepdim=True)
         return torch.relu((alpha * a).sum(dim=1))
     if method == "layercam":

@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .analysis import AnalysisResult, AnalysisSettings, Batch, ImageResult
 from .control import ControlResult, ControlSettings
@@ -74,12 +75,16 @@ class SavedImages:
         """Never: a report keeps thumbnails of a few images, not the images the model analysed."""
         raise InvalidValue("a saved report holds no images to analyse; analyse the model with its images")
 
+    def example(self) -> torch.Tensor:
+        """Never, as `batches`."""
+        raise InvalidValue("a saved report holds no images to analyse; analyse the model with its images")
+
     def subset(self, indices: Sequence[int]) -> SavedImages:
         """The images at `indices`, in that order, with the pictures kept of them."""
         picked = list(indices)
         pictures = {k: self._pictures[i] for k, i in enumerate(picked) if i in self._pictures}
         return SavedImages([self.names[i] for i in picked], [self.labels[i] for i in picked], self.class_names,
-                           [], pictures)
+                           self.skipped, pictures)
 
 
 def open_report(directory: str | Path) -> Workspace:
@@ -180,6 +185,7 @@ def _workspace(folder: Path, data: dict, rows: list[list[str]], control_rows: li
                             scores=str(data["model"].get("scores", "logits")), classes=int(analysis.get("classes", 0)),
                             total=analysis["total"] if isinstance(analysis.get("total"), int) else None)
     result.stats.update(result.entropy)
+    result.skipped = [(x["path"], x["reason"]) for x in data["skipped"]]
     if control_rows is not None:
         result.control = _control(data["control"], layers, control_rows, [img["path"] for img in data["images"]])
     class_names = data["model"].get("classes")
@@ -192,7 +198,7 @@ def _workspace(folder: Path, data: dict, rows: list[list[str]], control_rows: li
         layers=list(dict.fromkeys(module_of(name) for name in layers)),
         images=SavedImages([img["path"] for img in data["images"]],
                            [-1 if img["label"] is None else img["label"] for img in data["images"]],
-                           class_names, [(x["path"], x["reason"]) for x in data["skipped"]], pictures),
+                           class_names, result.skipped, pictures),
         settings=settings,
         class_names=class_names,
         warnings=[f"opened a saved report from {folder} (semiotui {data['semiotui']}, {data['created']}): "

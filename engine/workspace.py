@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+import torch
 from torch import nn
 
 from .analysis import AnalysisResult, AnalysisSettings, Batch
@@ -31,7 +32,7 @@ class ImageSet(Protocol):
     names: list[str]
     labels: list[int]
     class_names: list[str] | None
-    skipped: list[tuple[str, str]]  # (path, reason) of the files that are not readable images
+    skipped: list[tuple[str, str]]  # (name, reason) of the files found not to be readable images, so far
     label_source: str | None  # where the labels come from (`ImageSource`); None: given, or unknown
 
     def __len__(self) -> int: ...
@@ -41,6 +42,9 @@ class ImageSet(Protocol):
 
     def batches(self, batch_size: int) -> Iterator[Batch]:
         """Normalised batches with labels and names, in order."""
+
+    def example(self) -> torch.Tensor:
+        """The first readable image as a (1, C, H, W) batch, to trace the model with."""
 
     def subset(self, indices: Sequence[int]) -> ImageSet:
         """The images at `indices`, in that order."""

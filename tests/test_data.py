@@ -19,9 +19,19 @@ from PIL import Image
 
 from semiotui.engine import data
 from semiotui.engine.data import ImageSource, fit, to_mode
+from semiotui.engine.analysis import AnalysisSettings
 from semiotui.engine.workspace import InputSpec
 
 SPEC = InputSpec((16, 16), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+
+
+def read_all(source, batch_size=4):
+    """Read every file as an analysis does: the names analysed, and (name, reason) of those skipped."""
+    names, skipped = [], []
+    for batch in source.batches(batch_size):
+        names += batch.names
+        skipped += [(name, why) for _, name, why in batch.skipped]
+    return names, skipped
 
 
 def save(path, array, mode=None):
@@ -70,7 +80,7 @@ def test_fit_matches_torchvision_resize_and_center_crop():
     assert fit(same, (16, 16)) is same
 
 
-def test_image_folder_tree_gives_labels_and_odd_files_are_skipped_in_one_warning(tmp_path):
+def test_image_folder_tree_gives_labels_and_odd_files_are_skipped_when_read(tmp_path):
     root = tmp_path / "val"
     save(root / "dog" / "a.png", rgb())
     save(root / "dog" / "deep" / "b.jpg", rgb(seed=1))
@@ -83,12 +93,17 @@ def test_image_folder_tree_gives_labels_and_odd_files_are_skipped_in_one_warning
     (root / "README.md").write_text("beside the class folders: not part of the tree")
     source = ImageSource.from_paths([root], SPEC)
     assert source.class_names == ["cat", "dog"]
-    assert source.names == ["val/cat/c.png", "val/cat/d.tif", "val/dog/a.png", "val/dog/deep/b.jpg"]
-    assert source.labels == [0, 0, 1, 1]
-    assert sorted(p.rsplit("/", 1)[1] for p, _ in source.skipped) == ["cut.png", "notes.txt"]
-    assert dict((p.rsplit("/", 1)[1], r) for p, r in source.skipped)["notes.txt"] == "not an image"
-    assert len(source.warnings) == 1
-    assert "cut.png" in source.warnings[0] and "notes.txt" in source.warnings[0]
+    # listed without decoding: the unreadable files are found when read
+    assert source.names == ["val/cat/c.png", "val/cat/d.tif", "val/cat/notes.txt", "val/dog/a.png",
+                            "val/dog/cut.png", "val/dog/deep/b.jpg"]
+    assert source.labels == [0, 0, 0, 1, 1, 1]
+    batches = list(source.batches(4))
+    assert [b.names for b in batches] == [["val/cat/c.png", "val/cat/d.tif", "val/dog/a.png"], ["val/dog/deep/b.jpg"]]
+    assert [b.indices for b in batches] == [[0, 1, 3], [5]] and batches[0].labels.tolist() == [0, 0, 1]
+    assert [(i, n) for b in batches for i, n, _ in b.skipped] == [(2, "val/cat/notes.txt"), (4, "val/dog/cut.png")]
+    assert dict(source.skipped)["val/cat/notes.txt"] == "not an image"
+    assert dict(source.skipped)["val/dog/cut.png"].startswith("damaged")
+    assert source.image(2) is None and source.image(0).shape == (16, 16, 3)
 
 
 def test_folder_names_map_to_the_models_class_order(tmp_path):
@@ -113,7 +128,7 @@ def test_nothing_readable_is_an_error_naming_what_was_found(tmp_path):
     (tmp_path / "x.txt").write_text("hello")
     (tmp_path / "y.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     with pytest.raises(ValueError, match=r"no readable image in .*2 file\(s\) skipped.*x.txt: not an image"):
-        ImageSource.from_paths([tmp_path], SPEC)
+        ImageSource.from_paths([tmp_path], SPEC).example()
     with pytest.raises(FileNotFoundError, match="no such file or folder"):
         ImageSource.from_paths([tmp_path / "nope"], SPEC)
     (tmp_path / "empty").mkdir()
@@ -126,10 +141,13 @@ def test_images_over_the_pixel_limit_are_skipped_with_the_reason(tmp_path, monke
     save(tmp_path / "huge.png", rgb(40, 40))
     save(tmp_path / "bomb.png", rgb(40, 80))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 1600 pixels: PIL warns; 3200: PIL refuses
-    source = ImageSource.from_paths([tmp_path], SPEC)
-    assert source.names == [f"{tmp_path.name}/small.png"]
-    assert [p.rsplit("/", 1)[1] for p, _ in source.skipped] == ["bomb.png", "huge.png"]
-    assert all(reason.startswith("too large") for _, reason in source.skipped)
+    opened = []
+    monkeypatch.setattr(Image.Image, "load", lambda self, _load=Image.Image.load: opened.append(self.size) or _load(self))
+    names, skipped = read_all(ImageSource.from_paths([tmp_path], SPEC))
+    assert names == [f"{tmp_path.name}/small.png"]
+    assert [p.rsplit("/", 1)[1] for p, _ in skipped] == ["bomb.png", "huge.png"]
+    assert all(reason.startswith("too large") for _, reason in skipped)
+    assert (40, 40) not in opened and (80, 40) not in opened  # refused before decoding
 
 
 @contextmanager
@@ -167,13 +185,12 @@ def test_names_not_in_utf8_or_with_control_characters_are_shown_with_replacement
     Path(os.fsdecode(root + b"/ok/junk\xfe.txt")).write_text("not an image")
     digest = hashlib.sha256(bad.read_bytes()).hexdigest()
     source = ImageSource.from_paths([tmp_path / "val"], SPEC)
-    assert source.names == ["val/c\ufffd/bad\ufffd.png", "val/ok/tab\ufffdhere.png"]
+    names, skipped = read_all(source)
+    assert names == ["val/c\ufffd/bad\ufffd.png", "val/ok/tab\ufffdhere.png"]
     assert source.class_names == ["c\ufffd", "ok"]
-    assert [p.rsplit("/", 1)[1] for p, _ in source.skipped] == ["junk\ufffd.txt"]
-    assert "junk\ufffd.txt" in source.warnings[0]
-    for text in [*source.names, *source.class_names, *source.warnings]:
+    assert skipped == [("val/ok/junk\ufffd.txt", "not an image")] == source.skipped
+    for text in [*source.names, *source.class_names, *(name for name, _ in skipped)]:
         text.encode("utf-8")  # no surrogate left to fail a write
-    assert [b.names for b in source.batches(2)] == [source.names]
     assert hashlib.sha256(bad.read_bytes()).hexdigest() == digest
 
 
@@ -182,7 +199,9 @@ def test_limit_shuffle_and_seed(tmp_path):
         save(tmp_path / f"{i}.png", rgb(seed=i))
     (tmp_path / "0_bad.png").write_text("nope")
     first = ImageSource.from_paths([tmp_path], SPEC, limit=3)
-    assert [n.rsplit("/", 1)[1] for n in first.names] == ["0.png", "1.png", "2.png"]  # the bad one not counted
+    # the limit takes files, unread: the bad one among them is skipped when read
+    assert [n.rsplit("/", 1)[1] for n in first.names] == ["0.png", "0_bad.png", "1.png"]
+    assert [n.rsplit("/", 1)[1] for n in read_all(first)[0]] == ["0.png", "1.png"]
     a = ImageSource.from_paths([tmp_path], SPEC, shuffle=True, seed=5)
     b = ImageSource.from_paths([tmp_path], SPEC, shuffle=True, seed=5)
     c = ImageSource.from_paths([tmp_path], SPEC, shuffle=True, seed=6)
@@ -192,37 +211,36 @@ def test_limit_shuffle_and_seed(tmp_path):
         ImageSource.from_paths([tmp_path], SPEC, limit=0)
 
 
-def test_files_checked_in_parallel_keep_their_order_and_the_limit(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_WORKERS", 4)  # chunks of 16: the 30th readable (34) and a bad 38 share the third
+def test_files_decoded_in_parallel_keep_their_order_and_positions(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "_WORKERS", 4)
     for i in range(60):
         if i % 7 == 3:
             (tmp_path / f"{i:02d}.png").write_text("nope")
         else:
             save(tmp_path / f"{i:02d}.png", rgb(4, 4, seed=i))
-    source = ImageSource.from_paths([tmp_path], SPEC, limit=30)
-    readable = [f"{i:02d}.png" for i in range(60) if i % 7 != 3]
-    assert [n.rsplit("/", 1)[1] for n in source.names] == readable[:30]
-    # only the bad files met before the 30th readable one are named, as a serial check would
-    assert [p.rsplit("/", 1)[1] for p, _ in source.skipped] == ["03.png", "10.png", "17.png", "24.png", "31.png"]
+    source = ImageSource.from_paths([tmp_path], SPEC, limit=40)
+    batches = list(source.batches(16))
+    assert [len(b.names) + len(b.skipped) for b in batches] == [16, 16, 8]
+    assert [n.rsplit("/", 1)[1] for b in batches for n in b.names] == [f"{i:02d}.png" for i in range(40) if i % 7 != 3]
+    assert [i for b in batches for i in b.indices] == [i for i in range(40) if i % 7 != 3]
+    assert [i for b in batches for i, _, _ in b.skipped] == [3, 10, 17, 24, 31, 38]
+    assert [n.rsplit("/", 1)[1] for n, _ in source.skipped] == ["03.png", "10.png", "17.png", "24.png", "31.png", "38.png"]
 
 
-def test_a_shared_check_gets_every_file_in_order_unless_a_limit_cuts_it_short(tmp_path):
-    for i in range(5):
-        save(tmp_path / f"{i}.png", rgb(4, 4, seed=i))
-    (tmp_path / "2_bad.png").write_text("nope")
-    asked = []
+def test_each_file_is_decoded_once_from_opening_to_the_end_of_the_analysis(tmp_path, monkeypatch):
+    from semiotui.engine import analyze
+    from semiotui.engine.opening import open_workspace
 
-    def share(check, files):  # as one rank of one would: check them all here
-        asked.append([f.name for f in files])
-        return check(files)
-
-    with data.sharing_file_checks(share):
-        shared = ImageSource.from_paths([tmp_path], SPEC)
-        limited = ImageSource.from_paths([tmp_path], SPEC, limit=2)
-    assert asked == [["0.png", "1.png", "2.png", "2_bad.png", "3.png", "4.png"]]
-    alone = ImageSource.from_paths([tmp_path], SPEC)
-    assert shared.names == alone.names and shared.skipped == alone.skipped and len(shared) == 5
-    assert [n.rsplit("/", 1)[1] for n in limited.names] == ["0.png", "1.png"]
+    for i in range(10):
+        save(tmp_path / "imgs" / f"{i}.png", rgb(64, 64, seed=i))
+    (tmp_path / "imgs" / "5_bad.png").write_text("nope")
+    decoded = []
+    monkeypatch.setattr(data, "_open", lambda path, _open=data._open: decoded.append(path.name) or _open(path))
+    workspace = open_workspace(images=[str(tmp_path / "imgs")], settings=AnalysisSettings(batch_size=4, device="cpu"))
+    assert decoded == ["0.png"]  # the example the layers are traced with, kept for the analysis
+    result = analyze(workspace.model, workspace.images.batches(4), workspace.layers, workspace.settings)
+    assert sorted(decoded) == sorted(f.name for f in (tmp_path / "imgs").iterdir())  # every file once
+    assert len(result.images) == 10 and result.skipped == [("imgs/5_bad.png", "not an image")]
 
 
 def test_batches_are_normalised_at_the_spec_size_with_labels_and_names(tmp_path):

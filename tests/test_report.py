@@ -282,8 +282,8 @@ def hostile(tmp_path):
     settings = AnalysisSettings(batch_size=4, device="cpu")
     ws = Workspace(model, ModelInfo("<i>model</i>.pt", "pickle", "HostileNet", 1), spec, index, index.select(),
                    images, settings, class_names=HOSTILE_CLASSES)
-    images.skipped = [("[x](javascript:alert(3)).png", "not an image")]
     result = analyze(model, images.batches(4), ws.layers, settings, keep_maps=len(pictures))
+    result.skipped = [("[x](javascript:alert(3)).png", "not an image")]
     return write_report(tmp_path / "rep", ws, result)
 
 

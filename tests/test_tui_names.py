@@ -78,7 +78,7 @@ def markup_workspace() -> Workspace:
     spec = InputSpec((16, 16), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
     images = ImageSource.from_paths([Path("imgs")], spec)
     model = MarkupNet().eval()
-    index = index_layers(model, next(images.batches(1)).images)
+    index = index_layers(model, images.example())
     return Workspace(model, ModelInfo("[link=a:b]model.pt", "pickle", "MarkupNet", 1), spec, index, index.select(),
                      images, AnalysisSettings(batch_size=4, device="cpu"), class_names=images.class_names,
                      warnings=list(images.warnings))
@@ -110,10 +110,11 @@ async def test_markup_in_names_is_shown_as_written_and_a_notification_runs_nothi
         assert all(name in text for name in MarkupNet.NAMES)  # the tree
         assert f"{MarkupNet.NAMES[0]} · Conv2d 4×16×16" in text  # the saliency pane's title
         shown = []
-        for _ in IMAGES:
+        for _ in range(len(app.workspace.images)):  # the images and the file found not to be one
             shown.append(screen_text(app))
             await pilot.press("n")
         assert all(any(name in text for text in shown) for name in IMAGES.values())
+        assert any(f"{CLICK}JUNK.png" in text and "skipped: not an image" in text for text in shown)
 
         await pilot.press("c")
         await wait_until(pilot, lambda: isinstance(app.screen, CompareScreen))

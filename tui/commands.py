@@ -8,7 +8,7 @@ import contextlib
 import sys
 import threading
 
-from semiotui.engine.analysis import AnalysisResult, BatchDone, Finished, Notice, stream_analysis
+from semiotui.engine.analysis import AnalysisResult, BatchDone, Finished, Notice, skipped_message, stream_analysis
 from semiotui.engine.errors import InvalidValue
 from semiotui.engine.greedy import CRITERIA
 from semiotui.engine.report import DEFAULT_MAPS, FORMATS
@@ -143,11 +143,7 @@ def _analyse_for_report(
     if shard is not None:
         args.device = distributed.start(shard, args.device)
     try:
-        if shard is None:
-            workspace = workspace_from_args(args)
-        else:
-            with distributed.shared_file_checks(shard):
-                workspace = workspace_from_args(args)
+        workspace = workspace_from_args(args)
         if shard is None or shard.leader:
             for warning in workspace.warnings:
                 print(f"semiotui: warning: {warning}", file=sys.stderr)
@@ -176,11 +172,16 @@ def _analyse_shard(workspace: Workspace, shard, cancel: threading.Event) -> Anal
     except Exception as exc:  # every rank must reach the gather, which reports the failure
         error = for_command_line(exc)
     try:
-        return distributed.gather(shard, part, error)
+        whole = distributed.gather(shard, part, error)
     except RuntimeError:
         if shard.leader:
             raise
         raise SystemExit(1) from None  # rank 0 says what failed
+    if whole is not None:  # rank 0 named the files it skipped; the other ranks' it names now
+        others = [entry for entry in whole.skipped if entry not in part.skipped]
+        if others:
+            print(f"semiotui: {skipped_message(others)}", file=sys.stderr)
+    return whole
 
 
 def analyse_with_progress(
@@ -213,8 +214,9 @@ def analyse_with_progress(
     last_line = 0
 
     def progress(event: BatchDone) -> None:
-        nonlocal last_line
-        bar.update(task, completed=event.done, rate=f"{event.rate:.1f} images/s")
+        nonlocal last_line, total
+        total = event.total if event.total is not None else total  # less the files found unreadable
+        bar.update(task, completed=event.done, total=total, rate=f"{event.rate:.1f} images/s")
         if not (quiet or console.is_terminal) and (event.done - last_line >= max(1, total // 10)
                                                     or event.done == total):
             print(f"analysed {event.done}/{total} images ({event.rate:.1f}/s)", file=sys.stderr)

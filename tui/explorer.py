@@ -309,7 +309,11 @@ class ExplorerScreen(Screen):
             else:
                 message = "not measured: space in the tree measures it" if name not in self.measured else "analysing…"
         elif row is None:
-            message = "analysing…" if run.running else "no result for this image"
+            unreadable = dict(images.skipped).get(images.names[image])
+            if unreadable is not None:
+                message = f"skipped: {unreadable}"
+            else:
+                message = "analysing…" if run.running else "no result for this image"
         elif row.empty is not None and row.empty[run.map_names.index(map_name)]:
             caption.append("\nH: none, empty map")
             message = ("empty map: constant (all zero after the method's ReLU), no sign to measure; "

@@ -95,7 +95,7 @@ def model_report(session: Session, model: nn.Module, layers: list[str], settings
         if "error" in ended:
             raise ended["error"]
         device = next(model.parameters()).device
-        index = index_layers(model, next(images.batches(1)).images.to(device))
+        index = index_layers(model, images.example().to(device))
         info = ModelInfo(path, "pruned", workspace.info.arch, sum(p.numel() for p in model.parameters()))
         pruned = replace(workspace, model=model, info=info, index=index, layers=layers, settings=settings, warnings=[])
         return ReportInput(pruned, ended["result"], pruning)
