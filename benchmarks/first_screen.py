@@ -59,6 +59,7 @@ async def first_image(args: list[str]) -> tuple[float, float]:
             assert time.perf_counter() - start < 120, "no image analysed in 2 minutes"
             await pilot.pause(0.01)
         shown = time.perf_counter() - start
+    app.session.close()  # as `semiotui` does on quitting: the analysis stops after its current batch
     return opened, shown
 
 

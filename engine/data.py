@@ -228,7 +228,7 @@ class ImageSource:
             loaded = self._load(i)
             if isinstance(loaded, torch.Tensor):
                 self._example = (i, loaded)
-                return loaded[None]
+                return self._normalised(loaded[None])
             reasons.append((self.names[i], loaded))
         shown = "; ".join(f"{PurePath(name).name}: {why}" for name, why in reasons[:3])
         more = f"; and {len(reasons) - 3} more" if len(reasons) > 3 else ""
@@ -260,26 +260,30 @@ class ImageSource:
         skipped = [(i, self.names[i], why) for i, why in loaded if isinstance(why, str)]
         self.skipped.extend((name, why) for _, name, why in skipped)
         c, (h, w) = len(self.spec.mean), self.spec.size
+        pixels = torch.stack([x for _, x in kept]) if kept else torch.empty(0, c, h, w, dtype=torch.uint8)
         return Batch(
-            torch.stack([x for _, x in kept]) if kept else torch.empty(0, c, h, w),
+            self._normalised(pixels),
             torch.tensor([self.labels[i] for i, _ in kept], dtype=torch.long),
             [self.names[i] for i, _ in kept],
             indices=[i for i, _ in kept],
             skipped=skipped,
         )
 
+    def _normalised(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, C, H, W) pixels as the model takes them; one vectorised pass for the whole batch."""
+        mean = torch.tensor(self.spec.mean).view(-1, 1, 1)
+        std = torch.tensor(self.spec.std).view(-1, 1, 1)
+        return pixels.float().div_(255.0).sub_(mean).div_(std)
+
     def _load(self, i: int) -> torch.Tensor | str:
-        """Image `i` normalised for the model, or why it is not a readable image."""
+        """Image `i` as uint8 (C, H, W) pixels at the input size, or why it is not a readable image."""
         if self._example is not None and self._example[0] == i:
             return self._example[1]
         prepared = self._prepared(i)
         if isinstance(prepared, str):
             return prepared
-        pixels = np.asarray(prepared, dtype=np.float32) / 255.0
-        x = torch.from_numpy(pixels.reshape(*pixels.shape[:2], -1)).permute(2, 0, 1)
-        mean = torch.tensor(self.spec.mean).view(-1, 1, 1)
-        std = torch.tensor(self.spec.std).view(-1, 1, 1)
-        return (x - mean) / std
+        pixels = np.asarray(prepared)
+        return torch.from_numpy(pixels.reshape(*pixels.shape[:2], -1).copy()).permute(2, 0, 1)
 
     def _prepared(self, i: int) -> Image.Image | str:
         """Image `i` scaled and cropped to the input size, or why it is not a readable image."""

