@@ -49,8 +49,9 @@ def open_workspace(
     The model file and its loading options are `engine.loading.load_model`'s (`trust`, `arch`,
     `arch_kwargs`, `imports`, `pythonpath`); `input_size`, `mean` and `std` override what the file
     tells (else 224×224 and ImageNet's). The images are files and folders (`images`) or a
-    torchvision dataset on disk (`dataset`, NAME:ROOT[:SPLIT]), at most `limit` of them,
-    `shuffle`d with `seed`; the demo's own without either. `class_names` are the model's, in
+    torchvision dataset on disk (`dataset`, NAME:ROOT[:SPLIT]), the first `limit` of them,
+    `shuffle`d with `seed`; the demo's own without either. Files are listed, not decoded: the
+    analysis reads each once, and skips (and names) those that are not readable images. `class_names` are the model's, in
     its order. `layers` are names or globs (default: convolutions and pooling); `settings`
     choose the method, the target, the device and the rest (`settings.output` picks the class
     scores of a model with several outputs); `control` the control networks (None: none).

@@ -235,7 +235,7 @@ def test_each_file_is_decoded_once_from_opening_to_the_end_of_the_analysis(tmp_p
         save(tmp_path / "imgs" / f"{i}.png", rgb(64, 64, seed=i))
     (tmp_path / "imgs" / "5_bad.png").write_text("nope")
     decoded = []
-    monkeypatch.setattr(data, "_open", lambda path, _open=data._open: decoded.append(path.name) or _open(path))
+    monkeypatch.setattr(data, "_open", lambda path, _open=data._open: decoded.append(os.path.basename(path)) or _open(path))
     workspace = open_workspace(images=[str(tmp_path / "imgs")], settings=AnalysisSettings(batch_size=4, device="cpu"))
     assert decoded == ["0.png"]  # the example the layers are traced with, kept for the analysis
     result = analyze(workspace.model, workspace.images.batches(4), workspace.layers, workspace.settings)

@@ -92,7 +92,7 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
                    help="image files or folders (recursive; an ImageFolder tree gives labels); repeatable")
     g.add_argument("--dataset", metavar="NAME:ROOT",
                    help="a torchvision dataset already on disk: cifar10, cifar100, mnist, imagenet (never downloaded)")
-    g.add_argument("--limit", type=int, metavar="N", help="use at most N images")
+    g.add_argument("--limit", type=int, metavar="N", help="use the first N files (after --shuffle); unreadable ones among them are skipped")
     g.add_argument("--shuffle", action="store_true", help="take the images in a random order (see --seed)")
     g.add_argument("--seed", type=int, default=0, help="seed for --shuffle (default 0)")
     g.add_argument("--classes", metavar="NAMES|FILE",
