@@ -228,6 +228,7 @@ def stream_analysis(
     chunk = settings.batch_size
     result: AnalysisResult | None = None
     skipped: list[tuple[str, str]] = []
+    named = 0  # of the skipped files, those a notice named already
     start = time.perf_counter()
     done = 0
     position = 0  # of the next image in `batches`, for batches that do not give their own
@@ -238,10 +239,12 @@ def stream_analysis(
         position = (max(indices) + 1) if indices else position
         if batch.skipped:
             position = max(position, max(i for i, _, _ in batch.skipped) + 1)
+            if not skipped:  # the first ones at once; the rest in one notice at the end, not one per batch
+                yield Notice(skipped_message([(name, why) for _, name, why in batch.skipped]))
+                named = len(batch.skipped)
             skipped += [(name, why) for _, name, why in batch.skipped]
             if total is not None:
                 total -= len(batch.skipped)
-            yield Notice(skipped_message([(name, why) for _, name, why in batch.skipped]))
         pos = 0
         while pos < len(batch.images):
             if cancel is not None and cancel.is_set():
@@ -280,6 +283,8 @@ def stream_analysis(
         if cancel is not None and cancel.is_set():
             break
 
+    if skipped[named:]:
+        yield Notice(skipped_message(skipped[named:], more=True))
     if result is None:
         result = AnalysisResult(layers=[], settings=settings, device=str(device))
     result.cancelled = cancel is not None and cancel.is_set()
@@ -289,11 +294,14 @@ def stream_analysis(
     yield Finished(result)
 
 
-def skipped_message(skipped: list[tuple[str, str]], named: int = 5) -> str:
-    """One line naming (the first few of) the files found not to be readable images, with why."""
+def skipped_message(skipped: list[tuple[str, str]], named: int = 5, *, more: bool = False) -> str:
+    """One line naming (the first few of) the files found not to be readable images, with why.
+
+    `more`: after a first such line.
+    """
     shown = ", ".join(f"{name} ({why})" for name, why in skipped[:named])
-    more = f", and {len(skipped) - named} more" if len(skipped) > named else ""
-    return f"skipped {len(skipped)} file(s) that are not readable images: {shown}{more}"
+    rest = f", and {len(skipped) - named} more" if len(skipped) > named else ""
+    return f"skipped {len(skipped)}{' more' if more else ''} file(s) that are not readable images: {shown}{rest}"
 
 
 def add_maps(model: nn.Module, images, layers: list[str], result: AnalysisResult, positions: Iterable[int]) -> None:

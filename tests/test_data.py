@@ -319,3 +319,26 @@ def test_missing_datasets_are_never_downloaded(tmp_path):
         ImageSource.from_dataset(f"mnist:{tmp_path / 'nope'}", SPEC)
     with pytest.raises(ValueError, match="splits train and test"):
         ImageSource.from_dataset(f"mnist:{tmp_path}:val", SPEC)
+
+
+def test_unreadable_files_are_named_once_early_and_once_at_the_end_and_the_rest_keep_their_places(tmp_path):
+    from semiotui.engine.analysis import BatchDone, Finished, Notice, stream_analysis
+    from semiotui.engine.opening import open_workspace
+
+    for i in range(10):
+        save(tmp_path / "imgs" / f"{i}.png", rgb(64, 64, seed=i))
+    for bad in ("1_bad.png", "6_bad.png", "8_bad.png"):  # in the first and the third batch of 4 files
+        (tmp_path / "imgs" / bad).write_text("nope")
+    workspace = open_workspace(images=[str(tmp_path / "imgs")], settings=AnalysisSettings(batch_size=4, device="cpu"))
+    assert len(workspace.images) == 13
+    events = list(stream_analysis(workspace.model, workspace.images.batches(4), workspace.layers, workspace.settings,
+                                  total=len(workspace.images), keep_maps=[2, 3, 12]))
+    notices = [e.message for e in events if isinstance(e, Notice)]
+    assert notices == ["skipped 1 file(s) that are not readable images: imgs/1_bad.png (not an image)",
+                       "skipped 2 more file(s) that are not readable images: imgs/6_bad.png (not an image), "
+                       "imgs/8_bad.png (not an image)"]
+    assert [e.total for e in events if isinstance(e, BatchDone)][-1] == 10  # the bar ends full
+    result = events[-1].result
+    assert isinstance(events[-1], Finished) and result.partial is None and len(result.images) == 10
+    assert all(workspace.images.names[r.index] == r.name for r in result.images)  # positions in the source
+    assert [r.name for r in result.images if r.maps is not None] == ["imgs/2.png", "imgs/9.png"]  # 2: 1_bad.png

@@ -179,7 +179,7 @@ class ExplorerScreen(Screen):
         if job is not self._job or run is None:
             return  # an earlier run's, or another screen's
         if isinstance(event, BatchDone):
-            run.add(event.images, event.done, event.rate, event.flow, event.classes, event.scores)
+            run.add(event.images, event.done, event.rate, event.flow, event.classes, event.scores, event.total)
             self._dirty = True
         elif isinstance(event, Notice):
             self.notify(event.message, severity="warning", timeout=6)

@@ -50,9 +50,11 @@ class RunState:
         return not self.finished and self.error is None
 
     def add(self, images: list[ImageResult], done: int, rate: float, flow: Flow | None = None, classes: int = 0,
-            scores: str = "logits") -> None:
-        """Take in one batch of rows (and what the run says of the model: its flow, classes and scores)."""
+            scores: str = "logits", total: int | None = None) -> None:
+        """Take in one batch of rows (and what the run says of the model: its flow, classes and scores, and
+        the images it covers, fewer once files are found unreadable)."""
         self.classes, self.scores = classes or self.classes, scores
+        self.total = total if total is not None else self.total
         for row in images:
             self.rows[row.index] = row
             if row.label is not None:
