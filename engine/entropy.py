@@ -25,6 +25,7 @@ _MAX_BINS_PER_CHUNK = 1 << 24
 # than one pass over 212 maps of 224x224, and 2.2x over 288 maps of 64x64.
 _CPU_CHUNK_BYTES = 4 << 20
 _CPU_BINS_PER_CHUNK = 1 << 19
+_CPU_THREADS = 4  # chunks measured at once (`torch.bincount` counts on one thread)
 
 
 def spatial_entropy(
@@ -90,7 +91,8 @@ def measure_maps(
         chunk = min(chunk, max(1, _CPU_BINS_PER_CHUNK // bins),
                     max(1, _CPU_CHUNK_BYTES // (h * w * torch.finfo(dtype).bits // 8)))
     parts = torch.split(x, chunk)
-    threads = torch.get_num_threads() if x.device.type == "cpu" else 1
+    # At most 4 threads: each op a thread runs may start its own team of torch's threads (OpenMP).
+    threads = min(torch.get_num_threads(), _CPU_THREADS) if x.device.type == "cpu" else 1
     if len(parts) > 1 and threads > 1:
         with ThreadPoolExecutor(min(threads, len(parts))) as pool:  # torch releases the GIL in each op
             measured = list(pool.map(measure, parts))

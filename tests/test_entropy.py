@@ -111,3 +111,24 @@ def test_cuda_batch_matches_reference_vectors():
         bits = spatial_entropy(m[None].repeat(3, 1, 1), levels=v["levels"])
         assert bits.device.type == "cuda"
         assert bits.cpu().tolist() == pytest.approx([v["bits"]] * 3, abs=1e-6)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_maps_measured_a_few_at_a_time_on_threads_give_the_one_pass_result(monkeypatch, threads):
+    from semiotui.engine import entropy
+    from semiotui.engine.entropy import measure_maps
+
+    maps = torch.rand(23, 40, 40, dtype=torch.float64)
+    maps[5] = 0.3  # constant: empty, 0 bits
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        chunked, empty = measure_maps(maps)  # 8 maps a chunk at 256 levels
+        monkeypatch.setattr(entropy, "_CPU_BINS_PER_CHUNK", 1 << 30)
+        monkeypatch.setattr(entropy, "_CPU_CHUNK_BYTES", 1 << 40)
+        whole, _ = measure_maps(maps)  # one pass
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(chunked, whole)
+    assert empty.tolist() == [i == 5 for i in range(23)] and chunked[5] == 0
+    assert torch.equal(chunked, torch.stack([spatial_entropy(m) for m in maps]))
