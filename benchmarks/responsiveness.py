@@ -44,18 +44,18 @@ async def measure(app: SemiotuiApp, size: tuple[int, int], presses: int, seed: i
     def timed_display(screen, renderable) -> None:
         display(screen, renderable)
         if renderable is not None:
-            shown.append((time.perf_counter(), app.layer, app.image))
+            shown.append((time.perf_counter(), app.explorer.layer, app.explorer.image))
 
     app._display = timed_display  # type: ignore[method-assign]
     rng = random.Random(seed)
     latencies, busy = [], 0
     async with app.run_test(size=size) as pilot:
-        while app.run_state is None or app.run_state.done == 0:
+        while app.explorer.run_state is None or app.explorer.run_state.done == 0:
             await asyncio.sleep(0.05)
         for i in range(presses):
             await asyncio.sleep(rng.uniform(0.05, 0.25))
-            before = (app.layer, app.image)
-            busy += app.run_state.running
+            before = (app.explorer.layer, app.explorer.image)
+            busy += app.explorer.run_state.running
             key = KEYS[i % len(KEYS)]
             start = time.perf_counter()
             event = events.Key(key, key)
@@ -65,8 +65,10 @@ async def measure(app: SemiotuiApp, size: tuple[int, int], presses: int, seed: i
                 await asyncio.sleep(0.0005)
             done = next(t for t, layer, image in shown if t > start and (layer, image) != before)
             latencies.append(done - start)
-        print(f"analysis: {app.run_state.done}/{app.run_state.total} images at {app.run_state.rate:.1f} img/s")
+        run = app.explorer.run_state
+        print(f"analysis: {run.done}/{run.total} images at {run.rate:.1f} img/s")
         await pilot.exit(0)
+    app.session.close()  # as `semiotui` does on quitting: the analysis stops after its current batch
     return latencies, busy
 
 
