@@ -73,6 +73,7 @@ async def measure(seconds: float, images: int) -> tuple[list[float], list[float]
         steps = len(screen.steps)
         screen.action_stop()
         await pilot.exit(0)
+    app.session.close()  # as `semiotui` does on quitting: the running job stops after its current step
     return list(collections), stalls, steps
 
 
