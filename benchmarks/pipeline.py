@@ -10,7 +10,10 @@ Writes image files, then in one run:
              the report's maps, and writing
 and prints the breakdown, images per second of each, and their ratio.
 
-    python benchmarks/pipeline.py [--model demo|resnet18] [--images N] [--batch B] [--threads 2]
+    python benchmarks/pipeline.py [--model demo|resnet18] [--images N] [--batch B] [--threads 2] [--control]
+
+With --control the report also runs its control analysis (8 shuffled networks on
+the first 64 images), timed as its own stage.
 
 `demo`: the bundled demo (64x64 PNGs of its validation set); `resnet18`: torchvision's,
 random weights, as a state dict with --arch, on 256x256 JPEGs prepared to 224x224.
@@ -118,6 +121,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=None, help="default: 1000 (demo), 64 (resnet18)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--control", action="store_true", help="keep the report's control analysis")
     args = parser.parse_args()
     count = args.images or (1000 if args.model == "demo" else 64)
     torch.set_num_threads(args.threads)
@@ -125,8 +129,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "images"
         model_args, side = write_images(folder, args.model, count)
-        command = ["report", *model_args, "--images", str(folder), "--no-control", "--device", "cpu",
+        command = ["report", *model_args, "--images", str(folder), "--device", "cpu",
                    "--batch-size", str(args.batch), "-o", str(Path(tmp) / "report")]
+        command += [] if args.control else ["--no-control"]
 
         # The engine alone: the workspace's images decoded beforehand, batches in memory.
         from semiotui.engine.opening import open_workspace
@@ -154,6 +159,7 @@ def main() -> None:
             (analysis, "_entropy_of_maps", "entropy"),
             (stats.RunningStats, "update", "statistics"),
             (analysis, "_thumbnails", "thumbnails"),
+            (commands, "control_with_progress", "the control (shuffled networks)"),
             (analysis, "add_maps", "the report's maps (one more pass)"),
             (commands, "stream_analysis", "the analysis, end to end"),
             (report, "add_contrast_maps", "the report's contrast maps"),

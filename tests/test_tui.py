@@ -361,3 +361,29 @@ async def test_v_shows_the_map_alone_then_the_image_alone_and_the_colour_scale_s
         assert view.render().renderables[0].view == "map" and heatmap.view == "overlay"
         pixels = view.render().renderables[0].pixels(8, 4)
         assert pixels.shape == (8, 8, 3)
+
+
+def test_the_statistics_library_is_imported_off_the_interface_thread_at_start_up():
+    # Imported by the first superization test on the interface's thread, scipy.stats froze the screen
+    # for about 2 s (benchmarks/responsiveness.py measures the stall); the app starts importing it aside.
+    import subprocess
+    import sys
+
+    code = """
+import sys, threading
+from semiotui.engine import AnalysisSettings, open_workspace
+from semiotui.tui.app import SemiotuiApp
+workspace = open_workspace(limit=4, settings=AnalysisSettings(device="cpu"))
+assert "scipy.stats" not in sys.modules
+app = SemiotuiApp(workspace, live=False)
+loader = [t for t in threading.enumerate() if t.name == "semiotui-preload"]
+assert len(loader) == 1 and loader[0] is not threading.main_thread()
+loader[0].join(60)
+assert "scipy.stats" in sys.modules
+again = SemiotuiApp(workspace, live=False)
+assert [t for t in threading.enumerate() if t.name == "semiotui-preload"] == []  # once per process
+app.session.close(), again.session.close()
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "ok", done.stderr

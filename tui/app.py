@@ -17,6 +17,7 @@ from semiotui.engine.session import open_session
 from semiotui.engine.workspace import Workspace
 from semiotui.themes.theme import DEFAULT_THEME, THEMES
 
+from . import preload
 from .config import load_config, save_config
 from .confirm import ConfirmQuit
 from .explorer import KEEP_MAPS, ExplorerScreen
@@ -38,6 +39,7 @@ class SemiotuiApp(App[int]):
         """`live=False` hides rates, times and memory, for reproducible screenshots; `tracebacks` (`--debug`)
         shows a bug's traceback with its message."""
         super().__init__()
+        preload.start()  # the statistics' library, before the first steps need it (no-op after the command line's)
         for theme in THEMES.values():
             self.register_theme(theme)
         self.workspace = workspace
