@@ -39,7 +39,7 @@ class SemiotuiApp(App[int]):
         """`live=False` hides rates, times and memory, for reproducible screenshots; `tracebacks` (`--debug`)
         shows a bug's traceback with its message."""
         super().__init__()
-        preload.start()  # the statistics' library, before the first steps need it (no-op after the command line's)
+        preload.start()  # the statistics' library, before the first steps need it
         for theme in THEMES.values():
             self.register_theme(theme)
         self.workspace = workspace

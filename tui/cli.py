@@ -11,7 +11,6 @@ from semiotui import __version__
 from semiotui.engine.entropy import ESTIMATORS
 from semiotui.engine.saliency import METHODS
 
-from . import preload
 from .errors import for_command_line
 
 COMMANDS = ("report", "open", "prune", "compare", "demo")  # grows as each subcommand lands
@@ -23,8 +22,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = argv[0] if argv and argv[0] in COMMANDS else None
     parser = build_parser(command)
     args = parser.parse_args(argv[1:] if command else argv)
-    if command != "demo":
-        preload.start()  # the statistics' library, while the model loads
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:

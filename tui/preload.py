@@ -2,8 +2,10 @@
 
 `scipy.stats` takes about 2 s to import on a small machine. The interface first
 needs it for the superization tests, on its own thread, a second or two after
-it opens: imported there, it froze the screen for 1.8 s. Started here, the
-import overlaps loading the model, listing the images and the first batch.
+it opens: imported there, it froze the screen for 2 s. Started when the
+interface is built, the import overlaps its first batch. (The headless
+commands import it where they need it: beside the analysis, on two cores, the
+import slowed `semiotui report` by a second.)
 """
 
 from __future__ import annotations
