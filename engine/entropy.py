@@ -88,8 +88,9 @@ def measure_maps(
     bins = levels * levels if estimator == "aura" else levels
     chunk = max(1, _MAX_BINS_PER_CHUNK // bins)
     if x.device.type == "cpu":
-        chunk = min(chunk, max(1, _CPU_BINS_PER_CHUNK // bins),
-                    max(1, _CPU_CHUNK_BYTES // (h * w * torch.finfo(dtype).bits // 8)))
+        chunk = min(chunk, max(1, _CPU_CHUNK_BYTES // (h * w * torch.finfo(dtype).bits // 8)))
+        if not (estimator == "aura" and _counted_by_sorting(h, w, levels, x.device)):
+            chunk = min(chunk, max(1, _CPU_BINS_PER_CHUNK // bins))
     parts = torch.split(x, chunk)
     # At most 4 threads: each op a thread runs may start its own team of torch's threads (OpenMP).
     threads = min(torch.get_num_threads(), _CPU_THREADS) if x.device.type == "cpu" else 1
@@ -162,7 +163,18 @@ def _aura_entropy(q: torch.Tensor, levels: int, table: torch.Tensor) -> torch.Te
     for (a, c), out in (((q[:, :, :-1], q[:, :, 1:]), keys[:, : h * (w - 1)]),
                         ((q[:, :-1, :], q[:, 1:, :]), keys[:, h * (w - 1) :])):
         torch.add(torch.maximum(a, c), torch.minimum(a, c), alpha=levels, out=out.view_as(a))
+    if _counted_by_sorting(h, w, levels, q.device):
+        return _entropy_of_sorted_codes(keys, levels * levels, table, symmetric=levels)
     return _entropy_of_codes(keys, levels * levels, table, symmetric=levels)
+
+
+def _counted_by_sorting(height: int, width: int, levels: int, device: torch.device) -> bool:
+    """Whether a map's co-occurrences are counted by sorting its pairs rather than into levels² bins.
+
+    On the CPU, sorting wins where a map has 16 times fewer pairs than the matrix has
+    cells (up to 45x45 at 256 levels): 3-4x faster at 32x32, even at 48x48. (Not measured on GPUs.)
+    """
+    return device.type == "cpu" and 16 * (height * (width - 1) + (height - 1) * width) <= levels * levels
 
 
 def _histogram_entropy(q: torch.Tensor, levels: int, table: torch.Tensor) -> torch.Tensor:
@@ -208,6 +220,27 @@ def _entropy_of_codes(codes: torch.Tensor, bins: int, c_ln_c: torch.Tensor, *,
         diagonal.zero_()  # a view: leaves the off-diagonal counts
         cells = 2 * torch.take(c_ln_c, counts).sum(dim=1) + on_diagonal
     bits = (c_ln_c[total] - cells) / (total * math.log(2))
+    return bits.clamp_(min=0)  # rounding may leave -1e-16 where the answer is 0
+
+
+def _entropy_of_sorted_codes(codes: torch.Tensor, bins: int, c_ln_c: torch.Tensor, *,
+                             symmetric: int | None = None) -> torch.Tensor:
+    """`_entropy_of_codes`, counting each row's codes by sorting them: only the cells a row uses are visited."""
+    n, per_row = codes.shape
+    total = per_row * (2 if symmetric else 1)
+    rows = torch.arange(n, device=codes.device)[:, None] * bins
+    flat = (codes.sort(dim=1).values.long() + rows).flatten()  # (row, code), each row's run of equal codes together
+    first = torch.ones_like(flat, dtype=torch.bool)
+    first[1:] = flat[1:] != flat[:-1]
+    counts = torch.bincount(torch.cumsum(first, 0) - 1)  # the length of each run: a cell's count
+    cells = flat[first]
+    if symmetric is None:
+        weight = torch.take(c_ln_c, counts)
+    else:  # key min * n + max is on the diagonal when it is a multiple of n + 1
+        diagonal = (cells % bins) % (symmetric + 1) == 0
+        weight = torch.where(diagonal, torch.take(c_ln_c, 2 * counts), 2 * torch.take(c_ln_c, counts))
+    summed = torch.zeros(n, dtype=c_ln_c.dtype, device=codes.device).index_add_(0, cells // bins, weight)
+    bits = (c_ln_c[total] - summed) / (total * math.log(2))
     return bits.clamp_(min=0)  # rounding may leave -1e-16 where the answer is 0
 
 

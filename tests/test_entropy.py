@@ -132,3 +132,20 @@ def test_maps_measured_a_few_at_a_time_on_threads_give_the_one_pass_result(monke
     assert torch.equal(chunked, whole)
     assert empty.tolist() == [i == 5 for i in range(23)] and chunked[5] == 0
     assert torch.equal(chunked, torch.stack([spatial_entropy(m) for m in maps]))
+
+
+@pytest.mark.parametrize("levels", [3, 16, 256, 4096])
+def test_counting_by_sorting_gives_the_binned_counts_result(monkeypatch, levels):
+    from semiotui.engine import entropy
+
+    rule = entropy._counted_by_sorting
+    assert rule(32, 32, 256, torch.device("cpu")) and not rule(64, 64, 256, torch.device("cpu"))
+    torch.manual_seed(levels)
+    smooth = torch.nn.functional.interpolate(torch.rand(6, 1, 5, 5), size=(33, 33), mode="bilinear")[:, 0]
+    two_valued, constant = torch.rand(1, 33, 33).round(), torch.full((1, 33, 33), 0.5)
+    for shape_maps in (torch.rand(6, 12, 12), torch.cat([smooth, two_valued, constant])):
+        monkeypatch.setattr(entropy, "_counted_by_sorting", lambda *args: True)
+        by_sorting = spatial_entropy(shape_maps, levels=levels)
+        monkeypatch.setattr(entropy, "_counted_by_sorting", lambda *args: False)
+        binned = spatial_entropy(shape_maps, levels=levels)
+        assert torch.allclose(by_sorting, binned, rtol=0, atol=1e-12), (by_sorting - binned).abs().max()
