@@ -42,6 +42,9 @@ class Images(Protocol):
 
     def batches(self, batch_size: int) -> Iterator[Batch]: ...
 
+    def example(self) -> torch.Tensor:
+        """The first readable image as a (1, C, H, W) batch."""
+
 
 @dataclass(frozen=True)
 class PruneSettings:
@@ -171,7 +174,7 @@ def greedy_prune(
     analysis = AnalysisSettings(**{**asdict(analysis), "device": str(device), "upsample": True})
     model = copy.deepcopy(model).to(device).eval()
     reference = copy.deepcopy(model)  # the original's predictions stand in for missing labels
-    example = next(iter(held_out.batches(1))).images.to(device)
+    example = held_out.example().to(device)
     classifier = _classifier(model, example, analysis.output)
     candidates = [name for name in layers if _prunable(model.get_submodule(name), classifier)]
     if not candidates:
@@ -345,8 +348,15 @@ def _finetune(model: nn.Module, reference: nn.Module, train: Images, settings: P
 
 
 def _cycle(images: Images, batch_size: int) -> Iterator[Batch]:
+    """The images' batches over and over, leaving out batches whose files were all unreadable."""
     while True:
-        yield from images.batches(batch_size)
+        found = False
+        for batch in images.batches(batch_size):
+            if len(batch.images):
+                found = True
+                yield batch
+        if not found:
+            raise InvalidValue("no readable image to fine-tune on: every training file was skipped")
 
 
 def _measure(model: nn.Module, reference: nn.Module, held_out: Images, curve: list[float],
@@ -356,6 +366,8 @@ def _measure(model: nn.Module, reference: nn.Module, held_out: Images, curve: li
     right = seen = 0
     with torch.no_grad():
         for batch in held_out.batches(analysis.batch_size):
+            if not len(batch.images):  # its files were all unreadable
+                continue
             x = batch.images.to(example.device)
             predicted = select_output(model(x), analysis.output).argmax(1)
             original = select_output(reference(x), analysis.output).argmax(1)

@@ -28,6 +28,9 @@ class Images:
         for lo in range(0, len(self.x), batch_size):
             yield Batch(self.x[lo : lo + batch_size], self.y[lo : lo + batch_size])
 
+    def example(self) -> torch.Tensor:
+        return self.x[:1]
+
 
 def small_cnn() -> nn.Module:
     torch.manual_seed(0)
@@ -198,3 +201,32 @@ def test_without_labels_the_score_is_agreement_and_a_coarse_held_out_set_is_name
                             "tolerance of 2.0%; use more images or a larger held-out share"]
     labelled = Images(data.x, torch.arange(24) % 3)
     assert _run(small_cnn(), CONVS, settings, labelled)[-1].log.measure == "accuracy"
+
+
+class WithUnreadable(Images):
+    """As an image source whose files are partly unreadable: some batches hold no image (only skipped files)."""
+
+    def batches(self, batch_size: int):
+        for lo in range(0, len(self.x), batch_size):
+            yield Batch(self.x[:0], self.y[:0], [], indices=[], skipped=[(lo, f"{lo}.txt", "not an image")])
+            yield Batch(self.x[lo : lo + batch_size], self.y[lo : lo + batch_size])
+
+
+def test_batches_of_unreadable_files_are_neither_trained_on_nor_measured(data):
+    images = WithUnreadable(data.x, data.y)
+    model = small_cnn()
+    events = _run(model, CONVS, PruneSettings(max_steps=1, finetune_batches=4, tolerance=1.0), images)
+    pruned = events[-1].model
+    assert all(torch.isfinite(t).all() for t in [*pruned.parameters(), *pruned.buffers()])  # BN's running stats too
+    assert events[-1].log.steps and events[-1].log.final.parameters < _params(model)
+
+
+def test_fine_tuning_on_files_none_of_which_is_readable_is_refused():
+    from semiotui.engine.greedy import _cycle
+
+    class Unreadable(Images):
+        def batches(self, batch_size: int):
+            yield Batch(self.x[:0], self.y[:0], [], indices=[], skipped=[(0, "a.txt", "not an image")])
+
+    with pytest.raises(ValueError, match="no readable image to fine-tune on"):
+        next(_cycle(Unreadable(torch.zeros(1, 3, 4, 4), torch.zeros(1)), 4))
