@@ -38,7 +38,7 @@ import torch
 from PIL import Image
 
 from semiotui.engine import AnalysisSettings, analyze, describe_device, resolve_device
-from semiotui.engine import analysis, data, report, saliency, stats
+from semiotui.engine import analysis, data, report, stats
 from semiotui.engine.analysis import Batch
 from semiotui.tui import cli, commands
 

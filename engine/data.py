@@ -286,15 +286,18 @@ class ImageSource:
         return torch.from_numpy(pixels.reshape(*pixels.shape[:2], -1).copy()).permute(2, 0, 1)
 
     def _prepared(self, i: int) -> Image.Image | str:
-        """Image `i` scaled and cropped to the input size, or why it is not a readable image."""
+        """Image `i` scaled and cropped to the input size, or why it is not a readable image.
+
+        The reason is `readable`: a message that quotes a file name not in UTF-8 can be written too.
+        """
         try:
             img = to_mode(self._read(i), "RGB" if len(self.spec.mean) == 3 else "L")
         except Image.DecompressionBombError as exc:
-            return f"too large: {one_line(exc, short=True)}"
+            return readable(f"too large: {one_line(exc, short=True)}")
         except UnidentifiedImageError:
             return "not an image"
         except (OSError, ValueError, SyntaxError) as exc:  # PIL's decoders report damage in these
-            return f"damaged: {one_line(exc, short=True)}"
+            return readable(f"damaged: {one_line(exc, short=True)}")
         return fit(img, self.spec.size)
 
 
