@@ -236,9 +236,8 @@ def stream_analysis(
     for item in batches:
         batch = _as_batch(item)
         indices = batch.indices if batch.indices is not None else list(range(position, position + len(batch.images)))
-        position = (max(indices) + 1) if indices else position
+        position = max([position - 1, *indices, *(i for i, _, _ in batch.skipped)]) + 1
         if batch.skipped:
-            position = max(position, max(i for i, _, _ in batch.skipped) + 1)
             if not skipped:  # the first ones at once; the rest in one notice at the end, not one per batch
                 yield Notice(skipped_message([(name, why) for _, name, why in batch.skipped]))
                 named = len(batch.skipped)

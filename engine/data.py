@@ -74,7 +74,7 @@ class ImageSource:
         *,
         class_names: Sequence[str] | None = None,
         label_source: str | None = None,
-        skipped: list[tuple[str, str]] | None = None,
+        unreadable: dict[str, str] | None = None,
         where: str = "the images",
     ) -> None:
         self._read = read
@@ -83,7 +83,8 @@ class ImageSource:
         self.labels = [int(v) for v in labels]
         self.spec = spec
         self.class_names = [readable(name) for name in class_names] if class_names is not None else None
-        self.skipped = [] if skipped is None else skipped  # shared with subsets: one record of unreadable files
+        # name -> why, shared with subsets: one record, however often the files are read again
+        self._unreadable: dict[str, str] = {} if unreadable is None else unreadable
         self.warnings: list[str] = []
         self._example: tuple[int, torch.Tensor] | None = None  # the image `example` read, not decoded again
         # Where the labels come from: "folders" (sorted folder names, whose order the model may not share),
@@ -204,7 +205,12 @@ class ImageSource:
         picked = list(indices)
         return ImageSource(lambda i: self._read(picked[i]), [self.names[i] for i in picked],
                            [self.labels[i] for i in picked], self.spec, class_names=self.class_names,
-                           label_source=self.label_source, skipped=self.skipped, where=self.where)
+                           label_source=self.label_source, unreadable=self._unreadable, where=self.where)
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """(name, reason) of every file found not to be a readable image so far, each once."""
+        return list(self._unreadable.items())
 
     def image(self, i: int) -> np.ndarray | None:
         """Image `i` as the model sees it before normalisation: uint8 (H, W, 3) at the input size.
@@ -258,7 +264,7 @@ class ImageSource:
         loaded = [(start + k, f.result()) for k, f in enumerate(futures)]
         kept = [(i, x) for i, x in loaded if isinstance(x, torch.Tensor)]
         skipped = [(i, self.names[i], why) for i, why in loaded if isinstance(why, str)]
-        self.skipped.extend((name, why) for _, name, why in skipped)
+        self._unreadable.update((name, why) for _, name, why in skipped)
         c, (h, w) = len(self.spec.mean), self.spec.size
         pixels = torch.stack([x for _, x in kept]) if kept else torch.empty(0, c, h, w, dtype=torch.uint8)
         return Batch(

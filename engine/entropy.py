@@ -172,7 +172,8 @@ def _counted_by_sorting(height: int, width: int, levels: int, device: torch.devi
     """Whether a map's co-occurrences are counted by sorting its pairs rather than into levels² bins.
 
     On the CPU, sorting wins where a map has 16 times fewer pairs than the matrix has
-    cells (up to 45x45 at 256 levels): 3-4x faster at 32x32, even at 48x48. (Not measured on GPUs.)
+    cells (up to 45x45 at 256 levels): 2.5x faster at 32x32, 3x at 28x28; from 48x48 the
+    bins win (`benchmarks/entropy.py`). Not measured on GPUs.
     """
     return device.type == "cpu" and 16 * (height * (width - 1) + (height - 1) * width) <= levels * levels
 

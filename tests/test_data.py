@@ -103,6 +103,8 @@ def test_image_folder_tree_gives_labels_and_odd_files_are_skipped_when_read(tmp_
     assert [(i, n) for b in batches for i, n, _ in b.skipped] == [(2, "val/cat/notes.txt"), (4, "val/dog/cut.png")]
     assert dict(source.skipped)["val/cat/notes.txt"] == "not an image"
     assert dict(source.skipped)["val/dog/cut.png"].startswith("damaged")
+    list(source.subset(range(6)).batches(2))  # read again (a new run, a split): each file still named once
+    assert [name for name, _ in source.skipped] == ["val/cat/notes.txt", "val/dog/cut.png"]
     assert source.image(2) is None and source.image(0).shape == (16, 16, 3)
 
 
