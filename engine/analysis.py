@@ -23,7 +23,7 @@ from .device import OUT_OF_MEMORY, resolve_device
 from .entropy import ESTIMATORS, check_levels, entropy_range, measure_maps
 from .errors import InvalidValue, OutOfMemory
 from .flow import Flow
-from .saliency import METHODS, OutputSelector, SaliencyResult, compute_saliency
+from .saliency import METHODS, OutputSelector, SaliencyResult, compute_saliency, upsample_map
 from .stats import RunningStats
 from .superization import Superization, superization
 
@@ -38,7 +38,7 @@ class AnalysisSettings:
     """Everything that changes the numbers of an analysis."""
 
     method: str = "gradcam"
-    estimator: str = "aura"
+    estimator: str = "arrangement"  # the paper's aura entropy less its pixels' in random orders (docs/METHOD.md §2.1)
     levels: int = 256
     upsample: bool = True  # measure at the input resolution (docs/METHOD.md §1); False: native
     normalized: bool = False
@@ -48,6 +48,17 @@ class AnalysisSettings:
     output: OutputSelector = None
     thumbnail: int = 48  # longest side of kept maps, in pixels
     count_empty: bool = False  # empty maps count as entropy 0 (the literal reading) instead of being left out
+
+    @property
+    def empty_value(self) -> float:
+        """The entropy an empty map is given: 0 where that is what it means, else NaN (left out).
+
+        An empty map has no arrangement, so the arrangement estimator gives it
+        exactly 0 bits, its value for any map without structure; for the plain
+        estimators 0 would read as a perfectly ordered map, so it is left out
+        unless `count_empty` asks for the literal reading.
+        """
+        return 0.0 if self.count_empty or self.estimator == "arrangement" else float("nan")
 
     @property
     def entropy_range(self) -> tuple[float, float]:
@@ -143,7 +154,8 @@ class AnalysisResult:
         return superization(self.entropy, self.layers, empty=self.empty, within=self.settings.entropy_range,
                             parents=None if self.flow is None else self.flow.parents,
                             control=None if control is None else control.entropy,
-                            control_rows=None if control is None else control.rows)
+                            control_rows=None if control is None else control.rows,
+                            control_empty=None if control is None else control.empty)
 
 
 @dataclass
@@ -351,20 +363,20 @@ def analyse_batch(
         target = labels.to(device)
     elif target == "predicted":
         target = None
-    sal = compute_saliency(
-        model, images, layers, target=target, method=settings.method,
-        upsample=settings.upsample, output=settings.output, trace=trace,
+    sal = compute_saliency(  # native maps: the arrangement estimator reorders their pixels before upsampling
+        model, images, layers, target=target, method=settings.method, upsample=False, output=settings.output,
+        trace=trace,
     )
-    entropy, empty = (t.cpu().numpy() for t in _entropy_of_maps(sal.maps, settings))
-    if not settings.count_empty:
-        entropy[empty] = np.nan
+    size = tuple(images.shape[-2:]) if settings.upsample else None
+    entropy, empty = (t.cpu().numpy() for t in _entropy_of_maps(sal.maps, settings, size))
+    entropy[empty] = settings.empty_value
     probs = sal.probabilities
     confidence, predicted = probs.max(dim=1)
     top = probs.topk(min(5, probs.shape[1]), dim=1).indices.tolist()
     predicted, confidence = predicted.tolist(), confidence.tolist()
     targets = sal.targets.tolist()
     wanted = [i for i in range(len(images)) if indices[i] in keep]
-    thumbs = _thumbnails(sal.maps, wanted, settings.thumbnail)
+    thumbs = _thumbnails(sal.maps, wanted, settings.thumbnail, size)
     rows = []
     for i in range(len(images)):
         label = None if labels is None or int(labels[i]) < 0 else int(labels[i])
@@ -385,8 +397,11 @@ def analyse_batch(
     return rows, sal
 
 
-def _entropy_of_maps(maps: dict[str, torch.Tensor], settings: AnalysisSettings) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, layers) entropy and empty maps; maps of one size are measured in a single batched call."""
+def _entropy_of_maps(
+    maps: dict[str, torch.Tensor], settings: AnalysisSettings, size: tuple[int, int] | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, layers) entropy and empty maps of native maps measured at `size` (None: native); maps of one size
+    are measured in a single batched call."""
     by_shape: dict[tuple[int, int], list[int]] = {}
     tensors = list(maps.values())
     for j, m in enumerate(tensors):
@@ -397,20 +412,24 @@ def _entropy_of_maps(maps: dict[str, torch.Tensor], settings: AnalysisSettings) 
     for cols in by_shape.values():
         stacked = torch.cat([tensors[j] for j in cols])  # (len(cols) * B, h, w)
         bits, blank = measure_maps(
-            stacked, levels=settings.levels, normalized=settings.normalized, estimator=settings.estimator
+            stacked, levels=settings.levels, normalized=settings.normalized, estimator=settings.estimator, size=size
         )
         out[:, cols] = bits.view(len(cols), b).T.to(out.dtype)
         empty[:, cols] = blank.view(len(cols), b).T
     return out, empty
 
 
-def _thumbnails(maps: dict[str, torch.Tensor], wanted: list[int], side: int) -> dict[int, dict[str, np.ndarray]]:
-    """Small float32 copies of the chosen images' maps, longest side at most `side`."""
+def _thumbnails(maps: dict[str, torch.Tensor], wanted: list[int], side: int,
+                size: tuple[int, int] | None) -> dict[int, dict[str, np.ndarray]]:
+    """Small float32 copies of the chosen images' maps (as measured: upsampled to `size`), longest side at most
+    `side`."""
     if not wanted:
         return {}
     out: dict[int, dict[str, np.ndarray]] = {i: {} for i in wanted}
     for name, m in maps.items():
         sel = m[wanted].float()
+        if size is not None:
+            sel = upsample_map(sel, size)
         h, w = sel.shape[-2:]
         scale = side / max(h, w)
         if scale < 1:

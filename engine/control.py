@@ -4,18 +4,23 @@ A drop of entropy is not evidence of aggregation by itself: a network with
 random weights drops too, at every stride and pooling, from resolution and
 architecture alone. The control is the model-randomisation test of Adebayo et
 al. ("Sanity Checks for Saliency Maps", NeurIPS 2018), in the form chosen here
-(**choice**): each weight tensor (two or more dimensions) is shuffled within
-each output unit (a filter, a row of a linear layer), seeded, so every unit
-keeps its learned scale and sign balance, and the batch norms and biases
-matched to them stay valid, while the learned pattern is gone. A network of
-random weights is then exactly a draw from its own control. Re-running
-`reset_parameters` instead uses PyTorch's default initialisation, not the
-one the model came from, and changes every activation's scale: measured on a
-random torchvision resnet18, its controls' mean drops varied about ten times
-more between seeds, and a single paired comparison called steps significant.
+(**choice**, docs/METHOD.md §3.3): each weight tensor (two or more dimensions)
+is shuffled within each output unit (a filter, a row of a linear layer),
+seeded, so every unit keeps its learned scale and sign balance while the
+learned pattern is gone. Shuffling alone leaves the network broken: a unit's
+output no longer has the mean and spread its batch norm was fitted to (the
+batch variance over the stored one fell from 1 to 0.09 in a measured copy), so
+each shuffled convolution's and linear layer's output channels are then
+matched, on the control images, to the mean and standard deviation the
+model's own channels have there, layer after layer in forward order. The copy
+works as the model does, unit by unit, with nothing learned in its patterns; a
+network of random weights is a draw from its own control, its batch norm
+statistics whatever they were.
 
-Several draws are analysed on the first images of the analysis, with the
-same settings (a "predicted" target is each control's own prediction).
+The control networks analyse a seeded sample of the analysis's images spread
+across the classes (`control_rows`), the same images the model's numbers are
+then taken on, with the same settings (a "predicted" target is each control's
+own prediction).
 """
 
 from __future__ import annotations
@@ -30,16 +35,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from .analysis import AnalysisResult, Notice, analyse_batch, first_images, last_event
+from .analysis import AnalysisResult, Batch, Notice, _as_batch, analyse_batch, last_event
 from .device import resolve_device
 from .errors import InvalidValue
+from .hooks import analysis_mode, forward_hooks
 
 
 @dataclass(frozen=True)
 class ControlSettings:
     """How many control networks, on how many images, from which seed."""
 
-    draws: int = 8
+    draws: int = 8  # docs/METHOD.md §3.3: the calibration's false-positive rate and power at 8
     images: int = 64
     seed: int = 0
 
@@ -52,11 +58,11 @@ class ControlSettings:
 
 @dataclass
 class ControlResult:
-    """Entropies of the first images of an analysis through each control network."""
+    """Entropies of a sample of an analysis's images through each control network."""
 
     settings: ControlSettings
     layers: list[str]  # map names, as the analysis's
-    rows: list[int]  # positions of these images among the analysis's images
+    rows: list[int]  # positions of these images among the analysis's images (`control_rows`)
     entropy: np.ndarray  # draws × images × layers, bits (NaN: an empty map, unless counted as 0)
     empty: np.ndarray  # draws × images × layers, bool
     shuffled: int  # parameters shuffled in each draw
@@ -99,42 +105,132 @@ def shuffle_weights(model: nn.Module, seed: int) -> tuple[int, int]:
     return shuffled, kept
 
 
+@torch.no_grad()
+def match_moments(copy_: nn.Module, model: nn.Module, images: torch.Tensor) -> int:
+    """Give each shuffled unit of `copy_` the output mean and spread the model's unit has on `images`.
+
+    For every convolution and linear layer (the modules whose weights
+    `shuffle_weights` reorders), in the order the forward pass reaches them, the
+    copy's output channel c becomes `a_c * out_c + b_c` with `a_c`, `b_c` such
+    that its mean and standard deviation over `images` (and positions) equal the
+    model's; the affine is folded into the weight and bias, so later layers are
+    fitted on the corrected outputs of earlier ones, in one pass. A channel the
+    model leaves constant stays constant; one the copy leaves constant is only
+    shifted. Returns the number of layers matched.
+    """
+    def linear_units(net: nn.Module) -> dict[str, nn.Module]:
+        kinds = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+        return {name: m for name, m in net.named_modules() if isinstance(m, kinds) and m.weight.dim() >= 2}
+
+    def channel_moments(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        dims = [d for d in range(out.dim()) if d != 1]
+        return out.mean(dim=dims), out.std(dim=dims, correction=0)
+
+    target: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    units = linear_units(model)
+
+    def record(name: str):
+        def hook(module: nn.Module, args: object, out: object) -> None:
+            if isinstance(out, torch.Tensor) and out.dim() >= 2 and name not in target:
+                target[name] = channel_moments(out.detach().double())
+        return hook
+
+    with analysis_mode(model), forward_hooks((m, record(n)) for n, m in units.items()):
+        model(images)
+    fitted: set[str] = set()
+
+    def fit(name: str):
+        def hook(module: nn.Module, args: object, out: object) -> object:
+            if name in fitted or name not in target or not isinstance(out, torch.Tensor):
+                return None
+            fitted.add(name)
+            want_mean, want_std = target[name]
+            if out.shape[1] != len(want_mean) or module.weight.shape[0] != len(want_mean):
+                return None  # not one output channel per weight row (a transposed convolution): left as shuffled
+            mean, std = channel_moments(out.detach().double())
+            scale = torch.where(std > 1e-12 * std.max().clamp(min=1e-30), want_std / std.clamp(min=1e-300),
+                                torch.ones_like(std))
+            scale = torch.where(want_std == 0, torch.zeros_like(scale), scale)
+            shift = want_mean - scale * mean
+            module.weight.mul_(scale.to(module.weight.dtype).view(-1, *[1] * (module.weight.dim() - 1)))
+            if module.bias is None:
+                module.bias = nn.Parameter(shift.to(module.weight.dtype), requires_grad=False)
+            else:
+                module.bias.mul_(scale.to(module.bias.dtype)).add_(shift.to(module.bias.dtype))
+            view = [1, -1] + [1] * (out.dim() - 2)
+            return (out.double() * scale.view(view) + shift.view(view)).to(out.dtype)
+        return hook
+
+    copied = linear_units(copy_)
+    with analysis_mode(copy_), forward_hooks((copied[n], fit(n)) for n in units if n in copied):
+        copy_(images)
+    return len(fitted)
+
+
+def control_rows(result: AnalysisResult, count: int, seed: int = 0) -> list[int]:
+    """Positions of `count` images of `result`, a seeded sample spread evenly across the classes.
+
+    The classes are the labels where every image has one, else the predicted
+    classes: the images are drawn from each class in turn (in a seeded order
+    within it), so a class-folder tree sorted by name does not give the control
+    one class. Returned in the analysis's order.
+    """
+    rows = result.images
+    count = min(count, len(rows))
+    labelled = bool(rows) and all(r.label is not None for r in rows)
+    groups: dict[int, list[int]] = {}
+    for k, r in enumerate(rows):
+        groups.setdefault(r.label if labelled else r.predicted, []).append(k)
+    rng = np.random.default_rng(seed)
+    queues = [list(rng.permutation(groups[c])) for c in sorted(groups)]
+    picked: list[int] = []
+    while len(picked) < count:
+        for queue in queues:
+            if queue and len(picked) < count:
+                picked.append(int(queue.pop(0)))
+    return sorted(picked)
+
+
 def control_analysis(
-    model: nn.Module, batches: Iterable, result: AnalysisResult, control: ControlSettings = ControlSettings()
+    model: nn.Module, images: Iterable, result: AnalysisResult, control: ControlSettings = ControlSettings()
 ) -> ControlResult | None:
     """Run `stream_control` to the end; None when no control can be made."""
-    return last_event(stream_control(model, batches, result, control), ControlFinished).control
+    return last_event(stream_control(model, images, result, control), ControlFinished).control
 
 
 def stream_control(
     model: nn.Module,
-    batches: Iterable,
+    images: Iterable,
     result: AnalysisResult,
     control: ControlSettings = ControlSettings(),
     *,
     cancel: threading.Event | None = None,
 ) -> Iterator[ControlEvent]:
-    """Analyse the first images of `result` through `control.draws` shuffled copies of `model`.
+    """Analyse a sample of the images of `result` (`control_rows`) through `control.draws` control networks.
 
-    `batches` yields those images from the first, in the analysis's order (more
-    are ignored). The model itself is left untouched. Setting `cancel` stops
-    after the current network; what was finished is kept (`cancelled`).
+    `images` is where the analysis's images came from: an `engine.data.ImageSource`
+    (the sample is read from it again), or the analysis's batches in order
+    (tensors, pairs or `Batch`; the sample is picked from them as they pass).
+    The model itself is left untouched. Setting `cancel` stops after the current
+    network; what was finished is kept (`cancelled`).
     """
     control.check()
     settings = result.settings
     device = resolve_device(settings.device)
-    images = first_images(batches, min(control.images, len(result.images)))
-    if not images:
+    rows = control_rows(result, control.images, control.seed)
+    batches = _sample(images, [result.images[k].index for k in rows], settings.batch_size)
+    if not batches:
         yield Notice("no control: the analysis has no images")
         yield ControlFinished(None)
         return
     try:
         twin = copy.deepcopy(model)
     except Exception as exc:  # a model that cannot be copied (open files, locks) has no control
-        yield Notice(f"no control: the model cannot be copied ({type(exc).__name__}: {exc})")
+        yield Notice(f"no control: the model cannot be copied ({type(exc).__name__}: {_first_line(exc)})")
         yield ControlFinished(None)
         return
-    originals = [p.detach().clone() for p in model.parameters()]
+    originals = {name: p.detach().clone() for name, p in model.named_parameters()}
+    fitting = batches[0].images.to(device)
     layers = list(result.layers)
     entropy, empty, seeds = [], [], []
     shuffled = kept = 0
@@ -143,14 +239,20 @@ def stream_control(
             break
         seed = control.seed + draw
         with torch.no_grad():
-            for p, original in zip(twin.parameters(), originals):
-                p.copy_(original)
-        shuffled, kept = shuffle_weights(twin, seed)
+            for name, p in twin.named_parameters():
+                if name in originals:
+                    p.copy_(originals[name])
+                else:  # a bias `match_moments` added to an earlier draw
+                    p.zero_()
+        counts = shuffle_weights(twin, seed)
+        if draw == 0:  # later draws also count the biases `match_moments` added as kept
+            shuffled, kept = counts
+        match_moments(twin, model, fitting)
         h, e = [], []
-        for part in images:
-            rows, _ = analyse_batch(twin, part, layers, settings, device, list(range(len(part.images))), ())
-            h += [r.entropy for r in rows]
-            e += [r.empty for r in rows]
+        for part in batches:
+            out, _ = analyse_batch(twin, part, layers, settings, device, list(range(len(part.images))), ())
+            h += [r.entropy for r in out]
+            e += [r.empty for r in out]
         entropy.append(np.stack(h))
         empty.append(np.stack(e))
         seeds.append(seed)
@@ -159,8 +261,33 @@ def stream_control(
     if len(entropy) < 2:
         yield ControlFinished(None)
         return
-    count = sum(len(part.images) for part in images)
     yield ControlFinished(ControlResult(
-        settings=control, layers=layers, rows=list(range(count)), entropy=np.stack(entropy),
+        settings=control, layers=layers, rows=rows, entropy=np.stack(entropy),
         empty=np.stack(empty), shuffled=shuffled, kept=kept, seeds=seeds, cancelled=len(entropy) < control.draws,
     ))
+
+
+def _sample(images: Iterable, indices: list[int], batch_size: int) -> list[Batch]:
+    """The images at source `indices`, in batches: read again from an image source, or picked from its batches."""
+    if hasattr(images, "subset"):
+        return [b for b in images.subset(indices).batches(batch_size) if len(b.images)]
+    wanted = set(indices)
+    picked: list[Batch] = []
+    position = 0
+    for item in images:
+        batch = _as_batch(item)
+        positions = batch.indices if batch.indices is not None else range(position, position + len(batch.images))
+        keep = [j for j, i in enumerate(positions) if i in wanted]
+        position = (max(positions) + 1) if len(positions) else position
+        if keep:
+            picked.append(Batch(batch.images[keep], None if batch.labels is None else batch.labels[keep],
+                                None if batch.names is None else [batch.names[j] for j in keep]))
+        if sum(len(b.images) for b in picked) >= len(wanted):
+            break
+    return picked
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's message up to its first line: native errors append pages of C++ frames."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
 import torch
 
 from .errors import InvalidValue
+from .saliency import upsample_map
 
-Estimator = Literal["aura", "histogram", "location"]
-ESTIMATORS: tuple[str, ...] = ("aura", "histogram", "location")
+Estimator = Literal["arrangement", "aura", "histogram", "location"]
+ESTIMATORS: tuple[str, ...] = ("arrangement", "aura", "histogram", "location")
+
+# The arrangement estimator compares a map with its own pixels in this many random orders (docs/METHOD.md §2.1).
+PERMUTATIONS = 4
+# A map with fewer pixels above its lowest grey level than this holds no arrangement: it counts as empty.
+MIN_SUPPORT = 2
 
 # The aura matrix has levels² cells, counted per map (int64): 4096 levels take 128 MiB, 46341 took 24 GB.
 MAX_LEVELS = 4096
@@ -34,27 +42,40 @@ def spatial_entropy(
     levels: int = 256,
     normalized: bool = False,
     estimator: Estimator = "aura",
+    size: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """Entropy in bits of each map of `maps` (`(H, W)` or `(B, H, W)`).
 
-    `aura` (default) is the entropy of the 4-neighbour grey-level co-occurrence
-    (aura) matrix; `histogram` the Shannon entropy of the grey levels; `location`
-    the entropy of `|S| / sum|S|` over pixel positions. Returns shape `()` or `(B,)`.
+    `aura` (default here: the paper's estimator) is the entropy of the
+    4-neighbour grey-level co-occurrence (aura) matrix; `arrangement` the aura
+    entropy less that of the same pixels in random orders (docs/METHOD.md
+    §2.1); `histogram` the Shannon entropy of the grey levels; `location` the
+    entropy of `|S| / sum|S|` over pixel positions. `size`: measure the maps
+    bilinearly upsampled to this `(H, W)`. Returns shape `()` or `(B,)`.
     """
     x = torch.as_tensor(maps)
     single = x.dim() == 2
     bits, _ = measure_maps(x.unsqueeze(0) if single else x, levels=levels, normalized=normalized,
-                           estimator=estimator)
+                           estimator=estimator, size=size)
     return bits[0] if single else bits
 
 
 def measure_maps(
-    maps: torch.Tensor, *, levels: int = 256, normalized: bool = False, estimator: Estimator = "aura"
+    maps: torch.Tensor,
+    *,
+    levels: int = 256,
+    normalized: bool = False,
+    estimator: Estimator = "aura",
+    size: Sequence[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`spatial_entropy` of `(B, H, W)` maps, and which of them are empty, from one pass.
+    """`spatial_entropy` of `(B, h, w)` maps at their native resolution, and which of them are empty, in one pass.
 
-    An empty map is constant (all zero after Grad-CAM's ReLU, say): it holds no
-    sign, and the estimators give it 0 bits (docs/METHOD.md §2).
+    `size` is the `(H, W)` each map is measured at, bilinearly upsampled
+    (`align_corners=False`); None measures it as it is. A map is empty when it
+    holds no arrangement: constant (all zero after Grad-CAM's ReLU, say), or
+    with fewer than `MIN_SUPPORT` pixels above its lowest grey level (a single
+    speck), judged at the native resolution. The estimators give a constant map
+    0 bits (docs/METHOD.md §2).
 
     On the CPU the maps are measured a few at a time, so each one's counts stay
     in cache, on as many threads as torch uses (counting is single-threaded).
@@ -66,11 +87,14 @@ def measure_maps(
     if estimator not in ESTIMATORS:
         raise InvalidValue(f"unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
     b, h, w = x.shape
+    out_h, out_w = (h, w) if size is None else (int(size[0]), int(size[1]))
     dtype = _float_dtype(x.device)
     if b == 0 or h * w == 0:
         bits = torch.zeros(b, dtype=dtype, device=x.device)
         return bits, torch.ones(b, dtype=torch.bool, device=x.device)
-    table = _c_ln_c(_cells_per_map(h, w, estimator), x.device) if estimator != "location" else None
+    table = _c_ln_c(_cells_per_map(out_h, out_w, estimator), x.device) if estimator != "location" else None
+    copies = 1 + PERMUTATIONS if estimator == "arrangement" else 1  # maps measured per input map
+    orders = _permutations(h, w, PERMUTATIONS, x.device) if estimator == "arrangement" else None
 
     def measure(part: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         part = part.to(dtype)
@@ -78,19 +102,29 @@ def measure_maps(
         lo, hi = flat.amin(dim=1), flat.amax(dim=1)  # NaN and inf show in a map's min or max (aminmax: 5x slower)
         if not bool(torch.isfinite(lo).all() & torch.isfinite(hi).all()):
             raise InvalidValue("maps contain NaN or infinite values; their entropy is undefined")
+        empty = _empty(flat, lo, hi, levels)
+        if orders is not None:  # the map, then its pixels in each random order
+            n = len(part)
+            part = torch.cat([part, flat[:, orders].transpose(0, 1).reshape(-1, h, w)])
+        if (out_h, out_w) != (h, w):
+            part = upsample_map(part, (out_h, out_w))
         if estimator == "location":
             part_bits = _location_entropy(part)
         else:
-            q = _quantize(part, lo, hi, levels)
-            part_bits = _aura_entropy(q, levels, table) if estimator == "aura" else _histogram_entropy(q, levels, table)
-        return part_bits, _constant(lo, hi)
+            part_lo, part_hi = (lo, hi) if copies == 1 and (out_h, out_w) == (h, w) else (
+                part.flatten(1).amin(dim=1), part.flatten(1).amax(dim=1))
+            q = _quantize(part, part_lo, part_hi, levels)
+            part_bits = _histogram_entropy(q, levels, table) if estimator == "histogram" else _aura_entropy(q, levels, table)
+        if orders is not None:  # the entropy the arrangement saves: below that of the same values in random orders
+            part_bits = part_bits[:n] - part_bits[n:].view(PERMUTATIONS, n).mean(dim=0)
+        return part_bits, empty
 
-    bins = levels * levels if estimator == "aura" else levels
-    chunk = max(1, _MAX_BINS_PER_CHUNK // bins)
+    bins = levels if estimator == "histogram" else levels * levels
+    chunk = max(1, _MAX_BINS_PER_CHUNK // (bins * copies))
     if x.device.type == "cpu":
-        chunk = min(chunk, max(1, _CPU_CHUNK_BYTES // (h * w * torch.finfo(dtype).bits // 8)))
-        if not (estimator == "aura" and _counted_by_sorting(h, w, levels, x.device)):
-            chunk = min(chunk, max(1, _CPU_BINS_PER_CHUNK // bins))
+        chunk = min(chunk, max(1, _CPU_CHUNK_BYTES // (copies * out_h * out_w * torch.finfo(dtype).bits // 8)))
+        if not (estimator in ("aura", "arrangement") and _counted_by_sorting(out_h, out_w, levels, x.device)):
+            chunk = min(chunk, max(1, _CPU_BINS_PER_CHUNK // (bins * copies)))
     parts = torch.split(x, chunk)
     # At most 4 threads: each op a thread runs may start its own team of torch's threads (OpenMP).
     threads = min(torch.get_num_threads(), _CPU_THREADS) if x.device.type == "cpu" else 1
@@ -102,7 +136,7 @@ def measure_maps(
     bits = torch.cat([m[0] for m in measured])
     empty = torch.cat([m[1] for m in measured])
     if normalized:
-        bits = bits / max_entropy(h, w, levels=levels, estimator=estimator)
+        bits = bits / max_entropy(out_h, out_w, levels=levels, estimator=estimator)
     return bits, empty
 
 
@@ -115,6 +149,8 @@ def check_levels(levels: int) -> None:
 
 def entropy_range(*, levels: int = 256, normalized: bool = False, estimator: Estimator = "aura") -> tuple[float, float]:
     """The values an estimator's entropy can take, whatever the map's size (the location one has no size-free bound)."""
+    if estimator == "arrangement":  # a difference of two aura entropies
+        return (-1.0, 1.0) if normalized else (-2 * math.log2(levels), 2 * math.log2(levels))
     if normalized:
         return 0.0, 1.0
     top = {"aura": 2 * math.log2(levels), "histogram": math.log2(levels)}.get(estimator, math.inf)
@@ -123,7 +159,7 @@ def entropy_range(*, levels: int = 256, normalized: bool = False, estimator: Est
 
 def max_entropy(height: int, width: int, *, levels: int = 256, estimator: Estimator = "aura") -> float:
     """The bound an estimator's entropy is divided by when `normalized=True` (1.0 if none)."""
-    if estimator == "aura":
+    if estimator in ("aura", "arrangement"):
         outcomes = min(levels * levels, 2 * (height * (width - 1) + (height - 1) * width))
     elif estimator == "histogram":
         outcomes = min(levels, height * width)
@@ -135,6 +171,26 @@ def max_entropy(height: int, width: int, *, levels: int = 256, estimator: Estima
 def _constant(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
     """Maps whose range is at most 1e-12 of their scale."""
     return (hi - lo) <= 1e-12 * torch.clamp(hi.abs(), min=1.0)
+
+
+def _empty(flat: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, levels: int) -> torch.Tensor:
+    """Constant maps, and maps with fewer than MIN_SUPPORT pixels above their lowest grey level (specks)."""
+    constant = _constant(lo, hi)
+    span = torch.where(constant, torch.ones_like(hi), hi - lo)
+    # A pixel quantises above level 0 when its normalised value u reaches 0.5 / (levels - 1).
+    support = ((flat - lo[:, None]) >= (0.5 / (levels - 1)) * span[:, None]).sum(dim=1)
+    return constant | (support < MIN_SUPPORT)
+
+
+@lru_cache(maxsize=64)
+def _permutations(height: int, width: int, count: int, device: torch.device) -> torch.Tensor:
+    """`count` fixed random orders of a map's `height * width` pixels, (count, pixels) long.
+
+    Seeded by the size alone, so a map's arrangement entropy does not depend on
+    the batch it came in, its position there, the shard or the device.
+    """
+    generator = torch.Generator().manual_seed(height * 100_003 + width)
+    return torch.stack([torch.randperm(height * width, generator=generator) for _ in range(count)]).to(device)
 
 
 def _quantize(maps: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, levels: int) -> torch.Tensor:
@@ -184,7 +240,7 @@ def _histogram_entropy(q: torch.Tensor, levels: int, table: torch.Tensor) -> tor
 
 def _cells_per_map(height: int, width: int, estimator: str) -> int:
     """How many counts one map's distribution sums to: ordered neighbour pairs, or pixels."""
-    if estimator == "aura":
+    if estimator in ("aura", "arrangement"):
         return 2 * (height * (width - 1) + (height - 1) * width)
     return height * width
 

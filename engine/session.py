@@ -294,12 +294,8 @@ def open_session(workspace: Workspace) -> Session:
 
 
 def control_steps(workspace: Workspace, result: AnalysisResult, cancel: threading.Event) -> Iterator[object]:
-    """The control networks on the first images of `result`; attaches the control to it when done."""
-    control = workspace.control
-    count = min(control.images, len(result.images))
-    images = workspace.images.subset([row.index for row in result.images[:count]])
-    for event in stream_control(workspace.model, images.batches(result.settings.batch_size), result, control,
-                                cancel=cancel):
+    """The control networks on a sample of the images of `result`; attaches the control to it when done."""
+    for event in stream_control(workspace.model, workspace.images, result, workspace.control, cancel=cancel):
         if isinstance(event, ControlFinished):
             result.control = event.control
         yield event

@@ -243,8 +243,8 @@ def control_with_progress(workspace: Workspace, result: AnalysisResult, cancel: 
 
     control = workspace.control
     count = min(control.images, len(result.images))
-    print(f"semiotui: control: {control.draws} copies of the model with shuffled weights on the first {count} "
-          "images, one more pass each (--no-control skips it)", file=sys.stderr)
+    print(f"semiotui: control: {control.draws} copies of the model with shuffled weights on {count} images "
+          "spread across the classes, one more pass each (--no-control skips it)", file=sys.stderr)
     events = control_steps(workspace, result, cancel or threading.Event())
     console = Console(stderr=True)
     bar = Progress(TextColumn("control"), BarColumn(), MofNCompleteColumn(), console=console,

@@ -123,7 +123,8 @@ class RunState:
                 empty=np.stack([row.empty for row in rows]) if all(r.empty is not None for r in rows) else None,
                 parents=None if self.flow is None else self.flow.parents,
                 control=None if control is None else control.entropy,
-                control_rows=None if control is None else control.rows)
+                control_rows=None if control is None else control.rows,
+                control_empty=None if control is None else control.empty)
             self._steps_at = count
         return self._steps
 

@@ -1,0 +1,86 @@
+"""How often the superization verdict is right: false positives on networks that aggregate nothing, power on ones
+that do (engine/calibration.py; docs/METHOD.md §3.5).
+
+For each seed: a small CNN trained where a 7x7 glyph in clutter decides the
+label (positive), the same architecture untrained, trained on random labels,
+and the positive one with its weights shuffled (negatives). Each is analysed
+on held-out images with the default settings and a control of the largest
+size; every configuration (layer selection × control networks) is read from
+that run. Prints the localisation of each kind (share of Grad-CAM mass in the
+object's box, layer by layer: computed without entropy or control), then how
+often each configuration claims superization.
+
+Usage: python benchmarks/calibration.py [--seeds 0 1 2 3 4] [--estimator arrangement|aura|...] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+
+from semiotui.engine.analysis import AnalysisSettings
+from semiotui.engine.calibration import (KINDS, NEGATIVE, CalibrationSettings, box_share, calibrate, clutter_images,
+                                         rates)
+from semiotui.engine.entropy import ESTIMATORS
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--estimator", choices=ESTIMATORS, default=AnalysisSettings.estimator)
+    parser.add_argument("--native", action="store_true", help="measure maps at their own resolution")
+    parser.add_argument("--quick", action="store_true", help="the tests' slice: tiny networks, fewer images")
+    args = parser.parse_args()
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    analysis = AnalysisSettings(device="cpu", batch_size=64, estimator=args.estimator, upsample=not args.native)
+    settings = CalibrationSettings(seeds=tuple(args.seeds), analysis=analysis)
+    if args.quick:
+        settings = dataclasses.replace(settings, **QUICK)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads)")
+    print(f"seeds {list(settings.seeds)}; {settings.size}x{settings.size} images, widths {list(settings.widths)}, "
+          f"{settings.train_images} training images x {settings.epochs} epochs; {settings.images} analysed, "
+          f"{settings.control_images} control images; estimator {analysis.estimator} at "
+          f"{'the input' if analysis.upsample else 'native'} resolution, {analysis.method}", flush=True)
+    start = time.perf_counter()
+    runs, found = calibrate(settings, progress=lambda line: print(line, flush=True))
+    names = runs[0].result.layers
+    boxes = clutter_images(settings.images, 1_000_000 + settings.seeds[0], size=settings.size)[2]
+
+    print(f"\nlocalisation: share of Grad-CAM mass inside the object's box (an even spread: "
+          f"{box_share(boxes, settings.size):.2f}), mean over seeds; accuracy on the analysed images")
+    print(f"{'network':<14} {'accuracy':>8}  " + " ".join(f"{n:>6}" for n in names))
+    for kind in KINDS:
+        mine = [r for r in runs if r.kind == kind]
+        share = np.nanmean(np.stack([r.localisation for r in mine]), axis=0)
+        print(f"{kind:<14} {np.mean([r.accuracy for r in mine]):>8.2f}  " + " ".join(f"{v:>6.2f}" for v in share))
+
+    table = rates(found)
+    print(f"\nsuperization claimed (runs claiming / runs), {len(settings.seeds)} seeds")
+    configs = [(s, d) for s in settings.selections for d in settings.draws]
+    print(f"{'network':<14} " + " ".join(f"{f'{s}, K={d}':>16}" for s, d in configs))
+    for kind in KINDS:
+        print(f"{kind:<14} " + " ".join(f"{'%d/%d' % table[(kind, s, d)]:>16}" for s, d in configs))
+    negative = [v.claimed for v in found if v.kind in NEGATIVE]
+    positive = [v.claimed for v in found if v.kind == "positive"]
+    worst = max(table[(k, s, d)][0] / table[(k, s, d)][1] for k in NEGATIVE for s, d in configs)
+    print(f"\nfalse-positive rate (negatives, every configuration): {np.mean(negative):.1%} "
+          f"({sum(negative)} of {len(negative)} runs; worst configuration {worst:.0%})")
+    print(f"power (positives): {np.mean(positive):.1%} ({sum(positive)} of {len(positive)} runs; weakest "
+          f"configuration {min(table[('positive', s, d)][0] / table[('positive', s, d)][1] for s, d in configs):.0%})")
+    ranges = sorted({v.finding for v in found if v.kind == "positive" and v.finding})
+    print(f"ranges found on the positives: {', '.join(ranges) or 'none'}")
+    print(f"{time.perf_counter() - start:.0f} s in all")
+
+
+# The tests' slice (tests/test_calibration.py): small enough to train in seconds on two cores.
+QUICK = dict(widths=(8, 8, 16, 16, 32, 32), train_images=1500, epochs=8, images=64, draws=(8,))
+
+if __name__ == "__main__":
+    main()
