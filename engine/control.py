@@ -268,7 +268,8 @@ def stream_control(
 
 
 def _sample(images: Iterable, indices: list[int], batch_size: int) -> list[Batch]:
-    """The images at source `indices`, in batches: read again from an image source, or picked from its batches."""
+    """The images at source `indices` in batches of `batch_size`: read again from an image source, or picked
+    from its batches as they pass (however those were cut, the same images give the same batches)."""
     if hasattr(images, "subset"):
         return [b for b in images.subset(indices).batches(batch_size) if len(b.images)]
     wanted = set(indices)
@@ -284,7 +285,13 @@ def _sample(images: Iterable, indices: list[int], batch_size: int) -> list[Batch
                                 None if batch.names is None else [batch.names[j] for j in keep]))
         if sum(len(b.images) for b in picked) >= len(wanted):
             break
-    return picked
+    if not picked:
+        return []
+    pixels = torch.cat([b.images for b in picked])
+    labels = None if any(b.labels is None for b in picked) else torch.cat([b.labels for b in picked])
+    names = None if any(b.names is None for b in picked) else [n for b in picked for n in b.names]
+    return [Batch(pixels[k:k + batch_size], None if labels is None else labels[k:k + batch_size],
+                  None if names is None else names[k:k + batch_size]) for k in range(0, len(pixels), batch_size)]
 
 
 def _first_line(exc: BaseException) -> str:

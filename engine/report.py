@@ -41,7 +41,8 @@ from .layers import format_shape
 from .names import class_name, readable
 from .report_folder import ReportClaim, claim_report_folder
 from .saliency import module_of
-from .superization import Superization, summary
+from .entropy import MIN_SUPPORT, PERMUTATIONS
+from .superization import ALPHA, MOSTLY_EMPTY, SpanTest, Superization, format_p, networks_drop, summary
 from .workspace import Workspace
 
 FORMATS = ("html", "md", "json", "csv")
@@ -128,6 +129,7 @@ def report_data(workspace: Workspace, result: AnalysisResult, sup: Superization)
     low, high = sup.ci_low, sup.ci_high
     ctl = sup.control
     layers = []
+    step_span = {span.end: span for span in sup.spans if sup.parents[span.end] == span.start}
     for j, map_name in enumerate(result.layers):
         info = workspace.index[module_of(map_name)]
         parent = sup.parents[j]
@@ -148,9 +150,13 @@ def report_data(workspace: Workspace, result: AnalysisResult, sup: Superization)
             "p_value": _num(sup.p_value[j]),
             "drop": bool(sup.drop[j]),
             "control": None if ctl is None else {
-                "entropy": _num(ctl.mean[j]), "delta": _num(ctl.delta[j]), "spread": _num(ctl.spread[j]),
-                "model_delta": _num(ctl.model_delta[j]), "pairs": int(ctl.pairs[j]),
-                "p_paired": _num(ctl.p_paired[j]), "p_draws": _num(ctl.p_draws[j]),
+                "entropy": _num(ctl.mean[j]), "level_spread": _num(ctl.level_spread[j]),
+                "model_entropy": _num(ctl.model_mean[j]), "excess": _num(ctl.excess[j]),
+                "p_level": _num(ctl.p_level[j]),
+                "delta": _num(ctl.delta[j]), "spread": _num(ctl.spread[j]),
+                "model_delta": _num(ctl.model_delta[j]), "pairs": int(ctl.pairs[j]), "networks": int(ctl.networks[j]),
+                "p_drop": _num(ctl.p_drop[j]), "p_null": _num(ctl.p_null[j]),
+                "drops_too": bool(step_span.get(j) is not None and networks_drop(step_span[j])),
                 "empty_share": _num(ctl.empty[j]),
             },
             "significant": bool(sup.significant[j]),
@@ -174,13 +180,17 @@ def report_data(workspace: Workspace, result: AnalysisResult, sup: Superization)
             "normalized": s.normalized, "target": s.target, "device": result.device,
             "input_size": list(workspace.spec.size), "mean": list(workspace.spec.mean),
             "std": list(workspace.spec.std), "batch_size": s.batch_size, "count_empty": s.count_empty,
+            "permutations": PERMUTATIONS if s.estimator == "arrangement" else None, "min_support": MIN_SUPPORT,
             "significance": SIGNIFICANCE,
         },
         "control": None if control is None else {
             "draws": len(control.seeds), "images": len(control.rows), "seeds": control.seeds,
+            "rows": list(control.rows), "sample_seed": control.settings.seed,
+            "empty": [[[int(j) for j in np.flatnonzero(image)] for image in network] for network in control.empty],
             "shuffled_parameters": control.shuffled, "kept_parameters": control.kept,
             "cancelled": control.cancelled, "method": CONTROL_METHOD,
         },
+        "verdict": _verdict_data(sup),
         "analysis": {"images": len(result.images), "cancelled": result.cancelled, "total": result.total,
                      "partial": result.partial,
                      "seconds": round(result.seconds, 3), "classes": result.classes,
@@ -211,12 +221,45 @@ def report_data(workspace: Workspace, result: AnalysisResult, sup: Superization)
     }
 
 
-SIGNIFICANCE = ("superization: the drop is positive (one-sided Wilcoxon signed-rank against 0, paired by image), "
-                "larger than the control networks' drop on the same images (one-sided Wilcoxon on the "
-                "differences) and beyond their spread (prediction t-test against the draws); each Holm-corrected "
-                "over the steps, all p < 0.01; empty maps left out")
-CONTROL_METHOD = ("the same images through copies of the model with each weight tensor shuffled within each "
-                  "output unit (biases and normalisation kept), one seed per copy")
+SIGNIFICANCE = ("superization: a span of layers along the main path over which, on the control's images, the "
+                "model's entropy drops (one-sided Wilcoxon signed-rank against 0 by image, zero drops split), by "
+                "more than the control networks' drops reach (prediction t-test against the networks), and whose "
+                "last layer ends below the control networks' level (the same test); the first two Holm-corrected "
+                "over every span along the main path, the third over the layers, all p < 0.01; no verdict where "
+                f"more than {MOSTLY_EMPTY:.0%} of the model's or the control's maps are empty")
+CONTROL_METHOD = ("copies of the model with each weight tensor shuffled within each output unit, each convolution's "
+                  "and linear layer's output channels then matched to the mean and spread of the model's on the "
+                  "control images; one seed per copy, on a seeded sample of the images spread across the classes")
+ESTIMATOR_TEXT = {
+    "arrangement": "arrangement entropy: the aura entropy of each map less the mean aura entropy of its own pixels "
+                   f"in {PERMUTATIONS} random orders at its native resolution (docs/METHOD.md §2.1)",
+    "aura": "the aura (4-neighbour co-occurrence) entropy, the paper's plain estimator (docs/METHOD.md §2)",
+    "histogram": "the Shannon entropy of the grey levels (docs/METHOD.md §2)",
+    "location": "the entropy of the map's mass over pixel positions (docs/METHOD.md §2)",
+}
+
+
+def _verdict_data(sup: Superization) -> dict:
+    """Every span's test, the family it was corrected in, and the finding: what the summary's claim rests on."""
+    best = sup.finding
+    return {
+        "alpha": ALPHA,
+        "family": sup.family,
+        "layers_family": len(sup.layers),
+        "finding": None if best is None else _span_data(sup, best),
+        "spans": [_span_data(sup, span) for span in sup.spans],
+    }
+
+
+def _span_data(sup: Superization, span: SpanTest) -> dict:
+    low, high = span.interval
+    return _finite({
+        "start": sup.layers[span.start], "end": sup.layers[span.end], "images": span.images,
+        "networks": span.networks, "drop": span.drop, "control_drop": span.null_drop,
+        "control_spread": span.null_spread, "excess": span.excess, "excess_ci95": [low, high],
+        "p_drop": span.p_drop, "p_beyond": span.p_null, "p_below": span.p_level,
+        "untested": span.untested, "claimed": span.claimed,
+    })
 
 
 def report_warnings(workspace: Workspace, result: AnalysisResult, sup: Superization) -> list[str]:
@@ -242,9 +285,15 @@ def _charts(workspace: Workspace, result: AnalysisResult, sup: Superization) -> 
         series.append(Series(f"control ({ctl.draws} shuffled copies, n = {ctl.images})", ctl.mean[main], dim=True))
     charts = {
         "curve.svg": curve_svg(layers, series, significant=sup.significant[main]),
-        "steps.svg": steps_svg(layers, sup.delta[main], sup.significant[main],
-                               control=None if ctl is None else ctl.delta[main]),
+        "steps.svg": steps_svg(layers, sup.delta[main] if ctl is None else ctl.model_delta[main],
+                               sup.significant[main], control=None if ctl is None else ctl.delta[main]),
     }
+    if ctl is not None:
+        half = ctl.level_half_width
+        charts["excess.svg"] = curve_svg(
+            layers, [Series(f"model − control (n = {ctl.images}, {ctl.draws} networks)", ctl.excess[main],
+                            ctl.excess[main] - half[main], ctl.excess[main] + half[main])],
+            significant=sup.significant[main], title="Entropy against the control")
     classes = class_curves(result, workspace.class_names)
     if len(classes) > 1:
         charts["classes.svg"] = curve_svg(
@@ -338,11 +387,16 @@ def spreadsheet_text(name: str) -> str:
 
 # Title and explanation of each chart, in the order the reports show them.
 CHART_TEXT = {
-    "curve.svg": ("Entropy curve", "Mean spatial entropy of each layer's non-empty maps along the main path, with "
-                  "its 95% confidence band; the dashed grey curve is the control (the same images through copies "
-                  "of the model with shuffled weights); red points are layers entered by superization."),
-    "steps.svg": ("Superization steps", "ΔH = H(the layer it consumes) − H(layer): positive bars are drops, grey "
-                  "ticks the control's drop; red bars are superization."),
+    "curve.svg": ("Entropy curve", "Mean entropy of each layer's maps along the main path (empty maps: see the "
+                  "estimator), with its 95% confidence band; the dashed grey curve, where there is one, is the "
+                  "control (the control images through copies of the model with shuffled weights); red points "
+                  "are layers entered by a superization step."),
+    "excess.svg": ("Against the control", "The model's mean entropy minus the control networks' on the same images, "
+                   "with the 95% interval of one network against theirs; below 0 the model's maps are more "
+                   "ordered than its shuffled copies'. Superization is a span that falls here as well as drops."),
+    "steps.svg": ("Superization steps", "ΔH = H(the layer it consumes) − H(layer) on the control's images (all "
+                  "images without a control): positive bars are drops, grey ticks the control's drop; red bars "
+                  "are superization steps."),
     "pruning.svg": ("Pruning", "Mean entropy per layer of the original model and of the pruned one, on the "
                     "calibration images of the pruning run; the steps are in the table below."),
     "classes.svg": ("By class", "Mean curve of each class (by label where known, else by predicted class)."),
@@ -369,6 +423,11 @@ def _markdown(data: dict, result: AnalysisResult, tiles: list[_Tile], charts: di
     for name, (title, note) in CHART_TEXT.items():
         if name in charts:
             lines += ["", f"## {title}", "", note, "", f"![{title}](images/{name})"]
+    spans = _span_rows(data)
+    if spans:
+        lines += ["", "## Where aggregation happens", "", _md(_span_note(data)), "",
+                  "| " + " | ".join(SPAN_COLUMNS) + " |", "|---|" + "---:|" * (len(SPAN_COLUMNS) - 1)]
+        lines += ["| " + " | ".join(_md(c) for c in row) + " |" for row in spans]
     lines += [
         "",
         "## Layers",
@@ -522,6 +581,13 @@ def _html(data: dict, result: AnalysisResult, tiles: list[_Tile], charts: dict[s
                      f"<div class=scroll><table class=maps><tr>{head}</tr>{''.join(body)}</table></div>")
     sections = "".join(f"<h2>{escape(title)}</h2><p class=note>{escape(note)}</p>{charts[name]}"
                        for name, (title, note) in CHART_TEXT.items() if name in charts)
+    spans = _span_rows(data)
+    if spans:
+        head_cells = "".join(f"<th>{escape(c)}</th>" for c in SPAN_COLUMNS)
+        body = "".join("<tr>" + "".join(f"<td{'' if i == 0 else ' class=n'}>{escape(c)}</td>"
+                                        for i, c in enumerate(row)) + "</tr>" for row in spans)
+        sections += (f"<h2>Where aggregation happens</h2><p class=note>{escape(_span_note(data))}</p>"
+                     f"<div class=scroll><table class=layers><tr>{head_cells}</tr>{body}</table></div>")
     skipped = ""
     if data["skipped"]:
         items = "".join(f"<li><code>{escape(x['path'])}</code>: {escape(x['reason'])}</li>" for x in data["skipped"])
@@ -545,7 +611,7 @@ def _html(data: dict, result: AnalysisResult, tiles: list[_Tile], charts: dict[s
 {''.join(f"<th>{escape(c)}</th>" for c in LAYER_COLUMNS)}</tr>
 {''.join(rows)}</table></div>
 {pruning_html}{confusion_html}{''.join(grids)}{skipped}{shot}
-<footer>Spatial entropy: the aura (4-neighbour co-occurrence) reading of the method's §2; {escape(s['significance'])};
+<footer>Entropy: {escape(ESTIMATOR_TEXT.get(s['estimator'], s['estimator']))}; {escape(s['significance'])};
 control: {escape(data['control']['method'] if data['control'] else 'none')}.
 Every number is in report.json.</footer>
 </body></html>
@@ -566,30 +632,67 @@ table.maps th{font-weight:normal;font-size:.8em;white-space:nowrap}th.img{max-wi
 """
 
 
-LAYER_COLUMNS = ("layer", "type", "output", "parameters", "entropy (bits)", "95% CI", "empty", "ΔH", "n",
-                 "p (drop)", "ΔH control", "p (control)", "verdict")
-LAYER_NOTE = ("ΔH: mean drop from the layer it consumes, over the n images whose two maps are non-empty; "
-              "p (drop): one-sided Wilcoxon against 0; ΔH control: the control networks' mean drop ± their spread; "
-              "p (control): the larger of the paired and the between-networks test; all Holm-corrected. "
-              "Superization needs all three below 0.01.")
+LAYER_COLUMNS = ("layer", "type", "output", "parameters", "entropy (bits)", "95% CI", "empty", "vs control",
+                 "p (below)", "ΔH", "n", "p (drop)", "ΔH control", "p (beyond)", "verdict")
+LAYER_NOTE = ("entropy: mean over all images; vs control: the model's mean minus the control networks' on the "
+              "control's images, p (below) its test; ΔH: mean drop from the layer it consumes over the n images "
+              "tested (the control's, or all images without a control), p (drop) one-sided Wilcoxon against 0; "
+              "ΔH control: the control networks' mean drop ± their spread, p (beyond) the prediction t-test of the "
+              "model's drop against theirs. p-values are Holm-corrected (steps and spans together, layers apart) "
+              "and shown to two digits rounded away from 0.01; a step is superization when all three are below "
+              "0.01. Spans over several layers are in report.json.")
+SPAN_COLUMNS = ("span", "images", "networks", "ΔH", "ΔH control", "excess (95% interval)", "p (drop)",
+                "p (beyond)", "p (below)")
 CONFUSION_NOTE = "Images by label (rows) and predicted class (columns); the diagonal is correct."
 
 
 def _layer_cells(layer: dict) -> tuple:
     """One layer's table row, as both reports show it: name, type, shape, the numbers, the verdict, significant."""
     e, c = layer["entropy"], layer["control"]
-    p_control = None
-    if c is not None and c["p_paired"] is not None and c["p_draws"] is not None:
-        p_control = max(c["p_paired"], c["p_draws"])
-    control = "–" if c is None or c["delta"] is None else f"{c['delta']:+.3f} ± {_fmt(c['spread'], '.2f')}"
+    step = layer["parent"] is not None
+    if c is None:
+        delta, pairs, p_drop = layer["delta"], layer["pairs"], layer["p_value"]
+        level = p_level = control = p_beyond = None
+    else:
+        delta, pairs, p_drop, p_beyond = c["model_delta"], c["pairs"], c["p_drop"], c["p_null"]
+        level, p_level = c["excess"], c["p_level"]
+        control = None if c["delta"] is None else f"{c['delta']:+.3f} ± {_fmt(c['spread'], '.2f')}"
     return (layer["name"], layer["type"], format_shape(layer["output_shape"]), f"{layer['parameters']:,}",
             _fmt(e["mean"]), f"{_fmt(e['ci95'][0])} – {_fmt(e['ci95'][1])}", str(layer["empty"]),
-            _fmt(layer["delta"], "+.3f"), str(layer["pairs"]) if layer["parent"] else "–",
-            _fmt(layer["p_value"], ".2g"), control, _fmt(p_control, ".2g"), _verdict(layer), layer["significant"])
+            _fmt(level, "+.3f"), _p(p_level), _fmt(delta, "+.3f") if step else "–", str(pairs) if step else "–",
+            _p(p_drop) if step else "–", control or "–", _p(p_beyond) if step else "–",
+            _verdict(layer), layer["significant"])
+
+
+def _span_rows(data: dict) -> list[list[str]]:
+    """The claimed spans as table cells (largest excess first); without a claim, the five closest to one."""
+    spans = [s for s in data["verdict"]["spans"] if s["untested"] is None] if data.get("verdict") else []
+    claimed = [s for s in spans if s["claimed"]]
+    shown = claimed or sorted(spans, key=lambda s: -(s["excess"] or -math.inf))[:5]
+    shown = sorted(shown, key=lambda s: -(s["excess"] or -math.inf))
+    return [[f"{s['start']} → {s['end']}", str(s["images"]), str(s["networks"]), _fmt(s["drop"], "+.3f"),
+             f"{_fmt(s['control_drop'], '+.3f')} ± {_fmt(s['control_spread'], '.2f')}",
+             f"{_fmt(s['excess'], '+.3f')} ({_fmt(s['excess_ci95'][0], '+.2f')} to {_fmt(s['excess_ci95'][1], '+.2f')})",
+             _p(s["p_drop"]), _p(s["p_beyond"]), _p(s["p_below"])] for s in shown]
+
+
+def _span_note(data: dict) -> str:
+    v = data["verdict"]
+    claimed = sum(s["claimed"] for s in v["spans"])
+    head = (f"{claimed} of the {v['family']} spans along the main path are superization"
+            if claimed else f"No span of the {v['family']} along the main path is superization; the closest")
+    return (f"{head} (each p < {v['alpha']}: drop and beyond Holm-corrected over the {v['family']} spans, below over "
+            f"the {v['layers_family']} layers). ΔH: the model's mean drop from the first layer to the last on the "
+            "control's images; excess: ΔH minus the control's, with the 95% interval of one network against theirs.")
+
+
+def _p(value: float | None) -> str:
+    return "–" if value is None else format_p(value)
 
 
 def _verdict(layer: dict) -> str:
-    if layer["mostly_empty"]:
+    c = layer["control"]
+    if layer["mostly_empty"] or (c is not None and (c["empty_share"] or 0) > MOSTLY_EMPTY):
         return "mostly empty"
     if layer["branch"]:
         return "branch"
@@ -597,8 +700,10 @@ def _verdict(layer: dict) -> str:
         return ""
     if layer["significant"]:
         return "superization"
-    if layer["drop"]:
-        return "drop, control too" if layer["control"] is not None else "drop, no control"
+    if c is None:
+        return "drop, no control" if layer["drop"] else ""
+    if c["p_drop"] is not None and c["p_drop"] < ALPHA and (c["model_delta"] or 0) > 0:
+        return "drop, control too" if c["drops_too"] else "drop, not beyond control"
     return ""
 
 

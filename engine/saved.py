@@ -250,22 +250,42 @@ def _flow(entries: list[dict], layers: list[str]) -> Flow | None:
 
 
 def _control(meta: dict, layers: list[str], rows: list[list[str]], paths: list[str]) -> ControlResult:
-    """The control networks' entropies from control.csv (seed, image, one column per layer), as report.json says."""
+    """The control networks' entropies from control.csv (seed, image, one column per layer), as report.json says.
+
+    report.json names the images (`rows`: their positions among the report's) and each network's empty maps;
+    a report from before the sample was spread across the classes holds the first images and no empty list.
+    """
     seeds = [int(seed) for seed in meta["seeds"]]
     count = int(meta["images"])
+    positions = meta.get("rows", list(range(count)))
     if not rows or rows[0][2:] != [spreadsheet_text(name) for name in layers]:
         raise ValueError("control.csv and report.json name different layers")
     if len(seeds) < 2 or not 1 <= count <= len(paths) or len(rows) - 1 != len(seeds) * count:
         raise ValueError("control.csv does not hold the networks and images report.json says it does")
+    if (not isinstance(positions, list) or len(positions) != count or len(set(positions)) != count
+            or not all(isinstance(k, int) and 0 <= k < len(paths) for k in positions)):
+        raise ValueError("report.json: the control's rows are not distinct images of the report")
     entropy = np.empty((len(seeds), count, len(layers)))
     for k, row in enumerate(rows[1:]):
         draw, image = divmod(k, count)
-        if row[:2] != [str(seeds[draw]), spreadsheet_text(paths[image])]:
-            raise ValueError(f"control.csv: row {k + 1} is not network {seeds[draw]} on {paths[image]}")
+        if row[:2] != [str(seeds[draw]), spreadsheet_text(paths[positions[image]])]:
+            raise ValueError(f"control.csv: row {k + 1} is not network {seeds[draw]} on {paths[positions[image]]}")
         entropy[draw, image] = _entropies(row[2:], len(layers), f"control.csv: row {k + 1}")
+    empty = np.isnan(entropy)
+    listed = meta.get("empty")
+    if listed is not None:
+        if (not isinstance(listed, list) or len(listed) != len(seeds)
+                or any(not isinstance(network, list) or len(network) != count for network in listed)):
+            raise ValueError("report.json: the control's empty maps do not match its networks and images")
+        for draw, network in enumerate(listed):
+            for image, columns in enumerate(network):
+                if not isinstance(columns, list) or not all(isinstance(j, int) and 0 <= j < len(layers)
+                                                            for j in columns):
+                    raise ValueError("report.json: the control's empty maps name layers it does not have")
+                empty[draw, image, columns] = True
     return ControlResult(
-        settings=ControlSettings(draws=len(seeds), images=count, seed=seeds[0]), layers=layers,
-        rows=list(range(count)), entropy=entropy, empty=np.isnan(entropy),
+        settings=ControlSettings(draws=len(seeds), images=count, seed=int(meta.get("sample_seed", 0))),
+        layers=layers, rows=positions, entropy=entropy, empty=empty,
         shuffled=int(meta["shuffled_parameters"]), kept=int(meta["kept_parameters"]), seeds=seeds,
         cancelled=bool(meta.get("cancelled", False)))
 

@@ -186,7 +186,7 @@ class Session:
         return self.scheduler.close(timeout)
 
     def analyse(self, post: Post, settings: AnalysisSettings, layers: list[str], *, keep_maps: int) -> Job:
-        """The analysis of every image, then the control (when the workspace asks for one) on the first ones."""
+        """The analysis of every image, then the control (when the workspace asks for one) on a sample of them."""
         ws = self.workspace
 
         def steps(job: Job) -> Iterator[object]:

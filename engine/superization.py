@@ -85,6 +85,14 @@ class ControlSteps:
         """(n,) the model's entropy minus the control's at each layer: the curve against the null."""
         return self.model_mean - self.mean
 
+    @property
+    def level_half_width(self) -> np.ndarray:
+        """(n,) half the 95% interval of one network's level against the networks': t(K-1) s sqrt(1 + 1/K)."""
+        from scipy import stats as scipy_stats  # imported on first use: it adds a second to start-up
+
+        k = max(self.draws, 2)
+        return float(scipy_stats.t.ppf(0.975, k - 1)) * self.level_spread * math.sqrt(1 + 1 / k)
+
 
 @dataclass
 class Superization:
@@ -118,6 +126,25 @@ class Superization:
     def mostly_empty(self) -> np.ndarray:
         """Layers whose maps are empty for more than half of the images: nothing to read there."""
         return self.empty > MOSTLY_EMPTY * max(self.count, 1)
+
+    @property
+    def no_verdict(self) -> np.ndarray:
+        """Layers whose maps, the model's or the control networks', are mostly empty: no verdict there."""
+        if self.control is None:
+            return self.mostly_empty
+        return self.mostly_empty | (self.control.empty > MOSTLY_EMPTY)
+
+    @property
+    def step_delta(self) -> np.ndarray:
+        """The drop into each layer as tested: on the control's images with a control, else on all images."""
+        return self.delta if self.control is None else self.control.model_delta
+
+    @property
+    def step_drop(self) -> np.ndarray:
+        """Steps whose drop, as tested, is significant (above 0, p < ALPHA), superization or not."""
+        if self.control is None:
+            return self.drop
+        return (np.nan_to_num(self.control.model_delta) > 0) & (np.nan_to_num(self.control.p_drop, nan=1.0) < ALPHA)
 
     @property
     def largest_step(self) -> int | None:

@@ -124,7 +124,24 @@ def test_a_drop_the_controls_make_as_well_is_not_superization():
 def test_beating_the_control_image_by_image_is_not_enough_when_control_networks_differ_more():
     h = _entropies(40)
     # Every image's drop is 0.5 bits above the controls' mean, but one control network differs from the
-    # next by more than that: a single network of random weights would pass the paired test alone.
+    # next by more than that: a single network of random weights would pass a paired test alone.
     s = superization(h, LAYERS, control=_control(h, 8, shift=0.5, spread=1.0, seed=3))
-    assert s.control.p_paired[1] < 0.01
-    assert s.control.p_draws[1] > 0.01 and not s.significant[1]
+    paired = scipy_stats.wilcoxon((h[:, 0] - h[:, 1]) - s.control.delta[1], alternative="greater").pvalue
+    assert paired < 0.01
+    assert s.control.p_null[1] > 0.01 and not s.significant[1]
+
+
+def test_spans_run_from_each_layer_to_every_deeper_one_along_the_parents():
+    from semiotui.engine.superization import span_pairs
+
+    assert span_pairs([None, 0, 1, 2]) == [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+    assert span_pairs([None, 0, None, 1]) == [(0, 1), (0, 3), (1, 3)]  # c is a branch: no span through it
+    h = _entropies(40)
+    s = superization(h, LAYERS, control=_control(h, 8, shift=1.5, spread=0.05))
+    assert s.family == 6 and [(x.start, x.end) for x in s.spans] == span_pairs([None, 0, 1, 2])
+    claimed = {(x.start, x.end) for x in s.claimed}
+    assert (0, 1) in claimed and (2, 3) not in claimed  # a rise is never superization
+    best = s.finding
+    assert best is not None and best.start == 0 and best.claimed and best.networks == 8
+    low, high = best.interval
+    assert low < best.excess < high and best.excess > 1.0

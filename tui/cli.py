@@ -105,8 +105,9 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--layers", nargs="+", metavar="NAME",
                    help="layers to measure: dotted names or globs ('features.*'); default: conv and pooling layers")
     g.add_argument("--method", choices=METHODS, default="gradcam", help="saliency method (default gradcam)")
-    g.add_argument("--estimator", choices=ESTIMATORS, default="aura",
-                   help="entropy estimator (default aura: the spatial one of docs/METHOD.md §2)")
+    g.add_argument("--estimator", choices=ESTIMATORS, default="arrangement",
+                   help="entropy estimator (default arrangement: the aura entropy less its pixels' in random "
+                   "orders, docs/METHOD.md §2.1; aura: the paper's plain estimator)")
     g.add_argument("--levels", type=int, default=256, help="grey levels of the entropy, 2 to 4096 (default 256)")
     g.add_argument("--native", action="store_true",
                    help="measure each map at the layer's own size instead of the input size")
@@ -115,11 +116,13 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
                    help="class each map explains: predicted (default), label, or a class index")
     g.add_argument("--batch-size", type=int, default=32, help="images per batch (halved on out-of-memory)")
     g.add_argument("--count-empty", action="store_true",
-                   help="count empty maps as entropy 0 (the literal reading) instead of leaving them out")
+                   help="count empty maps as entropy 0 (the literal reading) instead of leaving them out; "
+                   "the arrangement estimator always does, 0 being its value for a map without structure")
     g.add_argument("--no-control", action="store_true",
                    help="skip the control (copies of the model with shuffled weights); without it no step is "
                    "called superization")
     g.add_argument("--control-draws", type=int, default=8, metavar="N",
                    help="control networks, each one more pass over the control images (default 8)")
     g.add_argument("--control-images", type=int, default=64, metavar="N",
-                   help="images the control analyses: the first N (default 64)")
+                   help="images the control and the verdict use: a seeded sample of N spread across the classes "
+                   "(default 64)")

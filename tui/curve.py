@@ -34,6 +34,7 @@ class CurveData:
     units: str = "bits"
     labels: tuple[str, str] = ("dataset mean", "this image")  # of `mean` and `image`
     control: np.ndarray | None = None  # the control networks' mean curve, drawn dimmed
+    against: bool = False  # the curves are differences from the control's (the control is the zero line)
 
 
 class BackgroundPlot(PlotextPlot, can_focus=True):
@@ -135,15 +136,15 @@ class EntropyCurve(BackgroundPlot):
 
     def draw(self, data: CurveData | None) -> None:
         plt = self.plt
-        plt.ylabel(f"H ({data.units})" if data else "H")
+        plt.ylabel((f"ΔH vs control ({data.units})" if data.against else f"H ({data.units})") if data else "H")
         if data is None or not len(data.names):
             self.title("entropy curve: waiting for the first batch")
             return
         if np.isfinite(data.low).any():
-            self.curve(data.high, color="gray", label="95% CI")
+            self.curve(data.high, color="gray", label="95% vs control" if data.against else "95% CI")
             self.curve(data.low, color="gray")
         if data.control is not None:
-            self.curve(data.control, color="gray+", label="control")
+            self.curve(data.control, color="gray+", label="control (0)" if data.against else "control")
         self.curve(data.mean, color="cyan", label=data.labels[0])
         if data.image is not None:
             self.curve(data.image, color="orange", label=data.labels[1])

@@ -60,6 +60,7 @@ class ExplorerScreen(Screen):
         Binding("m", "cycle('method')", "Method"),
         Binding("t", "cycle('target')", "Target", show=False),
         Binding("v", "view", "View", show=False),
+        Binding("a", "against", "Against control", show=False),
         Binding("e", "export", "Export"),
         Binding("g", "prune", "Prune"),
     ]
@@ -92,6 +93,7 @@ class ExplorerScreen(Screen):
         self._mapping: dict[Job, set[int]] = {}  # maps jobs not ended, with the images they draw
         self._compare: CompareScreen | None = None  # the compare view while it is open
         self.largest: str | None = None  # the layer the current image's entropy drops into most
+        self.against = True  # the curve against the control (model minus control) once there is one; `a` toggles
         self.device = resolve_device(self.settings.device)
 
     def compose(self) -> ComposeResult:
@@ -372,11 +374,23 @@ class ExplorerScreen(Screen):
         main = [j for j in range(len(run.map_names)) if run.flow is None or run.flow.main[j]]  # the curve's path
         steps = run.steps() if run.control is not None else None
         selected = main.index(run.map_names.index(first)) if first in run.map_names and run.map_names.index(first) in main else None
+        names = [run.map_names[j] for j in main]
+        ctl = None if steps is None else steps.control
+        if ctl is not None and self.against:  # the model's entropy minus its shuffled copies', layer by layer
+            half = ctl.level_half_width
+            excess = ctl.excess[main]
+            curve.data = CurveData(
+                names, excess, excess - half[main], excess + half[main],
+                row.entropy[main] - ctl.mean[main] if row else None, selected, units(run.settings),
+                labels=(f"model − control (n={ctl.images}, {ctl.draws} networks)", "this image − control"),
+                control=np.zeros(len(main)), against=True,
+            )
+            return
         curve.data = CurveData(
-            [run.map_names[j] for j in main], run.stats.mean[main], low[main], high[main],
+            names, run.stats.mean[main], low[main], high[main],
             row.entropy[main] if row else None, selected, units(run.settings),
             labels=(f"dataset mean (n={run.stats.count})", "this image"),
-            control=None if steps is None or steps.control is None else steps.control.mean[main],
+            control=None if ctl is None else ctl.mean[main],
         )
 
     def _control_note(self, run: RunState) -> str:
@@ -494,6 +508,13 @@ class ExplorerScreen(Screen):
         """The saliency pane: the map over the image, the map alone, the image alone, in turn."""
         view = self.query_one(SaliencyView)
         view.view = VIEWS[(VIEWS.index(view.view) + 1) % len(VIEWS)]
+
+    def action_against(self) -> None:
+        """The curve: against the control (model minus its shuffled copies) or the entropy itself, in turn."""
+        self.against = not self.against
+        self._show_curve()
+        if self.run_state is not None and self.run_state.control is None:
+            self.notify("the curve is shown against the control once the control has run", timeout=3)
 
     def action_image(self, step: int) -> None:
         self.image = (self.image + step) % len(self.workspace.images)

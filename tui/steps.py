@@ -27,8 +27,10 @@ def bar(fraction: float, width: int) -> str:
 class StepsView(Widget):
     """One row per step along the main path: a bar for ΔH (right of the axis: a drop), its value, and its verdict.
 
-    `*` superization (a significant drop beyond the control networks), `~` a significant drop the control
-    networks make too (or with no control to tell), `∅` a layer of mostly empty maps (not read).
+    `*` superization (a significant drop beyond the control networks, into a layer below their level), `~` a
+    significant drop that is not (or with no control to tell), `∅` a layer of mostly empty maps (no verdict).
+    With a control, ΔH is on the control's images, as tested; the last line names the span where aggregation
+    happens, if one does.
     """
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
@@ -51,7 +53,7 @@ class StepsView(Widget):
         return [i for i, p in enumerate(self.steps.parents) if p is not None] if self.steps else []
 
     def get_content_height(self, container, viewport, width: int) -> int:
-        return len(self._rows()) + 2 if self.steps else 1
+        return len(self._rows()) + 2 + (self.steps is not None and self.steps.control is not None) if self.steps else 1
 
     def render(self) -> RenderableType:
         steps = self.steps
@@ -62,7 +64,9 @@ class StepsView(Widget):
         names = short_names(steps.layers)
         label_width = min(max(len(names[i]) for i in rows), max(6, width * 45 // 100))
         half = max(2, (width - label_width - 10) // 2)
-        delta = np.nan_to_num(steps.delta[rows])
+        ctl = steps.control
+        values, drop, empty = steps.step_delta, steps.step_drop, steps.no_verdict
+        delta = np.nan_to_num(values[rows])
         scale = float(np.abs(delta).max()) or 1.0
         label_style = self.get_component_rich_style("steps--label")
         drop_style = self.get_component_rich_style("steps--drop")
@@ -73,7 +77,7 @@ class StepsView(Widget):
         marks: set[str] = set()
         text.append(f"{'entering':<{label_width}} {'rise':>{half}}│{'drop':<{half}}  ΔH\n", style="dim")
         for i in rows:
-            value, significant = steps.delta[i], bool(steps.significant[i])
+            value, significant = values[i], bool(steps.significant[i])
             chosen = steps.layers[i] == self.selected
             text.append(f"{abbreviate(names[i], label_width):<{label_width}} ",
                         style=selected_style if chosen else label_style)
@@ -85,11 +89,20 @@ class StepsView(Widget):
                 text.append(("█" * round(length * half)).rjust(half), style=rise_style)
                 text.append("│" + " " * half)
             text.append(f" {value:+.2f}" if np.isfinite(value) else "   –", style=sig_style if significant else "")
-            mark = "*" if significant else "∅" if steps.mostly_empty[i] else "~" if steps.drop[i] else ""
+            mark = "*" if significant else "∅" if empty[i] else "~" if drop[i] else ""
             marks.add(mark)
             text.append(f" {mark}" if mark else "", style=sig_style if significant else "")
             text.append("\n")
         legend = {"*": "* superization", "~": "~ drop, not beyond control", "∅": "∅ mostly empty"}
         text.append("  ".join(legend[m] for m in legend if m in marks), style="dim")
+        if ctl is not None:
+            best = steps.finding
+            text.append("\n")
+            if best is None:
+                text.append(f"no superization vs {ctl.draws} control networks", style="dim")
+            else:
+                low, high = best.interval
+                text.append(f"superization {names[best.start]} → {names[best.end]}: {best.excess:+.2f} bits "
+                            f"beyond control ({low:+.2f} to {high:+.2f})", style=sig_style)
         text.rstrip()
         return text
