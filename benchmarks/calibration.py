@@ -20,36 +20,50 @@ import dataclasses
 import os
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from semiotui.engine.analysis import AnalysisSettings
-from semiotui.engine.calibration import (KINDS, NEGATIVE, CalibrationSettings, box_share, calibrate, clutter_images,
-                                         rates)
+from semiotui.engine.calibration import (KINDS, NEGATIVE, QUICK, CalibrationSettings, box_share, calibrate,
+                                         clutter_images, rates)
+from semiotui.engine.control import NULLS, ControlSettings
 from semiotui.engine.entropy import ESTIMATORS
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(CalibrationSettings.seeds))
     parser.add_argument("--estimator", choices=ESTIMATORS, default=AnalysisSettings.estimator)
     parser.add_argument("--native", action="store_true", help="measure maps at their own resolution")
+    parser.add_argument("--null", choices=NULLS, default=ControlSettings.null,
+                        help="how control networks are made (engine/control.py)")
     parser.add_argument("--quick", action="store_true", help="the tests' slice: tiny networks, fewer images")
+    parser.add_argument("--cache", type=Path, metavar="DIR",
+                        help="keep the trained networks here, and reuse them on a later run")
+    parser.add_argument("--save", type=Path, metavar="FILE",
+                        help="write every network's entropies and its control's (.npz) to study the verdict")
     args = parser.parse_args()
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     analysis = AnalysisSettings(device="cpu", batch_size=64, estimator=args.estimator, upsample=not args.native)
-    settings = CalibrationSettings(seeds=tuple(args.seeds), analysis=analysis)
-    if args.quick:
-        settings = dataclasses.replace(settings, **QUICK)
+    base = QUICK if args.quick else CalibrationSettings()
+    settings = dataclasses.replace(base, seeds=tuple(args.seeds), analysis=analysis, null=args.null)
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads)")
     print(f"seeds {list(settings.seeds)}; {settings.size}x{settings.size} images, widths {list(settings.widths)}, "
           f"{settings.train_images} training images x {settings.epochs} epochs; {settings.images} analysed, "
           f"{settings.control_images} control images; estimator {analysis.estimator} at "
-          f"{'the input' if analysis.upsample else 'native'} resolution, {analysis.method}", flush=True)
+          f"{'the input' if analysis.upsample else 'native'} resolution, {analysis.method}; null {settings.null}",
+          flush=True)
     start = time.perf_counter()
-    runs, found = calibrate(settings, progress=lambda line: print(line, flush=True))
+    runs, found = calibrate(settings, cache=args.cache, progress=lambda line: print(line, flush=True))
+    if args.save:
+        np.savez_compressed(args.save, **{
+            f"{r.kind}/{r.seed}/{part}": value for r in runs for part, value in (
+                ("entropy", r.result.entropy), ("empty", r.result.empty), ("control", r.control.entropy),
+                ("control_empty", r.control.empty), ("rows", np.array(r.control.rows)),
+                ("localisation", r.localisation))})
     names = runs[0].result.layers
     boxes = clutter_images(settings.images, 1_000_000 + settings.seeds[0], size=settings.size)[2]
 
@@ -78,9 +92,6 @@ def main() -> None:
     print(f"ranges found on the positives: {', '.join(ranges) or 'none'}")
     print(f"{time.perf_counter() - start:.0f} s in all")
 
-
-# The tests' slice (tests/test_calibration.py): small enough to train in seconds on two cores.
-QUICK = dict(widths=(8, 8, 16, 16, 32, 32), train_images=1500, epochs=8, images=64, draws=(8,))
 
 if __name__ == "__main__":
     main()

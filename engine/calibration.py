@@ -17,6 +17,7 @@ import copy
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -173,8 +174,14 @@ class CalibrationSettings:
     images: int = 128  # analysed per network
     control_images: int = 64
     draws: tuple[int, ...] = (8, 16)  # control sizes tried
+    null: str = "matched"  # how control networks are made (`engine.control.ControlSettings.null`)
     selections: tuple[str, ...] = ("all", "every other", "two")
     analysis: AnalysisSettings = field(default_factory=lambda: AnalysisSettings(device="cpu", batch_size=64))
+
+
+# The tests' slice (tests/test_calibration.py; `benchmarks/calibration.py --quick`): one seed, tiny networks.
+QUICK = CalibrationSettings(seeds=(0,), widths=(8, 8, 16, 16, 32, 32), train_images=2500, epochs=10, images=64,
+                            draws=(8,))
 
 
 @dataclass
@@ -183,6 +190,7 @@ class NetworkRun:
 
     kind: str
     seed: int
+    model: nn.Module
     accuracy: float
     localisation: np.ndarray  # (layers,) share of Grad-CAM mass in the box
     result: AnalysisResult
@@ -211,23 +219,37 @@ def select(names: Sequence[str], selection: str) -> list[int]:
     raise ValueError(f"unknown selection {selection!r}")
 
 
-def known_networks(seed: int, settings: CalibrationSettings, train_set: tuple[torch.Tensor, torch.Tensor],
-                   fitting: torch.Tensor) -> dict[str, nn.Module]:
+def known_networks(seed: int, settings: CalibrationSettings, fitting: torch.Tensor,
+                   cache: Path | None = None) -> dict[str, nn.Module]:
     """The four networks of one seed: positive, untrained, trained on random labels, and the positive shuffled.
 
     The shuffled one is made as a control network is (`engine.control`), with
     its own seed, so it is a working network with nothing learned in its
     patterns; the untrained one keeps PyTorch's initialisation and batch norm
-    statistics.
+    statistics. With `cache`, the trained weights are kept there and read
+    back by a later run with the same settings.
     """
-    images, labels = train_set
+    key = f"seed{seed}-{settings.size}-{'x'.join(map(str, settings.widths))}-{settings.train_images}-{settings.epochs}"
+    stored = None if cache is None else cache / f"{key}.pt"
     torch.manual_seed(seed)
     untrained = ClutterNet(settings.widths).eval()
-    torch.manual_seed(seed)
-    positive = train(ClutterNet(settings.widths), images, labels, epochs=settings.epochs, seed=seed)
-    shuffled_labels = torch.from_numpy(np.random.default_rng([seed, 1]).integers(0, len(GLYPHS), len(labels)))
-    torch.manual_seed(seed)
-    random_labels = train(ClutterNet(settings.widths), images, shuffled_labels, epochs=settings.epochs, seed=seed)
+    if stored is not None and stored.exists():
+        weights = torch.load(stored, weights_only=True)
+        positive, random_labels = ClutterNet(settings.widths), ClutterNet(settings.widths)
+        positive.load_state_dict(weights["positive"])
+        random_labels.load_state_dict(weights["random labels"])
+        positive.eval(), random_labels.eval()
+    else:
+        images, labels = clutter_images(settings.train_images, seed, size=settings.size)[:2]
+        torch.manual_seed(seed)
+        positive = train(ClutterNet(settings.widths), images, labels, epochs=settings.epochs, seed=seed)
+        shuffled_labels = torch.from_numpy(np.random.default_rng([seed, 1]).integers(0, len(GLYPHS), len(labels)))
+        torch.manual_seed(seed)
+        random_labels = train(ClutterNet(settings.widths), images, shuffled_labels, epochs=settings.epochs,
+                              seed=seed)
+        if stored is not None:
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"positive": positive.state_dict(), "random labels": random_labels.state_dict()}, stored)
     shuffled = copy.deepcopy(positive)
     shuffle_weights(shuffled, 10_000 + seed)
     match_moments(shuffled, positive, fitting)
@@ -242,8 +264,9 @@ def run_network(kind: str, seed: int, model: nn.Module, val: tuple[torch.Tensor,
     names = model.names
     result = analyze(model, [(images, labels)], names, settings.analysis)
     control = control_analysis(model, [(images, labels)], result,
-                               ControlSettings(draws=max(settings.draws), images=settings.control_images, seed=0))
-    return NetworkRun(kind=kind, seed=seed, accuracy=accuracy(model, images, labels),
+                               ControlSettings(draws=max(settings.draws), images=settings.control_images, seed=0,
+                                               null=settings.null))
+    return NetworkRun(kind=kind, seed=seed, model=model, accuracy=accuracy(model, images, labels),
                       localisation=in_box(model, images, boxes, names), result=result, control=control,
                       seconds=time.perf_counter() - start)
 
@@ -274,16 +297,15 @@ def configuration(result: AnalysisResult, control: ControlResult, cols: Sequence
                         control_empty=control.empty[:draws][:, :, cols], within=result.settings.entropy_range)
 
 
-def calibrate(settings: CalibrationSettings = CalibrationSettings(), *,
+def calibrate(settings: CalibrationSettings = CalibrationSettings(), *, cache: Path | None = None,
               progress: Callable[[str], None] = lambda line: None) -> tuple[list[NetworkRun], list[Verdict]]:
     """Train and analyse every seed's known networks; each network's run and every configuration's verdict."""
     runs: list[NetworkRun] = []
     found: list[Verdict] = []
     for seed in settings.seeds:
         start = time.perf_counter()
-        train_set = clutter_images(settings.train_images, seed, size=settings.size)[:2]
         val = clutter_images(settings.images, 1_000_000 + seed, size=settings.size)
-        nets = known_networks(seed, settings, train_set, val[0][: settings.control_images])
+        nets = known_networks(seed, settings, val[0][: settings.control_images], cache)
         progress(f"seed {seed}: trained in {time.perf_counter() - start:.0f} s")
         for kind in KINDS:
             run = run_network(kind, seed, nets[kind], val, settings)

@@ -41,6 +41,9 @@ from .errors import InvalidValue
 from .hooks import analysis_mode, forward_hooks
 
 
+NULLS = ("matched", "batchnorm", "shuffled")
+
+
 @dataclass(frozen=True)
 class ControlSettings:
     """How many control networks, on how many images, from which seed."""
@@ -48,8 +51,14 @@ class ControlSettings:
     draws: int = 8  # docs/METHOD.md §3.3: the calibration's false-positive rate and power at 8
     images: int = 64
     seed: int = 0
+    # How a shuffled copy is made to work (docs/METHOD.md §3.3): "matched" (each unit's output mean and spread
+    # matched to the model's), or, for comparison only, "batchnorm" (batch norm statistics re-estimated) and
+    # "shuffled" (nothing: the copy as shuffled).
+    null: str = "matched"
 
     def check(self) -> None:
+        if self.null not in NULLS:
+            raise InvalidValue(f"unknown control null {self.null!r}; choose one of {', '.join(NULLS)}")
         if self.draws < 2:
             raise InvalidValue(f"control draws must be at least 2 (their spread is part of the test), got {self.draws}")
         if self.images < 1:
@@ -167,6 +176,30 @@ def match_moments(copy_: nn.Module, model: nn.Module, images: torch.Tensor) -> i
     return len(fitted)
 
 
+@torch.no_grad()
+def reestimate_batchnorm(copy_: nn.Module, images: torch.Tensor) -> None:
+    """Replace every batch norm's running statistics by those of its input on `images` (a null kept for comparison).
+
+    Right for a trained model's copy; wrong for a model whose statistics were never fitted (an untrained one),
+    whose copies it normalises where the model does not (docs/METHOD.md §3.3).
+    """
+    norms = [m for m in copy_.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    modes = [(m, m.training) for m in copy_.modules()]
+    momenta = [m.momentum for m in norms]
+    try:
+        copy_.eval()
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average: one batch gives its own statistics
+            m.train()
+        copy_(images)
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        for m, training in modes:
+            m.training = training
+
+
 def control_rows(result: AnalysisResult, count: int, seed: int = 0) -> list[int]:
     """Positions of `count` images of `result`, a seeded sample spread evenly across the classes.
 
@@ -247,7 +280,10 @@ def stream_control(
         counts = shuffle_weights(twin, seed)
         if draw == 0:  # later draws also count the biases `match_moments` added as kept
             shuffled, kept = counts
-        match_moments(twin, model, fitting)
+        if control.null == "matched":
+            match_moments(twin, model, fitting)
+        elif control.null == "batchnorm":
+            reestimate_batchnorm(twin, fitting)
         h, e = [], []
         for part in batches:
             out, _ = analyse_batch(twin, part, layers, settings, device, list(range(len(part.images))), ())

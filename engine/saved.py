@@ -176,7 +176,8 @@ def _workspace(folder: Path, data: dict, rows: list[list[str]], control_rows: li
         empty = set(image.get("empty") or ())
         top = image.get("top5") or ()
         images.append(ImageResult(i, image["path"], image["label"], image["predicted"], image["confidence"],
-                                  image["target"], _entropies(row[1:], len(layers), f"entropy.csv: row {i + 1}"),
+                                  image["target"], _entropies(row[1:], len(layers), f"entropy.csv: row {i + 1}",
+                                             settings.entropy_range),
                                   maps.get(i), empty=np.array([name in empty for name in layers]),
                                   top=tuple(int(c) for c in top[:5])))
     analysis = data["analysis"]
@@ -187,7 +188,8 @@ def _workspace(folder: Path, data: dict, rows: list[list[str]], control_rows: li
     result.stats.update(result.entropy)
     result.skipped = [(x["path"], x["reason"]) for x in data["skipped"]]
     if control_rows is not None:
-        result.control = _control(data["control"], layers, control_rows, [img["path"] for img in data["images"]])
+        result.control = _control(data["control"], layers, control_rows, [img["path"] for img in data["images"]],
+                                  settings.entropy_range)
     class_names = data["model"].get("classes")
     m = data["model"]
     return Workspace(
@@ -229,11 +231,14 @@ def _layer_index(entries: list[dict], layers: list[str]) -> LayerIndex:
     return index
 
 
-def _entropies(cells: list[str], layers: int, where: str) -> np.ndarray:
-    """One row of entropies: finite numbers, or a blank cell for an empty map (NaN)."""
+def _entropies(cells: list[str], layers: int, where: str, within: tuple[float, float]) -> np.ndarray:
+    """One row of entropies: finite numbers in the estimator's range `within`, or a blank cell for an empty map (NaN)."""
     values = np.array([float(v) for v in cells if v]) if len(cells) == layers else None
-    if values is None or not np.isfinite(values).all() or (values < 0).any():
-        raise ValueError(f"{where} holds a value that is not a finite number of bits, or not {layers} of them")
+    low, high = within
+    if (values is None or not np.isfinite(values).all() or (values < low - 1e-9).any()
+            or (values > high + 1e-9).any()):
+        raise ValueError(f"{where} holds a value that is not a finite number of bits in the estimator's range, "
+                         f"or not {layers} of them")
     return np.array([float(v) if v else np.nan for v in cells])
 
 
@@ -249,7 +254,8 @@ def _flow(entries: list[dict], layers: list[str]) -> Flow | None:
     return Flow(list(layers), inputs, parents, [not entry.get("branch", False) for entry in entries])
 
 
-def _control(meta: dict, layers: list[str], rows: list[list[str]], paths: list[str]) -> ControlResult:
+def _control(meta: dict, layers: list[str], rows: list[list[str]], paths: list[str],
+             within: tuple[float, float]) -> ControlResult:
     """The control networks' entropies from control.csv (seed, image, one column per layer), as report.json says.
 
     report.json names the images (`rows`: their positions among the report's) and each network's empty maps;
@@ -270,7 +276,7 @@ def _control(meta: dict, layers: list[str], rows: list[list[str]], paths: list[s
         draw, image = divmod(k, count)
         if row[:2] != [str(seeds[draw]), spreadsheet_text(paths[positions[image]])]:
             raise ValueError(f"control.csv: row {k + 1} is not network {seeds[draw]} on {paths[positions[image]]}")
-        entropy[draw, image] = _entropies(row[2:], len(layers), f"control.csv: row {k + 1}")
+        entropy[draw, image] = _entropies(row[2:], len(layers), f"control.csv: row {k + 1}", within)
     empty = np.isnan(entropy)
     listed = meta.get("empty")
     if listed is not None:

@@ -119,8 +119,11 @@ class Superization:
 
     @property
     def drop(self) -> np.ndarray:
-        """Steps whose drop over all images is significant (mean above 0, p < ALPHA), with or without a control."""
-        return (np.nan_to_num(self.delta) > 0) & (np.nan_to_num(self.p_value, nan=1.0) < ALPHA)
+        """Steps whose drop over all images is significant (mean above 0, p < ALPHA), with or without a control;
+        never into or out of a layer of mostly empty maps, where there is no verdict."""
+        parent_empty = np.array([p is not None and bool(self.mostly_empty[p]) for p in self.parents], dtype=bool)
+        return ((np.nan_to_num(self.delta) > 0) & (np.nan_to_num(self.p_value, nan=1.0) < ALPHA)
+                & ~self.mostly_empty & ~parent_empty)
 
     @property
     def mostly_empty(self) -> np.ndarray:
@@ -144,6 +147,7 @@ class Superization:
         """Steps whose drop, as tested, is significant (above 0, p < ALPHA), superization or not."""
         if self.control is None:
             return self.drop
+        # p_drop is NaN (untested) into or out of a layer without a verdict
         return (np.nan_to_num(self.control.model_delta) > 0) & (np.nan_to_num(self.control.p_drop, nan=1.0) < ALPHA)
 
     @property

@@ -1,3 +1,4 @@
+import math
 import csv
 import json
 import os
@@ -219,7 +220,7 @@ def test_the_controlled_verdict_is_recomputed_from_the_two_csv_files(analysed, t
     from semiotui.engine.control import ControlSettings, control_analysis
 
     ws, result = analysed
-    result.control = control_analysis(ws.model, ws.images.batches(5), result, ControlSettings(draws=4, images=10))
+    result.control = control_analysis(ws.model, ws.images, result, ControlSettings(draws=4, images=10))
     out = write_report(tmp_path / "rep", ws, result)
     data = json.loads((out / "report.json").read_text())
     with (out / "entropy.csv").open() as f:
@@ -228,23 +229,33 @@ def test_the_controlled_verdict_is_recomputed_from_the_two_csv_files(analysed, t
         rows = list(csv.reader(f))[1:]
     seeds = sorted({int(row[0]) for row in rows})
     assert seeds == data["control"]["seeds"] == [0, 1, 2, 3] and data["control"]["images"] == 10
+    images = data["control"]["rows"]  # the model's numbers are taken on the control's images
+    assert [row[1] for row in rows[:10]] == [data["images"][k]["path"] for k in images]
     c = np.array([[[float(v or "nan") for v in row[2:]] for row in rows if int(row[0]) == s] for s in seeds])
-    d, dc = h[:10, :-1] - h[:10, 1:], c[:, :, :-1] - c[:, :, 1:]
-    paired, by_draw = [], []
-    for j in range(d.shape[1]):
-        diff = d[:, j] - np.nanmean(dc[:, :, j], axis=0)
-        diff = diff[np.isfinite(diff)]
-        paired.append(scipy_stats.wilcoxon(diff, alternative="greater").pvalue if len(diff) >= 7 else np.nan)
-        means = np.nanmean(dc[:, :, j], axis=1)
-        t = (np.nanmean(d[:, j]) - means.mean()) / (means.std(ddof=1) * np.sqrt(1 + 1 / len(means)))
-        by_draw.append(scipy_stats.t.sf(t, len(means) - 1))
-    got = [layer["control"] for layer in data["layers"][1:]]
-    assert [g["p_paired"] for g in got] == pytest.approx(_holm(paired).tolist(), rel=1e-9, nan_ok=True)
-    assert [g["p_draws"] for g in got] == pytest.approx(_holm(by_draw).tolist(), rel=1e-9)
-    verdict = [layer["drop"] and g["p_paired"] is not None and g["p_paired"] < 0.01 and g["p_draws"] < 0.01
-               for layer, g in zip(data["layers"][1:], got)]
-    assert [layer["significant"] for layer in data["layers"][1:]] == verdict
-    assert "shuffled weights" in (out / "report.html").read_text() and "No control" not in " ".join(data["summary"])
+    m = h[images]
+    names = [layer["name"] for layer in data["layers"]]
+
+    def beyond(value, networks):  # the prediction t-test of one new value against the networks'
+        t = (value - networks.mean()) / (networks.std(ddof=1) * np.sqrt(1 + 1 / len(networks)))
+        return scipy_stats.t.sf(t, len(networks) - 1)
+
+    spans = [(a, b) for b in range(len(names)) for a in range(b)]  # a plain sequence: every earlier layer
+    drop, null = [], []
+    for a, b in spans:
+        d = m[:, a] - m[:, b]
+        drop.append(scipy_stats.wilcoxon(d, alternative="greater", zero_method="zsplit").pvalue)
+        null.append(beyond(d.mean(), (c[:, :, a] - c[:, :, b]).mean(axis=1)))
+    level = _holm([beyond(-m[:, j].mean(), -c[:, :, j].mean(axis=1)) for j in range(len(names))])
+    got = {(names.index(x["start"]), names.index(x["end"])): x for x in data["verdict"]["spans"]}
+    assert sorted(got) == sorted(spans) and data["verdict"]["family"] == len(spans)
+    for (a, b), p_drop, p_null in zip(spans, _holm(drop), _holm(null)):
+        x = got[(a, b)]
+        assert x["p_drop"] == pytest.approx(p_drop, rel=1e-9) and x["p_beyond"] == pytest.approx(p_null, rel=1e-9)
+        assert x["p_below"] == pytest.approx(level[b], rel=1e-9)
+        assert x["claimed"] == (x["drop"] > 0 and max(p_drop, p_null, level[b]) < 0.01)
+    steps = [layer["significant"] for layer in data["layers"][1:]]
+    assert steps == [got[(j - 1, j)]["claimed"] for j in range(1, len(names))]
+    assert "shuffled" in (out / "report.html").read_text() and "No control" not in " ".join(data["summary"])
 
 
 class HostileNet(nn.Module):
@@ -324,7 +335,7 @@ def test_csv_text_cells_cannot_start_a_spreadsheet_formula(hostile):
         return f"'{name}" if name[0] in "=+-@\t\r" else name
     assert rows[0] == ["image", *map(shown, HostileNet.NAMES)]
     assert [row[0] for row in rows[1:]] == [shown(n.replace("\n", "\ufffd")) for n in HOSTILE_IMAGES]
-    assert all(float(v) >= 0 for row in rows[1:] for v in row[1:])  # numbers stay numbers
+    assert all(math.isfinite(float(v)) for row in rows[1:] for v in row[1:])  # numbers stay numbers (also -0.2)
     saved = open_report(hostile)  # and the report still opens, with the names as they were
     assert saved.result.layers == list(HostileNet.NAMES)
     assert saved.images.names[2] == "=1+1"

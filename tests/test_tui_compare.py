@@ -46,7 +46,7 @@ async def test_compare_lists_the_mistake_and_shows_it_beside_a_correct_image_of_
         # The finding is stated with its control (none here) and its n.
         significance = screen.query_one(Significance).render().plain
         assert "No control was run, so no step is called superization" in significance
-        assert "of 40 images whose two maps are non-empty" in significance
+        assert "over the 40 of 40 images" in significance
         await pilot.press("2")
         plot = screen.query_one(GroupPlot)
         assert plot.data.title == "mean entropy per true class"
@@ -77,7 +77,7 @@ async def test_compare_follows_the_analysis_as_results_arrive():
         await pilot.pause(0.2)
         assert len(screen.comparison.rows) == 16
         assert screen.query_one(MistakeList).border_title == "Misclassified: 1 of 16"
-        assert "of 16 images whose two maps are non-empty" in screen.query_one(Significance).render().plain
+        assert "over the 16 of 16 images" in screen.query_one(Significance).render().plain
         await pilot.press("escape")
         assert not isinstance(app.screen, CompareScreen)
 
