@@ -27,9 +27,10 @@ import torch
 
 from semiotui.engine.analysis import AnalysisSettings
 from semiotui.engine.calibration import (KINDS, NEGATIVE, QUICK, CalibrationSettings, box_share, calibrate,
-                                         clutter_images, rates)
+                                         clutter_images, configuration, rates, select)
 from semiotui.engine.control import NULLS, ControlSettings
 from semiotui.engine.entropy import ESTIMATORS
+from semiotui.engine.superization import ALPHA
 
 
 def main() -> None:
@@ -90,7 +91,27 @@ def main() -> None:
           f"configuration {min(table[('positive', s, d)][0] / table[('positive', s, d)][1] for s, d in configs):.0%})")
     ranges = sorted({v.finding for v in found if v.kind == "positive" and v.finding})
     print(f"ranges found on the positives: {', '.join(ranges) or 'none'}")
+    ablations(runs, settings)
     print(f"{time.perf_counter() - start:.0f} s in all")
+
+
+def ablations(runs, settings: CalibrationSettings) -> None:
+    """The same runs read by weaker verdicts: what each part of the verdict (docs/METHOD.md §3.4) is for."""
+    variants = {
+        "the verdict": lambda sup: bool(sup.claimed),
+        "without test 3 (the level)": lambda sup: any(
+            s.untested is None and s.drop > 0 and max(s.p_drop, s.p_null) < ALPHA for s in sup.spans),
+        "adjacent steps only": lambda sup: any(s.claimed and sup.parents[s.end] == s.start for s in sup.spans),
+    }
+    print("\nparts of the verdict: false-positive rate (negatives) and power (positives), every configuration")
+    for name, claims in variants.items():
+        hits = {True: [], False: []}
+        for run in runs:
+            for selection in settings.selections:
+                cols = select(run.result.layers, selection)
+                for draws in settings.draws:
+                    hits[run.kind == "positive"].append(claims(configuration(run.result, run.control, cols, draws)))
+        print(f"  {name:<28} false positives {np.mean(hits[False]):6.1%}   power {np.mean(hits[True]):6.1%}")
 
 
 if __name__ == "__main__":

@@ -59,11 +59,18 @@ class ModelComparison:
         steps = [self.layers[j] for j in np.flatnonzero(self.step_differs)]
         if steps:
             out.append(f"Their drop differs into {', '.join(steps)}.")
-        found = [f"{name}: {', '.join(s.layers[i] for i in np.flatnonzero(s.significant)) or 'none'}"
-                 for name, s in zip(self.names, self.steps) if s.control is not None]
+        found = [f"{name}: {_finding(s)}" for name, s in zip(self.names, self.steps) if s.control is not None]
         if found:
             out.append("Superization against each one's control: " + "; ".join(found) + ".")
         return out
+
+
+def _finding(s: Superization) -> str:
+    """Where one model's aggregation happens (docs/METHOD.md §3.4), in a few words."""
+    best = s.finding
+    if best is None:
+        return "none"
+    return f"{s.layers[best.start]} → {s.layers[best.end]} ({best.excess:+.2f} bits beyond its control)"
 
 
 def compare(a: AnalysisResult, b: AnalysisResult, names: tuple[str, str], parameters: tuple[int, int]) -> ModelComparison:

@@ -65,6 +65,9 @@ def comparison_data(c: ModelComparison) -> dict:
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
         "models": [{"name": name, "parameters": params, "accuracy": None if score is None else asdict(score),
                     "superization": [s.layers[i] for i in np.flatnonzero(s.significant)],
+                    "finding": None if s.finding is None else {
+                        "start": s.layers[s.finding.start], "end": s.layers[s.finding.end],
+                        "excess": _num(s.finding.excess), "excess_ci95": [_num(v) for v in s.finding.interval]},
                     "controlled": s.control is not None}
                    for name, params, score, s in zip(c.names, c.parameters, c.accuracy, c.steps)],
         "images": c.images,

@@ -41,7 +41,7 @@ from .errors import InvalidValue
 from .hooks import analysis_mode, forward_hooks
 
 
-NULLS = ("matched", "batchnorm", "shuffled")
+NULLS = ("matched", "batchnorm", "shuffled", "wiring")
 
 
 @dataclass(frozen=True)
@@ -94,22 +94,27 @@ class ControlFinished:
 ControlEvent = Union[ControlProgress, Notice, ControlFinished]
 
 
-def shuffle_weights(model: nn.Module, seed: int) -> tuple[int, int]:
+def shuffle_weights(model: nn.Module, seed: int, *, kernels: bool = False) -> tuple[int, int]:
     """Shuffle, in place, each parameter of two or more dimensions within each slice along its first dimension.
 
-    Returns (parameters shuffled, parameters kept).
+    With `kernels`, a weight of three or more dimensions (a convolution's) keeps each kernel whole: only which
+    input channel each kernel of a unit reads is shuffled. Returns (parameters shuffled, parameters kept).
     """
     rng = np.random.default_rng(seed)
     shuffled = kept = 0
     with torch.no_grad():
         for p in model.parameters():
-            if p.dim() < 2 or p.shape[1:].numel() < 2:
+            if p.dim() < 2 or p.shape[1:].numel() < 2 or (kernels and p.dim() > 2 and p.shape[1] < 2):
                 kept += p.numel()
                 continue
-            rows = p.detach().reshape(p.shape[0], -1).cpu()
+            rows = p.detach().reshape(p.shape[0], p.shape[1] if kernels and p.dim() > 2 else 1, -1).cpu()
             rows = (rows.float() if rows.dtype == torch.bfloat16 else rows).numpy()  # numpy has no bfloat16
-            # numpy shuffles each row on its own in linear time; sorting random keys costs several times more
-            p.copy_(torch.from_numpy(rng.permuted(rows, axis=1)).view_as(p))
+            if rows.shape[1] == 1:  # numpy shuffles each row on its own in linear time; sorting keys costs more
+                out = rng.permuted(rows[:, 0], axis=1)
+            else:
+                order = rng.permuted(np.tile(np.arange(rows.shape[1]), (rows.shape[0], 1)), axis=1)
+                out = np.take_along_axis(rows, order[:, :, None], axis=1)
+            p.copy_(torch.from_numpy(np.ascontiguousarray(out)).view_as(p))
             shuffled += p.numel()
     return shuffled, kept
 
@@ -277,10 +282,10 @@ def stream_control(
                     p.copy_(originals[name])
                 else:  # a bias `match_moments` added to an earlier draw
                     p.zero_()
-        counts = shuffle_weights(twin, seed)
+        counts = shuffle_weights(twin, seed, kernels=control.null == "wiring")
         if draw == 0:  # later draws also count the biases `match_moments` added as kept
             shuffled, kept = counts
-        if control.null == "matched":
+        if control.null in ("matched", "wiring"):
             match_moments(twin, model, fitting)
         elif control.null == "batchnorm":
             reestimate_batchnorm(twin, fitting)

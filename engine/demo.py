@@ -139,6 +139,19 @@ def _clutter(rng: np.random.Generator, draw: ImageDraw.ImageDraw, colours: list[
 
 def render_image(rng: np.random.Generator, label: int) -> Image.Image:
     """A 64x64 RGB image of `CLASSES[label]` on a gradient cluttered with lines and blobs, plus noise."""
+    return _render(rng, label)[0]
+
+
+def shape_box(split: str, i: int, *, seed: int = 0) -> tuple[int, int, int, int]:
+    """The box (y0, x0, y1, x1) around the shape of `demo_samples(split, ...)[i]`, in its 64x64 pixels."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SPLITS.index(split), i)))
+    mask = np.asarray(_render(rng, i % len(CLASSES))[1].resize((_SIZE, _SIZE), Image.Resampling.BOX)) > 0
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
+
+
+def _render(rng: np.random.Generator, label: int) -> tuple[Image.Image, Image.Image]:
+    """`render_image`, and the shape's coverage at the supersampled size."""
     big = _SIZE * _SUPERSAMPLE
     back = rng.integers(0, 256, 3).astype(np.float64)
     shade = np.clip(back + rng.normal(0, 40, 3), 0, 255)
@@ -151,12 +164,13 @@ def render_image(rng: np.random.Generator, label: int) -> Image.Image:
 
     colour = _contrasting_colour(rng, [back, shade], 110)
     _clutter(rng, draw, [colour], int(rng.integers(1, 5)), blobs=True)
-    image.paste(tuple(int(c) for c in colour), (0, 0), _shape_mask(rng, label))
+    mask = _shape_mask(rng, label)
+    image.paste(tuple(int(c) for c in colour), (0, 0), mask)
     _clutter(rng, draw, [colour], int(rng.random() < 0.3), blobs=False)
 
     small = np.asarray(image.resize((_SIZE, _SIZE), Image.Resampling.BOX), dtype=np.float64)
     noisy = small + rng.normal(0, rng.uniform(2, 12), small.shape)
-    return Image.fromarray(np.clip(noisy + 0.5, 0, 255).astype(np.uint8), "RGB")
+    return Image.fromarray(np.clip(noisy + 0.5, 0, 255).astype(np.uint8), "RGB"), mask
 
 
 def demo_samples(split: str, count: int, *, seed: int = 0) -> list[tuple[Image.Image, int]]:

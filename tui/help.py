@@ -12,7 +12,9 @@ from textual.widgets import Markdown
 
 HELP = """\
 **semiotui** shows each layer's saliency map, its **spatial entropy**, and **superization**:
-a drop of entropy from one layer to the next, read as signs aggregated into a supersign.
+a drop of entropy from one layer to a deeper one, beyond what copies of the model with shuffled
+weights show, read as signs aggregated into a supersign. Entropy is the *arrangement* entropy by
+default: bits below the same pixels in random orders (0: no structure; docs/METHOD.md §2.1).
 
 ### Keys
 - `j` `k` `↑` `↓`: move in the layer tree; `enter`: open or close a group
@@ -24,6 +26,7 @@ a drop of entropy from one layer to the next, read as signs aggregated into a su
 - `m` `t`: next saliency method / target (restarts the analysis); any class as the target:
   `ctrl+p`, type `target`
 - `v`: the saliency pane shows the map over the image, the map alone, or the image alone
+- `a`: the curve against the control (the model minus its shuffled copies), or the entropy itself
 - `e`: export the analysis as a report folder (HTML, Markdown, JSON, CSV, with a screenshot);
   while the analysis runs, the report covers the images finished so far, marked partial
 - `g`: greedy pruning of a copy of the model (docs/METHOD.md §5): set the options, `s` starts,
@@ -38,12 +41,16 @@ a drop of entropy from one layer to the next, read as signs aggregated into a su
   entropy drops into most; `∅` most of its maps are empty; `⑂` a branch off the main path.
 - **Saliency**: the selected layer's map over the image, the class it explains, and the colour
   scale (low to high, with the map's largest value); an empty map (all zero) says so.
-- **Entropy curve**: along the main path: the dataset mean with its 95% band, the control
-  (copies of the model with shuffled weights, grey), the current image, the selected layer.
-- **Steps**: ΔH = H(the layer it consumes) − H(layer), on the images whose two maps are
-  non-empty; a bar right of the axis is a drop; `*` superization: a significant drop beyond the
-  control networks (three tests, Holm-corrected, p < 0.01); `~` a significant drop the control
-  makes too; `∅` mostly empty maps. The pane's corner says what the control is, or that there is none.
+- **Entropy curve**: along the main path: the dataset mean with its 95% band, the current
+  image, the selected layer; once the control has run, against it: the model minus the control
+  networks on the control's images, with the 95% band of one network against theirs (below 0:
+  more ordered than the shuffled copies); `a` switches back to the entropy with the control in grey.
+- **Steps**: ΔH = H(the layer it consumes) − H(layer), on the control's images (all images
+  without a control); a bar right of the axis is a drop; `*` superization: the drop is significant,
+  beyond the control networks', into a layer below their level (Holm-corrected, p < 0.01);
+  `~` a significant drop that is not; `∅` mostly empty maps (no verdict). The last line names the
+  span of layers where aggregation happens, with its excess over the control and its 95% interval.
+  The pane's corner says what the control is, or that there is none.
 
 A saved report (`semiotui open DIR`) has no model: its method, target and layers stay as saved,
 and only the images whose maps it kept show a map.

@@ -53,7 +53,10 @@ class StepsView(Widget):
         return [i for i, p in enumerate(self.steps.parents) if p is not None] if self.steps else []
 
     def get_content_height(self, container, viewport, width: int) -> int:
-        return len(self._rows()) + 2 + (self.steps is not None and self.steps.control is not None) if self.steps else 1
+        if not self.steps:
+            return 1
+        verdict = 0 if self.steps.control is None else 1 if self.steps.finding is None else 3
+        return len(self._rows()) + 2 + verdict
 
     def render(self) -> RenderableType:
         steps = self.steps
@@ -99,10 +102,11 @@ class StepsView(Widget):
             best = steps.finding
             text.append("\n")
             if best is None:
-                text.append(f"no superization vs {ctl.draws} control networks", style="dim")
-            else:
+                text.append(f"no superization vs {ctl.draws} controls", style="dim")
+            else:  # short lines: the pane is narrow
                 low, high = best.interval
-                text.append(f"superization {names[best.start]} → {names[best.end]}: {best.excess:+.2f} bits "
-                            f"beyond control ({low:+.2f} to {high:+.2f})", style=sig_style)
+                text.append(f"superization {names[best.start]} → {names[best.end]}\n", style=sig_style)
+                text.append(f"  {best.excess:+.2f} bits beyond control\n", style=sig_style)
+                text.append(f"  95%: {low:+.2f} to {high:+.2f}", style="dim")
         text.rstrip()
         return text
