@@ -104,6 +104,7 @@ class Accuracy:
     top5: float | None  # with at least ten classes
     chance: float  # 1 / classes
     below_chance: bool  # significantly: one-sided binomial test, p < 0.01
+    above_chance: bool = True  # significantly, the same test the other way
 
 
 def accuracy(result: AnalysisResult) -> Accuracy | None:
@@ -119,7 +120,8 @@ def accuracy(result: AnalysisResult) -> Accuracy | None:
     from scipy import stats as scipy_stats  # imported on first use: it adds a second to start-up
 
     below = scipy_stats.binomtest(right, len(labelled), chance, alternative="less").pvalue < 0.01
-    return Accuracy(len(labelled), right / len(labelled), top5, chance, bool(below))
+    above = scipy_stats.binomtest(right, len(labelled), chance, alternative="greater").pvalue < 0.01
+    return Accuracy(len(labelled), right / len(labelled), top5, chance, bool(below), bool(above))
 
 
 def confusion(result: AnalysisResult) -> list[list[int]]:

@@ -263,12 +263,19 @@ def _span_data(sup: Superization, span: SpanTest) -> dict:
 
 
 def report_warnings(workspace: Workspace, result: AnalysisResult, sup: Superization) -> list[str]:
-    """What a reader must know before trusting the numbers: a label order that looks wrong."""
+    """What a reader must know before trusting the numbers: a label order that looks wrong, a claim by a model
+    no better than chance."""
     out = []
     order = label_order_warning(result, getattr(workspace.images, "label_source", None),
                                 getattr(workspace.images, "class_names", None))
     if order:
         out.append(order)
+    score = accuracy(result)
+    if sup.claimed and score is not None and not score.above_chance and not score.below_chance:
+        out.append(f"The model is not better than chance on these labels ({score.top1:.1%}, chance "
+                   f"{score.chance:.1%}), yet its maps order themselves beyond its shuffled copies': a network "
+                   "that memorises does too, so this superization is not evidence of the labelled task "
+                   "(docs/METHOD.md §3.5).")
     return out
 
 
