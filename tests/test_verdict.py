@@ -256,3 +256,26 @@ def test_p_values_have_two_digits_and_never_round_across_the_threshold(p, shown)
     assert format_p(p) == shown
     if np.isfinite(p):
         assert (float(shown) < 0.01) == (p < 0.01)
+
+
+def test_a_claim_by_a_model_no_better_than_chance_is_said_to_prove_nothing_of_the_labels():
+    from dataclasses import replace
+
+    from helpers import demo_workspace
+
+    from semiotui.engine.report import report_warnings
+
+    ws = demo_workspace(40)
+    result = analyze(ws.model, ws.images.batches(20), ws.layers, ws.settings)
+    rng = np.random.default_rng(0)
+    n, width = 40, len(result.layers)
+    model = np.tile(np.linspace(0, -2, width), (n, 1)) + rng.normal(0, 0.05, (n, width))
+    control = np.stack([np.tile(np.zeros(width), (n, 1)) + rng.normal(0, 0.05, (n, width)) + rng.normal(0, 0.05)
+                        for _ in range(8)])
+    claimed = superization(model, result.layers, control=control, control_rows=range(n))
+    assert claimed.claimed
+    assert not report_warnings(ws, result, claimed)  # the demo is right 98% of the time: nothing to say
+    result.images = [replace(r, label=int(rng.integers(0, 8))) for r in result.images]  # labels it cannot know
+    warnings = report_warnings(ws, result, claimed)
+    assert len(warnings) == 1 and "not better than chance" in warnings[0]
+    assert not report_warnings(ws, result, superization(model, result.layers))  # no claim, nothing to say
