@@ -14,7 +14,7 @@ from .analysis import (
     analyze,
     stream_analysis,
 )
-from .control import ControlResult, ControlSettings, control_analysis, stream_control
+from .control import ControlResult, ControlSettings, control_analysis, control_rows, stream_control
 from .device import describe_device, resolve_device
 from .entropy import ESTIMATORS, spatial_entropy
 from .errors import SemiotuiError
@@ -24,7 +24,7 @@ from .layers import LayerIndex, LayerInfo, index_layers
 from .opening import open_workspace
 from .saliency import METHODS, compute_saliency, layer_saliency
 from .stats import RunningStats
-from .superization import Superization, holm, summary, superization
+from .superization import SpanTest, Superization, format_p, holm, summary, superization
 from .workspace import ImageSet, Workspace
 
 __all__ = [
@@ -46,12 +46,15 @@ __all__ = [
     "Notice",
     "RunningStats",
     "SemiotuiError",
+    "SpanTest",
     "Superization",
     "Workspace",
     "analyze",
     "compute_saliency",
     "control_analysis",
+    "control_rows",
     "describe_device",
+    "format_p",
     "holm",
     "index_layers",
     "layer_saliency",
