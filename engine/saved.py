@@ -269,7 +269,7 @@ def _control(meta: dict, layers: list[str], rows: list[list[str]], paths: list[s
     if len(seeds) < 2 or not 1 <= count <= len(paths) or len(rows) - 1 != len(seeds) * count:
         raise ValueError("control.csv does not hold the networks and images report.json says it does")
     if (not isinstance(positions, list) or len(positions) != count or len(set(positions)) != count
-            or not all(isinstance(k, int) and 0 <= k < len(paths) for k in positions)):
+            or not all(type(k) is int and 0 <= k < len(paths) for k in positions)):
         raise ValueError("report.json: the control's rows are not distinct images of the report")
     entropy = np.empty((len(seeds), count, len(layers)))
     for k, row in enumerate(rows[1:]):
@@ -285,7 +285,7 @@ def _control(meta: dict, layers: list[str], rows: list[list[str]], paths: list[s
             raise ValueError("report.json: the control's empty maps do not match its networks and images")
         for draw, network in enumerate(listed):
             for image, columns in enumerate(network):
-                if not isinstance(columns, list) or not all(isinstance(j, int) and 0 <= j < len(layers)
+                if not isinstance(columns, list) or not all(type(j) is int and 0 <= j < len(layers)
                                                             for j in columns):
                     raise ValueError("report.json: the control's empty maps name layers it does not have")
                 empty[draw, image, columns] = True

@@ -52,12 +52,9 @@ class SpanTest:
     @property
     def interval(self) -> tuple[float, float]:
         """95% interval of the excess against the control networks: `excess ± t(K-1) s sqrt(1 + 1/K)`."""
-        k = self.networks
-        if k < 2 or not math.isfinite(self.null_spread):
+        if self.networks < 2 or not math.isfinite(self.null_spread):
             return (math.nan, math.nan)
-        from scipy import stats as scipy_stats  # imported on first use: it adds a second to start-up
-
-        half = float(scipy_stats.t.ppf(0.975, k - 1)) * self.null_spread * math.sqrt(1 + 1 / k)
+        half = prediction_half_width(self.null_spread, self.networks)
         return (self.excess - half, self.excess + half)
 
 
@@ -87,11 +84,8 @@ class ControlSteps:
 
     @property
     def level_half_width(self) -> np.ndarray:
-        """(n,) half the 95% interval of one network's level against the networks': t(K-1) s sqrt(1 + 1/K)."""
-        from scipy import stats as scipy_stats  # imported on first use: it adds a second to start-up
-
-        k = max(self.draws, 2)
-        return float(scipy_stats.t.ppf(0.975, k - 1)) * self.level_spread * math.sqrt(1 + 1 / k)
+        """(n,) half the 95% interval of one network's level against the networks'."""
+        return prediction_half_width(self.level_spread, max(self.draws, 2))
 
 
 @dataclass
@@ -330,6 +324,13 @@ def _span(start: int, end: int, model_drop: np.ndarray, network_drop: np.ndarray
         test.p_drop = wilcoxon_greater(d)
         test.p_null = beyond_networks(test.drop, means)
     return test
+
+
+def prediction_half_width(spread, k: int):
+    """Half the 95% interval of one new draw against k draws of this spread: t(k-1; 0.975) s sqrt(1 + 1/k)."""
+    from scipy import stats as scipy_stats  # imported on first use: it adds a second to start-up
+
+    return float(scipy_stats.t.ppf(0.975, k - 1)) * spread * math.sqrt(1 + 1 / k)
 
 
 def beyond_networks(value: float, networks: np.ndarray) -> float:

@@ -378,3 +378,20 @@ def test_a_pruned_models_report_carries_its_pruning_log(analysed, tmp_path):
     md = (out / "report.md").read_text()
     assert "## Pruning steps" in md and "1,637 → 1,400 parameters, accuracy 90.0% → 88.0%" in md
     assert (out / "images" / "pruning.svg").is_file() and "Entropy before and after pruning" in (out / "report.html").read_text()
+
+
+@pytest.mark.parametrize("rows", [[0] * 10, list(range(9)) + [10**6], [True] + list(range(1, 10)), "0-9"])
+def test_a_saved_report_whose_control_names_other_images_is_refused_in_one_line(analysed, tmp_path, rows):
+    from semiotui.engine.control import ControlSettings, control_analysis
+    from semiotui.engine.errors import SemiotuiError
+
+    ws, result = analysed
+    result.control = control_analysis(ws.model, ws.images, result, ControlSettings(draws=3, images=10))
+    out = write_report(tmp_path / "rep", ws, result)
+    assert open_report(out).result.control.rows == result.control.rows  # as written, it opens
+    data = json.loads((out / "report.json").read_text())
+    data["control"]["rows"] = rows
+    (out / "report.json").write_text(json.dumps(data))
+    with pytest.raises(SemiotuiError) as caught:
+        open_report(out)
+    assert "\n" not in str(caught.value) and "control" in str(caught.value)
