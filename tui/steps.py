@@ -106,7 +106,7 @@ class StepsView(Widget):
             else:  # short lines: the pane is narrow
                 low, high = best.interval
                 text.append(f"superization {names[best.start]} → {names[best.end]}\n", style=sig_style)
-                text.append(f"  {best.excess:+.2f} bits beyond control\n", style=sig_style)
+                text.append(f"  {best.excess:+.2f} bits beyond, n={best.images}\n", style=sig_style)
                 text.append(f"  95%: {low:+.2f} to {high:+.2f}", style="dim")
         text.rstrip()
         return text
