@@ -4,7 +4,8 @@ Formats: a full pickled module (only with `trust`: unpickling can run code), a
 checkpoint or bare state dict plus an architecture, and a `torch.export` program.
 Every pickle is first read with `torch.load(weights_only=True)`, which runs no
 code; a `torch.export` archive is first checked by `engine.archive` (torch
-unpickles parts of it). TorchScript is recognised and refused with the reason, since PyTorch does
+unpickles parts of it), then loaded from the bytes checked with every
+`torch.load` inside forced to `weights_only`. TorchScript is recognised and refused with the reason, since PyTorch does
 not allow the forward hooks the per-layer maps need on a loaded ScriptModule.
 Every failure is a `LoadError` with a one-line message naming the file.
 """
@@ -13,13 +14,17 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import io
 import json
 import math
+import os
 import pickle
 import re
 import sys
+import threading
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +45,8 @@ CHECKPOINT_KEYS = ("state_dict", "model", "model_state_dict", "net", "weights")
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP, torch.compile
 SIDECAR = "preprocess.json"  # input size, mean, std and classes beside a model (`semiotui demo --export`)
 _SHOWN = 3  # names listed per kind of key mismatch
+_LOADS = threading.Lock()  # one torch.load at a time: `_torch_loads` changes how every one unpickles
+_FORCE_SAFE, _FORCE_UNSAFE = "TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
 
 
 @dataclass
@@ -276,10 +283,31 @@ def _load_pickle(path: Path, trust: bool, arch: str | None, arch_kwargs: Mapping
     return loaded
 
 
+@contextmanager
+def _torch_loads(*, weights_only: bool) -> Iterator[None]:
+    """Hold the one lock for torch.load; with `weights_only`, every torch.load inside uses PyTorch's
+    weights_only unpickler whatever its caller asks (torch.export.load falls back to the full one).
+
+    PyTorch reads the switch from the environment at each call, so it is process-wide: loads take turns.
+    """
+    with _LOADS:
+        saved = {name: os.environ.pop(name, None) for name in (_FORCE_SAFE, _FORCE_UNSAFE)}
+        if weights_only:
+            os.environ[_FORCE_SAFE] = "1"
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                os.environ.pop(name, None)
+                if value is not None:
+                    os.environ[name] = value
+
+
 def _torch_load(path: Path, trust: bool) -> object:
     """`torch.load` with weights_only=True; the full unpickler only when the user trusts the file."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with _torch_loads(weights_only=True):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
         if found is None:
@@ -293,7 +321,8 @@ def _torch_load(path: Path, trust: bool) -> object:
     except Exception as exc:  # torch reports damage as RuntimeError, EOFError, ...
         raise _corrupt(path, exc) from exc
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        with _torch_loads(weights_only=False):
+            return torch.load(path, map_location="cpu", weights_only=False)
     except (ModuleNotFoundError, AttributeError) as exc:
         raise LoadError(
             f"{path} needs a class that cannot be imported here ({one_line(exc, short=True)}); add its module with "
@@ -421,18 +450,20 @@ def _load_export(path: Path, trust: bool) -> LoadedModel:
     submodule into one graph, so forward hooks on its submodules never fire;
     `torch.export.unflatten` keeps the calls.
     """
-    if not trust:
-        try:
-            check_archive(path)
-        except UnsafeArchive as exc:
-            raise LoadError(
-                f"{path} is a torch.export archive that could run code when loaded: {exc}; semiotui opens "
-                "such an archive only with `trust`, for files you trust"
-            ) from exc
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise _damaged_archive(path, exc) from exc
     try:
-        program = torch.export.load(path)
+        data = path.read_bytes()  # read once: torch loads the very bytes that were checked
+        if not trust:
+            check_archive(data)
+    except UnsafeArchive as exc:
+        raise LoadError(
+            f"{path} is a torch.export archive that could run code when loaded: {exc}; semiotui opens "
+            "such an archive only with `trust`, for files you trust"
+        ) from exc
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise _damaged_archive(path, exc) from exc
+    try:
+        with _torch_loads(weights_only=not trust):
+            program = torch.export.load(io.BytesIO(data))
         model = torch.export.unflatten(program)
     except Exception as exc:  # deserialisation reports damage in many ways
         raise LoadError(
