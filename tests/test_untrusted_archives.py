@@ -85,12 +85,46 @@ def enum_in_a_tree_spec(files: dict[str, bytes], marker: Path) -> None:
     files["models/model.json"] = json.dumps(program).encode()
 
 
+def opaque_constant_in_another_case(files: dict[str, bytes], marker: Path) -> None:
+    """The config names opaque_obj_0 as a raw tensor; the member is OPAQUE_OBJ_0: torch's lookup ignores
+    case, reads it as the constant's bytes, then unpickles it for its prefix."""
+    payload = pickle.dumps(MakesMarker(marker), protocol=2)
+    payload += b"\0" * (-len(payload) % 4)  # whole float32s, as the raw read wants
+    meta = json.loads(files["data/weights/model_weights_config.json"])["config"]["conv1.bias"]["tensor_meta"]
+    meta.update(sizes=[{"as_int": len(payload) // 4}], strides=[{"as_int": 1}])
+    entry = {"path_name": "opaque_obj_0", "is_param": False, "use_pickle": False, "tensor_meta": meta}
+    files["data/constants/model_constants_config.json"] = json.dumps({"config": {"c": entry}}).encode()
+    files["data/constants/OPAQUE_OBJ_0"] = payload
+
+
+def pickled_weight_in_another_case(files: dict[str, bytes], marker: Path) -> None:
+    """The config unpickles WEIGHT_1; the member is weight_1, which torch finds under either case."""
+    config = json.loads(files["data/weights/model_weights_config.json"])
+    entry = config["config"]["conv1.bias"]
+    entry.update(use_pickle=True, path_name=entry["path_name"].upper())
+    files["data/weights/" + entry["path_name"].lower()] = saved(MakesMarker(marker))
+    files["data/weights/model_weights_config.json"] = json.dumps(config).encode()
+
+
+def node_calls(target: str) -> Callable[[dict[str, bytes], Path], None]:
+    """A graph node whose function is `target`, resolved by torch from attributes of torch, operator or math."""
+    def attack(files: dict[str, bytes], marker: Path) -> None:
+        program = json.loads(files["models/model.json"])
+        node = program["graph_module"]["graph"]["nodes"][0]
+        node["target"] = target
+        files["models/model.json"] = json.dumps(program).encode()
+    return attack
+
+
 ATTACKS: dict[str, Callable[[dict[str, bytes], Path], None]] = {
     "pickled sample inputs": pickled_sample_inputs,
     "a pickled weight": pickled_weight,
     "an opaque constant": opaque_constant,
     "a shape expression": shape_expression,
+    "an opaque constant in another case": opaque_constant_in_another_case,
+    "a pickled weight in another case": pickled_weight_in_another_case,
 }
+RUN_ATTACKS = ("pickled sample inputs", "an opaque constant in another case", "a pickled weight in another case")
 
 
 def crafted(genuine: Path, out: Path, attack: Callable[[dict[str, bytes], Path], None], marker: Path) -> Path:
@@ -115,6 +149,58 @@ def test_genuine_archives_pass_the_check_and_load_without_trust(genuine, tmp_pat
     for path in (genuine, static):
         check_archive(path)
         assert load_model(path).info.format == "export"
+
+
+def test_the_dynamic_batch_export_the_tool_recommends_loads_without_trust(tmp_path):
+    """Dim.DYNAMIC marks the sample input, which torch.save then pickles with _rebuild_from_type_v2."""
+    path = tmp_path / "dynamic.pt2"
+    x = torch.randn(2, 3, 16, 16)
+    program = torch.export.export(TinyNet().eval(), (x,), dynamic_shapes={"x": {0: torch.export.Dim.DYNAMIC}})
+    torch.export.save(program, path)
+    loaded = load_model(path)
+    assert loaded.batch_size is None
+    with torch.no_grad():
+        assert loaded.model(torch.zeros(5, 3, 16, 16)).shape[0] == 5
+
+
+@pytest.mark.parametrize("target", ["torch.os.system", "torch.load", "torch.hub.load", "torch.save",
+                                    "_operator.call", "torch.ops.load_library", "#ns:op"])
+def test_a_graph_node_that_calls_anything_but_an_operator_is_refused(target, genuine, tmp_path):
+    path = crafted(genuine, tmp_path / "node.pt2", node_calls(target), tmp_path / "unused")
+    with pytest.raises(UnsafeArchive, match="calls"):
+        check_archive(path)
+
+
+def test_members_whose_names_differ_only_in_case_are_refused(genuine, tmp_path):
+    def twin(files: dict[str, bytes], marker: Path) -> None:
+        files["data/weights/WEIGHT_0"] = files["data/weights/weight_0"]
+
+    path = crafted(genuine, tmp_path / "twin.pt2", twin, tmp_path / "unused")
+    with pytest.raises(UnsafeArchive, match="differ only in case"):
+        check_archive(path)
+
+
+def test_a_compressed_member_is_refused(genuine, tmp_path):
+    """torch.export.save never compresses; a compressed member could be a bomb for torch's reader."""
+    path = tmp_path / "deflated.pt2"
+    with zipfile.ZipFile(genuine) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name in source.namelist():
+            z.writestr(name, source.read(name))
+    with pytest.raises(UnsafeArchive, match="compressed"):
+        check_archive(path)
+
+
+def test_every_torch_load_inside_the_export_load_is_weights_only(genuine, tmp_path):
+    """The second layer: a pickle the check missed would still meet PyTorch's weights_only unpickler."""
+    from semiotui.engine.loading import _torch_loads
+
+    marker = tmp_path / "marker"
+    data = crafted(genuine, tmp_path / "evil.pt2", pickled_weight_in_another_case, marker).read_bytes()
+    before = dict(os.environ)
+    with _torch_loads(weights_only=True), pytest.raises(pickle.UnpicklingError, match="Weights only"):
+        torch.export.load(io.BytesIO(data))
+    assert not marker.exists()
+    assert dict(os.environ) == before
 
 
 @pytest.mark.parametrize("attack", ATTACKS)
@@ -160,24 +246,30 @@ def sha256(folder: Path) -> dict[str, str]:
 
 RUNS = {  # the command's own arguments: each would open the model, then write its output
     "report": ["report", "-o", "{t}/report"],
+    "compare": ["compare", "{m}", "-o", "{t}/report"],  # the crafted model against itself
     "prune": ["prune", "-o", "{t}/pruned.pt", "--max-steps", "1", "--finetune-batches", "0"],
     "interface": [],
 }
 
 
 @pytest.mark.parametrize("command", RUNS)
-def test_no_command_runs_a_crafted_archives_code(command, genuine, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("attack", RUN_ATTACKS)
+@pytest.mark.parametrize("suffix", [".pt2", ".pt"])
+def test_no_command_runs_a_crafted_archives_code(command, attack, suffix, genuine, tmp_path, capsys, monkeypatch):
     from semiotui.tui import app
 
     monkeypatch.setattr(app, "run_app", lambda workspace: 0)  # the interface would open here
     (tmp_path / "inputs").mkdir()
     inputs = write_tiny_inputs(tmp_path / "inputs", images=4, size=16, classes=2)
     marker = tmp_path / "marker"
-    model = crafted(genuine, inputs / "evil.pt2", pickled_sample_inputs, marker)
+    model = crafted(genuine, inputs / f"evil{suffix}", ATTACKS[attack], marker)
     before = sha256(inputs)
-    arguments = [a.replace("{t}", str(tmp_path)) for a in RUNS[command]]
+    arguments = [a.replace("{t}", str(tmp_path)).replace("{m}", str(model)) for a in RUNS[command]]
     status = main([*arguments[:1], str(model), "--images", str(inputs / "images"), "--device", "cpu", *arguments[1:]])
-    line = only_error_line(capsys.readouterr().err)
+    stderr = capsys.readouterr().err
+    if command == "compare":  # it names each model as it opens it, before the error
+        stderr = stderr.partition("\n")[2]
+    line = only_error_line(stderr)
     assert status == 1 and "--trust" in line
     assert not marker.exists()
     assert sha256(inputs) == before
