@@ -132,8 +132,8 @@ def _read_zip(data: bytes, layout: re.Pattern, outside: str) -> tuple[list[str],
     try:
         reader = torch._C.PyTorchFileReader(io.BytesIO(data))
         records = reader.get_all_records()
-    except RuntimeError as exc:
-        raise zipfile.BadZipFile(str(exc).strip().splitlines()[0][:200]) from None
+    except (RuntimeError, ValueError) as exc:  # ValueError: a version record that is not text
+        raise zipfile.BadZipFile(" ".join(str(exc).split())[:200]) from None
     if sorted(records) != sorted(names):
         raise UnsafeArchive("its zip directory reads differently to Python and to torch")
     return names, reader

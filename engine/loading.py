@@ -16,6 +16,7 @@ import dataclasses
 import importlib
 import io
 import json
+import logging
 import math
 import os
 import pickle
@@ -46,6 +47,7 @@ WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP, torch.compile
 SIDECAR = "preprocess.json"  # input size, mean, std and classes beside a model (`semiotui demo --export`)
 _SHOWN = 3  # names listed per kind of key mismatch
 _LOADS = threading.Lock()  # one torch.load at a time: `_torch_loads` changes how every one unpickles
+_EXPORT_LOGGERS = ("torch.export", "torch._export", "torch.fx.experimental.symbolic_shapes")
 _FORCE_SAFE, _FORCE_UNSAFE = "TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
 
 
@@ -303,6 +305,22 @@ def _torch_loads(*, weights_only: bool) -> Iterator[None]:
                     os.environ[name] = value
 
 
+@contextmanager
+def _kept_logs(records: list[logging.LogRecord], *loggers: str) -> Iterator[None]:
+    """Keep what these loggers say in `records` instead of printing it: torch.export.load logs the
+    traceback of each way it tried before raising a vaguer error, and a message of ours says it in one line."""
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    saved = [(logger, logger.handlers, logger.propagate) for logger in map(logging.getLogger, loggers)]
+    for logger, _, _ in saved:  # torch gives some of its loggers handlers of their own
+        logger.handlers, logger.propagate = [handler], False
+    try:
+        yield
+    finally:
+        for logger, handlers, propagate in saved:
+            logger.handlers, logger.propagate = handlers, propagate
+
+
 def _torch_load(path: Path, trust: bool) -> object:
     """`torch.load` with weights_only=True; the full unpickler only when the user trusts the file."""
     try:
@@ -461,13 +479,15 @@ def _load_export(path: Path, trust: bool) -> LoadedModel:
         ) from exc
     except (zipfile.BadZipFile, OSError) as exc:
         raise _damaged_archive(path, exc) from exc
+    logged: list[logging.LogRecord] = []
     try:
-        with _torch_loads(weights_only=not trust):
+        with _torch_loads(weights_only=not trust), _kept_logs(logged, *_EXPORT_LOGGERS):
             program = torch.export.load(io.BytesIO(data))
         model = torch.export.unflatten(program)
     except Exception as exc:  # deserialisation reports damage in many ways
+        cause = next((r.exc_info[1] for r in reversed(logged) if r.exc_info and r.exc_info[1]), exc)
         raise LoadError(
-            f"{path} is a torch.export archive that cannot be loaded ({one_line(exc, short=True)})"
+            f"{path} is a torch.export archive that cannot be loaded ({one_line(cause, short=True)})"
         ) from exc
     nodes = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
     inputs = [nodes[name].meta.get("val") for name in program.graph_signature.user_inputs]
