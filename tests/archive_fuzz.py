@@ -1,4 +1,4 @@
-"""A seeded mutation fuzzer over genuine torch.export archives (.pt2).
+"""A seeded mutation fuzzer over genuine torch.export archives (.pt2) and a torch.save checkpoint.
 
 Each case takes a genuine export of a small network and applies one to three
 mutations an attacker could make: members renamed in case or path, payload
@@ -65,7 +65,8 @@ class Genuine:
 
 
 def genuine_archives(folder: Path) -> list[Genuine]:
-    """Exports of small networks the way users make them: static, Dim('batch'), Dim.DYNAMIC, with a constant."""
+    """Exports of small networks the way users make them (static, Dim('batch'), Dim.DYNAMIC, with a constant),
+    and a torch.save checkpoint."""
     torch.manual_seed(0)
     kinds = {
         "static": (TinyNet(), 1, None),
@@ -84,6 +85,11 @@ def genuine_archives(folder: Path) -> list[Genuine]:
             root = z.namelist()[0].partition("/")[0]
             members = [(n.partition("/")[2], z.read(n)) for n in z.namelist()]
         archives.append(Genuine(name, root, members, 1 if shapes is None else 2))
+    checkpoint = folder / "checkpoint.pt"  # what torch.load reads: a state dict with what training kept
+    torch.save({"state_dict": TinyNet().state_dict(), "epoch": 3, "classes": ["a", "b"]}, checkpoint)
+    with zipfile.ZipFile(checkpoint) as z:
+        root = z.namelist()[0].partition("/")[0]
+        archives.append(Genuine("checkpoint", root, [(n.partition("/")[2], z.read(n)) for n in z.namelist()], 2))
     return archives
 
 
@@ -280,6 +286,19 @@ def extra_file(members: Members, canary: Path, rng: random.Random) -> str:
     return "extra file"
 
 
+def checkpoint_pickle(members: Members, canary: Path, rng: random.Random) -> str:
+    """A torch.save file's own pickle replaced, or a second one beside it under another case."""
+    payload = _pickle(canary, rng)
+    if rng.random() < 0.5:
+        _replace(members, "data.pkl", payload)
+        return "data.pkl replaced"
+    twin = _case("data.pkl", rng)
+    members.insert(rng.randrange(len(members) + 1), (twin, payload))
+    return f"{twin} beside data.pkl"
+
+
+CHECKPOINT_MUTATIONS = [checkpoint_pickle, checkpoint_pickle, rename_case, duplicate, replace_content, insert,
+                        reorder]
 MUTATIONS = [reorder, extra_file, rename_case, rename_path, rewrite_config, rewrite_config, rewrite_config, insert, insert, duplicate,
              replace_content, replace_content, node_target, node_target, expression, tree_spec]
 QUIRKS = ["none", "deflate", "prepend", "append", "directory", "comment", "root", "truncate"]
@@ -329,7 +348,10 @@ def _mutate(mutation: Callable[[Members, Path, random.Random], str], members: Me
 
 def make_case(genuine: Genuine, canary: Path, rng: random.Random) -> tuple[str, bytes]:
     members = list(genuine.members)
-    steps = [_mutate(rng.choice(MUTATIONS), members, canary, rng) for _ in range(rng.randint(1, 3))]
+    if genuine.name == "checkpoint" and rng.random() < 0.1:  # torch's legacy format: one bare pickle
+        return "checkpoint: a bare pickle", _pickle(canary, rng)
+    mutations = CHECKPOINT_MUTATIONS if genuine.name == "checkpoint" else MUTATIONS
+    steps = [_mutate(rng.choice(mutations), members, canary, rng) for _ in range(rng.randint(1, 3))]
     quirk = rng.choice(QUIRKS) if rng.random() < 0.3 else "none"
     return f"{genuine.name}: {'; '.join(steps)}; zip {quirk}", write_zip(genuine.root, members, quirk, rng)
 
@@ -343,7 +365,7 @@ def run_case(genuine: Genuine, seed: int, folder: Path) -> Outcome:
     path.write_bytes(data)
     result, message, problem = "refused", "", None
     try:
-        loaded = load_model(path)
+        loaded = load_model(path, arch="helpers:TinyNet" if genuine.name == "checkpoint" else None)
         result = "loaded"
         try:
             with torch.no_grad():
