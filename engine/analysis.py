@@ -320,15 +320,15 @@ def add_maps(model: nn.Module, images, layers: list[str], result: AnalysisResult
 
     `images` is the source the result came from (an `engine.data.ImageSource`).
     """
-    missing = [k for k in positions if result.images[k].maps is None]
-    if not missing:
-        return
-    batch = next(images.subset([result.images[k].index for k in missing]).batches(len(missing)))
+    missing = iter([k for k in positions if result.images[k].maps is None])
+    wanted = [result.images[k].index for k in positions if result.images[k].maps is None]
     device = resolve_device(result.settings.device)
-    rows, _ = analyse_batch(model, batch, layers, result.settings, device, list(range(len(missing))),
-                            range(len(missing)))
-    for k, row in zip(missing, rows):
-        result.images[k].maps = row.maps
+    # In the analysis's batch size: a program exported for one image at a time takes no other.
+    for batch in images.subset(wanted).batches(result.settings.batch_size):
+        n = len(batch.images)
+        rows, _ = analyse_batch(model, batch, layers, result.settings, device, list(range(n)), range(n))
+        for k, row in zip(missing, rows):
+            result.images[k].maps = row.maps
 
 
 def _first_notices(sal: SaliencyResult) -> Iterator[Notice]:

@@ -25,7 +25,6 @@ own prediction).
 
 from __future__ import annotations
 
-import copy
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from .analysis import AnalysisResult, Batch, Notice, _as_batch, analyse_batch, l
 from .device import resolve_device
 from .errors import InvalidValue
 from .hooks import analysis_mode, forward_hooks
+from .model_copy import copy_model
 
 
 NULLS = ("matched", "batchnorm", "shuffled", "wiring")
@@ -262,7 +262,7 @@ def stream_control(
         yield ControlFinished(None)
         return
     try:
-        twin = copy.deepcopy(model)
+        twin = copy_model(model)
     except Exception as exc:  # a model that cannot be copied (open files, locks) has no control
         yield Notice(f"no control: the model cannot be copied ({type(exc).__name__}: {_first_line(exc)})")
         yield ControlFinished(None)

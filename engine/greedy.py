@@ -13,7 +13,6 @@ norm of each filter as the importance, as a baseline.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 import threading
@@ -30,6 +29,7 @@ from .analysis import AnalysisSettings, Batch, analyze, first_images
 from .device import resolve_device
 from .errors import InvalidValue
 from .hooks import forward_hooks
+from .model_copy import copy_model
 from .saliency import attribute_layers, module_of, select_output
 
 CRITERIA = ("semiotic", "l1")
@@ -172,8 +172,8 @@ def greedy_prune(
     settings.check()
     device = resolve_device(analysis.device)
     analysis = AnalysisSettings(**{**asdict(analysis), "device": str(device), "upsample": True})
-    model = copy.deepcopy(model).to(device).eval()
-    reference = copy.deepcopy(model)  # the original's predictions stand in for missing labels
+    model = copy_model(model).to(device).eval()
+    reference = copy_model(model)  # the original's predictions stand in for missing labels
     example = held_out.example().to(device)
     classifier = _classifier(model, example, analysis.output)
     candidates = [name for name in layers if _prunable(model.get_submodule(name), classifier)]
@@ -204,7 +204,7 @@ def greedy_prune(
             number = len(log.steps) + 1
             yield Trying(name, number)
             start = time.perf_counter()
-            trial = copy.deepcopy(model)
+            trial = copy_model(model)
             removed, left = _remove_channels(trial, name, importance[name], settings.fraction, classifier, example)
             if removed == 0:
                 saturated.add(name)
