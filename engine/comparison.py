@@ -1,7 +1,11 @@
 """Two models on the same images, side by side: their curves, their steps, and where they differ.
 
 The use that asked for it: a pruned model against its original. Both analyses
-are paired by image (the same file); a layer both measured differs when the
+are paired by image: by the path below the images' folder, or by file name
+(each name once on both sides) where that pairs more, as when the same files
+sit in other class folders. Analyses measured differently (another method,
+estimator, levels, target, input size...) differ whatever the models, so they
+are compared only when asked, with the differences named first. A layer both measured differs when the
 per-image entropies differ (two-sided Wilcoxon signed-rank, Holm over the
 layers, p < 0.01), and a step both take differs the same way on its ΔH
 **(choice)**. Empty maps are left out pair by pair, and n is kept.
@@ -9,13 +13,19 @@ layers, p < 0.01), and a step both take differs the same way on its ΔH
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .analysis import AnalysisResult
+from .errors import InvalidValue
 from .explain import Accuracy, accuracy
 from .superization import ALPHA, MIN_PAIRS, Superization, holm, step_drops
+from .workspace import InputSpec
+
+# The settings that change the numbers whatever the model; a comparison across them compares methods.
+MEASURED = ("method", "estimator", "levels", "upsample", "normalized", "target", "output", "count_empty")
 
 
 @dataclass
@@ -36,6 +46,9 @@ class ModelComparison:
     step_b: np.ndarray
     step_pairs: np.ndarray
     step_p_value: np.ndarray
+    paired_by: str = "path"  # how images were paired: "path" (below the images' folder) or "file name"
+    rows: list[tuple[int, int]] = field(default_factory=list)  # the pairs: (row in A, row in B)
+    differences: list[str] = field(default_factory=list)  # how the two were measured differently (compared anyway)
 
     @property
     def differs(self) -> np.ndarray:
@@ -48,8 +61,11 @@ class ModelComparison:
     def summary(self) -> list[str]:
         """The comparison in plain sentences, each with its n."""
         a, b = self.names
-        out = [f"{a}: {self.parameters[0]:,} parameters{_score(self.accuracy[0])}; "
-               f"{b}: {self.parameters[1]:,} parameters{_score(self.accuracy[1])}; {self.images} images in common."]
+        out = [f"Measured differently, so their numbers differ whatever the models: {'; '.join(self.differences)}."
+               ] if self.differences else []
+        out.append(f"{a}: {self.parameters[0]:,} parameters{_score(self.accuracy[0])}; "
+                   f"{b}: {self.parameters[1]:,} parameters{_score(self.accuracy[1])}; {self.images} images in "
+                   f"common (paired by {self.paired_by}).")
         differ = [self.layers[j] for j in np.flatnonzero(self.differs)]
         if differ:
             out.append(f"Their entropy differs (p < {ALPHA}, paired by image, Holm) at {', '.join(differ)}.")
@@ -73,12 +89,24 @@ def _finding(s: Superization) -> str:
     return f"{s.layers[best.start]} → {s.layers[best.end]} ({best.excess:+.2f} bits beyond its control)"
 
 
-def compare(a: AnalysisResult, b: AnalysisResult, names: tuple[str, str], parameters: tuple[int, int]) -> ModelComparison:
-    """Pair the two analyses by image name and test each common layer and step."""
-    by_name = {row.name: k for k, row in enumerate(b.images)}
-    rows = [(k, by_name[row.name]) for k, row in enumerate(a.images) if row.name in by_name]
+def compare(a: AnalysisResult, b: AnalysisResult, names: tuple[str, str], parameters: tuple[int, int], *,
+            specs: tuple[InputSpec, InputSpec] | None = None, force: bool = False) -> ModelComparison:
+    """Pair the two analyses by image and test each common layer and step.
+
+    `specs` (how each model's images were prepared) adds the input size, mean and std to the settings
+    compared; analyses measured differently are refused unless `force`.
+    """
+    differences = measured_differently(a, b, specs)
+    refused = [d for d in differences if not d.startswith(("mean", "std"))]  # each model's own preprocessing
+    if refused and not force:
+        raise InvalidValue(f"the two analyses were measured differently ({'; '.join(refused)}), so their "
+                           "entropies differ whatever the models; analyse both the same way, or pass `force` "
+                           "to compare them anyway")
+    rows, paired_by = pair_images(a, b)
     if len(rows) < 2:
-        raise ValueError("the two analyses have fewer than two images in common (paired by file name)")
+        raise InvalidValue(f"the two analyses have {len(rows)} image{'' if len(rows) == 1 else 's'} in common "
+                           f"({len(a.images)} and {len(b.images)} analysed); images are paired by their path "
+                           "below the images' folder, or by file name where each name is unique on both sides")
     common = [name for name in a.layers if name in b.layers]
     if not common:
         raise ValueError("the two models measure no layer of the same name: there is nothing to pair")
@@ -94,7 +122,46 @@ def compare(a: AnalysisResult, b: AnalysisResult, names: tuple[str, str], parame
         steps=(a.superization(), b.superization()), layers=common, images=len(rows),
         mean_a=mean_a, mean_b=mean_b, pairs=pairs, p_value=holm(raw),
         step_a=step_a, step_b=step_b, step_pairs=step_pairs, step_p_value=holm(step_raw),
+        paired_by=paired_by, rows=rows, differences=differences,
     )
+
+
+def pair_images(a: AnalysisResult, b: AnalysisResult) -> tuple[list[tuple[int, int]], str]:
+    """The rows of A and B that show the same image, and how they were paired ("path" or "file name").
+
+    By path below the images' folder; by file name instead where that pairs more (the same files under other
+    class folders), leaving out a name that occurs more than once on either side, which would be a guess.
+    """
+    by_path = _matched([row.name for row in a.images], [row.name for row in b.images])
+    by_file = _matched([_file(row.name) for row in a.images], [_file(row.name) for row in b.images])
+    return (by_file, "file name") if len(by_file) > len(by_path) else (by_path, "path")
+
+
+def _matched(x: list[str], y: list[str]) -> list[tuple[int, int]]:
+    """Positions of the names found once in `x` and once in `y`, in `x`'s order."""
+    once_x, once_y = Counter(x), Counter(y)
+    where = {name: k for k, name in enumerate(y) if once_y[name] == 1}
+    return [(k, where[name]) for k, name in enumerate(x) if once_x[name] == 1 and name in where]
+
+
+def _file(name: str) -> str:
+    return name.replace("\\", "/").rpartition("/")[2]
+
+
+def measured_differently(a: AnalysisResult, b: AnalysisResult,
+                         specs: tuple[InputSpec, InputSpec] | None = None) -> list[str]:
+    """Each setting the two analyses were made with that differs, as "name A vs B"."""
+    pairs = [(name.replace("_", " "), getattr(a.settings, name), getattr(b.settings, name)) for name in MEASURED]
+    if specs is not None:
+        pairs += [("input size", "x".join(map(str, specs[0].size)), "x".join(map(str, specs[1].size))),
+                  ("mean", specs[0].mean, specs[1].mean), ("std", specs[0].std, specs[1].std)]
+    return [f"{name} {_setting(x)} vs {_setting(y)}" for name, x, y in pairs if x != y]
+
+
+def _setting(value: object) -> str:
+    if isinstance(value, tuple):
+        return "(" + ", ".join(f"{v:g}" for v in value) + ")"
+    return "none" if value is None else str(value)
 
 
 def _common_parents(a: AnalysisResult, common: list[str]) -> list[int | None]:

@@ -71,6 +71,8 @@ def comparison_data(c: ModelComparison) -> dict:
                     "controlled": s.control is not None}
                    for name, params, score, s in zip(c.names, c.parameters, c.accuracy, c.steps)],
         "images": c.images,
+        "paired_by": c.paired_by,
+        "measured_differently": c.differences,
         "significance": "two-sided Wilcoxon signed-rank paired by image, Holm over the layers, p < 0.01; "
                         "empty maps left out pair by pair",
         "summary": c.summary(),
@@ -96,11 +98,9 @@ def _charts(c: ModelComparison) -> dict[str, str]:
 
 def _tiles(c: ModelComparison, a: Side, b: Side, count: int = 4) -> list[tuple[str, list[list[bytes]]]]:
     """The same images' maps side by side: for each image with maps in both, a row of tiles per model."""
-    by_name = {row.name: row for row in b[1].images}
     out = []
-    for row_a in a[1].images:
-        row_b = by_name.get(row_a.name)
-        if row_a.maps is None or row_b is None or row_b.maps is None:
+    for row_a, row_b in ((a[1].images[i], b[1].images[j]) for i, j in c.rows):
+        if row_a.maps is None or row_b.maps is None:
             continue
         rows = []
         for workspace, row in ((a[0], row_a), (b[0], row_b)):

@@ -59,7 +59,8 @@ def configure(command: str | None, parser: argparse.ArgumentParser) -> None:
                             "the bundled model, or a report folder")
         parser.add_argument("b", metavar="B", help="the other model file, or report folder")
         parser.add_argument("-o", "--out", metavar="DIR", required=True, help="comparison report folder to create")
-        parser.add_argument("--force", action="store_true", help="replace DIR if it already holds a report")
+        parser.add_argument("--force", action="store_true", help="replace DIR if it already holds a report; "
+                            "compare two analyses made with different settings (they are named first)")
         parser.set_defaults(run=run_compare)
     elif command == "open":
         parser.add_argument("directory", metavar="DIR", help="a report folder written by semiotui report")
@@ -301,7 +302,8 @@ def run_compare(args: argparse.Namespace) -> int:
                 add_maps(workspace.model, workspace.images, workspace.layers, result,
                          [k for k, row in enumerate(result.images) if row.name in shown])
         names = tuple(Path(x).name if x != "demo" else "bundled demo" for x in (args.a, args.b))
-        comparison = compare(sides[0][1], sides[1][1], names, tuple(w.info.parameters for w, _ in sides))
+        comparison = compare(sides[0][1], sides[1][1], names, tuple(w.info.parameters for w, _ in sides),
+                             specs=(sides[0][0].spec, sides[1][0].spec), force=args.force)
         path = write_comparison(claim, comparison, *sides)
     for line in comparison.summary():
         print(f"semiotui: {line}", file=sys.stderr)
