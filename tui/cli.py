@@ -8,10 +8,8 @@ import traceback
 from collections.abc import Sequence
 
 from semiotui import __version__
-from semiotui.engine.entropy import ESTIMATORS
-from semiotui.engine.saliency import METHODS
 
-from .errors import for_command_line
+# Nothing here imports PyTorch (the engine does): a Ctrl-C during its seconds of import is caught by `main`.
 
 COMMANDS = ("report", "open", "prune", "compare", "demo")  # grows as each subcommand lands
 
@@ -19,18 +17,26 @@ COMMANDS = ("report", "open", "prune", "compare", "demo")  # grows as each subco
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `semiotui` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = argv[0] if argv and argv[0] in COMMANDS else None
-    parser = build_parser(command)
-    args = parser.parse_args(argv[1:] if command else argv)
+    try:
+        command = argv[0] if argv and argv[0] in COMMANDS else None
+        args = build_parser(command).parse_args(argv[1:] if command else argv)
+        return run(args)
+    except KeyboardInterrupt:  # also while the engine is imported, before a command installs its own handler
+        print("semiotui: interrupted", file=sys.stderr)  # not `say`: importing it may be what was interrupted
+        return 130
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the parsed command: every failure becomes one line (`--debug` shows the traceback first)."""
+    from .errors import for_command_line
+    from .plain import say
+
     try:
         return int(args.run(args) or 0)
-    except KeyboardInterrupt:
-        print("semiotui: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # every failure becomes one line; --debug shows the traceback
+    except Exception as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"semiotui: error: {for_command_line(exc)}", file=sys.stderr)
+        say(f"semiotui: error: {for_command_line(exc)}")
         return 1
 
 
@@ -101,6 +107,9 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_analysis_options(parser: argparse.ArgumentParser) -> None:
+    from semiotui.engine.entropy import ESTIMATORS
+    from semiotui.engine.saliency import METHODS
+
     g = parser.add_argument_group("analysis")
     g.add_argument("--layers", nargs="+", metavar="NAME",
                    help="layers to measure: dotted names or globs ('features.*'); default: conv and pooling layers")
