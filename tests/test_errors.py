@@ -81,3 +81,10 @@ def test_the_engine_never_imports_the_interface_and_the_interface_has_no_import_
         return any(n == goal or (n not in seen and reaches(n, goal, seen | {n})) for n in graph[start])
 
     assert [name for name in graph if reaches(name, name, set())] == []
+
+
+def test_a_quoted_message_keeps_its_own_backticks_out_of_the_flags():
+    torch_says = ValueError("we changed the default value of the `weights_only` argument from `False` to `True`")
+    error = InvalidValue(f"`model` is damaged ({one_line(torch_says, short=True)})")
+    assert for_command_line(error) == ("MODEL is damaged (we changed the default value of the 'weights_only' "
+                                       "argument from 'False' to 'True')")

@@ -316,7 +316,8 @@ def _analysed_side(args: argparse.Namespace, model: str) -> tuple[Workspace, Ana
     from .workspace_args import workspace_from_args
 
     say(f"semiotui: {model}")
-    workspace = workspace_from_args(argparse.Namespace(**{**vars(args), "model": None if model == "demo" else model}))
+    demo = {"model": None, "arch": None} if model == "demo" else {"model": model}  # --arch is the other model's
+    workspace = workspace_from_args(argparse.Namespace(**{**vars(args), **demo}))
     for warning in workspace.warnings:
         say(f"semiotui: warning: {warning}")
     result = analyse_with_progress(workspace)
