@@ -37,7 +37,7 @@ def prune(args: argparse.Namespace) -> int:
         f"{' (no labels: agreement with the original model)' if measure == 'agreement' else ''}; "
         "Ctrl-C stops after the current step")
     cancel = threading.Event()
-    with Interrupts(cancel):
+    with Interrupts(cancel) as interrupts:
         events = greedy_prune(workspace.model, train, held_out, layers, settings, workspace.settings, cancel=cancel)
         finished = _follow(events, settings, cancel)
     save_pruned(finished.model, finished.log, workspace, out)
@@ -47,7 +47,7 @@ def prune(args: argparse.Namespace) -> int:
     say(f"semiotui: {finished.log.stopped_because}; parameters {f.parameters:,} of {o.parameters:,} "
         f"({f.parameters / o.parameters:.1%}), MACs {f.macs / o.macs:.1%}, {measure} {o.accuracy:.1%} -> "
         f"{f.accuracy:.1%}; saved {out} and {log_path}")
-    return 0
+    return interrupts.status  # 130 or 143 once stopped by a signal, what was done saved all the same
 
 
 def _follow(events: Iterator[PruneEvent], settings: PruneSettings, cancel: threading.Event) -> PruneFinished:
