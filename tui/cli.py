@@ -9,7 +9,9 @@ from collections.abc import Sequence
 
 from semiotui import __version__
 
-# Nothing here imports PyTorch (the engine does): a Ctrl-C during its seconds of import is caught by `main`.
+from .interrupts import interruptible_imports
+
+# Nothing here imports NumPy or PyTorch (the engine does): a Ctrl-C during their seconds of import is `main`'s.
 
 COMMANDS = ("report", "open", "prune", "compare", "demo")  # grows as each subcommand lands
 
@@ -19,8 +21,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         command = argv[0] if argv and argv[0] in COMMANDS else None
-        args = build_parser(command).parse_args(argv[1:] if command else argv)
-        return run(args)
+        with interruptible_imports():
+            parser = build_parser(command)  # imports the engine
+        return run(parser.parse_args(argv[1:] if command else argv))
     except KeyboardInterrupt:  # also while the engine is imported, before a command installs its own handler
         print("semiotui: interrupted", file=sys.stderr)  # not `say`: importing it may be what was interrupted
         return 130
