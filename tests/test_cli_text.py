@@ -128,3 +128,11 @@ def test_bidi_controls_and_escapes_in_file_and_layer_names_stay_out_of_the_repor
     assert f"{REPLACEMENT}gnp.png" in (tmp_path / "out" / "entropy.csv").read_text(encoding="utf-8")
     html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     assert f"{REPLACEMENT}gnp.png" in html and readable(BidiNet.NAME) in html
+
+
+def test_a_usage_error_shows_the_arguments_it_quotes_without_their_control_characters(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", "model.pt", f"odd{ESCAPE}{BIDI}name", "-o", "out"])
+    assert exit_.value.code == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last == "semiotui report: error: unrecognized arguments: odd\ufffd]0;T\ufffd\ufffdname"

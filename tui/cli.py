@@ -6,6 +6,7 @@ import argparse
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import NoReturn
 
 from semiotui import __version__
 
@@ -43,6 +44,15 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors quote the arguments as text (`readable`): it echoes some raw."""
+
+    def error(self, message: str) -> NoReturn:
+        from semiotui.engine.names import readable  # the engine is imported by then: `build_parser` did
+
+        super().error(readable(message))
+
+
 def build_parser(command: str | None) -> argparse.ArgumentParser:
     """The parser of the interface (`command=None`) or of one subcommand."""
     prog = "semiotui" if command is None else f"semiotui {command}"
@@ -57,7 +67,7 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         "compare": "Two models on the same images side by side (a pruned one and its original, say), or two "
         "saved report folders; writes a comparison report.",
     }
-    parser = argparse.ArgumentParser(prog=prog, description=descriptions[command])
+    parser = Parser(prog=prog, description=descriptions[command])
     parser.add_argument("--version", action="version", version=f"semiotui {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     from . import commands  # the subcommands' bodies; imported here to keep --help fast
