@@ -22,8 +22,8 @@ from semiotui.tui.cli import main
 TESTS = Path(__file__).parent
 ESCAPE = "\x1b]0;T\x07"  # sets the terminal's title
 BIDI = "\u202e"  # right-to-left override: what follows is shown reversed
-TINY = ["--arch", "helpers:TinyNet", "--pythonpath", str(TESTS), "--input-size", "16", "16", "--device", "cpu",
-        "--no-control"]
+OPTIONS = ["--pythonpath", str(TESTS), "--input-size", "16", "16", "--device", "cpu", "--no-control"]
+TINY = ["--arch", "helpers:TinyNet", *OPTIONS]
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def test_markup_in_a_skipped_file_name_is_printed_as_written(name, inputs, tmp_p
 
 def test_markup_in_a_layer_name_is_printed_as_written(inputs, tmp_path, capsys):
     torch.save(NoGradNet().state_dict(), tmp_path / "nograd.pth")
-    status = main(["report", str(tmp_path / "nograd.pth"), "--images", str(inputs / "images"), *TINY,
+    status = main(["report", str(tmp_path / "nograd.pth"), "--images", str(inputs / "images"), *OPTIONS,
                    "--arch", "test_cli_text:NoGradNet", "-o", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert status == 0, err
@@ -75,23 +75,25 @@ def test_markup_in_a_layer_name_is_printed_as_written(inputs, tmp_path, capsys):
 def test_an_error_shows_a_name_from_each_option_without_its_control_characters(option, bad, shown, inputs, tmp_path,
                                                                                capsys):
     odd = str(tmp_path / f"odd{bad}name")
-    given = {"MODEL": str(inputs / "tiny.pth"), "--images": str(inputs / "images"), "-o": str(tmp_path / "out")}
+    given = {"MODEL": str(inputs / "tiny.pth"), "--images": str(inputs / "images"), "-o": str(tmp_path / "out"),
+             "--arch": "helpers:TinyNet"}
     extra = []
-    if option == "MODEL":
-        given["MODEL"] = odd  # no such file
-    elif option == "--images":
-        given["--images"] = odd  # no such file
+    if option in ("MODEL", "--images"):
+        given[option] = odd  # no such file
     elif option == "-o":
         Path(odd).write_text("a file of the user's")  # in the way of the report folder
         given["-o"] = odd
     elif option == "--arch":
-        extra = ["--arch", f"odd{bad}module:Net"]  # no such module
+        given["--arch"] = f"odd{bad}module:Net"  # no such module
     else:
-        extra = [option, f"odd{bad}name" if option == "--import" else odd]
-    status = main(["report", given["MODEL"], "--images", given["--images"], *TINY, *extra, "-o", given["-o"]])
+        extra = [option, f"odd{bad}name" if option == "--import" else odd]  # no such module, no such folder
+    status = main(["report", given["MODEL"], "--images", given["--images"], "--arch", given["--arch"], *OPTIONS,
+                   *extra, "-o", given["-o"]])
     line = only_error_line(capsys.readouterr().err)
     assert status == 1
     assert f"odd{shown}" in line and "\x1b" not in line and BIDI not in line, line
+    if option == "-o":
+        assert Path(odd).read_text() == "a file of the user's"
 
 
 def test_bidi_controls_are_replaced_one_for_one():
@@ -118,7 +120,7 @@ def test_bidi_controls_and_escapes_in_file_and_layer_names_stay_out_of_the_repor
     first = next((inputs / "images").rglob("*.png"))
     first.rename(first.with_name(f"{BIDI}gnp.png"))
     torch.save(BidiNet().state_dict(), tmp_path / "bidi.pth")
-    status = main(["report", str(tmp_path / "bidi.pth"), "--images", str(inputs / "images"), *TINY,
+    status = main(["report", str(tmp_path / "bidi.pth"), "--images", str(inputs / "images"), *OPTIONS,
                    "--arch", "test_cli_text:BidiNet", "--maps", "4", "-o", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert status == 0, err
