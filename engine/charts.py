@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from html import escape
 
 import numpy as np
+
+from .names import html_text
 
 WIDTH, PLOT_HEIGHT = 760, 200
 MARGIN = dict(left=56, right=56, top=16)
@@ -48,11 +49,11 @@ def _frame(labels: Sequence[str], lo: float, hi: float, ylabel: str) -> tuple[li
     for i, label in enumerate(labels):
         if i % every == 0:
             parts.append(
-                f'<text transform="translate({x(i):.1f},{y0 + 8}) rotate(55)" class="tick">{escape(label)}</text>'
+                f'<text transform="translate({x(i):.1f},{y0 + 8}) rotate(55)" class="tick">{html_text(label)}</text>'
             )
     parts.append(
         f'<text transform="translate(14,{(y0 + y1) / 2:.0f}) rotate(-90)" class="axis" '
-        f'text-anchor="middle">{escape(ylabel)}</text>'
+        f'text-anchor="middle">{html_text(ylabel)}</text>'
     )
     return parts, x, y
 
@@ -65,7 +66,7 @@ def _svg(parts: list[str], title: str, labels: Sequence[str]) -> str:
     )
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {_height(labels)}" role="img" '
-        f'aria-label="{escape(title)}"><title>{escape(title)}</title><style>{style}</style>'
+        f'aria-label="{html_text(title)}"><title>{html_text(title)}</title><style>{style}</style>'
         + "".join(parts)
         + "</svg>"
     )
@@ -122,8 +123,8 @@ def curve_svg(
                 continue
             sig = significant is not None and k == 0 and bool(significant[i])
             parts.append(f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="{4 if sig else 2.5}" '
-                         f'style="fill:{"#c44e52" if sig else colour}"><title>{escape(one.name)} · '
-                         f"{escape(labels[i])}: {v:.3f} bits</title></circle>")
+                         f'style="fill:{"#c44e52" if sig else colour}"><title>{html_text(one.name)} · '
+                         f"{html_text(labels[i])}: {v:.3f} bits</title></circle>")
     if len(series) > 1:
         lx, ly = MARGIN["left"] + 10, MARGIN["top"] + 14
         for k, one in enumerate(series):
@@ -132,7 +133,7 @@ def curve_svg(
                 lx, ly = MARGIN["left"] + 10, ly + 16
             parts.append(f'<rect x="{lx}" y="{ly - 8}" width="14" height="4" '
                          f'style="fill:{DIM if one.dim else COLOURS[k % len(COLOURS)]}"/>'
-                         f'<text x="{lx + 18}" y="{ly - 2}" class="tick">{escape(one.name)}</text>')
+                         f'<text x="{lx + 18}" y="{ly - 2}" class="tick">{html_text(one.name)}</text>')
             lx += room + 12
     return _svg(parts, title, labels)
 
@@ -154,12 +155,12 @@ def steps_svg(labels: Sequence[str], delta: np.ndarray, significant: np.ndarray,
         top, bottom = sorted((y(d), y(0.0)))
         cls = "sig" if significant[i] else "bar"
         parts.append(f'<rect x="{x(i) - width / 2:.1f}" y="{top:.1f}" width="{width:.1f}" '
-                     f'height="{max(bottom - top, 0.5):.1f}" class="{cls}"><title>{escape(labels[i])}: '
+                     f'height="{max(bottom - top, 0.5):.1f}" class="{cls}"><title>{html_text(labels[i])}: '
                      f"ΔH = {d:+.3f} bits</title></rect>")
     for i, d in enumerate(control if control is not None else []):
         if np.isfinite(d):
             parts.append(f'<line x1="{x(i) - width / 2 - 3:.1f}" x2="{x(i) + width / 2 + 3:.1f}" y1="{y(d):.1f}" '
-                         f'y2="{y(d):.1f}" style="stroke:{DIM};stroke-width:3"><title>{escape(labels[i])}: '
+                         f'y2="{y(d):.1f}" style="stroke:{DIM};stroke-width:3"><title>{html_text(labels[i])}: '
                          f"control ΔH = {d:+.3f} bits</title></line>")
     parts.append(f'<line x1="{MARGIN["left"]}" x2="{WIDTH - MARGIN["right"]}" y1="{y(0.0):.1f}" '
                  f'y2="{y(0.0):.1f}" class="zero"/>')

@@ -12,7 +12,6 @@ import json
 import platform
 from dataclasses import asdict
 from datetime import datetime, timezone
-from html import escape
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from semiotui.themes.colormaps import overlay
 from .analysis import AnalysisResult
 from .charts import Series, curve_svg
 from .comparison import ModelComparison
+from .names import html_text
 from .report import _CSS, _fmt, _md, _num, _png, _tile_size
 from .report_folder import ReportClaim, claim_report_folder
 from .workspace import Workspace
@@ -146,26 +146,26 @@ def _markdown(data: dict, charts: dict[str, str], tiles: list) -> str:
 
 def _html(data: dict, charts: dict[str, str], tiles: list) -> str:
     a, b = (m["name"] for m in data["models"])
-    head = "".join(f"<th>{escape(c)}</th>" for c in COLUMNS)
-    rows = "".join(f"<tr class=\"{'sig' if layer['differs'] else ''}\"><td><code>{escape(layer['name'])}</code></td>"
-                   + "".join(f"<td class=n>{escape(c)}</td>" for c in _cells(layer)) + "</tr>"
+    head = "".join(f"<th>{html_text(c)}</th>" for c in COLUMNS)
+    rows = "".join(f"<tr class=\"{'sig' if layer['differs'] else ''}\"><td><code>{html_text(layer['name'])}</code></td>"
+                   + "".join(f"<td class=n>{html_text(c)}</td>" for c in _cells(layer)) + "</tr>"
                    for layer in data["layers"])
     grids = []
-    header = "<tr><th></th><th>input</th>" + "".join(f"<th>{escape(n)}</th>" for n in _layer_names(data)) + "</tr>"
+    header = "<tr><th></th><th>input</th>" + "".join(f"<th>{html_text(n)}</th>" for n in _layer_names(data)) + "</tr>"
     for image, tile_rows in tiles:
         cells = header + "".join(
             f"<tr><th>{side}</th>" + "".join(
                 f"<td><img src=\"data:image/png;base64,{base64.b64encode(png).decode()}\" alt=\"\"></td>" for png in row)
             + "</tr>" for side, row in zip("AB", tile_rows))
-        grids.append(f"<h3>{escape(image)}</h3><div class=scroll><table class=maps>{cells}</table></div>")
+        grids.append(f"<h3>{html_text(image)}</h3><div class=scroll><table class=maps>{cells}</table></div>")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>semiotui comparison</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style></head><body>
-<header><h1>semiotui comparison</h1><p class=meta>A <code>{escape(a)}</code> · B <code>{escape(b)}</code> ·
-{data['images']} images in common · {escape(data['created'])} · semiotui {escape(data['semiotui'])}</p>
-<p class=summary>{escape(' '.join(data['summary']))}</p></header>
+<header><h1>semiotui comparison</h1><p class=meta>A <code>{html_text(a)}</code> · B <code>{html_text(b)}</code> ·
+{data['images']} images in common · {html_text(data['created'])} · semiotui {html_text(data['semiotui'])}</p>
+<p class=summary>{html_text(' '.join(data['summary']))}</p></header>
 {''.join(charts.values())}
-<h2>Layers</h2><p class=note>Tests: {escape(data['significance'])}.</p>
+<h2>Layers</h2><p class=note>Tests: {html_text(data['significance'])}.</p>
 <div class=scroll><table class=layers><tr>{head}</tr>{rows}</table></div>
 <h2>The same images' maps</h2><p class=note>Each image's maps under A and under B, at the layers both measure.</p>
 {''.join(grids)}

@@ -41,13 +41,14 @@ class OutOfMemory(SemiotuiError, MemoryError):
 def one_line(exc: BaseException, *, short: bool = False) -> str:
     """The exception's message on one line, naming its type when it has no message.
 
-    `short` cuts it to `QUOTED` characters, to quote inside a message of ours.
+    `short` cuts it to `QUOTED` characters, to quote inside a message of ours, with its backticks made quotes:
+    they are not ours, naming parameters (torch says "`weights_only` ... from `False`", no --False).
     """
     text = " ".join(str(exc).split())
     if isinstance(exc, KeyError) and len(exc.args) == 1:
         text = str(exc.args[0])  # str() of a KeyError quotes its key
-    if short and len(text) > QUOTED:
-        text = text[:QUOTED] + "..."
+    if short:
+        text = (text[:QUOTED] + "..." if len(text) > QUOTED else text).replace("`", "'")
     return text or type(exc).__name__
 
 

@@ -20,9 +20,11 @@ import logging
 import math
 import os
 import pickle
+import pickletools
 import re
 import sys
 import threading
+import warnings
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -31,6 +33,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.serialization import MAGIC_NUMBER
 
 from .archive import UnsafeArchive, check_archive
 from .errors import InvalidValue, LoadError, one_line
@@ -116,8 +119,12 @@ def input_spec(
             f"`mean` has {len(base.mean)} values and `std` {len(base.std)}; give both with one value "
             "per channel (3 for colour, 1 for grey)"
         )
-    if min(base.std) <= 0:
-        raise InvalidValue(f"`std` must be positive, got {' '.join(map(str, base.std))}")
+    if not all(math.isfinite(v) for v in base.mean):
+        raise InvalidValue(f"`mean` must be finite numbers, got {' '.join(map(str, base.mean))}; give one per "
+                           f"channel, e.g. ImageNet's {' '.join(map(str, IMAGENET_MEAN))}")
+    if not all(0 < v < math.inf for v in base.std):  # NaN fails too; inf or 0 would make every input 0 or inf
+        raise InvalidValue(f"`std` must be positive finite numbers, got {' '.join(map(str, base.std))}; give one per "
+                           f"channel, e.g. ImageNet's {' '.join(map(str, IMAGENET_STD))}")
     return base
 
 
@@ -222,6 +229,11 @@ def _sniff(path: Path) -> str:
             raise LoadError(f"{path} is a zip archive but not a PyTorch file (it has no data.pkl)")
         return "pickle"
     if head.startswith(b"\x80"):  # pickle protocol 2 or later: torch's legacy format or a plain pickle
+        if not _opens_with_magic(head):  # neither torch.load's unpickler reads it: it is no damage of ours to name
+            raise LoadError(
+                f"{path} is a plain Python pickle (pickle.dump), not a file torch.save wrote; load it in Python "
+                "and save it with torch.save(model.state_dict()) (then pass `arch`) or torch.save(model)"
+            )
         return "pickle"
     if _looks_like_text(head):
         raise LoadError(f"{path} is a text file, not a model; pass the file written by torch.save or torch.export.save")
@@ -229,6 +241,33 @@ def _sniff(path: Path) -> str:
         f"{path} is not a PyTorch model file (unrecognised content); pass the file written by "
         "torch.save or torch.export.save"
     )
+
+
+def _opens_with_magic(head: bytes) -> bool:
+    """Whether a pickle opens as torch.save's legacy format does, with its magic number pickled alone.
+
+    `pickletools` only lists the pickle's operations: nothing is unpickled.
+    """
+    try:
+        values = [arg for op, arg, _ in pickletools.genops(head) if op.name not in ("PROTO", "FRAME", "STOP")]
+    except Exception:  # any bytes can come here: a pickle cut by the read, or none at all, is not the header
+        return False
+    return values == [MAGIC_NUMBER]
+
+
+def _pickle_protocol(path: Path) -> int | None:
+    """The pickle protocol torch.save wrote `path` with (its `pickle_protocol`), from the pickle's first bytes."""
+    try:
+        if not zipfile.is_zipfile(path):
+            with path.open("rb") as f:
+                head = f.read(2)
+        else:
+            with zipfile.ZipFile(path) as z:
+                name = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
+                head = z.open(name).read(2) if name is not None else b""
+    except (OSError, zipfile.BadZipFile):
+        return None
+    return head[1] if len(head) == 2 and head[0] == pickle.PROTO[0] else None
 
 
 def _looks_like_text(head: bytes) -> bool:
@@ -297,7 +336,9 @@ def _torch_loads(*, weights_only: bool) -> Iterator[None]:
         if weights_only:
             os.environ[_FORCE_SAFE] = "1"
         try:
-            yield
+            with warnings.catch_warnings():  # said to stderr for any protocol but 2; a refusal is said in ours
+                warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+                yield
         finally:
             for name, value in saved.items():
                 os.environ.pop(name, None)
@@ -326,16 +367,9 @@ def _torch_load(path: Path, trust: bool) -> object:
     try:
         with _torch_loads(weights_only=True):
             return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        if found is None:
-            raise _corrupt(path, exc) from exc
+    except pickle.UnpicklingError as exc:  # what only the full unpickler reads, or damage
         if not trust:
-            raise LoadError(
-                f"{path} is a full pickle (it contains {found.group(1)}); unpickling can run arbitrary code, "
-                "so semiotui loads it only with `trust`, for files you trust (safer: save model.state_dict() "
-                "and pass `arch`)"
-            ) from exc
+            raise _refused(path, exc) from exc
     except Exception as exc:  # torch reports damage as RuntimeError, EOFError, ...
         raise _corrupt(path, exc) from exc
     try:
@@ -349,6 +383,26 @@ def _torch_load(path: Path, trust: bool) -> object:
         ) from exc
     except Exception as exc:  # anything else the unpickler runs into
         raise _corrupt(path, exc) from exc
+
+
+def _refused(path: Path, exc: pickle.UnpicklingError) -> LoadError:
+    """Why PyTorch's safe unpickler refused `path`: a class to import or a protocol it cannot read (the full
+    unpickler, with `trust`, reads both), else damage."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    if found is not None:
+        return LoadError(
+            f"{path} is a full pickle (it contains {found.group(1)}); unpickling can run arbitrary code, "
+            "so semiotui loads it only with `trust`, for files you trust (safer: save model.state_dict() "
+            "and pass `arch`)"
+        )
+    protocol = _pickle_protocol(path)
+    if "Unsupported operand" in str(exc) and protocol is not None and protocol > 2:
+        return LoadError(
+            f"{path} is pickled with protocol {protocol}, which PyTorch reads only with its full unpickler; "
+            "unpickling can run arbitrary code, so semiotui does it only with `trust`, for files you trust "
+            "(safer: save it again with torch.save's default protocol)"
+        )
+    return _corrupt(path, exc)
 
 
 def _damaged_archive(path: Path, exc: BaseException) -> LoadError:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Sequence
+from html import escape
 
 REPLACEMENT = "\ufffd"
+# Bidirectional controls: embeddings, overrides, isolates and marks reorder what follows them on screen.
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 def readable(name: str) -> str:
@@ -13,11 +16,17 @@ def readable(name: str) -> str:
 
     Bytes of a file name that are not UTF-8 reach Python as lone surrogates
     (`os.fsdecode`), which no UTF-8 file or terminal accepts; control characters
-    (newlines, tabs, escape sequences) would break a line, a table or the terminal.
+    (newlines, tabs, escape sequences) would break a line, a table or the terminal;
+    bidi controls (U+202E) would show a name other than it is ("gnp.exe" as "exe.png").
     """
-    if name.isprintable():  # the common case, checked in C
+    if name.isprintable():  # the common case, checked in C (bidi controls are not printable)
         return name
-    return "".join(REPLACEMENT if unicodedata.category(c) in ("Cs", "Cc") else c for c in name)
+    return "".join(REPLACEMENT if c in BIDI_CONTROLS or unicodedata.category(c) in ("Cs", "Cc") else c for c in name)
+
+
+def html_text(text: str) -> str:
+    """`text` as HTML or SVG text: `readable`, with `& < > " '` escaped, so no tag, entity or control of it acts."""
+    return escape(readable(text))
 
 
 def class_name(names: Sequence[str] | None, index: int | None) -> str | None:

@@ -60,6 +60,9 @@ def open_workspace(
     images = _paths(images)
     if images and dataset:
         raise InvalidValue("pass `images` or `dataset`, not both")
+    if model is None and arch is not None:  # the demo would run in the place of the model meant
+        raise InvalidValue("`arch` names the architecture of a weights file: pass that file as `model` "
+                           "(with no `model`, semiotui opens its bundled demo)")
     if model is not None and not (images or dataset):
         raise InvalidValue("no images to analyse: pass `images` PATH (files or folders) or `dataset` NAME:ROOT")
     settings.check()

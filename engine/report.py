@@ -19,7 +19,6 @@ import platform
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
@@ -38,7 +37,7 @@ from .greedy import PruneLog
 from .errors import InvalidValue
 from .explain import accuracy, class_curves, confusion, contrast_pair, label_order_warning, largest_steps, outcome_curves
 from .layers import format_shape
-from .names import class_name, readable
+from .names import class_name, html_text, readable
 from .report_folder import ReportClaim, claim_report_folder
 from .saliency import module_of
 from .entropy import MIN_SUPPORT, PERMUTATIONS
@@ -554,50 +553,50 @@ def _html(data: dict, result: AnalysisResult, tiles: list[_Tile], charts: dict[s
         name, kind, shape, *numbers, verdict, significant = _layer_cells(layer)
         cells = "".join(f"<td class=n>{n}</td>" for n in numbers)
         rows.append(
-            f"<tr class=\"{'sig' if significant else ''}\"><td>{i}</td><td><code>{escape(name)}</code></td>"
-            f"<td>{escape(kind)}</td><td>{shape}</td>{cells}<td>{escape(verdict)}</td></tr>"
+            f"<tr class=\"{'sig' if significant else ''}\"><td>{i}</td><td><code>{html_text(name)}</code></td>"
+            f"<td>{html_text(kind)}</td><td>{shape}</td>{cells}<td>{html_text(verdict)}</td></tr>"
         )
     pruning_html = ""
     if data["pruning"]:
-        head_cells = "".join(f"<th>{escape(c)}</th>" for c in PRUNING_COLUMNS)
-        body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>"
+        head_cells = "".join(f"<th>{html_text(c)}</th>" for c in PRUNING_COLUMNS)
+        body = "".join("<tr>" + "".join(f"<td>{html_text(c)}</td>" for c in row) + "</tr>"
                        for row in _pruning_rows(data["pruning"]))
-        pruning_html = (f"<h2>Pruning steps</h2><p class=note>{escape(_pruning_text(data['pruning']))}</p>"
+        pruning_html = (f"<h2>Pruning steps</h2><p class=note>{html_text(_pruning_text(data['pruning']))}</p>"
                         f"<div class=scroll><table class=layers><tr>{head_cells}</tr>{body}</table></div>")
     matrix = _confusion_rows(data)
     confusion_html = ""
     if matrix:
-        head_row = "".join(f"<th>{escape(c)}</th>" for c in matrix[0])
-        body_rows = "".join("<tr><th>" + escape(row[0]) + "</th>" + "".join(f"<td class=n>{c}</td>" for c in row[1:])
+        head_row = "".join(f"<th>{html_text(c)}</th>" for c in matrix[0])
+        body_rows = "".join("<tr><th>" + html_text(row[0]) + "</th>" + "".join(f"<td class=n>{c}</td>" for c in row[1:])
                             + "</tr>" for row in matrix[1:])
-        confusion_html = (f"<h2>Confusion</h2><p class=note>{escape(CONFUSION_NOTE)}</p><div class=scroll>"
+        confusion_html = (f"<h2>Confusion</h2><p class=note>{html_text(CONFUSION_NOTE)}</p><div class=scroll>"
                           f"<table class=layers><tr><th>label \\ predicted</th>{head_row}</tr>{body_rows}</table></div>")
     grids = []
-    head = "".join(f"<th>{escape(name)}</th>" for name in ["image", "input", *result.layers])
+    head = "".join(f"<th>{html_text(name)}</th>" for name in ["image", "input", *result.layers])
     for title, note, positions in _map_sections(data, tiles):
         body = []
         for k in positions:
             r = data["images"][k]
             cells = "".join(
                 f"<td><img src=\"data:image/png;base64,{base64.b64encode(t.png).decode()}\" "
-                f"alt=\"{escape(t.layer or 'input')}\" title=\"{escape(t.layer or r['path'])}\"></td>"
+                f"alt=\"{html_text(t.layer or 'input')}\" title=\"{html_text(t.layer or r['path'])}\"></td>"
                 for t in tiles if t.image == k
             )
-            body.append(f"<tr><th class=img>{escape(r['path'])}<br><small>{escape(_caption(r))}</small></th>{cells}</tr>")
-        grids.append(f"<h2>{escape(title)}</h2><p class=note>{escape(note)}</p>"
+            body.append(f"<tr><th class=img>{html_text(r['path'])}<br><small>{html_text(_caption(r))}</small></th>{cells}</tr>")
+        grids.append(f"<h2>{html_text(title)}</h2><p class=note>{html_text(note)}</p>"
                      f"<div class=scroll><table class=maps><tr>{head}</tr>{''.join(body)}</table></div>")
-    sections = "".join(f"<h2>{escape(title)}</h2><p class=note>{escape(note)}</p>{charts[name]}"
+    sections = "".join(f"<h2>{html_text(title)}</h2><p class=note>{html_text(note)}</p>{charts[name]}"
                        for name, (title, note) in CHART_TEXT.items() if name in charts)
     spans = _span_rows(data)
     if spans:
-        head_cells = "".join(f"<th>{escape(c)}</th>" for c in SPAN_COLUMNS)
-        body = "".join("<tr>" + "".join(f"<td{'' if i == 0 else ' class=n'}>{escape(c)}</td>"
+        head_cells = "".join(f"<th>{html_text(c)}</th>" for c in SPAN_COLUMNS)
+        body = "".join("<tr>" + "".join(f"<td{'' if i == 0 else ' class=n'}>{html_text(c)}</td>"
                                         for i, c in enumerate(row)) + "</tr>" for row in spans)
-        sections += (f"<h2>Where aggregation happens</h2><p class=note>{escape(_span_note(data))}</p>"
+        sections += (f"<h2>Where aggregation happens</h2><p class=note>{html_text(_span_note(data))}</p>"
                      f"<div class=scroll><table class=layers><tr>{head_cells}</tr>{body}</table></div>")
     skipped = ""
     if data["skipped"]:
-        items = "".join(f"<li><code>{escape(x['path'])}</code>: {escape(x['reason'])}</li>" for x in data["skipped"])
+        items = "".join(f"<li><code>{html_text(x['path'])}</code>: {html_text(x['reason'])}</li>" for x in data["skipped"])
         skipped = f"<h2>Skipped files</h2><ul>{items}</ul>"
     shot = f"<h2>Interface</h2><div class=shot>{screenshot}</div>" if screenshot else ""
     model = data["model"]
@@ -606,20 +605,20 @@ def _html(data: dict, result: AnalysisResult, tiles: list[_Tile], charts: dict[s
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>{_CSS}</style></head><body>
 <header><h1>semiotui report</h1>
-<p class=meta>Model <code>{escape(model['path'] or 'bundled demo')}</code> ({escape(model['format'])},
-{model['parameters']:,} parameters) · {len(data['images'])} images<b>{escape(_partial_text(data))}</b> · {escape(_accuracy_text(data))}
-· method <b>{escape(s['method'])}</b> · estimator <b>{escape(s['estimator'])}</b> ({s['levels']} levels,
-{'input' if s['upsample'] else 'native'} resolution) · target {escape(str(s['target']))} · device {escape(s['device'])}
-· {escape(data['created'])} · semiotui {escape(data['semiotui'])}</p>
-<p class=summary>{escape(' '.join(data['summary']))}</p>
-{''.join(f"<p class=warning><b>Warning:</b> {escape(w)}</p>" for w in data['warnings'])}</header>
+<p class=meta>Model <code>{html_text(model['path'] or 'bundled demo')}</code> ({html_text(model['format'])},
+{model['parameters']:,} parameters) · {len(data['images'])} images<b>{html_text(_partial_text(data))}</b> · {html_text(_accuracy_text(data))}
+· method <b>{html_text(s['method'])}</b> · estimator <b>{html_text(s['estimator'])}</b> ({s['levels']} levels,
+{'input' if s['upsample'] else 'native'} resolution) · target {html_text(str(s['target']))} · device {html_text(s['device'])}
+· {html_text(data['created'])} · semiotui {html_text(data['semiotui'])}</p>
+<p class=summary>{html_text(' '.join(data['summary']))}</p>
+{''.join(f"<p class=warning><b>Warning:</b> {html_text(w)}</p>" for w in data['warnings'])}</header>
 {sections}
-<h2>Layers</h2><p class=note>{escape(LAYER_NOTE)}</p><div class=scroll><table class=layers><tr><th>#</th>
-{''.join(f"<th>{escape(c)}</th>" for c in LAYER_COLUMNS)}</tr>
+<h2>Layers</h2><p class=note>{html_text(LAYER_NOTE)}</p><div class=scroll><table class=layers><tr><th>#</th>
+{''.join(f"<th>{html_text(c)}</th>" for c in LAYER_COLUMNS)}</tr>
 {''.join(rows)}</table></div>
 {pruning_html}{confusion_html}{''.join(grids)}{skipped}{shot}
-<footer>Entropy: {escape(ESTIMATOR_TEXT.get(s['estimator'], s['estimator']))}; {escape(s['significance'])};
-control: {escape(data['control']['method'] if data['control'] else 'none')}.
+<footer>Entropy: {html_text(ESTIMATOR_TEXT.get(s['estimator'], s['estimator']))}; {html_text(s['significance'])};
+control: {html_text(data['control']['method'] if data['control'] else 'none')}.
 Every number is in report.json.</footer>
 </body></html>
 """
@@ -734,7 +733,7 @@ _MARKDOWN_ACTIVE = re.compile(r"([\\`*_\[\]()!|~#$])")
 
 def _md(text: str) -> str:
     """A name from outside as literal Markdown text: no HTML, link, emphasis or table cell can come of it."""
-    return escape(_MARKDOWN_ACTIVE.sub(r"\\\1", readable(text)))
+    return html_text(_MARKDOWN_ACTIVE.sub(r"\\\1", text))
 
 
 def _md_code(text: str) -> str:

@@ -7,6 +7,7 @@ command in a subprocess, the path a user takes, which fails before any interface
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -57,6 +58,9 @@ def make_inputs(root: Path) -> Path:
     torch.save(conv_net().state_dict(), inputs / "weights.pth")
     torch.save(flat_net(), inputs / "flat.pt")
     torch.save(sized_net(), inputs / "sized.pt")
+    (inputs / "plain.pt").write_bytes(pickle.dumps({"conv": conv_net().state_dict()}, protocol=5))
+    (inputs / "plain-model.pt").write_bytes(pickle.dumps(conv_net(), protocol=5))
+    torch.save(conv_net().state_dict(), inputs / "weights5.pth", pickle_protocol=5)
     return inputs
 
 
@@ -97,6 +101,28 @@ CASES = {
     "an image folder with nothing readable": (["{i}/conv.pt", "--trust", "--images", "{i}/unreadable"],
                                               r"no readable image in .*unreadable: 2 file\(s\) skipped"),
     "a model without images": (["{i}/conv.pt", "--trust"], "pass --images PATH"),
+    **{f"--std {value}": (["{i}/conv.pt", "--trust", "--images", "{i}/images", "--std", value, "0.2", "0.2"],
+                          rf"^semiotui: error: --std must be positive finite numbers, got {value} 0.2 0.2; give one "
+                          r"per channel, e\.g\. ImageNet's 0\.229 0\.224 0\.225$")
+       for value in ("inf", "nan", "0.0", "-0.5")},
+    "--mean nan": (["{i}/conv.pt", "--trust", "--images", "{i}/images", "--mean", "nan", "0.5", "0.5"],
+                   r"^semiotui: error: --mean must be finite numbers, got nan 0.5 0.5; give one per channel, "
+                   r"e\.g\. ImageNet's 0\.485 0\.456 0\.406$"),
+    "a plain pickle, not torch.save's": (
+        ["{i}/plain.pt", "--images", "{i}/images"],
+        r"^semiotui: error: \S*plain.pt is a plain Python pickle \(pickle.dump\), not a file torch.save wrote; "
+        r"load it in Python and save it with torch.save\(model.state_dict\(\)\) \(then pass --arch\) or "
+        r"torch.save\(model\)$"),
+    "a plain pickle of a model, trusted": (["{i}/plain-model.pt", "--trust", "--images", "{i}/images"],
+                                           r"plain-model.pt is a plain Python pickle"),
+    "a state dict saved with pickle protocol 5": (
+        ["{i}/weights5.pth", "--arch", "resnet18", "--images", "{i}/images"],
+        r"^semiotui: error: \S*weights5.pth is pickled with protocol 5, which PyTorch reads only with its full "
+        r"unpickler; unpickling can run arbitrary code, so semiotui does it only with --trust, for files you "
+        r"trust \(safer: save it again with torch.save's default protocol\)$"),
+    "--arch without a model file": (["--arch", "resnet18", "--images", "{i}/images"],
+                                    r"^semiotui: error: --arch names the architecture of a weights file: pass that "
+                                    r"file as MODEL \(with no MODEL, semiotui opens its bundled demo\)$"),
     "grey levels whose co-occurrence matrix fills the memory": (
         ["{i}/conv.pt", "--trust", "--images", "{i}/images", "--levels", "46341"],
         r"levels must be from 2 to 4096 .*got 46341"),
@@ -139,7 +165,7 @@ def command_runs(inputs) -> tuple[dict[str, tuple[int, str]], dict[str, bytes | 
     Returns each run's status and stderr, and the inputs as they were before the runs.
     """
     before = snapshot(inputs)
-    cases = ["missing path", "a full pickle without --trust"]
+    cases = ["missing path", "a full pickle without --trust", "a state dict saved with pickle protocol 5"]
     env = {**os.environ, "PYTHONWARNINGS": "default"}  # a warning printed on stderr would break the one line
     runs = {
         case: subprocess.Popen([sys.executable, "-m", "semiotui", *arguments(case, inputs), "--device", "cpu"],
@@ -157,7 +183,8 @@ def command_runs(inputs) -> tuple[dict[str, tuple[int, str]], dict[str, bytes | 
     return results, before
 
 
-@pytest.mark.parametrize("case", ["missing path", "a full pickle without --trust"])
+@pytest.mark.parametrize("case", ["missing path", "a full pickle without --trust",
+                                  "a state dict saved with pickle protocol 5"])  # torch warns of protocol 5
 def test_the_real_command_fails_before_the_interface_opens(case, command_runs, inputs):
     results, before = command_runs
     status, err = results[case]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,3 +83,40 @@ def test_the_engine_never_imports_the_interface_and_the_interface_has_no_import_
         return any(n == goal or (n not in seen and reaches(n, goal, seen | {n})) for n in graph[start])
 
     assert [name for name in graph if reaches(name, name, set())] == []
+
+
+def test_a_quoted_message_keeps_its_own_backticks_out_of_the_flags():
+    torch_says = ValueError("we changed the default value of the `weights_only` argument from `False` to `True`")
+    error = InvalidValue(f"`model` is damaged ({one_line(torch_says, short=True)})")
+    assert for_command_line(error) == ("MODEL is damaged (we changed the default value of the 'weights_only' "
+                                       "argument from 'False' to 'True')")
+
+
+CTRL_C_AS_TORCH_IMPORTS = """
+import os, runpy, signal, sys, time
+
+class CtrlC:  # Ctrl-C as PyTorch starts to import, which takes seconds
+    def find_spec(self, name, path=None, target=None):
+        if name != "torch":
+            return None
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(10)
+        except KeyboardInterrupt:
+            if sys.argv.pop(1) == "raised":
+                raise
+        raise ImportError("PyCapsule_Import could not import module 'datetime'")  # as NumPy's C code says it
+
+sys.meta_path.insert(0, CtrlC())
+sys.argv[0] = "semiotui"
+runpy.run_module("semiotui", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("ctrl_c", ["raised", "turned into an ImportError"])
+@pytest.mark.parametrize("arguments", [["--help"], ["report", "model.pt", "--images", "images", "-o", "out"]],
+                         ids=["help", "report"])
+def test_ctrl_c_while_pytorch_imports_exits_130_with_one_line(arguments, ctrl_c, tmp_path):
+    run = subprocess.run([sys.executable, "-c", CTRL_C_AS_TORCH_IMPORTS, ctrl_c, *arguments], capture_output=True,
+                         text=True, cwd=tmp_path, timeout=120)
+    assert (run.returncode, run.stderr) == (130, "semiotui: interrupted\n")

@@ -89,6 +89,23 @@ def test_bare_state_dict_needs_arch_and_loads_with_arch_kwargs(tmp_path, nets):
     assert loaded.info.parameters == sum(v.numel() for v in tiny_state(3).values())
 
 
+@pytest.mark.parametrize("zipped", [True, False], ids=["zip", "legacy"])
+def test_a_file_saved_with_a_newer_pickle_protocol_loads_as_far_as_the_safe_unpickler_reads(tmp_path, nets, zipped):
+    for protocol in (3, 4, 5):
+        path = tmp_path / f"weights{protocol}.pt"
+        torch.save(tiny_state(classes=3), path, pickle_protocol=protocol, _use_new_zipfile_serialization=zipped)
+        load = lambda **trust: load_model(path, arch="mynets:Net", arch_kwargs={"classes": 3}, pythonpath=[nets],
+                                          **trust)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # torch warns of any protocol but 2, on stderr, past the one line
+            if protocol == 3:  # the safe unpickler reads protocol 3
+                assert load().info.format == "state_dict"
+                continue
+            with pytest.raises(LoadError, match=rf"pickled with protocol {protocol}, .*only with `trust`"):
+                load()
+            assert load(trust=True).info.format == "state_dict"
+
+
 def test_mismatching_keys_and_shapes_are_named(tmp_path, nets):
     state = tiny_state(classes=3)
     state["extra.weight"] = torch.zeros(2)
@@ -137,10 +154,14 @@ class _Exploit:
 def test_a_pickle_runs_no_code_without_trust(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
-    with path.open("wb") as f:
-        pickle.dump({"state_dict": _Exploit(str(marker))}, f, protocol=2)
+    torch.save({"state_dict": _Exploit(str(marker))}, path)
     with pytest.raises(LoadError, match="posix.mkdir|os.mkdir|nt.mkdir"):
         load_model(path)
+    assert not marker.exists()
+    with path.open("wb") as f:  # a plain pickle, which torch.load cannot read: not unpickled even with trust
+        pickle.dump({"state_dict": _Exploit(str(marker))}, f, protocol=2)
+    with pytest.raises(LoadError, match="is a plain Python pickle"):
+        load_model(path, trust=True)
     assert not marker.exists()
 
 

@@ -24,15 +24,16 @@ def _command(inputs: Path, *extra: str) -> list[str]:
             "--device", "cpu", "--finetune-batches", "1", "--tolerance", "1", *extra]
 
 
-def test_ctrl_c_stops_after_the_current_step_and_saves_the_model_and_log(inputs):
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_stops_after_the_current_step_and_saves_the_model_and_log(inputs, signal_number):
     out = inputs / "pruned.pt"
     proc = subprocess.Popen(_command(inputs, "-o", str(out)), stderr=subprocess.PIPE, text=True)
     lines = []
     for line in proc.stderr:
         lines.append(line)
         if line.startswith("step 1: trying"):
-            proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=120) == 0, "".join(lines)
+            proc.send_signal(signal_number)
+    assert proc.wait(timeout=120) == 128 + signal_number, "".join(lines)  # as `semiotui report` and a shell say
     assert sum("stopping after the current step" in line for line in lines) == 1
     log = json.loads(out.with_suffix(".json").read_text())
     assert log["stopped_because"] == "stopped by the user"

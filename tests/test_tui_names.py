@@ -182,3 +182,30 @@ async def test_a_saved_report_with_markup_names_opens_and_shows_them_as_written(
         text = screen_text(app)
         assert all(name in text for name in MarkupNet.NAMES) and f"{CLICK}CLICKME.png" in text
         assert app.is_running
+
+
+async def test_escape_sequences_and_bidi_controls_in_layer_names_stay_out_of_the_entropy_curve():
+    """plotext's drawing is read back as ANSI: an OSC 8 escape in a layer name made the plot a hyperlink."""
+    from textual.app import App
+
+    from semiotui.tui.curve import CurveData, EntropyCurve
+
+    link = "\x1b]8;;https://example.com\x1b\\"
+
+    class OneCurve(App):
+        def compose(self):
+            yield EntropyCurve()
+
+    app = OneCurve()
+    async with app.run_test(size=(120, 30)) as pilot:
+        curve = app.query_one(EntropyCurve)
+        values = np.array([1.0, 2.0])
+        curve.data = CurveData([f"a{link}conv", "b\u202econv"], values, values - 0.5, values + 0.5, values, 0,
+                               labels=(f"mean{link}", "image"))
+        segments = lambda: [segment for line in curve._lines for segment in line]
+        await wait_until(pilot, lambda: "(layer 1 of 2)" in "".join(segment.text for segment in segments()))
+        segments = segments()
+        text = "".join(segment.text for segment in segments)
+        assert "a\ufffd]8;;https://example.com\ufffd\\conv" in text and "mean\ufffd]8" in text
+        assert "\x1b" not in text and "\u202e" not in text
+        assert not any(segment.style is not None and segment.style.link for segment in segments)

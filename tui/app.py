@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from functools import partial
 from pathlib import Path
 from typing import ClassVar
@@ -22,6 +21,7 @@ from .config import load_config, save_config
 from .confirm import ConfirmQuit
 from .explorer import KEEP_MAPS, ExplorerScreen
 from .help import HelpScreen
+from .plain import say
 
 
 class SemiotuiApp(App[int]):
@@ -89,6 +89,6 @@ def run_app(workspace: Workspace, *, debug: bool = False) -> int:
     app = SemiotuiApp(workspace, tracebacks=debug)
     app.run()
     if not app.session.close(timeout=0.5):
-        print("semiotui: stopping the analysis after its current batch…", file=sys.stderr)
+        say("semiotui: stopping the analysis after its current batch…")
         app.session.close()
     return app.return_code or 0

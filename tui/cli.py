@@ -6,12 +6,13 @@ import argparse
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import NoReturn
 
 from semiotui import __version__
-from semiotui.engine.entropy import ESTIMATORS
-from semiotui.engine.saliency import METHODS
 
-from .errors import for_command_line
+from .interrupts import interruptible_imports
+
+# Nothing here imports NumPy or PyTorch (the engine does): a Ctrl-C during their seconds of import is `main`'s.
 
 COMMANDS = ("report", "open", "prune", "compare", "demo")  # grows as each subcommand lands
 
@@ -19,19 +20,37 @@ COMMANDS = ("report", "open", "prune", "compare", "demo")  # grows as each subco
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `semiotui` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = argv[0] if argv and argv[0] in COMMANDS else None
-    parser = build_parser(command)
-    args = parser.parse_args(argv[1:] if command else argv)
+    try:
+        command = argv[0] if argv and argv[0] in COMMANDS else None
+        with interruptible_imports():
+            parser = build_parser(command)  # imports the engine
+        return run(parser.parse_args(argv[1:] if command else argv))
+    except KeyboardInterrupt:  # also while the engine is imported, before a command installs its own handler
+        print("semiotui: interrupted", file=sys.stderr)  # not `say`: importing it may be what was interrupted
+        return 130
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the parsed command: every failure becomes one line (`--debug` shows the traceback first)."""
+    from .errors import for_command_line
+    from .plain import say
+
     try:
         return int(args.run(args) or 0)
-    except KeyboardInterrupt:
-        print("semiotui: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # every failure becomes one line; --debug shows the traceback
+    except Exception as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"semiotui: error: {for_command_line(exc)}", file=sys.stderr)
+        say(f"semiotui: error: {for_command_line(exc)}")
         return 1
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors quote the arguments as text (`readable`): it echoes some raw."""
+
+    def error(self, message: str) -> NoReturn:
+        from semiotui.engine.names import readable  # the engine is imported by then: `build_parser` did
+
+        super().error(readable(message))
 
 
 def build_parser(command: str | None) -> argparse.ArgumentParser:
@@ -48,7 +67,7 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         "compare": "Two models on the same images side by side (a pruned one and its original, say), or two "
         "saved report folders; writes a comparison report.",
     }
-    parser = argparse.ArgumentParser(prog=prog, description=descriptions[command])
+    parser = Parser(prog=prog, description=descriptions[command])
     parser.add_argument("--version", action="version", version=f"semiotui {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     from . import commands  # the subcommands' bodies; imported here to keep --help fast
@@ -101,6 +120,9 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_analysis_options(parser: argparse.ArgumentParser) -> None:
+    from semiotui.engine.entropy import ESTIMATORS
+    from semiotui.engine.saliency import METHODS
+
     g = parser.add_argument_group("analysis")
     g.add_argument("--layers", nargs="+", metavar="NAME",
                    help="layers to measure: dotted names or globs ('features.*'); default: conv and pooling layers")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 import contextlib
-import sys
 import threading
 
 from semiotui.engine.analysis import AnalysisResult, BatchDone, Finished, Notice, skipped_message, stream_analysis
@@ -16,6 +15,7 @@ from semiotui.engine.workspace import ImageSet, Workspace
 
 from .errors import for_command_line
 from .interrupts import Interrupts
+from .plain import say
 
 
 def configure(command: str | None, parser: argparse.ArgumentParser) -> None:
@@ -118,18 +118,18 @@ def run_report(args: argparse.Namespace) -> int:
             return interrupts.status
         workspace, result = analysed
         if result.cancelled and not result.images:
-            print("semiotui: interrupted before the first images were analysed; no report written", file=sys.stderr)
+            say("semiotui: interrupted before the first images were analysed; no report written")
             return interrupts.status
         order = label_order_warning(result, workspace.images.label_source, workspace.images.class_names)
         if order:
-            print(f"semiotui: warning: {order}", file=sys.stderr)
+            say(f"semiotui: warning: {order}")
         if workspace.control is not None and result.images and not cancel.is_set():
             control_with_progress(workspace, result, cancel)  # attaches the control to the result
         add_maps(workspace.model, workspace.images, workspace.layers, result, showcase(result, args.maps))
         add_contrast_maps(workspace.model, workspace.images, workspace.layers, result)
         path = write_report(claim, workspace, result, formats=tuple(args.formats))
     partial = " (partial: the analysis was interrupted)" if result.cancelled else ""
-    print(f"semiotui: report written to {path}{partial}", file=sys.stderr)
+    say(f"semiotui: report written to {path}{partial}")
     return interrupts.status
 
 
@@ -147,7 +147,7 @@ def _analyse_for_report(
         workspace = workspace_from_args(args)
         if shard is None or shard.leader:
             for warning in workspace.warnings:
-                print(f"semiotui: warning: {warning}", file=sys.stderr)
+                say(f"semiotui: warning: {warning}")
         if shard is None:
             result = analyse_with_progress(workspace, cancel=cancel)  # maps come after: across the classes
         else:
@@ -181,7 +181,7 @@ def _analyse_shard(workspace: Workspace, shard, cancel: threading.Event) -> Anal
     if whole is not None:  # rank 0 named the files it skipped; the other ranks' it names now
         others = [entry for entry in whole.skipped if entry not in part.skipped]
         if others:
-            print(f"semiotui: {skipped_message(others)}", file=sys.stderr)
+            say(f"semiotui: {skipped_message(others)}")
     return whole
 
 
@@ -220,14 +220,14 @@ def analyse_with_progress(
         bar.update(task, completed=event.done, total=total, rate=f"{event.rate:.1f} images/s")
         if not (quiet or console.is_terminal) and (event.done - last_line >= max(1, total // 10)
                                                     or event.done == total):
-            print(f"analysed {event.done}/{total} images ({event.rate:.1f}/s)", file=sys.stderr)
+            say(f"analysed {event.done}/{total} images ({event.rate:.1f}/s)")
             last_line = event.done
 
     with bar:
-        result = follow(events, console, Finished, progress).result
+        result = follow(events, Finished, progress, quiet=quiet).result
     if result.cancelled and result.images and not quiet:
-        print(f"semiotui: analysis stopped after {len(result.images)} of {total} images; "
-              "the report covers those (Ctrl-C again stops without one)", file=sys.stderr)
+        say(f"semiotui: analysis stopped after {len(result.images)} of {total} images; "
+            "the report covers those (Ctrl-C again stops without one)")
     return result
 
 
@@ -244,8 +244,8 @@ def control_with_progress(workspace: Workspace, result: AnalysisResult, cancel: 
 
     control = workspace.control
     count = min(control.images, len(result.images))
-    print(f"semiotui: control: {control.draws} copies of the model with shuffled weights on {count} images "
-          "spread across the classes, one more pass each (--no-control skips it)", file=sys.stderr)
+    say(f"semiotui: control: {control.draws} copies of the model with shuffled weights on {count} images "
+        "spread across the classes, one more pass each (--no-control skips it)")
     events = control_steps(workspace, result, cancel or threading.Event())
     console = Console(stderr=True)
     bar = Progress(TextColumn("control"), BarColumn(), MofNCompleteColumn(), console=console,
@@ -255,22 +255,24 @@ def control_with_progress(workspace: Workspace, result: AnalysisResult, cancel: 
     def progress(event: ControlProgress) -> None:
         bar.update(task, completed=event.done)
         if not console.is_terminal:
-            print(f"control network {event.done}/{event.draws} done", file=sys.stderr)
+            say(f"control network {event.done}/{event.draws} done")
 
     with bar:
-        done = follow(events, console, ControlFinished, progress).control
+        done = follow(events, ControlFinished, progress).control
     if done is None:
-        print("semiotui: warning: no control; no step is called superization", file=sys.stderr)
+        say("semiotui: warning: no control; no step is called superization")
     return done
 
 
-def follow(events, console, end: type, progress) -> object:
-    """Print the engine's notices, hand every other event to `progress`, and return the final event of type `end`."""
+def follow(events, end: type, progress, *, quiet: bool = False) -> object:
+    """Print the engine's notices (unless `quiet`), hand every other event to `progress`, and return the final
+    event of type `end`."""
     for event in events:
         if isinstance(event, end):
             return event
         if isinstance(event, Notice):
-            console.print(f"semiotui: {event.message}", highlight=False)
+            if not quiet:
+                say(f"semiotui: {event.message}")
         else:
             progress(event)
     raise AssertionError(f"the stream ended without {end.__name__}")
@@ -306,8 +308,8 @@ def run_compare(args: argparse.Namespace) -> int:
                              specs=(sides[0][0].spec, sides[1][0].spec), force=args.force)
         path = write_comparison(claim, comparison, *sides)
     for line in comparison.summary():
-        print(f"semiotui: {line}", file=sys.stderr)
-    print(f"semiotui: comparison written to {path}", file=sys.stderr)
+        say(f"semiotui: {line}")
+    say(f"semiotui: comparison written to {path}")
     return 0
 
 
@@ -315,10 +317,11 @@ def _analysed_side(args: argparse.Namespace, model: str) -> tuple[Workspace, Ana
     """One model of a comparison: loaded with the shared options, analysed, with its control."""
     from .workspace_args import workspace_from_args
 
-    print(f"semiotui: {model}", file=sys.stderr)
-    workspace = workspace_from_args(argparse.Namespace(**{**vars(args), "model": None if model == "demo" else model}))
+    say(f"semiotui: {model}")
+    demo = {"model": None, "arch": None} if model == "demo" else {"model": model}  # --arch is the other model's
+    workspace = workspace_from_args(argparse.Namespace(**{**vars(args), **demo}))
     for warning in workspace.warnings:
-        print(f"semiotui: warning: {warning}", file=sys.stderr)
+        say(f"semiotui: warning: {warning}")
     result = analyse_with_progress(workspace)
     if workspace.control is not None:
         control_with_progress(workspace, result)

@@ -16,6 +16,7 @@ from textual.strip import Strip
 from textual_plotext import PlotextPlot
 
 from semiotui.engine.analysis import AnalysisSettings
+from semiotui.engine.names import readable
 
 from .heatmap import PLAIN
 from .layer_tree import clip, short_names
@@ -95,8 +96,11 @@ class BackgroundPlot(PlotextPlot, can_focus=True):
         return console.render_lines(legend, console.options.update(height=None), pad=True)[:2]
 
     def title(self, text: str) -> None:
-        """The plot's title, cut to the width (plotext leaves out a title that does not fit)."""
-        self.plt.title(clip(text, max(4, self.size.width - 4)))
+        """The plot's title, cut to the width (plotext leaves out a title that does not fit).
+
+        `readable`, as the ticks: plotext's drawing is read back as ANSI, where a name's escapes would act.
+        """
+        self.plt.title(clip(readable(text), max(4, self.size.width - 4)))
 
     def curve(self, values: np.ndarray, *, color: str | tuple[int, int, int], label: str | None = None) -> None:
         """One curve over layers 1..n, broken where a layer has no value (empty maps): not drawn as 0, not bridged.
@@ -104,7 +108,7 @@ class BackgroundPlot(PlotextPlot, can_focus=True):
         A labelled curve is named in the legend under the plot.
         """
         if label is not None:
-            self._legend.append((label, color))
+            self._legend.append((readable(label), color))
         finite = np.isfinite(np.asarray(values, dtype=float))
         start = None
         for i in range(len(finite) + 1):
@@ -163,7 +167,7 @@ def _rich_colour(colour: str | tuple[int, int, int]) -> str:
 
 def layer_ticks(plt: object, names: list[str], width: int) -> list[str]:
     """Ticks 1..n along x: the layers' short names where they fit in `width` cells, else numbers; returns the names."""
-    short = short_names(names)
+    short = [readable(name) for name in short_names(names)]  # plotext's drawing is read back as ANSI
     x = list(range(1, len(names) + 1))
     if sum(len(n) + 1 for n in short) <= width - 12:
         plt.xticks(x, short)

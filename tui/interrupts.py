@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 class Interrupts:
@@ -37,3 +39,31 @@ class Interrupts:
             raise KeyboardInterrupt
         self.received = number
         self.cancel.set()  # said by the command's loop at its next event: printing here could tear a progress bar
+
+
+@contextmanager
+def interruptible_imports() -> Iterator[None]:
+    """Ctrl-C while modules import is a KeyboardInterrupt, even where a C extension reports it as another error.
+
+    NumPy's C initialisation turns it into an ImportError; the handler here notes the signal, so it is said as one.
+    Only where Ctrl-C has Python's default handler (not where it is ignored, as for a background job).
+    """
+    pressed: list[int] = []
+
+    def handle(number: int, frame: object) -> None:
+        pressed.append(number)
+        raise KeyboardInterrupt
+
+    own = (threading.current_thread() is threading.main_thread()
+           and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+    if own:
+        signal.signal(signal.SIGINT, handle)
+    try:
+        yield
+    except Exception:
+        if pressed:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        if own:
+            signal.signal(signal.SIGINT, signal.default_int_handler)

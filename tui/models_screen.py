@@ -59,7 +59,7 @@ class ModelsScreen(Screen[None]):
     def on_mount(self) -> None:
         c = self.comparison
         a, b = c.names
-        self.query_one("#models-summary").border_title = f"A: {a} · B: {b}"
+        self.query_one("#models-summary").border_title = plain(f"A: {a} · B: {b}")
         self.query_one("#models-summary", Static).update(plain(" ".join(c.summary())))
         self.query_one("#models-curve").border_title = "Entropy curves, both models"
         self.query_one("#models-layers").border_title = "Layers: H and ΔH of A and B, p paired by image"
@@ -67,8 +67,8 @@ class ModelsScreen(Screen[None]):
         table.add_columns("layer", "H A", "H B", "p", "ΔH A", "ΔH B", "p")
         for j, name in enumerate(short_names(c.layers)):
             table.add_row(plain(name), *_cells(c, j))
-        self.query_one("#model-a-map").border_title = f"A: {a}"
-        self.query_one("#model-b-map").border_title = f"B: {b}"
+        self.query_one("#model-a-map").border_title = plain(f"A: {a}")
+        self.query_one("#model-b-map").border_title = plain(f"B: {b}")
         self.query_one(GroupPlot).data = self._curves()
         self._show_maps()
         table.focus()

@@ -1,11 +1,15 @@
-"""Text from outside shown as it is: Textual reads a string as markup, and names are not markup.
+"""Text from outside shown as it is: Textual and Rich read a string as markup, and names are not markup.
 
 File, folder, class and layer names, a saved report's content, and messages that
 quote them could hold `[link=...]` (a crash) or `[@click=...]` (an action run on a
-click). Widgets get them as `plain(text)`; notifications are plain in `SemiotuiApp.notify`.
+click), and escape sequences or bidi controls (`readable`). Widgets get them as
+`plain(text)`; notifications are plain in `SemiotuiApp.notify`; the command line
+prints every line with `say`.
 """
 
 from __future__ import annotations
+
+import sys
 
 from rich.text import Text
 
@@ -15,3 +19,11 @@ from semiotui.engine.names import readable
 def plain(text: str) -> Text:
     """`text` as a Text, which no widget parses, with what a terminal cannot show replaced (`readable`)."""
     return Text(readable(text))
+
+
+def say(line: str) -> None:
+    """Print `line` on stderr as it is, with what a terminal cannot show replaced (`readable`).
+
+    Plain `print`, never Rich's markup; while a progress bar runs, Rich takes the line and prints it above the bar.
+    """
+    print(readable(line), file=sys.stderr)

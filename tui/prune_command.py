@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from semiotui.engine.greedy import (PruneEvent, PruneFinished, PruneSettings, StepDone, Trying, Working, greedy_prune,
                                    scored_by)
+from semiotui.engine.names import readable
 from semiotui.engine.pruning import check_output, conv_layers, prune_splits, save_pruned
 
 from .interrupts import Interrupts
+from .plain import say
 from .workspace_args import input_paths, workspace_from_args
 
 
@@ -27,26 +28,26 @@ def prune(args: argparse.Namespace) -> int:
     settings.check()
     workspace = workspace_from_args(args)
     for warning in workspace.warnings:
-        print(f"semiotui: warning: {warning}", file=sys.stderr)
+        say(f"semiotui: warning: {warning}")
     train, held_out = prune_splits(workspace, args.holdout, args.seed)
     layers = conv_layers(workspace, workspace.layers if args.layers else None)
     measure = scored_by(held_out)
-    print(f"semiotui: pruning {len(layers)} conv layers ({args.criterion}); {len(train)} images to fine-tune "
-          f"and calibrate, {len(held_out)} to measure {measure}"
-          f"{' (no labels: agreement with the original model)' if measure == 'agreement' else ''}; "
-          "Ctrl-C stops after the current step", file=sys.stderr)
+    say(f"semiotui: pruning {len(layers)} conv layers ({args.criterion}); {len(train)} images to fine-tune "
+        f"and calibrate, {len(held_out)} to measure {measure}"
+        f"{' (no labels: agreement with the original model)' if measure == 'agreement' else ''}; "
+        "Ctrl-C stops after the current step")
     cancel = threading.Event()
-    with Interrupts(cancel):
+    with Interrupts(cancel) as interrupts:
         events = greedy_prune(workspace.model, train, held_out, layers, settings, workspace.settings, cancel=cancel)
         finished = _follow(events, settings, cancel)
     save_pruned(finished.model, finished.log, workspace, out)
     for warning in finished.log.warnings:
-        print(f"semiotui: warning: {warning}", file=sys.stderr)
+        say(f"semiotui: warning: {warning}")
     o, f = finished.log.original, finished.log.final
-    print(f"semiotui: {finished.log.stopped_because}; parameters {f.parameters:,} of {o.parameters:,} "
-          f"({f.parameters / o.parameters:.1%}), MACs {f.macs / o.macs:.1%}, {measure} {o.accuracy:.1%} -> "
-          f"{f.accuracy:.1%}; saved {out} and {log_path}", file=sys.stderr)
-    return 0
+    say(f"semiotui: {finished.log.stopped_because}; parameters {f.parameters:,} of {o.parameters:,} "
+        f"({f.parameters / o.parameters:.1%}), MACs {f.macs / o.macs:.1%}, {measure} {o.accuracy:.1%} -> "
+        f"{f.accuracy:.1%}; saved {out} and {log_path}")
+    return interrupts.status  # 130 or 143 once stopped by a signal, what was done saved all the same
 
 
 def _follow(events: Iterator[PruneEvent], settings: PruneSettings, cancel: threading.Event) -> PruneFinished:
@@ -57,7 +58,7 @@ def _follow(events: Iterator[PruneEvent], settings: PruneSettings, cancel: threa
     console = Console(stderr=True)
     target = settings.target_params if settings.target_params is not None else settings.target_macs
     measure = "parameters" if settings.target_params is not None else "macs"
-    # The description names a layer: plain text, not Rich markup.
+    # The description names a layer: plain text, not Rich markup (and `readable`, as `say` prints).
     bar = Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(),
                    TextColumn("{task.fields[size]}"), TimeElapsedColumn(), console=console, transient=True,
                    disable=not console.is_terminal)
@@ -69,15 +70,14 @@ def _follow(events: Iterator[PruneEvent], settings: PruneSettings, cancel: threa
         for event in events:
             if cancel.is_set() and not stopping:
                 stopping = True
-                print("semiotui: stopping after the current step (Ctrl-C again to abort without saving)",
-                      file=sys.stderr)
+                say("semiotui: stopping after the current step (Ctrl-C again to abort without saving)")
             if isinstance(event, Trying):
                 layer = event.layer
-                bar.update(task, description=f"step {event.step}: {layer}")
+                bar.update(task, description=readable(f"step {event.step}: {layer}"))
                 if not console.is_terminal:
-                    print(f"step {event.step}: trying {layer}", file=sys.stderr)
+                    say(f"step {event.step}: trying {layer}")
             elif isinstance(event, Working):
-                bar.update(task, description=f"step {event.step}: {layer}, {event.what}")
+                bar.update(task, description=readable(f"step {event.step}: {layer}, {event.what}"))
             elif isinstance(event, StepDone):
                 _print_step(event)
                 kept = next((s for s in reversed(event.log.steps) if s.accepted), None)
@@ -94,5 +94,5 @@ def _follow(events: Iterator[PruneEvent], settings: PruneSettings, cancel: threa
 def _print_step(event: StepDone) -> None:
     s, original = event.step, event.log.original
     verdict = "accepted" if s.accepted else "rolled back; layer saturated"
-    print(f"step {s.index}: {s.layer} -{s.channels_removed} channels ({s.channels_left} left), parameters "
-          f"{s.parameters / original.parameters:.1%}, accuracy {s.accuracy:.1%} ({verdict})", file=sys.stderr)
+    say(f"step {s.index}: {s.layer} -{s.channels_removed} channels ({s.channels_left} left), parameters "
+        f"{s.parameters / original.parameters:.1%}, accuracy {s.accuracy:.1%} ({verdict})")
