@@ -53,7 +53,7 @@ def available_memory(device: torch.device) -> int | None:
     without /proc).
 
     A GPU's free memory and what torch holds cached on it; on the CPU the memory Linux says is available
-    (MemAvailable), within a container's limit (cgroup v2) where there is one.
+    (MemAvailable), within a container's limit (cgroup v2 or v1) where there is one.
     """
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
@@ -65,9 +65,15 @@ def available_memory(device: torch.device) -> int | None:
         available = int(info["MemAvailable"].split()[0]) * 1024
     except (OSError, KeyError, ValueError):
         return None
-    try:  # a container's own limit, below what the machine has
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        used = int(Path("/sys/fs/cgroup/memory.current").read_text())
-    except (OSError, ValueError):
-        return available
-    return available if limit == "max" else min(available, int(limit) - used)
+    for limit, used in _CGROUP_MEMORY:
+        try:
+            left = int(Path(limit).read_text()) - int(Path(used).read_text())
+        except (OSError, ValueError):  # absent, or "max": no limit there
+            continue
+        return min(available, left)
+    return available
+
+
+# A container's memory limit and use: cgroup v2, then v1 (whose "no limit" is a number larger than any memory).
+_CGROUP_MEMORY = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                  ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"))

@@ -155,3 +155,19 @@ def test_maps_measured_at_a_large_size_are_measured_a_few_at_a_time_on_any_devic
     for device in ("cpu", "cuda"):  # only the size of the pieces is asked for: no GPU needed
         assert measuring_bytes((4096, 4096), levels=256, estimator="aura", device=torch.device(device)) < 8 << 30
     assert measuring_bytes((224, 224), levels=256, estimator="aura", device=torch.device("cuda")) < 1 << 30
+
+
+@pytest.mark.skipif(not Path("/proc/meminfo").exists(), reason="needs Linux /proc")
+def test_the_memory_free_on_the_cpu_is_within_a_containers_limit(tmp_path, monkeypatch):
+    from semiotui.engine import device
+
+    cpu = torch.device("cpu")
+    (tmp_path / "max").write_text("max\n")  # cgroup v2 without a limit
+    (tmp_path / "limit").write_text(f"{300 << 20}\n")
+    (tmp_path / "used").write_text(f"{100 << 20}\n")
+    monkeypatch.setattr(device, "_CGROUP_MEMORY", ((tmp_path / "max", tmp_path / "used"),))
+    machine = device.available_memory(cpu)
+    assert machine > 200 << 20
+    monkeypatch.setattr(device, "_CGROUP_MEMORY", ((tmp_path / "max", tmp_path / "used"),
+                                                   (tmp_path / "limit", tmp_path / "used")))
+    assert device.available_memory(cpu) == 200 << 20
