@@ -22,11 +22,11 @@ Each file is decoded once: listing a folder reads no image, and a file is
 checked when it is first read for the analysis. Files that are not readable
 images then are skipped: the batch names them (`Batch.skipped`), and so do
 the analysis's notices and its result; hidden files (`.DS_Store`) are never
-listed, and no file is ever written to. Links to folders are not followed, and
-a link that loops or leads to a folder is skipped the same way (named, with why). Images over PIL's
-`Image.MAX_IMAGE_PIXELS` (about 89 megapixels) are skipped before decoding:
-decoding one takes over 250 MB, and such files are what decompression bombs
-look like.
+listed, and no file is ever written to. Links to folders are not followed: such
+a link, and one that loops, is skipped the same way (named, with why). Images
+over PIL's `Image.MAX_IMAGE_PIXELS` (about 89 megapixels) are skipped before
+decoding: decoding one takes over 250 MB, and such files are what decompression
+bombs look like.
 """
 
 from __future__ import annotations

@@ -81,8 +81,9 @@ def test_an_input_size_over_the_largest_is_refused_before_any_pixel_is_allocated
         input_spec(None, size=[100000, 100000])
     (inputs / "preprocess.json").write_text(json.dumps({"input_size": [9000, 9000], "mean": [0.5] * 3,
                                                        "std": [0.25] * 3}))
-    with pytest.raises(LoadError, match=r"preprocess.json is not a valid preprocessing file \(input_size must be two "
-                                        r"whole numbers from 1 to 4096 \[H, W\], got \[9000, 9000\]\); fix or remove it"):
+    with pytest.raises(LoadError, match=r"preprocess.json is not a valid preprocessing file \(input_size must be "
+                                        r"two whole numbers from 1 to 4096 \[H, W\], got \[9000, 9000\]\); "
+                                        r"fix or remove it"):
         load_model(inputs / "tiny.pth", arch="helpers:TinyNet", pythonpath=[TESTS])
 
 
