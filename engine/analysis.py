@@ -21,7 +21,7 @@ from torch import nn
 
 from .device import OUT_OF_MEMORY, resolve_device
 from .entropy import ESTIMATORS, check_levels, entropy_range, measure_maps
-from .errors import InvalidValue, OutOfMemory
+from .errors import BatchFailed, InvalidValue, OutOfMemory, SemiotuiError, one_line
 from .flow import Flow
 from .saliency import METHODS, OutputSelector, SaliencyResult, compute_saliency, upsample_map
 from .stats import RunningStats
@@ -124,12 +124,15 @@ class AnalysisResult:
     control: ControlResult | None = None  # the same images through shuffled copies of the model
     total: int | None = None  # images the run covers; more than `images` while it still runs
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, reason) of files found unreadable
+    failed: str | None = None  # the error the run stopped on, naming its batch and images (`BatchFailed`)
 
     @property
     def partial(self) -> str | None:
-        """Why the result covers only part of the images ("cancelled", "still running"), or None."""
+        """Why the result covers only part of the images ("cancelled", "failed", "still running"), or None."""
         if self.cancelled:
             return "cancelled"
+        if self.failed is not None:
+            return "failed"
         if self.total is not None and len(self.images) < self.total:
             return "still running"
         return None
@@ -231,7 +234,10 @@ def stream_analysis(
     `keep_maps` keeps thumbnails for the first N images, or for the given indices;
     images are numbered from `first_index` (a shard's place in the whole dataset).
     Setting `cancel` stops after the current batch; the result then holds what
-    was finished. A CUDA out-of-memory error halves the batch and retries.
+    was finished. A CUDA out-of-memory error halves the batch and retries. Any
+    other failure of a batch (the model's own, say) but the user's mistakes ends the
+    stream with `BatchFailed`, which names the batch and its images and holds what
+    was analysed before it.
     """
     settings.check()
     device = resolve_device(settings.device)
@@ -244,6 +250,8 @@ def stream_analysis(
     start = time.perf_counter()
     done = 0
     position = 0  # of the next image in `batches`, for batches that do not give their own
+    analysed = 0  # batches analysed (after any split for memory)
+    failed: tuple[str, Exception] | None = None  # what stopped the run, and the error behind it
 
     for item in batches:
         batch = _as_batch(item)
@@ -266,10 +274,11 @@ def stream_analysis(
                 None if batch.labels is None else batch.labels[pos : pos + size],
                 None if batch.names is None else batch.names[pos : pos + size],
             )
+            numbers = [first_index + i for i in indices[pos : pos + size]]
             try:
-                rows, sal = analyse_batch(model, part, layers, settings, device,
-                                          [first_index + i for i in indices[pos : pos + size]], keep,
-                                          trace=result is None)
+                rows, sal = analyse_batch(model, part, layers, settings, device, numbers, keep, trace=result is None)
+            except SemiotuiError:
+                raise  # the user's mistake: its message says what to change
             except OUT_OF_MEMORY:
                 if size == 1:
                     raise OutOfMemory(
@@ -280,6 +289,10 @@ def stream_analysis(
                 _free_memory(device)
                 yield Notice(f"out of memory on {device} with {size} images per batch; retrying with {chunk}")
                 continue
+            except Exception as exc:  # reported with what was analysed before it, after the stream's end
+                failed = (_failed_batch(analysed + 1, part.names or [f"#{i}" for i in numbers], exc), exc)
+                break
+            analysed += 1
             if result is None:
                 result = AnalysisResult(layers=list(sal.maps), settings=settings, device=str(device),
                                         flow=sal.flow, scores=sal.scores, classes=sal.logits.shape[1])
@@ -291,7 +304,7 @@ def stream_analysis(
             elapsed = time.perf_counter() - start
             yield BatchDone(rows, done, total, done / elapsed if elapsed > 0 else 0.0, result.flow, result.classes,
                             result.scores)
-        if cancel is not None and cancel.is_set():
+        if failed is not None or (cancel is not None and cancel.is_set()):
             break
 
     if skipped[named:]:
@@ -302,7 +315,16 @@ def stream_analysis(
     result.seconds = time.perf_counter() - start
     result.total = total
     result.skipped = skipped
+    if failed is not None:
+        result.failed, error = failed
+        raise BatchFailed(result.failed, result) from error
     yield Finished(result)
+
+
+def _failed_batch(number: int, names: list[str], error: Exception, shown: int = 5) -> str:
+    """One line naming the batch that failed, (the first few of) its images, and the error."""
+    rest = f", and {len(names) - shown} more" if len(names) > shown else ""
+    return f"the analysis failed on batch {number} ({', '.join(names[:shown])}{rest}): {one_line(error, short=True)}"
 
 
 def skipped_message(skipped: list[tuple[str, str]], named: int = 5, *, more: bool = False) -> str:

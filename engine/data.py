@@ -22,16 +22,19 @@ Each file is decoded once: listing a folder reads no image, and a file is
 checked when it is first read for the analysis. Files that are not readable
 images then are skipped: the batch names them (`Batch.skipped`), and so do
 the analysis's notices and its result; hidden files (`.DS_Store`) are never
-listed, and no file is ever written to. Images over PIL's
-`Image.MAX_IMAGE_PIXELS` (about 89 megapixels) are skipped before decoding:
-decoding one takes over 250 MB, and such files are what decompression bombs
-look like.
+listed, and no file is ever written to. Links to folders are not followed: such
+a link, and one that loops, is skipped the same way (named, with why). Images
+over PIL's `Image.MAX_IMAGE_PIXELS` (about 89 megapixels) are skipped before
+decoding: decoding one takes over 250 MB, and such files are what decompression
+bombs look like.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import random
+import stat
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -300,6 +303,8 @@ class ImageSource:
             img = to_mode(self._read(i), "RGB" if len(self.spec.mean) == 3 else "L")
         except Image.DecompressionBombError as exc:
             return readable(f"too large: {one_line(exc, short=True)}")
+        except NotAFile as exc:
+            return str(exc)
         except UnidentifiedImageError:
             return "not an image"
         except (OSError, ValueError, SyntaxError) as exc:  # PIL's decoders report damage in these
@@ -374,9 +379,10 @@ def _find_files(paths: Sequence[str | Path]) -> tuple[list[str], list[str], list
 
 
 def _visible_files(root: str, parts: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
-    """The path parts, below `root`, of every file not hidden (no part starts with "."), in any order.
+    """The path parts, below `root`, of every file and link not hidden (no part starts with "."), in any order.
 
-    Links to files count as files; links to folders are not followed (as `Path.rglob`).
+    Links to folders are not followed (as `Path.rglob`): they are listed, as links that
+    loop are, so that reading them names them as skipped (`_open`) instead of ending the run.
     """
     with os.scandir(os.path.join(root, *parts)) as entries:
         for entry in entries:
@@ -384,13 +390,16 @@ def _visible_files(root: str, parts: tuple[str, ...] = ()) -> Iterator[tuple[str
                 continue
             if entry.is_dir(follow_symlinks=False):
                 yield from _visible_files(root, (*parts, entry.name))
-            elif entry.is_file():
+            elif entry.is_symlink() or entry.is_file(follow_symlinks=False):
                 yield (*parts, entry.name)
 
 
 def _identity(path: str) -> tuple[int, int]:
-    """The file `path` names, whatever the links and spellings on the way to it."""
-    info = os.stat(path)
+    """The file `path` names, whatever the links and spellings on the way to it (a link that loops: itself)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        info = os.lstat(path)
     return info.st_dev, info.st_ino
 
 
@@ -399,17 +408,33 @@ def _is_image_folder(path: Path) -> bool:
     extensions = Image.registered_extensions()
     with os.scandir(path) as found:
         entries = [e for e in found if not e.name.startswith(".")]
-    return any(e.is_dir() for e in entries) and not any(
-        e.is_file() and os.path.splitext(e.name)[1].lower() in extensions for e in entries
+    # os.path's tests, not DirEntry's: they answer False for a link that loops instead of raising
+    return any(os.path.isdir(e.path) for e in entries) and not any(
+        os.path.isfile(e.path) and os.path.splitext(e.name)[1].lower() in extensions for e in entries
     )
 
 
-def _open(path: Path) -> Image.Image:
+class NotAFile(OSError):
+    """A listed path that is no file to read (a link that loops, leads nowhere or to a folder): the message says
+    which, as the reason it is skipped."""
+
+
+def _open(path: str | Path) -> Image.Image:
     """The first frame of the image in `path`, fully decoded, with the file closed.
 
-    Raises `Image.DecompressionBombError` for an image over `Image.MAX_IMAGE_PIXELS`
-    before decoding it (PIL itself only warns below twice that).
+    Raises `NotAFile` for a path that is no regular file (nothing else is opened: a FIFO
+    would wait forever), and `Image.DecompressionBombError` for an image over
+    `Image.MAX_IMAGE_PIXELS` before decoding it (PIL itself only warns below twice that).
     """
+    try:
+        kind = os.stat(path).st_mode
+    except OSError as exc:  # a link that loops or leads nowhere, or a file gone since it was listed
+        why = "a link that loops back on itself" if exc.errno == errno.ELOOP else f"cannot be read: {exc.strerror}"
+        raise NotAFile(why) from exc
+    if stat.S_ISDIR(kind):
+        raise NotAFile("a link to a folder, not followed")
+    if not stat.S_ISREG(kind):
+        raise NotAFile("not a regular file")
     with Image.open(path) as img:
         limit = Image.MAX_IMAGE_PIXELS
         if limit and img.width * img.height > limit:

@@ -1,6 +1,8 @@
-"""Choosing the device the analysis runs on."""
+"""Choosing the device the analysis runs on, and how much memory it has left."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 
@@ -44,3 +46,34 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cpu":
         return f"cpu ({torch.get_num_threads()} threads)"
     return str(device)
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes an analysis can still take on `device`, or None where that cannot be known (Apple MPS, a system
+    without /proc).
+
+    A GPU's free memory and what torch holds cached on it; on the CPU the memory Linux says is available
+    (MemAvailable), within a container's limit (cgroup v2 or v1) where there is one.
+    """
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    if device.type != "cpu":
+        return None
+    try:
+        info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
+        available = int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+    for limit, used in _CGROUP_MEMORY:
+        try:
+            left = int(Path(limit).read_text()) - int(Path(used).read_text())
+        except (OSError, ValueError):  # absent, or "max": no limit there
+            continue
+        return min(available, left)
+    return available
+
+
+# A container's memory limit and use: cgroup v2, then v1 (whose "no limit" is a number larger than any memory).
+_CGROUP_MEMORY = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                  ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"))

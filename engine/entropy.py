@@ -34,6 +34,11 @@ _MAX_BINS_PER_CHUNK = 1 << 24
 _CPU_CHUNK_BYTES = 4 << 20
 _CPU_BINS_PER_CHUNK = 1 << 19
 _CPU_THREADS = 4  # chunks measured at once (`torch.bincount` counts on one thread)
+# Bytes measuring one map takes per pixel it is measured at (its copies, grey levels, pairs and their order),
+# as measured on the CPU at 1024x1024 and 2048x2048; and what a chunk may take on any device, so that maps
+# measured at a large input size are measured a few at a time on a GPU too.
+_BYTES_PER_PIXEL = {"arrangement": 180, "aura": 100, "histogram": 32, "location": 32}
+_MAX_CHUNK_BYTES = 1 << 30
 
 
 def spatial_entropy(
@@ -93,7 +98,7 @@ def measure_maps(
         bits = torch.zeros(b, dtype=dtype, device=x.device)
         return bits, torch.ones(b, dtype=torch.bool, device=x.device)
     table = _c_ln_c(_cells_per_map(out_h, out_w, estimator), x.device) if estimator != "location" else None
-    copies = 1 + PERMUTATIONS if estimator == "arrangement" else 1  # maps measured per input map
+    copies = _copies(estimator)
     orders = _permutations(h, w, PERMUTATIONS, x.device) if estimator == "arrangement" else None
 
     def measure(part: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,15 +124,8 @@ def measure_maps(
             part_bits = part_bits[:n] - part_bits[n:].view(PERMUTATIONS, n).mean(dim=0)
         return part_bits, empty
 
-    bins = levels if estimator == "histogram" else levels * levels
-    chunk = max(1, _MAX_BINS_PER_CHUNK // (bins * copies))
-    if x.device.type == "cpu":
-        chunk = min(chunk, max(1, _CPU_CHUNK_BYTES // (copies * out_h * out_w * torch.finfo(dtype).bits // 8)))
-        if not (estimator in ("aura", "arrangement") and _counted_by_sorting(out_h, out_w, levels, x.device)):
-            chunk = min(chunk, max(1, _CPU_BINS_PER_CHUNK // (bins * copies)))
-    parts = torch.split(x, chunk)
-    # At most 4 threads: each op a thread runs may start its own team of torch's threads (OpenMP).
-    threads = min(torch.get_num_threads(), _CPU_THREADS) if x.device.type == "cpu" else 1
+    parts = torch.split(x, _chunk(out_h, out_w, levels, estimator, x.device))
+    threads = _threads(x.device)
     if len(parts) > 1 and threads > 1:
         with ThreadPoolExecutor(min(threads, len(parts))) as pool:  # torch releases the GIL in each op
             measured = list(pool.map(measure, parts))
@@ -138,6 +136,37 @@ def measure_maps(
     if normalized:
         bits = bits / max_entropy(out_h, out_w, levels=levels, estimator=estimator)
     return bits, empty
+
+
+def measuring_bytes(size: Sequence[int], *, levels: int, estimator: Estimator, device: torch.device) -> int:
+    """The most memory `measure_maps` takes at once for maps measured at `size` (H, W), however many: its
+    chunks in flight."""
+    h, w = size
+    return _threads(device) * _chunk(h, w, levels, estimator, device) * h * w * _BYTES_PER_PIXEL[estimator]
+
+
+def _chunk(height: int, width: int, levels: int, estimator: Estimator, device: torch.device) -> int:
+    """How many maps measured at `height` x `width` `measure_maps` takes in one piece."""
+    copies = _copies(estimator)
+    bins = levels if estimator == "histogram" else levels * levels
+    pixels = height * width
+    chunk = min(_MAX_BINS_PER_CHUNK // (bins * copies), _MAX_CHUNK_BYTES // (pixels * _BYTES_PER_PIXEL[estimator]))
+    if device.type == "cpu":
+        chunk = min(chunk, _CPU_CHUNK_BYTES // (copies * pixels * torch.finfo(_float_dtype(device)).bits // 8))
+        if not (estimator in ("aura", "arrangement") and _counted_by_sorting(height, width, levels, device)):
+            chunk = min(chunk, _CPU_BINS_PER_CHUNK // (bins * copies))
+    return max(1, chunk)
+
+
+def _copies(estimator: Estimator) -> int:
+    """Maps measured per input map: the arrangement estimator's in its random orders too."""
+    return 1 + PERMUTATIONS if estimator == "arrangement" else 1
+
+
+def _threads(device: torch.device) -> int:
+    """Chunks measured at once: at most 4 on the CPU (each op a thread runs may start its own team of torch's
+    threads, OpenMP), one on a GPU."""
+    return min(torch.get_num_threads(), _CPU_THREADS) if device.type == "cpu" else 1
 
 
 def check_levels(levels: int) -> None:

@@ -38,6 +38,17 @@ class OutOfMemory(SemiotuiError, MemoryError):
     """The device's memory is too small even for one image at a time."""
 
 
+class BatchFailed(SemiotuiError):
+    """The analysis stopped on an error in one batch: the message names the batch, its images and the error.
+
+    `result` holds what was analysed before it (an `AnalysisResult`, marked `failed`), to report as it is.
+    """
+
+    def __init__(self, message: str, result: object) -> None:
+        super().__init__(message)
+        self.result = result
+
+
 def one_line(exc: BaseException, *, short: bool = False) -> str:
     """The exception's message on one line, naming its type when it has no message.
 

@@ -45,6 +45,9 @@ from .workspace import InputSpec, ModelInfo
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_SIZE = (224, 224)
+# The largest input side: one 4096x4096 image already takes gigabytes through a CNN with gradients, where a
+# preprocess.json asking for 9000x9000 took 12 GB; CNNs are trained at a few hundred pixels.
+MAX_INPUT_SIDE = 4096
 CHECKPOINT_KEYS = ("state_dict", "model", "model_state_dict", "net", "weights")
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP, torch.compile
 SIDECAR = "preprocess.json"  # input size, mean, std and classes beside a model (`semiotui demo --export`)
@@ -107,6 +110,9 @@ def input_spec(
     if size is not None:
         if len(size) != 2 or min(size) < 1:
             raise InvalidValue(f"`input_size` needs two positive numbers H W, got {' '.join(map(str, size))}")
+        if max(size) > MAX_INPUT_SIDE:
+            raise InvalidValue(f"`input_size` {' '.join(map(str, size))} is over the largest side semiotui analyses, "
+                               f"{MAX_INPUT_SIDE} pixels; pass a smaller `input_size` H W")
         base = dataclasses.replace(base, size=(int(size[0]), int(size[1])))
     if mean is not None or std is not None:
         base = dataclasses.replace(
@@ -605,8 +611,8 @@ def _sidecar_values(data: object) -> tuple[InputSpec, list[str] | None]:
     if not isinstance(data, dict):
         raise ValueError("expected a JSON object with input_size, mean and std")
     size, mean, std, classes = (data.get(key) for key in ("input_size", "mean", "std", "classes"))
-    if not (_numbers(size, int) and len(size) == 2 and min(size) >= 1):
-        raise ValueError(f"input_size must be two positive whole numbers [H, W], got {size!r}")
+    if not (_numbers(size, int) and len(size) == 2 and 1 <= min(size) <= max(size) <= MAX_INPUT_SIDE):
+        raise ValueError(f"input_size must be two whole numbers from 1 to {MAX_INPUT_SIDE} [H, W], got {size!r}")
     for name, values in (("mean", mean), ("std", std)):
         if not (_numbers(values, float) and len(values) in (1, 3) and all(math.isfinite(v) for v in values)):
             raise ValueError(f"{name} must be a list of 1 or 3 finite numbers, got {values!r}")

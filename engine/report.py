@@ -191,7 +191,7 @@ def report_data(workspace: Workspace, result: AnalysisResult, sup: Superization)
         },
         "verdict": _verdict_data(sup),
         "analysis": {"images": len(result.images), "cancelled": result.cancelled, "total": result.total,
-                     "partial": result.partial,
+                     "partial": result.partial, "failed": result.failed,
                      "seconds": round(result.seconds, 3), "classes": result.classes,
                      "accuracy": None if score is None else dataclasses.asdict(score)},
         "summary": summary(sup),

@@ -187,6 +187,7 @@ def _workspace(folder: Path, data: dict, rows: list[list[str]], control_rows: li
                             total=analysis["total"] if isinstance(analysis.get("total"), int) else None)
     result.stats.update(result.entropy)
     result.skipped = [(x["path"], x["reason"]) for x in data["skipped"]]
+    result.failed = analysis["failed"] if isinstance(analysis.get("failed"), str) else None
     if control_rows is not None:
         result.control = _control(data["control"], layers, control_rows, [img["path"] for img in data["images"]],
                                   settings.entropy_range)

@@ -11,6 +11,10 @@ a step runs, and no lock is passed around.
 Cancelling is the job's own business: its generator watches `job.cancel` (the
 engine's streams take that Event) and ends as it sees fit, keeping what it
 finished. `abort` drops a job at its next step, running its `finally` blocks.
+
+A failure, in a step or in a `post` callback, ends that job with the error
+(`JobFailed`, and `job.error` where even that cannot be posted) and the session
+goes on with the next job: every job ends, so nothing waits on `ended` forever.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from torch import nn
 
 from .analysis import AnalysisResult, AnalysisSettings, BatchDone, Finished, add_maps, stream_analysis
 from .control import ControlFinished, stream_control
+from .errors import one_line
 from .greedy import PruneSettings, greedy_prune
 from .report import add_contrast_maps
 from .workspace import Workspace
@@ -53,6 +58,7 @@ class Job:
     urgent: bool = False
     cancel: threading.Event = field(default_factory=threading.Event)  # the generator ends early, keeping its work
     ended: threading.Event = field(default_factory=threading.Event)  # set once JobEnded was posted
+    error: BaseException | None = None  # what it failed on, kept even where `post` could not tell it
     number: int = 0  # in submission order, set by the session
     _aborted: threading.Event = field(default_factory=threading.Event)
 
@@ -128,35 +134,69 @@ class Scheduler:
             return next((job for job in self._jobs if job.urgent), self._jobs[0])
 
     def _run(self) -> None:
-        while (job := self._next()) is not None:
-            if job.aborted:
-                self._end(job, aborted=True)
-                continue
-            try:
-                steps = self._running.get(job)
-                if steps is None:
-                    steps = self._running[job] = job.steps(job)
-                event = next(steps)
-            except StopIteration:
-                self._end(job)
-                continue
-            except Exception as exc:  # the front end shows it; the session goes on with the next job
-                job.post(job, JobFailed(exc))
-                self._end(job)
-                continue
+        try:
+            while (job := self._next()) is not None:
+                self._advance(job)
+        except BaseException as exc:  # a bug here: end every job left, so no one waits on them forever
+            self._stopped(exc)
+            raise
+
+    def _advance(self, job: Job) -> None:
+        """One step of `job`, its event posted; any failure, its own or its `post`'s, ends it with the error."""
+        if job.aborted:
+            self._end(job, aborted=True)
+            return
+        try:
+            steps = self._running.get(job)
+            if steps is None:
+                steps = self._running[job] = job.steps(job)
+            event = next(steps)
+        except StopIteration:
+            self._end(job)
+            return
+        except BaseException as exc:  # also SystemExit from a model's code: the session outlives every job
+            self._fail(job, exc)
+            return
+        if not self._post(job, event):
+            self._fail(job, job.error)
+
+    def _post(self, job: Job, event: object) -> bool:
+        """Hand `event` to the job's callback; False (the error kept in `job.error`) when the callback raised."""
+        try:
             job.post(job, event)
+        except BaseException as exc:
+            job.error = job.error or exc
+            return False
+        return True
+
+    def _fail(self, job: Job, error: BaseException) -> None:
+        job.error = error
+        self._post(job, JobFailed(error))
+        self._end(job)
 
     def _end(self, job: Job, *, aborted: bool = False) -> None:
-        steps = self._running.pop(job, None)
-        if steps is not None and hasattr(steps, "close"):
-            try:
-                steps.close()  # runs the generator's `finally` blocks (hooks removed, copies freed)
-            except Exception as exc:
-                job.post(job, JobFailed(exc))
-        with self._changed:
-            self._jobs.remove(job)
-        job.post(job, JobEnded(aborted))
-        job.ended.set()
+        try:
+            steps = self._running.pop(job, None)
+            if steps is not None and hasattr(steps, "close"):
+                try:
+                    steps.close()  # runs the generator's `finally` blocks (hooks removed, copies freed)
+                except BaseException as exc:
+                    job.error = job.error or exc
+                    self._post(job, JobFailed(exc))
+            with self._changed:
+                if job in self._jobs:
+                    self._jobs.remove(job)
+            self._post(job, JobEnded(aborted))
+        finally:
+            job.ended.set()
+
+    def _stopped(self, exc: BaseException) -> None:
+        """The thread stops on `exc`: every job left fails with it; the next `submit` starts a new thread."""
+        error = RuntimeError(f"the session stopped on an internal error ({one_line(exc, short=True)})")
+        with self._changed:  # taken out at once: a new thread may already serve the jobs submitted from now on
+            left, self._jobs, self._thread = self._jobs, [], None
+        for job in left:
+            self._fail(job, error)
 
 
 @dataclass

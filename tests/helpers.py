@@ -75,6 +75,22 @@ class FailsOnBrightImages(TinyNet):
         return super().forward(x)
 
 
+class FailsOnThirdBatch(TinyNet):
+    """TinyNet whose forward raises on the third batch it analyses (the calls with gradients: loading checks the
+    model without), as a model that breaks partway through a run."""
+
+    def __init__(self, classes: int = 5) -> None:
+        super().__init__(classes)
+        self.analysed = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            self.analysed += 1
+            if self.analysed == 3:
+                raise RuntimeError("the model broke on this batch")
+        return super().forward(x)
+
+
 def write_tiny_inputs(folder: Path, *, images: int, size: int, classes: int) -> Path:
     """A TinyNet state dict (`tiny.pth`) and an ImageFolder tree of small random images in `folder`."""
     torch.manual_seed(0)

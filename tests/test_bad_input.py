@@ -94,6 +94,10 @@ CASES = {
     ),
     "a model with no spatial layer": (["{i}/flat.pt", "--trust", "--input-size", "16", "16", "--images",
                                        "{i}/images"], "flat.pt: no layer returns a spatial output"),
+    "an input size over the largest": (["{i}/conv.pt", "--trust", "--input-size", "100000", "100000", "--images",
+                                        "{i}/images"],
+                                       r"--input-size 100000 100000 is over the largest side semiotui analyses, 4096 "
+                                       r"pixels; pass a smaller --input-size H W$"),
     "an input size the model rejects": (["{i}/sized.pt", "--trust", "--input-size", "20", "20", "--images",
                                          "{i}/images"], r"rejects a 3x20x20 input .*--input-size H W"),
     "a full pickle without --trust": (["{i}/conv.pt", "--images", "{i}/images"],

@@ -48,7 +48,8 @@ def test_a_failing_rank_stops_the_run_with_one_message_and_no_report(inputs):
     run = _report(inputs, "rep", procs=2, arch="FailsOnBrightImages")
     assert run.returncode != 0
     errors = [line for line in run.stderr.splitlines() if line.startswith("semiotui: error:")]
-    assert errors == ["semiotui: error: rank 1 of 2 failed: cannot process a saturated image"]
+    assert errors == ["semiotui: error: rank 1 of 2 failed: the analysis failed on batch 2 (images/c2/08.png, "
+                      "images/c2/11.png, images/c2/zz_white.png): cannot process a saturated image"]
     # torchrun prints its own launcher traceback; none comes from semiotui's code
     assert not re.search(r'File ".*/(engine|tui)/', run.stderr)
     assert not (inputs / "rep").exists() and not list(inputs.glob(".rep*"))

@@ -125,3 +125,26 @@ def test_an_arch_without_module_or_name_says_what_it_expects(arch, tmp_path):
     torch.save(TinyNet().state_dict(), tmp_path / "tiny.pth")
     with pytest.raises(LoadError, match=r"`arch` .*: expected a torchvision model name .*or package.module:Class"):
         load_model(tmp_path / "tiny.pth", arch=arch)
+
+
+def test_links_that_loop_or_lead_to_a_folder_are_skipped_with_a_notice_and_the_run_goes_on(inputs, tmp_path, capsys):
+    images = inputs / "images"
+    (images / "loop").symlink_to("loop")  # beside the class folders: not part of the tree
+    (images / "c0" / "loop").symlink_to("loop")
+    (images / "c1" / "a").symlink_to("b")
+    (images / "c1" / "b").symlink_to("a")
+    (images / "c1" / "up").symlink_to("..")
+    out = tmp_path / "out"
+    status = main(["report", str(inputs / "tiny.pth"), "--arch", "helpers:TinyNet", "--pythonpath", str(TESTS),
+                   "--images", str(images), "--input-size", "16", "16", "--device", "cpu", "--no-control",
+                   "-o", str(out)])
+    err = capsys.readouterr().err
+    assert status == 0, err
+    loops, folder = "a link that loops back on itself", "a link to a folder, not followed"
+    notice = ("semiotui: skipped 4 file(s) that are not readable images: "
+              f"images/c0/loop ({loops}), images/c1/a ({loops}), images/c1/b ({loops}), images/c1/up ({folder})")
+    assert notice in " ".join(err.split())  # Rich folds long lines at the console's width
+    report = json.loads((out / "report.json").read_text())
+    assert len(report["images"]) == 6
+    assert [entry["path"] for entry in report["skipped"]] == ["images/c0/loop", "images/c1/a", "images/c1/b",
+                                                             "images/c1/up"]

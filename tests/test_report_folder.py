@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from helpers import only_error_line, write_tiny_inputs
 
+from semiotui.engine.saved import open_report
 from semiotui.tui import commands
 from semiotui.tui.cli import main
 
@@ -137,6 +138,25 @@ def test_an_interrupted_report_is_written_partial_and_exits_128_plus_the_signal(
     assert "images, analysis cancelled)" in (out / "report.md").read_text()
     assert tree(inputs) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "inputs", "report", "work"]
+
+
+def test_a_model_that_fails_on_its_third_batch_names_the_batch_and_its_images_and_writes_the_partial_report(
+        inputs, tmp_path, capsys):
+    out = tmp_path / "report"
+    before = tree(inputs)
+    status = main(report_args(inputs, out, "--batch-size", "4", arch="FailsOnThirdBatch"))
+    lines = capsys.readouterr().err.splitlines()
+    assert status == 1
+    failed = ("the analysis failed on batch 3 (images/c1/01.png, images/c1/03.png, images/c1/05.png, "
+              "images/c1/07.png): the model broke on this batch")
+    assert lines[-2:] == [f"semiotui: error: {failed}",
+                          f"semiotui: report written to {out} (partial: the analysis failed)"]
+    data = json.loads((out / "report.json").read_text())
+    assert data["analysis"]["images"] == 8 and data["analysis"]["partial"] == "failed"
+    assert data["analysis"]["failed"] == failed
+    assert "(partial: 8 of 16 images, analysis failed)" in (out / "report.md").read_text()
+    assert open_report(out).result.partial == "failed"  # reopened, it still says why it is partial
+    assert tree(inputs) == before
 
 
 def test_ctrl_c_during_the_control_writes_the_report_with_the_networks_done(inputs, tmp_path):

@@ -124,3 +124,65 @@ def test_a_saved_report_replays_its_result_and_refuses_what_needs_the_model(tmp_
     with pytest.raises(NeedsModel, match="needs the model"):
         session.prune(record, lambda: None, None, saved.settings)
     session.close()
+
+
+def test_a_callback_that_raises_ends_its_job_with_the_error_and_the_next_job_runs():
+    scheduler, record = Scheduler(), Recorder()
+
+    def breaks_on_steps(job, event):
+        record(job, event)
+        if isinstance(event, str):
+            raise RuntimeError("the screen went away")
+
+    broken = scheduler.submit("broken", _steps("broken", 3), breaks_on_steps)
+    after = scheduler.submit("after", _steps("after", 2), record)
+    assert broken.ended.wait(5) and after.ended.wait(5)
+    failed = [event for kind, event in record.events if kind == "broken" and not isinstance(event, str)]
+    assert [type(event).__name__ for event in failed] == ["JobFailed", "JobEnded"]
+    assert str(failed[0].error) == "the screen went away" and broken.error is failed[0].error
+    assert [event for kind, event in record.events if kind == "broken" and isinstance(event, str)] == ["broken0"]
+    assert [event for kind, event in record.events if kind == "after"][:2] == ["after0", "after1"]
+    assert after.error is None
+    scheduler.close()
+
+
+def test_a_callback_that_raises_on_jobended_still_ends_its_job_and_the_session_goes_on():
+    scheduler, record = Scheduler(), Recorder()
+
+    def breaks_at_the_end(job, event):
+        if isinstance(event, JobEnded):
+            raise RuntimeError("no one to tell")
+
+    first = scheduler.submit("first", _steps("first", 1), breaks_at_the_end)
+    assert first.ended.wait(5)
+    assert str(first.error) == "no one to tell"
+    second = scheduler.submit("second", _steps("second", 1), record)
+    assert second.ended.wait(5)
+    assert ("second", "second0") in record.events
+    scheduler.close()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the bug is raised in its thread
+def test_jobs_left_when_the_session_thread_stops_end_with_an_error_and_a_new_job_restarts_it(monkeypatch):
+    scheduler, record = Scheduler(), Recorder()
+    gate = threading.Event()
+    running = scheduler.submit("running", _steps("running", 2, gate), record)
+    waiting = scheduler.submit("waiting", _steps("waiting", 1), record)
+    real_next = Scheduler._next
+    calls = []
+
+    def next_then_break(self):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("a bug in the scheduler")
+        return real_next(self)
+
+    monkeypatch.setattr(Scheduler, "_next", next_then_break)
+    gate.set()
+    assert running.ended.wait(5) and waiting.ended.wait(5)  # woken, not left waiting forever
+    assert "session stopped" in str(waiting.error) and "a bug in the scheduler" in str(waiting.error)
+    assert [type(e).__name__ for k, e in record.events if k == "waiting"] == ["JobFailed", "JobEnded"]
+    monkeypatch.setattr(Scheduler, "_next", real_next)
+    later = scheduler.submit("later", _steps("later", 1), record)
+    assert later.ended.wait(5) and ("later", "later0") in record.events
+    scheduler.close()

@@ -112,3 +112,37 @@ async def test_the_palette_opens_the_export_dialog():
         await wait_until(pilot, lambda: isinstance(app.screen, ExportDialog))
         await pilot.press("escape")
         assert not isinstance(app.screen, ExportDialog)
+
+
+def test_a_report_of_another_model_whose_progress_fails_ends_with_that_error_instead_of_waiting_forever():
+    import threading
+
+    from semiotui.engine.analysis import Finished
+    from semiotui.engine.session import open_session
+    from semiotui.tui.export import model_report
+
+    workspace = demo_workspace(4)
+    session = open_session(workspace)
+
+    def progress(text, done, total):
+        if done:  # the dialog went away while the first batch was analysed
+            raise RuntimeError("the dialog is gone")
+
+    outcome: list[BaseException] = []
+
+    def prepare():
+        try:
+            model_report(session, workspace.model, workspace.layers, workspace.settings)(progress, threading.Event())
+        except RuntimeError as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=prepare, daemon=True)
+    worker.start()
+    worker.join(30)
+    assert not worker.is_alive(), "the report waits forever on a job that cannot end"
+    assert [str(exc) for exc in outcome] == ["the dialog is gone"]
+    events: list[object] = []
+    later = session.analyse_model(lambda job, event: events.append(event), workspace.model, workspace.settings,
+                                  workspace.layers, keep_maps=0)
+    assert later.ended.wait(30) and any(isinstance(event, Finished) for event in events)  # the session goes on
+    session.close()

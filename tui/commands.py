@@ -8,7 +8,7 @@ import contextlib
 import threading
 
 from semiotui.engine.analysis import AnalysisResult, BatchDone, Finished, Notice, skipped_message, stream_analysis
-from semiotui.engine.errors import InvalidValue
+from semiotui.engine.errors import BatchFailed, InvalidValue
 from semiotui.engine.greedy import CRITERIA
 from semiotui.engine.report import DEFAULT_MAPS, FORMATS
 from semiotui.engine.workspace import ImageSet, Workspace
@@ -117,20 +117,23 @@ def run_report(args: argparse.Namespace) -> int:
         if analysed is None:  # a rank other than 0: rank 0 writes the report
             return interrupts.status
         workspace, result = analysed
+        if result.failed is not None:  # said now; the report of the images analysed before it follows
+            say(f"semiotui: error: {result.failed}")
         if result.cancelled and not result.images:
             say("semiotui: interrupted before the first images were analysed; no report written")
             return interrupts.status
         order = label_order_warning(result, workspace.images.label_source, workspace.images.class_names)
         if order:
             say(f"semiotui: warning: {order}")
-        if workspace.control is not None and result.images and not cancel.is_set():
-            control_with_progress(workspace, result, cancel)  # attaches the control to the result
-        add_maps(workspace.model, workspace.images, workspace.layers, result, showcase(result, args.maps))
-        add_contrast_maps(workspace.model, workspace.images, workspace.layers, result)
+        if result.failed is None:  # a model that failed is not run again: the report is written as it stands
+            if workspace.control is not None and result.images and not cancel.is_set():
+                control_with_progress(workspace, result, cancel)  # attaches the control to the result
+            add_maps(workspace.model, workspace.images, workspace.layers, result, showcase(result, args.maps))
+            add_contrast_maps(workspace.model, workspace.images, workspace.layers, result)
         path = write_report(claim, workspace, result, formats=tuple(args.formats))
-    partial = " (partial: the analysis was interrupted)" if result.cancelled else ""
-    say(f"semiotui: report written to {path}{partial}")
-    return interrupts.status
+    why = {"cancelled": "the analysis was interrupted", "failed": "the analysis failed"}.get(result.partial)
+    say(f"semiotui: report written to {path}{f' (partial: {why})' if why else ''}")
+    return 1 if result.failed is not None else interrupts.status
 
 
 def _analyse_for_report(
@@ -149,7 +152,12 @@ def _analyse_for_report(
             for warning in workspace.warnings:
                 say(f"semiotui: warning: {warning}")
         if shard is None:
-            result = analyse_with_progress(workspace, cancel=cancel)  # maps come after: across the classes
+            try:
+                result = analyse_with_progress(workspace, cancel=cancel)  # maps come after: across the classes
+            except BatchFailed as exc:
+                if not exc.result.images:
+                    raise
+                result = exc.result  # the images analysed before the failure are reported, marked partial
         else:
             result = _analyse_shard(workspace, shard, cancel)
             if result is None:

@@ -23,7 +23,7 @@ from semiotui.engine.explain import showcase
 from semiotui.engine.greedy import PruneLog
 from semiotui.engine.layers import index_layers
 from semiotui.engine.report import DEFAULT_MAPS, FORMATS, write_report
-from semiotui.engine.session import Job, JobFailed, Session
+from semiotui.engine.session import Job, Session
 from semiotui.engine.report_folder import NeedsForce, check_report_folder
 from semiotui.engine.workspace import ModelInfo, Workspace
 
@@ -80,20 +80,19 @@ def model_report(session: Session, model: nn.Module, layers: list[str], settings
 
     def prepare(progress: OnProgress, cancel: threading.Event) -> tuple[Workspace, AnalysisResult]:
         images, total = workspace.images, len(workspace.images)
-        ended: dict[str, object] = {}
+        ended: dict[str, AnalysisResult] = {}
 
         def post(job: Job, event: object) -> None:
             if isinstance(event, BatchDone):
                 progress("analysing the model", event.done, total)
             elif isinstance(event, Finished):
                 ended["result"] = event.result
-            elif isinstance(event, JobFailed):
-                ended["error"] = event.error
 
         progress("analysing the model", 0, total)
-        session.analyse_model(post, model, settings, layers, keep_maps=DEFAULT_MAPS, cancel=cancel).ended.wait()
-        if "error" in ended:
-            raise ended["error"]
+        job = session.analyse_model(post, model, settings, layers, keep_maps=DEFAULT_MAPS, cancel=cancel)
+        job.ended.wait()  # every job ends, also when it or `post` fails (engine.session)
+        if job.error is not None:
+            raise job.error
         device = next(model.parameters()).device
         index = index_layers(model, images.example().to(device))
         info = ModelInfo(path, "pruned", workspace.info.arch, sum(p.numel() for p in model.parameters()))
