@@ -352,13 +352,16 @@ def _tile_name(result: AnalysisResult, tile: _Tile) -> str:
 
 
 def _write_maps(path: Path, workspace: Workspace, result: AnalysisResult) -> None:
-    """The kept thumbnails and their images, so `semiotui open` can draw them without the model."""
+    """The kept thumbnails and their images, so `semiotui open` can draw them without the model.
+
+    Keyed by the image's position among report.json's images, not among the files found: some may have been skipped.
+    """
     arrays = {}
-    for r in result.images:
+    for k, r in enumerate(result.images):
         if r.maps is None:
             continue
-        arrays[f"{r.index}/input"] = workspace.images.image(r.index)
-        arrays.update({f"{r.index}/{layer}": m.astype(np.float16) for layer, m in r.maps.items()})
+        arrays[f"{k}/input"] = workspace.images.image(r.index)
+        arrays.update({f"{k}/{layer}": m.astype(np.float16) for layer, m in r.maps.items()})
     with path.open("wb") as f:
         np.savez_compressed(f, **arrays)
 

@@ -18,12 +18,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import only_error_line, write_tiny_inputs
+from helpers import only_error_line, report_args, write_tiny_inputs
 
 from semiotui.tui import commands
 from semiotui.tui.cli import main
 
-TESTS = Path(__file__).parent
 IMAGES = 16
 
 
@@ -33,12 +32,6 @@ def inputs(tmp_path) -> Path:
     for name in ("inputs", "work", "home"):
         (tmp_path / name).mkdir()
     return write_tiny_inputs(tmp_path / "inputs", images=IMAGES, size=16, classes=2)
-
-
-def report_args(inputs: Path, out: Path | str, *extra: str, arch: str = "TinyNet") -> list[str]:
-    return ["report", str(inputs / "tiny.pth"), "--arch", f"helpers:{arch}", "--pythonpath", str(TESTS),
-            "--images", str(inputs / "images"), "--input-size", "16", "16", "--device", "cpu", "--no-control",
-            "-o", str(out), *extra]
 
 
 def tree(folder: Path) -> dict[str, str | None]:
