@@ -39,7 +39,7 @@ from .errors import InvalidValue
 from .explain import accuracy, class_curves, confusion, contrast_pair, label_order_warning, largest_steps, outcome_curves
 from .layers import format_shape
 from .names import class_name, readable
-from .report_folder import ReportClaim, claim_report_folder
+from .report_folder import ReportClaim, claim_report_folder, report_files
 from .saliency import module_of
 from .entropy import MIN_SUPPORT, PERMUTATIONS
 from .superization import ALPHA, MOSTLY_EMPTY, SpanTest, Superization, format_p, networks_drop, summary
@@ -90,7 +90,6 @@ def write_report(
         data["pruning"] = None if pruning is None else _finite(pruning.to_dict())
         tiles = _tiles(workspace, result)
         if "json" in formats:
-            _write_text(staging / "report.json", json.dumps(data, indent=2, allow_nan=False) + "\n")
             _write_maps(staging / "maps.npz", workspace, result)
         if "csv" in formats:
             _write_csv(staging / "entropy.csv", result)
@@ -111,6 +110,9 @@ def write_report(
             _write_text(staging / "report.html", _html(data, result, tiles, charts, screenshot_svg))
         if screenshot_svg is not None:
             _write_text(staging / "screenshot.svg", screenshot_svg)
+        if "json" in formats:  # last, listing the others
+            data["files"] = report_files(staging)
+            _write_text(staging / "report.json", json.dumps(data, indent=2, allow_nan=False) + "\n")
     return directory.target
 
 
