@@ -31,6 +31,8 @@ from pathlib import Path
 
 import torch
 
+from .names import shown
+
 
 class UnsafeArchive(Exception):
     """Something in a .pt2 that could run code when torch loads it; the message says what and where."""
@@ -96,7 +98,7 @@ def check_archive(archive: str | Path | bytes) -> None:
     names, reader = _read_zip(data, _MEMBERS, "torch.export.save does not write for a model")
     for name in names:  # a second layer: no object under any name, whatever refers to it
         if name.rpartition("/")[2].lower().startswith(_OBJECT_PREFIXES):
-            raise UnsafeArchive(f"it holds {_shown(name)}, a pickled Python object")
+            raise UnsafeArchive(f"it holds '{shown(name)}', a pickled Python object")
     for model in (n.removeprefix("models/").removesuffix(".json") for n in names if n.startswith("models/")):
         # What torch.export.load reads for each program, by the names it asks for.
         _check_program(f"models/{model}.json", _record(reader, f"models/{model}.json"))
@@ -123,9 +125,9 @@ def _read_zip(data: bytes, layout: re.Pattern, outside: str) -> tuple[list[str],
     for info in infos:
         name = info.filename.removeprefix(root)
         if name == info.filename or not layout.fullmatch(name):
-            raise UnsafeArchive(f"it holds {_shown(info.filename)}, which {outside}")
+            raise UnsafeArchive(f"it holds '{shown(info.filename)}', which {outside}")
         if info.compress_type != zipfile.ZIP_STORED:
-            raise UnsafeArchive(f"it holds {_shown(info.filename)} compressed, which torch never writes")
+            raise UnsafeArchive(f"it holds '{shown(info.filename)}' compressed, which torch never writes")
         names.append(name)
     if len({n.lower() for n in names}) != len(names):
         raise UnsafeArchive("it lists a member twice, or two whose names differ only in case (torch reads one)")
@@ -160,7 +162,7 @@ def _check_payloads(reader: torch._C.PyTorchFileReader, names: list[str], folder
     for path, pickled in _payload_entries(folder + config, data):
         if folder == "data/constants/" and not path.startswith("tensor_constant"):
             kind = "a pickled Python object" if path.startswith(_OBJECT_PREFIXES) else "a constant of an unknown kind"
-            raise UnsafeArchive(f"{folder}{config} names {_shown(path)}, {kind}")
+            raise UnsafeArchive(f"{folder}{config} names '{shown(path)}', {kind}")
         if pickled:
             _check_saved(folder + path, _record(reader, folder + path))
 
@@ -174,7 +176,7 @@ def _payload_entries(member: str, data: bytes) -> list[tuple[str, bool]]:
         raise UnsafeArchive(f"{member} cannot be checked ({type(exc).__name__})") from None
     for path, _ in named:
         if not isinstance(path, str) or not _PAYLOAD_NAME.fullmatch(path):
-            raise UnsafeArchive(f"{member} names a file outside its folder: {_shown(path)}")
+            raise UnsafeArchive(f"{member} names a file outside its folder: '{shown(path)}'")
     return named
 
 
@@ -208,12 +210,12 @@ def _check_pickle(member: str, data: bytes) -> None:
             if op.name not in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
                 recent = [*recent[-1:], (op.name, arg if "UNICODE" in op.name or "STRING" in op.name else None)]
     except ValueError as exc:
-        raise UnsafeArchive(f"{member} is a damaged pickle ({_shown(str(exc))})") from None
+        raise UnsafeArchive(f"{member} is a damaged pickle ('{shown(str(exc))}')") from None
 
 
 def _check_global(member: str, module: str, name: str) -> None:
     if name not in SAFE_GLOBALS.get(module, ()):
-        raise UnsafeArchive(f"{member} pickles {_shown(f'{module}.{name}')}")
+        raise UnsafeArchive(f"{member} pickles '{shown(f'{module}.{name}')}'")
 
 
 def _check_program(member: str, data: bytes | None) -> None:
@@ -252,7 +254,7 @@ def _check_target(member: str, text: object) -> None:
     if not isinstance(text, str):
         raise UnsafeArchive(f"{member} has a node target that is not text")
     if text.startswith("#"):
-        raise UnsafeArchive(f"{member} calls an extension operator: {_shown(text)}")
+        raise UnsafeArchive(f"{member} calls an extension operator: '{shown(text)}'")
     prefixes = {"_operator": operator, "torch": torch, "math": math}
     target: object = next((module for prefix, module in prefixes.items() if text.startswith(prefix)), None)
     if target is None:
@@ -262,7 +264,7 @@ def _check_target(member: str, text: object) -> None:
             return
         target = getattr(target, name)
     if not isinstance(target, _OPERATORS) and not _is_shape_function(target):
-        raise UnsafeArchive(f"{member} has a node that calls {_shown(text)}, which is not an operator")
+        raise UnsafeArchive(f"{member} has a node that calls '{shown(text)}', which is not an operator")
 
 
 def _is_shape_function(target: object) -> bool:
@@ -282,7 +284,7 @@ def _check_expression(member: str, text: object) -> None:
     except (tokenize.TokenError, SyntaxError):
         tokens = None
     if tokens is None or not all(_plain_token(t, nxt) for t, nxt in zip(tokens, [*tokens[1:], None])):
-        raise UnsafeArchive(f"{member} has a shape expression that is not plain arithmetic: {_shown(text)}")
+        raise UnsafeArchive(f"{member} has a shape expression that is not plain arithmetic: '{shown(text)}'")
 
 
 def _plain_token(token: tokenize.TokenInfo, following: tokenize.TokenInfo | None) -> bool:
@@ -308,7 +310,7 @@ def _check_treespec(member: str, text: object) -> None:
         while stack:
             node = stack.pop()
             if node["type"] not in _TREE_TYPES:
-                raise UnsafeArchive(f"{member} has inputs or outputs of type {_shown(str(node['type']))}")
+                raise UnsafeArchive(f"{member} has inputs or outputs of type '{shown(str(node['type']))}'")
             context = node["context"]
             if isinstance(context, str) and "__enum__" in _keys(json.loads(context)):
                 raise UnsafeArchive(f"{member} has inputs or outputs keyed by an enum")
@@ -329,8 +331,3 @@ def _keys(value: object) -> set[str]:
         elif isinstance(item, list):
             stack += item
     return keys
-
-
-def _shown(text: str) -> str:
-    """A name from the archive as a message shows it: quoted, escaped, at most 80 characters."""
-    return ascii(text[:80]) + ("..." if len(text) > 80 else "")

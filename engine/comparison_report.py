@@ -25,7 +25,7 @@ from .charts import Series, curve_svg
 from .comparison import ModelComparison
 from .names import html_text
 from .report import _CSS, _fmt, _md, _num, _png, _tile_size
-from .report_folder import ReportClaim, claim_report_folder
+from .report_folder import ReportClaim, claim_report_folder, report_files
 from .workspace import Workspace
 
 Side = tuple[Workspace, AnalysisResult]  # a model's workspace (images for the maps) and its analysis
@@ -42,7 +42,6 @@ def write_comparison(directory: str | Path | ReportClaim, comparison: ModelCompa
         data = comparison_data(comparison)
         charts = _charts(comparison)
         tiles = _tiles(comparison, a, b)
-        (staging / "report.json").write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         images = staging / "images"
         images.mkdir()
         for name, svg in charts.items():
@@ -53,6 +52,8 @@ def write_comparison(directory: str | Path | ReportClaim, comparison: ModelCompa
                     (images / f"image{k}_{side}{j}.png").write_bytes(png)
         (staging / "report.md").write_text(_markdown(data, charts, tiles), encoding="utf-8")
         (staging / "report.html").write_text(_html(data, charts, tiles), encoding="utf-8")
+        data["files"] = report_files(staging)  # last, listing the others
+        (staging / "report.json").write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return directory.target
 
 

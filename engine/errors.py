@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from .names import shown
+
 PARAMETER = re.compile(r"`(\w+)`")
 QUOTED = 200  # characters of another exception's message quoted in one of ours
 
@@ -52,14 +54,15 @@ class BatchFailed(SemiotuiError):
 def one_line(exc: BaseException, *, short: bool = False) -> str:
     """The exception's message on one line, naming its type when it has no message.
 
-    `short` cuts it to `QUOTED` characters, to quote inside a message of ours, with its backticks made quotes:
-    they are not ours, naming parameters (torch says "`weights_only` ... from `False`", no --False).
+    `short` cuts it to `QUOTED` characters, what cannot be shown spelled out, to quote inside a message of
+    ours, with its backticks made quotes: they are not ours, naming parameters (torch says "`weights_only` ...
+    from `False`", no --False).
     """
     text = " ".join(str(exc).split())
     if isinstance(exc, KeyError) and len(exc.args) == 1:
         text = str(exc.args[0])  # str() of a KeyError quotes its key
     if short:
-        text = (text[:QUOTED] + "..." if len(text) > QUOTED else text).replace("`", "'")
+        text = shown(text, QUOTED).replace("`", "'")
     return text or type(exc).__name__
 
 

@@ -34,3 +34,15 @@ def class_name(names: Sequence[str] | None, index: int | None) -> str | None:
     if index is None or names is None or not 0 <= index < len(names):
         return None
     return names[index]
+
+
+def shown(text: str, limit: int = 80) -> str:
+    """`text` as a message quotes it: at most `limit` characters, what cannot be shown spelled out as `repr` does.
+
+    Text from a file someone else wrote (a report, an archive) may be megabytes long, or hold terminal escapes
+    and bidi controls, which `isprintable` counts as unprintable.
+    """
+    cut = text[:limit]
+    if not cut.isprintable():
+        cut = "".join(c if c.isprintable() else repr(c)[1:-1] for c in cut)
+    return cut + ("..." if len(text) > limit else "")

@@ -38,7 +38,7 @@ from .errors import InvalidValue
 from .explain import accuracy, class_curves, confusion, contrast_pair, label_order_warning, largest_steps, outcome_curves
 from .layers import format_shape
 from .names import class_name, html_text, readable
-from .report_folder import ReportClaim, claim_report_folder
+from .report_folder import ReportClaim, claim_report_folder, report_files
 from .saliency import module_of
 from .entropy import MIN_SUPPORT, PERMUTATIONS
 from .superization import ALPHA, MOSTLY_EMPTY, SpanTest, Superization, format_p, networks_drop, summary
@@ -89,7 +89,6 @@ def write_report(
         data["pruning"] = None if pruning is None else _finite(pruning.to_dict())
         tiles = _tiles(workspace, result)
         if "json" in formats:
-            _write_text(staging / "report.json", json.dumps(data, indent=2, allow_nan=False) + "\n")
             _write_maps(staging / "maps.npz", workspace, result)
         if "csv" in formats:
             _write_csv(staging / "entropy.csv", result)
@@ -110,6 +109,9 @@ def write_report(
             _write_text(staging / "report.html", _html(data, result, tiles, charts, screenshot_svg))
         if screenshot_svg is not None:
             _write_text(staging / "screenshot.svg", screenshot_svg)
+        if "json" in formats:  # last, listing the others
+            data["files"] = report_files(staging)
+            _write_text(staging / "report.json", json.dumps(data, indent=2, allow_nan=False) + "\n")
     return directory.target
 
 
@@ -351,13 +353,16 @@ def _tile_name(result: AnalysisResult, tile: _Tile) -> str:
 
 
 def _write_maps(path: Path, workspace: Workspace, result: AnalysisResult) -> None:
-    """The kept thumbnails and their images, so `semiotui open` can draw them without the model."""
+    """The kept thumbnails and their images, so `semiotui open` can draw them without the model.
+
+    Keyed by the image's position among report.json's images, not among the files found: some may have been skipped.
+    """
     arrays = {}
-    for r in result.images:
+    for k, r in enumerate(result.images):
         if r.maps is None:
             continue
-        arrays[f"{r.index}/input"] = workspace.images.image(r.index)
-        arrays.update({f"{r.index}/{layer}": m.astype(np.float16) for layer, m in r.maps.items()})
+        arrays[f"{k}/input"] = workspace.images.image(r.index)
+        arrays.update({f"{k}/{layer}": m.astype(np.float16) for layer, m in r.maps.items()})
     with path.open("wb") as f:
         np.savez_compressed(f, **arrays)
 

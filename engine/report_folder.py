@@ -5,7 +5,8 @@ into place at the end. The destination is checked before the analysis starts
 and claimed with a lock file beside it (an `flock`, which the system releases
 when the process dies, however it dies), so two runs never write one folder.
 Replacing (`force`) only ever removes a folder that holds a semiotui report
-and nothing else, and never one that is or holds an input of the run, the
+and nothing else (nothing but the files its report.json lists, where it lists
+them), and never one that is or holds an input of the run, the
 current folder or the home folder. What a killed run leaves beside the
 destination (its staging or set-aside folders) is removed by the next run that
 takes the lock.
@@ -148,21 +149,37 @@ def _check_not_input(target: Path, inputs: list[Path]) -> None:
                                "choose another folder for the report")
 
 
+def report_files(staging: Path) -> list[str]:
+    """The files of the report being built in `staging`, and its report.json: what report.json lists (`files`),
+    so that `force` replaces them and nothing someone put beside them."""
+    return sorted({*(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file()), "report.json"})
+
+
 def _check_report(folder: Path, shown: Path) -> None:
-    """`folder` holds a semiotui report (its report.json says so) and nothing semiotui does not write."""
+    """`folder` holds a semiotui report (its report.json says so) and nothing semiotui does not write.
+
+    A report.json that lists its files (`report_files`) says which those are; one written before reports
+    listed them is taken to hold what semiotui may write.
+    """
     try:
         data = json.loads((folder / "report.json").read_text(encoding="utf-8"))
         ours = isinstance(data, dict) and isinstance(data.get("semiotui"), str)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         ours = False
     if not ours:
         raise PathInTheWay(f"{shown} is not a semiotui report folder (no report.json written by semiotui); "
                            "only a report folder is replaced: choose another folder")
+    files = data.get("files")
+    listed = set(files) if isinstance(files, list) and all(isinstance(f, str) for f in files) else None
+
+    def written(path: Path) -> bool:
+        return listed is None or path.relative_to(folder).as_posix() in listed
+
     for entry in folder.iterdir():
         images = entry.name == "images" and entry.is_dir() and not entry.is_symlink()
-        others = [] if not images else [p for p in entry.iterdir()
-                                        if p.suffix not in IMAGE_SUFFIXES or not p.is_file() or p.is_symlink()]
-        if (entry.name not in REPORT_FILES and not images) or others:
+        others = [] if not images else [p for p in entry.iterdir() if p.suffix not in IMAGE_SUFFIXES
+                                        or not p.is_file() or p.is_symlink() or not written(p)]
+        if (not images and (entry.name not in REPORT_FILES or not written(entry))) or others:
             extra = (others or [entry])[0]
             raise PathInTheWay(f"{shown} holds {extra.relative_to(folder)}, which semiotui does not write; "
                                "it replaces only a report folder of its own: move that file or choose "

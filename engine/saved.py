@@ -4,14 +4,17 @@ A report folder may come from anyone, so what it holds is checked before it is
 used: report.json against the schema semiotui writes (its text made `readable`),
 entropy.csv and control.csv for finite numbers (a blank cell is an empty map), and each array of maps.npz against the shape the
 report gives it, from its header, before its data is read. What maps.npz may
-expand to is bounded (`MAX_MAPS_BYTES`): its 3 MB can hold gigabytes of zeros.
+expand to is bounded (`MAX_MAPS_BYTES`): its 3 MB can hold gigabytes of zeros;
+so is the text read (`MAX_TEXT_BYTES`): a sparse file takes no disk.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
+import os
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -23,16 +26,17 @@ import torch
 
 from .analysis import AnalysisResult, AnalysisSettings, Batch, ImageResult
 from .control import ControlResult, ControlSettings
-from .errors import InvalidValue, MissingPath
+from .errors import InvalidValue, MissingPath, one_line
 from .flow import Flow
 from .layers import LayerIndex, LayerInfo
-from .names import readable
+from .names import readable, shown
 from .report import spreadsheet_text
 from .saliency import module_of
 from .workspace import InputSpec, ModelInfo, Workspace
 
 NEEDED = ("report.json", "entropy.csv", "maps.npz")
 MAX_MAPS_BYTES = 1 << 30  # maps.npz read into memory at most (a report's default maps take a few MB)
+MAX_TEXT_BYTES = 1 << 30  # each of report.json and the CSV files (a million images take a few hundred MB)
 
 # What report.json holds, as semiotui writes it: a type, None (null), [kind] (a list of kind),
 # {key: kind} (an object with at least these keys), or a tuple of alternatives. Floats are finite.
@@ -97,17 +101,27 @@ def open_report(directory: str | Path) -> Workspace:
         raise MissingPath(f"{folder} is not a complete semiotui report: {', '.join(missing)} missing "
                           "(write it with semiotui report, including the json and csv formats)")
     try:
-        data = _checked(json.loads((folder / "report.json").read_text(encoding="utf-8")))
-        with (folder / "entropy.csv").open(newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
+        data = _checked(json.loads(_text(folder / "report.json")))
+        rows = list(csv.reader(io.StringIO(_text(folder / "entropy.csv"), newline="")))
         control_rows = None
         if data.get("control") and (folder / "control.csv").is_file():
-            with (folder / "control.csv").open(newline="", encoding="utf-8") as f:
-                control_rows = list(csv.reader(f))
+            control_rows = list(csv.reader(io.StringIO(_text(folder / "control.csv"), newline="")))
         return _workspace(folder, data, rows, control_rows)
     except (KeyError, ValueError, IndexError, TypeError, OSError, EOFError, RecursionError, csv.Error,
             zipfile.BadZipFile, zlib.error) as exc:
-        raise InvalidValue(f"{folder} holds a damaged or incompatible report ({type(exc).__name__}: {exc})") from None
+        raise InvalidValue(f"{folder} holds a damaged or incompatible report "
+                           f"({type(exc).__name__}: {one_line(exc, short=True)})") from None
+
+
+def _text(path: Path) -> str:
+    """One of the report's text files, refused past `MAX_TEXT_BYTES`: a sparse file claims a terabyte and takes no
+    disk, and a file of the system's (a link may lead to one) says it holds nothing and may never end."""
+    with path.open("rb") as f:
+        data = f.read(MAX_TEXT_BYTES + 1) if os.fstat(f.fileno()).st_size <= MAX_TEXT_BYTES else None
+    if data is None or len(data) > MAX_TEXT_BYTES:
+        raise ValueError(f"{path.name} is larger than the {MAX_TEXT_BYTES // 2**30} GiB semiotui open reads; "
+                         "it is not a report's")
+    return data.decode("utf-8")
 
 
 def _checked(data: object) -> dict:
@@ -156,7 +170,7 @@ def _workspace(folder: Path, data: dict, rows: list[list[str]], control_rows: li
         raise ValueError("entropy.csv and report.json list different numbers of images")
     s = data["settings"]
     if len(s["input_size"]) != 2 or min(s["input_size"]) < 1:
-        raise ValueError(f"report.json: the input size {s['input_size']} is not a height and a width")
+        raise ValueError(f"report.json: the input size {shown(str(s['input_size']))} is not a height and a width")
     settings = AnalysisSettings(method=s["method"], estimator=s["estimator"], levels=s["levels"],
                                 upsample=s["upsample"], normalized=bool(s.get("normalized", False)),
                                 target=s["target"], batch_size=s["batch_size"], device="cpu",
@@ -276,7 +290,8 @@ def _control(meta: dict, layers: list[str], rows: list[list[str]], paths: list[s
     for k, row in enumerate(rows[1:]):
         draw, image = divmod(k, count)
         if row[:2] != [str(seeds[draw]), spreadsheet_text(paths[positions[image]])]:
-            raise ValueError(f"control.csv: row {k + 1} is not network {seeds[draw]} on {paths[positions[image]]}")
+            raise ValueError(f"control.csv: row {k + 1} is not network {shown(str(seeds[draw]))} on "
+                             f"{shown(paths[positions[image]])}")
         entropy[draw, image] = _entropies(row[2:], len(layers), f"control.csv: row {k + 1}", within)
     empty = np.isnan(entropy)
     listed = meta.get("empty")
@@ -315,16 +330,16 @@ def _read_maps(path: Path, images: int, layers: list[str], size: tuple[int, int]
             key = readable(member.filename.removesuffix(".npy"))  # as the layer names of report.json
             image, _, name = key.partition("/")
             if not (image.isdigit() and int(image) < images):
-                raise ValueError(f"maps.npz: {key} is no image of the report")
+                raise ValueError(f"maps.npz: {shown(key)} is no image of the report")
             if name == "input":
                 arrays[key] = _read_array(archive, member, key, np.uint8, lambda shape: shape == (*size, 3))
             elif name in layers:
                 arrays[key] = _read_array(archive, member, key, np.float16,
                                           lambda shape: len(shape) == 2 and 1 <= min(shape) and max(shape) <= side)
                 if not np.isfinite(arrays[key]).all():
-                    raise ValueError(f"maps.npz: {key} holds NaN or infinite values")
+                    raise ValueError(f"maps.npz: {shown(key)} holds NaN or infinite values")
             else:
-                raise ValueError(f"maps.npz: {key} is no layer of the report")
+                raise ValueError(f"maps.npz: {shown(key)} is no layer of the report")
         return arrays
 
 
@@ -334,13 +349,14 @@ def _read_array(archive: zipfile.ZipFile, member: zipfile.ZipInfo, key: str, dty
     with archive.open(member) as f:
         version = np.lib.format.read_magic(f)
         if version not in ((1, 0), (2, 0)):
-            raise ValueError(f"maps.npz: {key} is in .npy format {version}, which semiotui does not write")
+            raise ValueError(f"maps.npz: {shown(key)} is in .npy format {version}, which semiotui does not write")
         header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, fortran, declared = header(f)
         if declared != np.dtype(dtype) or not fits(shape):
-            raise ValueError(f"maps.npz: {key} holds {declared} {shape}, not what the report says it holds")
+            raise ValueError(f"maps.npz: {shown(key)} holds {shown(str(declared))} {shown(str(shape))}, not what the "
+                             "report says it holds")
         size = math.prod(shape) * declared.itemsize
         data = f.read(size)
     if len(data) != size:
-        raise ValueError(f"maps.npz: {key} is cut short")
+        raise ValueError(f"maps.npz: {shown(key)} is cut short")
     return np.frombuffer(data, declared).reshape(shape, order="F" if fortran else "C")

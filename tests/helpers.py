@@ -103,6 +103,13 @@ def write_tiny_inputs(folder: Path, *, images: int, size: int, classes: int) -> 
     return folder
 
 
+def report_args(inputs: Path, out: Path | str, *extra: str, arch: str = "TinyNet") -> list[str]:
+    """`semiotui report` of the helpers' `arch` on what `write_tiny_inputs` wrote in `inputs`, into `out`, no control."""
+    return ["report", str(inputs / "tiny.pth"), "--arch", f"helpers:{arch}", "--pythonpath", str(ROOT / "tests"),
+            "--images", str(inputs / "images"), "--input-size", "16", "16", "--device", "cpu", "--no-control",
+            "-o", str(out), *extra]
+
+
 def only_error_line(stderr: str) -> str:
     """The one line a failed command printed, with no traceback."""
     lines = [line for line in stderr.splitlines() if line.strip()]

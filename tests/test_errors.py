@@ -48,10 +48,11 @@ def test_a_bug_carries_its_traceback_in_the_interface_only_when_asked():
     assert for_interface(InvalidValue("`levels` x"), debug=True) == "levels x"  # the user's mistake: no traceback
 
 
-def test_one_line_cuts_a_quoted_message_short():
+def test_one_line_cuts_a_quoted_message_short_and_spells_out_what_cannot_be_shown():
     assert one_line(ValueError("a\n  b")) == "a b"
     assert one_line(ValueError()) == "ValueError"
     assert one_line(ValueError("x" * 300), short=True) == "x" * 200 + "..."
+    assert one_line(ValueError("é\x1b]0;T\x07 \u202eb"), short=True) == "é\\x1b]0;T\\x07 \\u202eb"
 
 
 def imports(path: Path) -> set[str]:

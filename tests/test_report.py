@@ -91,6 +91,7 @@ def test_all_four_files_agree_with_each_other_and_with_the_analysis(analysed, tm
     assert len(list((out / "images").glob("image*.png"))) == 2 * (1 + len(result.layers))
     for link in re.findall(r"\]\((images/[^ )]+)", md):
         assert (out / link).is_file(), link
+    assert data["files"] == sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
 
 
 def test_html_is_self_contained(analysed, tmp_path):
@@ -125,11 +126,15 @@ def test_force_never_replaces_a_folder_that_is_not_only_a_report(analysed, tmp_p
     (mine / "notes.txt").write_text("keep me")
     with pytest.raises(FileExistsError, match="not a semiotui report folder"):
         write_report(mine, ws, result, force=True)
+    (mine / "report.json").write_text("[" * 100_000 + "]" * 100_000)  # deeper than Python's JSON reader goes
+    with pytest.raises(FileExistsError, match="not a semiotui report folder"):
+        write_report(mine, ws, result, force=True)
     report = write_report(tmp_path / "rep", ws, result)
     (report / "images" / "notes.txt").write_text("keep me too")
     with pytest.raises(FileExistsError, match=r"holds images/notes.txt, which semiotui does not write"):
         write_report(report, ws, result, force=True)
-    assert (mine / "notes.txt").read_text() == "keep me" and (report / "images" / "notes.txt").is_file()
+    assert (mine / "notes.txt").read_text() == "keep me" and (mine / "report.json").is_file()
+    assert (report / "images" / "notes.txt").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "rep"]
 
 

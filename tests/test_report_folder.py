@@ -12,19 +12,19 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from helpers import only_error_line, write_tiny_inputs
+from helpers import only_error_line, report_args, write_tiny_inputs
 
 from semiotui.engine.saved import open_report
 from semiotui.tui import commands
 from semiotui.tui.cli import main
 
-TESTS = Path(__file__).parent
 IMAGES = 16
 
 
@@ -34,12 +34,6 @@ def inputs(tmp_path) -> Path:
     for name in ("inputs", "work", "home"):
         (tmp_path / name).mkdir()
     return write_tiny_inputs(tmp_path / "inputs", images=IMAGES, size=16, classes=2)
-
-
-def report_args(inputs: Path, out: Path | str, *extra: str, arch: str = "TinyNet") -> list[str]:
-    return ["report", str(inputs / "tiny.pth"), "--arch", f"helpers:{arch}", "--pythonpath", str(TESTS),
-            "--images", str(inputs / "images"), "--input-size", "16", "16", "--device", "cpu", "--no-control",
-            "-o", str(out), *extra]
 
 
 def tree(folder: Path) -> dict[str, str | None]:
@@ -85,6 +79,24 @@ def test_an_existing_folder_is_refused_before_the_analysis(inputs, tmp_path, cap
     line = only_error_line(capsys.readouterr().err)  # no "analysed ..." line before it
     assert "already exists" in line and "--force" in line
     assert tree(tmp_path) == before
+
+
+def test_force_keeps_a_file_put_in_the_images_folder_and_replaces_only_what_the_report_lists(inputs, tmp_path,
+                                                                                               capsys):
+    out = tmp_path / "report"
+    assert main(report_args(inputs, out)) == 0
+    capsys.readouterr()
+    shutil.copy(inputs / "images" / "c0" / "00.png", out / "images" / "mine.png")  # a PNG, as the report's are
+    before = tree(tmp_path)
+    assert main(report_args(inputs, out, "--force")) == 1
+    line = only_error_line(capsys.readouterr().err)  # before the analysis
+    assert "holds images/mine.png, which semiotui does not write" in line
+    assert tree(tmp_path) == before
+    (out / "images" / "mine.png").unlink()
+    (out / "images" / "classes.svg").write_text("changed")  # a file the report lists: replaced
+    assert main(report_args(inputs, out, "--force")) == 0
+    assert (out / "images" / "classes.svg").read_text().startswith("<svg")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "inputs", "report", "work"]
 
 
 def test_a_folder_made_during_the_analysis_is_never_replaced(inputs, tmp_path, capsys, monkeypatch):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import demo_workspace, wait_until
+from helpers import demo_workspace, report_args, wait_until, write_tiny_inputs
 
 from semiotui.engine.analysis import add_maps, analyze
 from semiotui.engine.explain import contrast_pair
@@ -141,6 +141,27 @@ def test_open_runs_the_explorer_on_the_report_and_debug_reaches_it(copied_report
     assert cli.main(["open", copied_report, "--debug"]) == 0
     assert opened[0][0].model is None and len(opened[0][0].images) == IMAGES
     assert [debug for _, debug in opened] == [False, True]
+
+
+def test_a_report_that_skipped_an_unreadable_file_opens_and_compares(tmp_path, monkeypatch, capsys):
+    """maps.npz names the images report.json lists, not the files found: one of those was no image."""
+    inputs = write_tiny_inputs(tmp_path, images=6, size=16, classes=2)
+    (inputs / "images" / "c0" / "0.png").write_text("not an image")  # the first file, skipped
+    for name in ("a", "b"):
+        assert cli.main(report_args(inputs, tmp_path / name)) == 0
+    data = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert [s["path"] for s in data["skipped"]] == ["images/c0/0.png"] and len(data["images"]) == 6
+    capsys.readouterr()
+    opened = []
+    monkeypatch.setattr("semiotui.tui.app.run_app", lambda workspace, debug: opened.append(workspace) or 0)
+    assert cli.main(["open", str(tmp_path / "a")]) == 0, capsys.readouterr().err
+    pictures = opened[0].images
+    assert [pictures.image(i) is not None for i in range(6)] == [True] * 6  # the report draws maps for all six
+    with np.load(tmp_path / "a" / "maps.npz") as maps:
+        layers = ["input", *(layer["name"] for layer in data["layers"])]
+        assert sorted(maps.files) == sorted(f"{i}/{layer}" for i in range(6) for layer in layers)
+    assert cli.main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(tmp_path / "ab")]) == 0
+    assert "comparison written to" in capsys.readouterr().err
 
 
 def _edit_json(change):
