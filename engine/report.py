@@ -263,6 +263,15 @@ def _span_data(sup: Superization, span: SpanTest) -> dict:
     })
 
 
+def terminal_summary(workspace: Workspace, result: AnalysisResult) -> tuple[list[str], list[str]]:
+    """The report in a few lines for a terminal: the images and accuracy, then the finding's sentences; and
+    the report's warnings."""
+    sup = result.superization()
+    score = accuracy(result)
+    head = f"{len(result.images)} images; {_accuracy_text(None if score is None else dataclasses.asdict(score))}"
+    return [head, *summary(sup)], report_warnings(workspace, result, sup)
+
+
 def report_warnings(workspace: Workspace, result: AnalysisResult, sup: Superization) -> list[str]:
     """What a reader must know before trusting the numbers: a label order that looks wrong, a claim by a model
     no better than chance."""
@@ -423,7 +432,7 @@ def _markdown(data: dict, result: AnalysisResult, tiles: list[_Tile], charts: di
         "",
         f"Model {_md_code(data['model']['path'] or 'bundled demo')} ({data['model']['format']}, "
         f"{data['model']['parameters']:,} parameters); {len(data['images'])} images"
-        + _partial_text(data) + "; " + _accuracy_text(data) + ".",
+        + _partial_text(data) + "; " + _accuracy_text(data["analysis"]["accuracy"]) + ".",
         f"Method **{s['method']}**, estimator **{s['estimator']}** ({s['levels']} levels, "
         f"{'input resolution' if s['upsample'] else 'native resolution'}), target {s['target']}, "
         f"device {s['device']}; {data['created']}, semiotui {data['semiotui']}.",
@@ -541,8 +550,8 @@ def _partial_text(data: dict) -> str:
     return f" (partial: {analysis['images']}{of} images, analysis {why})"
 
 
-def _accuracy_text(data: dict) -> str:
-    score = data["analysis"]["accuracy"]
+def _accuracy_text(score: dict | None) -> str:
+    """A report's accuracy (as report.json holds it) in words."""
     if score is None:
         return "no labels, no accuracy"
     text = f"accuracy {score['top1']:.1%}"
@@ -611,7 +620,7 @@ def _html(data: dict, result: AnalysisResult, tiles: list[_Tile], charts: dict[s
 <style>{_CSS}</style></head><body>
 <header><h1>semiotui report</h1>
 <p class=meta>Model <code>{html_text(model['path'] or 'bundled demo')}</code> ({html_text(model['format'])},
-{model['parameters']:,} parameters) · {len(data['images'])} images<b>{html_text(_partial_text(data))}</b> · {html_text(_accuracy_text(data))}
+{model['parameters']:,} parameters) · {len(data['images'])} images<b>{html_text(_partial_text(data))}</b> · {html_text(_accuracy_text(data["analysis"]["accuracy"]))}
 · method <b>{html_text(s['method'])}</b> · estimator <b>{html_text(s['estimator'])}</b> ({s['levels']} levels,
 {'input' if s['upsample'] else 'native'} resolution) · target {html_text(str(s['target']))} · device {html_text(s['device'])}
 · {html_text(data['created'])} · semiotui {html_text(data['semiotui'])}</p>

@@ -17,12 +17,13 @@ from PIL import Image
 from scipy import stats as scipy_stats
 from torch import nn
 
-from helpers import TinyNet
+from helpers import TinyNet, report_args, write_tiny_inputs
 from semiotui.engine import AnalysisSettings, analyze, index_layers
 from semiotui.engine.data import ImageSource
 from semiotui.engine.report import write_report
 from semiotui.engine.saved import open_report
 from semiotui.engine.workspace import InputSpec, ModelInfo, Workspace
+from semiotui.tui.cli import main
 
 CLASSES = ["a", "b", "c", "d", "e"]
 
@@ -400,3 +401,17 @@ def test_a_saved_report_whose_control_names_other_images_is_refused_in_one_line(
     with pytest.raises(SemiotuiError) as caught:
         open_report(out)
     assert "\n" not in str(caught.value) and "control" in str(caught.value)
+
+
+def test_the_report_command_ends_with_the_finding_and_quiet_prints_none_of_it(tmp_path, capsys):
+    """The terminal gets the accuracy, the summary's sentences and where the report is; --quiet only warnings."""
+    inputs = write_tiny_inputs(tmp_path, images=6, size=16, classes=2)
+    assert main(report_args(inputs, tmp_path / "loud")) == 0
+    lines = capsys.readouterr().err.splitlines()
+    summary = json.loads((tmp_path / "loud" / "report.json").read_text())["summary"]
+    assert "semiotui: 6 images; accuracy" in "\n".join(lines)
+    assert [f"semiotui: {sentence}" for sentence in summary] == lines[-1 - len(summary):-1]
+    assert lines[-1] == f"semiotui: report written to {tmp_path / 'loud'}"
+    assert main(report_args(inputs, tmp_path / "quiet", "--quiet")) == 0
+    assert capsys.readouterr().err == ""
+    assert (tmp_path / "quiet" / "report.json").exists()

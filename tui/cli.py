@@ -33,14 +33,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     """Run the parsed command: every failure becomes one line (`--debug` shows the traceback first)."""
     from .errors import for_command_line
-    from .plain import say
+    from .plain import say, set_quiet
 
+    set_quiet(getattr(args, "quiet", False))
     try:
         return int(args.run(args) or 0)
     except Exception as exc:
         if args.debug:
             traceback.print_exc()
-        say(f"semiotui: error: {for_command_line(exc)}")
+        say(f"semiotui: error: {for_command_line(exc)}", always=True)
         return 1
 
 

@@ -15,7 +15,11 @@ from semiotui.engine.workspace import ImageSet, Workspace
 
 from .errors import for_command_line
 from .interrupts import Interrupts
+from . import plain
 from .plain import say
+
+
+QUIET_HELP = "print only errors and warnings: no progress, no summary (for scripts)"
 
 
 def configure(command: str | None, parser: argparse.ArgumentParser) -> None:
@@ -30,6 +34,7 @@ def configure(command: str | None, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--maps", type=int, default=DEFAULT_MAPS, metavar="N",
                             help=f"images whose maps are drawn in the report, chosen across the classes and "
                             f"both outcomes (default {DEFAULT_MAPS})")
+        parser.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
         parser.set_defaults(run=run_report)
     elif command == "prune":
         parser.add_argument("-o", "--out", metavar="OUT.pt", required=True,
@@ -53,6 +58,7 @@ def configure(command: str | None, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--layers", nargs="+", metavar="NAME",
                             help="conv layers to measure and prune: names or globs (default: all convs)")
         parser.add_argument("--batch-size", type=int, default=32, help="images per batch")
+        parser.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
         parser.set_defaults(run=run_prune)
     elif command == "compare":
         parser.add_argument("a", metavar="A", help="a model file (the options below apply to both), 'demo' for "
@@ -61,6 +67,7 @@ def configure(command: str | None, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("-o", "--out", metavar="DIR", required=True, help="comparison report folder to create")
         parser.add_argument("--force", action="store_true", help="replace DIR if it already holds a report; "
                             "compare two analyses made with different settings (they are named first)")
+        parser.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
         parser.set_defaults(run=run_compare)
     elif command == "open":
         parser.add_argument("directory", metavar="DIR", help="a report folder written by semiotui report")
@@ -100,7 +107,7 @@ def run_report(args: argparse.Namespace) -> int:
     from semiotui.engine import distributed
     from semiotui.engine.analysis import add_maps
     from semiotui.engine.explain import label_order_warning, showcase
-    from semiotui.engine.report import add_contrast_maps, write_report
+    from semiotui.engine.report import add_contrast_maps, terminal_summary, write_report
     from semiotui.engine.report_folder import claim_report_folder
 
     from .workspace_args import input_paths
@@ -118,19 +125,25 @@ def run_report(args: argparse.Namespace) -> int:
             return interrupts.status
         workspace, result = analysed
         if result.failed is not None:  # said now; the report of the images analysed before it follows
-            say(f"semiotui: error: {result.failed}")
+            say(f"semiotui: error: {result.failed}", always=True)
         if result.cancelled and not result.images:
             say("semiotui: interrupted before the first images were analysed; no report written")
             return interrupts.status
         order = label_order_warning(result, workspace.images.label_source, workspace.images.class_names)
         if order:
-            say(f"semiotui: warning: {order}")
+            say(f"semiotui: warning: {order}", always=True)
         if result.failed is None:  # a model that failed is not run again: the report is written as it stands
             if workspace.control is not None and result.images and not cancel.is_set():
                 control_with_progress(workspace, result, cancel)  # attaches the control to the result
             add_maps(workspace.model, workspace.images, workspace.layers, result, showcase(result, args.maps))
             add_contrast_maps(workspace.model, workspace.images, workspace.layers, result)
         path = write_report(claim, workspace, result, formats=tuple(args.formats))
+    sentences, warnings = terminal_summary(workspace, result)
+    for line in sentences:
+        say(f"semiotui: {line}")
+    for warning in warnings:
+        if warning != order:  # said before the control ran
+            say(f"semiotui: warning: {warning}", always=True)
     why = {"cancelled": "the analysis was interrupted", "failed": "the analysis failed"}.get(result.partial)
     say(f"semiotui: report written to {path}{f' (partial: {why})' if why else ''}")
     return 1 if result.failed is not None else interrupts.status
@@ -150,7 +163,7 @@ def _analyse_for_report(
         workspace = workspace_from_args(args)
         if shard is None or shard.leader:
             for warning in workspace.warnings:
-                say(f"semiotui: warning: {warning}")
+                say(f"semiotui: warning: {warning}", always=True)
         if shard is None:
             try:
                 result = analyse_with_progress(workspace, cancel=cancel)  # maps come after: across the classes
@@ -211,6 +224,7 @@ def analyse_with_progress(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    quiet = quiet or plain.quiet()
     images = workspace.images if images is None else images
     total = len(images)
     settings = workspace.settings
@@ -255,9 +269,9 @@ def control_with_progress(workspace: Workspace, result: AnalysisResult, cancel: 
     say(f"semiotui: control: {control.draws} copies of the model with shuffled weights on {count} images "
         "spread across the classes, one more pass each (--no-control skips it)")
     events = control_steps(workspace, result, cancel or threading.Event())
-    console = Console(stderr=True)
+    console = Console(stderr=True, quiet=plain.quiet())
     bar = Progress(TextColumn("control"), BarColumn(), MofNCompleteColumn(), console=console,
-                   disable=not console.is_terminal)
+                   disable=plain.quiet() or not console.is_terminal)
     task = bar.add_task("", total=control.draws)
 
     def progress(event: ControlProgress) -> None:
@@ -268,7 +282,7 @@ def control_with_progress(workspace: Workspace, result: AnalysisResult, cancel: 
     with bar:
         done = follow(events, ControlFinished, progress).control
     if done is None:
-        say("semiotui: warning: no control; no step is called superization")
+        say("semiotui: warning: no control; no step is called superization", always=True)
     return done
 
 
@@ -329,7 +343,7 @@ def _analysed_side(args: argparse.Namespace, model: str) -> tuple[Workspace, Ana
     demo = {"model": None, "arch": None} if model == "demo" else {"model": model}  # --arch is the other model's
     workspace = workspace_from_args(argparse.Namespace(**{**vars(args), **demo}))
     for warning in workspace.warnings:
-        say(f"semiotui: warning: {warning}")
+        say(f"semiotui: warning: {warning}", always=True)
     result = analyse_with_progress(workspace)
     if workspace.control is not None:
         control_with_progress(workspace, result)

@@ -21,9 +21,24 @@ def plain(text: str) -> Text:
     return Text(readable(text))
 
 
-def say(line: str) -> None:
-    """Print `line` on stderr as it is, with what a terminal cannot show replaced (`readable`).
+_quiet = False  # `--quiet`: only what must be seen
+
+
+def set_quiet(on: bool) -> None:
+    """From now on (`--quiet`), `say` prints only the lines marked `always` (errors, warnings), and no progress."""
+    global _quiet
+    _quiet = on
+
+
+def quiet() -> bool:
+    return _quiet
+
+
+def say(line: str, *, always: bool = False) -> None:
+    """Print `line` on stderr as it is, with what a terminal cannot show replaced (`readable`); under `--quiet`
+    only when `always`.
 
     Plain `print`, never Rich's markup; while a progress bar runs, Rich takes the line and prints it above the bar.
     """
-    print(readable(line), file=sys.stderr)
+    if always or not _quiet:
+        print(readable(line), file=sys.stderr)

@@ -13,6 +13,7 @@ from semiotui.engine.names import readable
 from semiotui.engine.pruning import check_output, conv_layers, prune_splits, save_pruned
 
 from .interrupts import Interrupts
+from . import plain
 from .plain import say
 from .workspace_args import input_paths, workspace_from_args
 
@@ -28,7 +29,7 @@ def prune(args: argparse.Namespace) -> int:
     settings.check()
     workspace = workspace_from_args(args)
     for warning in workspace.warnings:
-        say(f"semiotui: warning: {warning}")
+        say(f"semiotui: warning: {warning}", always=True)
     train, held_out = prune_splits(workspace, args.holdout, args.seed)
     layers = conv_layers(workspace, workspace.layers if args.layers else None)
     measure = scored_by(held_out)
@@ -42,7 +43,7 @@ def prune(args: argparse.Namespace) -> int:
         finished = _follow(events, settings, cancel)
     save_pruned(finished.model, finished.log, workspace, out)
     for warning in finished.log.warnings:
-        say(f"semiotui: warning: {warning}")
+        say(f"semiotui: warning: {warning}", always=True)
     o, f = finished.log.original, finished.log.final
     say(f"semiotui: {finished.log.stopped_because}; parameters {f.parameters:,} of {o.parameters:,} "
         f"({f.parameters / o.parameters:.1%}), MACs {f.macs / o.macs:.1%}, {measure} {o.accuracy:.1%} -> "
@@ -55,13 +56,13 @@ def _follow(events: Iterator[PruneEvent], settings: PruneSettings, cancel: threa
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, quiet=plain.quiet())
     target = settings.target_params if settings.target_params is not None else settings.target_macs
     measure = "parameters" if settings.target_params is not None else "macs"
     # The description names a layer: plain text, not Rich markup (and `readable`, as `say` prints).
     bar = Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(),
                    TextColumn("{task.fields[size]}"), TimeElapsedColumn(), console=console, transient=True,
-                   disable=not console.is_terminal)
+                   disable=plain.quiet() or not console.is_terminal)
     # The bar fills as the model shrinks from its size to the target (or pulses with no target).
     task = bar.add_task("measuring the original model", total=None if target is None else 1 - target, size="")
     layer = ""
