@@ -139,7 +139,7 @@ def label_order_warning(result: AnalysisResult, label_source: str | None, folder
     if score is None or not score.below_chance or label_source != "folders":
         return None
     shown = ", ".join(list(folders or [])[:4]) + (", ..." if folders and len(folders) > 4 else "")
-    return (f"accuracy {score.top1:.0%} on {score.images} labelled images is below chance ({score.chance:.0%}): "
+    return (f"accuracy {score.top1:.1%} on {score.images} labelled images is below chance ({score.chance:.1%}): "
             f"the labels follow the sorted folder names ({shown}), which may not be the model's class order; "
             "pass the model's class names in its order with --classes")
 

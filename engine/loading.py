@@ -64,6 +64,7 @@ class LoadedModel:
     model: nn.Module
     info: ModelInfo
     spec_defaults: InputSpec | None  # None: unknown (the caller uses 224 and ImageNet)
+    normalisation_guessed: bool = False  # spec_defaults' mean and std are ImageNet's for want of the model's
     class_names: list[str] | None = None
     batch_size: int | None = None  # the only batch size it accepts (a static torch.export program)
     layer_types: dict[str, str] = field(default_factory=dict)  # module types a torch.export program lost
@@ -562,6 +563,7 @@ def _load_export(path: Path, trust: bool) -> LoadedModel:
     }
     if isinstance(h, int) and isinstance(w, int):
         loaded.spec_defaults = InputSpec((h, w), IMAGENET_MEAN, IMAGENET_STD)
+        loaded.normalisation_guessed = True  # an export keeps the input's size, not how it was normalised
     if isinstance(batch, int):
         if batch != 1:
             raise LoadError(
@@ -587,6 +589,7 @@ def _apply_sidecar(path: Path, loaded: LoadedModel) -> None:
         if pruned is None:
             data = json.loads(sidecar.read_text(encoding="utf-8"))
         loaded.spec_defaults, classes = _sidecar_values(data)
+        loaded.normalisation_guessed = False
     except (ValueError, OSError) as exc:
         raise LoadError(
             f"{sidecar} is not a valid preprocessing file ({one_line(exc, short=True)}); fix or remove it"

@@ -83,6 +83,9 @@ def open_workspace(
                     pythonpath=pythonpath)
     spec = input_spec(loaded.spec_defaults, input_size, mean, std)
     warnings = list(loaded.notes)
+    if mean is None and std is None and (loaded.spec_defaults is None or loaded.normalisation_guessed):
+        warnings.append(f"how {Path(loaded.info.path or 'the model').name} normalised its inputs in training is not "
+                        "known: using ImageNet's mean and std; pass `mean` and `std` if it was trained otherwise")
     classes = check_input_size(loaded.model, spec, settings.output, notes=warnings)
     names = loaded.class_names
     if class_names is not None:

@@ -459,7 +459,7 @@ def _markdown(data: dict, result: AnalysisResult, tiles: list[_Tile], charts: di
     ]
     for i, layer in enumerate(data["layers"], start=1):
         name, kind, *numbers, verdict, significant = _layer_cells(layer)
-        lines.append(f"| {i} | {_md_code(name)} | {_md(kind)} | {' | '.join(numbers)} | "
+        lines.append(f"| {i} | {_md_code(name, cell=True)} | {_md(kind)} | {' | '.join(numbers)} | "
                      f"{f'**{verdict}**' if significant else verdict} |")
     if data["pruning"]:
         lines += ["", "## Pruning steps", "", _md(_pruning_text(data["pruning"])), "",
@@ -742,17 +742,28 @@ def _confusion_rows(data: dict) -> list[list[str]]:
 
 
 # Characters Markdown gives a meaning to wherever they stand (HTML's are escaped as entities).
-_MARKDOWN_ACTIVE = re.compile(r"([\\`*_\[\]()!|~#$])")
+# What CommonMark (with tables) reads as more than text: emphasis, links, code, cells, headings, a link's
+# title's end; `<` before a tag's name and `&` before an entity. A backslash escapes any of them and shows
+# nothing; the rest of a sentence ("p < 0.01", "the model's") stays as written in the raw file.
+_MARKDOWN_ACTIVE = re.compile(r"[\\`*_\[\]|~#\"]|<(?=[A-Za-z/!?])|&(?=#?\w+;)")
 
 
 def _md(text: str) -> str:
-    """A name from outside as literal Markdown text: no HTML, link, emphasis or table cell can come of it."""
-    return html_text(_MARKDOWN_ACTIVE.sub(r"\\\1", text))
+    """Text with names from outside as literal Markdown: no HTML, link, emphasis or table cell can come of it."""
+    return _MARKDOWN_ACTIVE.sub(lambda m: "\\" + m.group(0), readable(text))
 
 
-def _md_code(text: str) -> str:
-    """A name in code style: `<code>` rather than backticks, whose content no escape reaches."""
-    return f"<code>{_md(text)}</code>"
+def _md_code(text: str, *, cell: bool = False) -> str:
+    """A name as a code span, whose content Markdown shows as written: fenced by more backticks than it holds.
+
+    In a table `cell`, a `|` would still end the cell, and is escaped (the table reads the escape first).
+    """
+    text = readable(text)
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    if cell:
+        text = text.replace("|", "\\|")
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _caption(image: dict) -> str:

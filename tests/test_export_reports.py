@@ -30,6 +30,9 @@ def test_a_report_of_an_exported_program_has_its_maps_and_a_control(kind, tmp_pa
     stderr = capsys.readouterr().err
     assert status == 0, stderr
     assert "no control" not in stderr
+    # an export keeps its input's size, not how it was normalised: the default is said, with the flags
+    assert "normalised its inputs in training is not known: using ImageNet's mean and std; pass --mean and " \
+           "--std" in stderr
     report = json.loads((out / "report.json").read_text())
     assert report["control"]["draws"] == 3
     assert sorted(p.name for p in (out / "images").glob("image*_conv1.png"))  # the showcase's maps

@@ -84,8 +84,7 @@ def test_all_four_files_agree_with_each_other_and_with_the_analysis(analysed, tm
     html = (out / "report.html").read_text()
     for layer in data["layers"]:
         shown = f"{layer['entropy']['mean']:.3f}"
-        md_name = layer["name"].replace("#", "\\#")  # relu#2: Markdown's # escaped
-        assert f"<code>{md_name}</code>" in md and shown in md
+        assert f"| `{layer['name']}` |" in md and shown in md  # a code span: relu#2 as written
         assert f"<code>{layer['name']}</code>" in html and shown in html
     for image in (out / "images").glob("*.png"):
         Image.open(image).verify()
@@ -415,3 +414,10 @@ def test_the_report_command_ends_with_the_finding_and_quiet_prints_none_of_it(tm
     assert main(report_args(inputs, tmp_path / "quiet", "--quiet")) == 0
     assert capsys.readouterr().err == ""
     assert (tmp_path / "quiet" / "report.json").exists()
+
+
+def test_report_md_reads_as_text_where_nothing_needs_escaping(analysed, tmp_path):
+    """Entities and tags stay out of the raw Markdown: "p < 0.01" and "the model's" as written (issue 22)."""
+    md = (write_report(tmp_path / "rep", *analysed) / "report.md").read_text()
+    assert "p < 0.01" in md and "model's" in md
+    assert not re.search(r"&#x27;|&lt;|&gt;|&quot;|<code>", md)

@@ -13,7 +13,7 @@ from semiotui.engine.greedy import CRITERIA
 from semiotui.engine.report import DEFAULT_MAPS, FORMATS
 from semiotui.engine.workspace import ImageSet, Workspace
 
-from .errors import for_command_line
+from .errors import flags_in, for_command_line
 from .interrupts import Interrupts
 from . import plain
 from .plain import say
@@ -143,7 +143,7 @@ def run_report(args: argparse.Namespace) -> int:
         say(f"semiotui: {line}")
     for warning in warnings:
         if warning != order:  # said before the control ran
-            say(f"semiotui: warning: {warning}", always=True)
+            say(f"semiotui: warning: {flags_in(warning)}", always=True)
     why = {"cancelled": "the analysis was interrupted", "failed": "the analysis failed"}.get(result.partial)
     say(f"semiotui: report written to {path}{f' (partial: {why})' if why else ''}")
     return 1 if result.failed is not None else interrupts.status
@@ -163,7 +163,7 @@ def _analyse_for_report(
         workspace = workspace_from_args(args)
         if shard is None or shard.leader:
             for warning in workspace.warnings:
-                say(f"semiotui: warning: {warning}", always=True)
+                say(f"semiotui: warning: {flags_in(warning)}", always=True)
         if shard is None:
             try:
                 result = analyse_with_progress(workspace, cancel=cancel)  # maps come after: across the classes
@@ -343,7 +343,7 @@ def _analysed_side(args: argparse.Namespace, model: str) -> tuple[Workspace, Ana
     demo = {"model": None, "arch": None} if model == "demo" else {"model": model}  # --arch is the other model's
     workspace = workspace_from_args(argparse.Namespace(**{**vars(args), **demo}))
     for warning in workspace.warnings:
-        say(f"semiotui: warning: {warning}", always=True)
+        say(f"semiotui: warning: {flags_in(warning)}", always=True)
     result = analyse_with_progress(workspace)
     if workspace.control is not None:
         control_with_progress(workspace, result)

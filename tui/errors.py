@@ -24,12 +24,22 @@ def is_bug(exc: BaseException) -> bool:
 
 def for_command_line(exc: BaseException) -> str:
     """`exc` on one line with flags for parameters (`--debug` prints the traceback before it)."""
-    return worded(one_line(exc), flag)
+    return flags_in(one_line(exc))
+
+
+def flags_in(text: str) -> str:
+    """A message of the engine's (an error, a warning) with the parameters it names as command-line flags."""
+    return worded(text, flag)
+
+
+def words_in(text: str) -> str:
+    """A message of the engine's with the parameters it names in words ("target params"), as the interface has them."""
+    return worded(text, lambda parameter: parameter.replace("_", " "))
 
 
 def for_interface(exc: BaseException, debug: bool = False) -> str:
     """`exc` on one line with parameters in words ("target params"); with `debug`, a bug's traceback follows."""
-    text = worded(one_line(exc), lambda parameter: parameter.replace("_", " "))
+    text = words_in(one_line(exc))
     if debug and is_bug(exc):
         text += "\n" + "".join(traceback.format_exception(exc)).rstrip()
     return text

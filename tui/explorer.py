@@ -25,7 +25,7 @@ from semiotui.engine.layers import format_shape
 from semiotui.engine.saliency import METHODS, module_of
 from semiotui.engine.session import Job, JobEnded, JobFailed, MapsAdded, Session
 
-from .errors import for_interface
+from .errors import for_interface, words_in
 from .compare import CompareScreen, largest_step
 from .curve import CurveData, EntropyCurve, units
 from .export import ExportDialog, explorer_report
@@ -125,7 +125,7 @@ class ExplorerScreen(Screen):
             self.show_layer(first)
         self.query_one(LayerTree).focus()
         for warning in self.workspace.warnings:
-            self.notify(warning, severity="warning", timeout=8)
+            self.notify(words_in(warning), severity="warning", timeout=8)
         self.set_interval(self.REFRESH_INTERVAL, self._refresh_views)
         if self.live:
             self.set_interval(1.0, self._update_memory)

@@ -14,6 +14,7 @@ from semiotui.engine.pruning import check_output, conv_layers, prune_splits, sav
 
 from .interrupts import Interrupts
 from . import plain
+from .errors import flags_in
 from .plain import say
 from .workspace_args import input_paths, workspace_from_args
 
@@ -29,7 +30,7 @@ def prune(args: argparse.Namespace) -> int:
     settings.check()
     workspace = workspace_from_args(args)
     for warning in workspace.warnings:
-        say(f"semiotui: warning: {warning}", always=True)
+        say(f"semiotui: warning: {flags_in(warning)}", always=True)
     train, held_out = prune_splits(workspace, args.holdout, args.seed)
     layers = conv_layers(workspace, workspace.layers if args.layers else None)
     measure = scored_by(held_out)
@@ -43,7 +44,7 @@ def prune(args: argparse.Namespace) -> int:
         finished = _follow(events, settings, cancel)
     save_pruned(finished.model, finished.log, workspace, out)
     for warning in finished.log.warnings:
-        say(f"semiotui: warning: {warning}", always=True)
+        say(f"semiotui: warning: {flags_in(warning)}", always=True)
     o, f = finished.log.original, finished.log.final
     say(f"semiotui: {finished.log.stopped_because}; parameters {f.parameters:,} of {o.parameters:,} "
         f"({f.parameters / o.parameters:.1%}), MACs {f.macs / o.macs:.1%}, {measure} {o.accuracy:.1%} -> "
