@@ -122,6 +122,7 @@ class AnalysisResult:
     scores: str = "logits"  # what the model's class output held (saliency.SCORES)
     classes: int = 0  # the model's number of classes
     control: ControlResult | None = None  # the same images through shuffled copies of the model
+    no_control: str | None = None  # why the control asked for could not be made
     total: int | None = None  # images the run covers; more than `images` while it still runs
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, reason) of files found unreadable
     failed: str | None = None  # the error the run stopped on, naming its batch and images (`BatchFailed`)

@@ -89,6 +89,7 @@ class ControlProgress:
 @dataclass
 class ControlFinished:
     control: ControlResult | None  # None: no control could be made (the reason came as a Notice)
+    reason: str | None = None  # why there is none
 
 
 ControlEvent = Union[ControlProgress, Notice, ControlFinished]
@@ -259,13 +260,14 @@ def stream_control(
     batches = _sample(images, [result.images[k].index for k in rows], settings.batch_size)
     if not batches:
         yield Notice("no control: the analysis has no images")
-        yield ControlFinished(None)
+        yield ControlFinished(None, "the analysis has no images")
         return
     try:
         twin = copy_model(model)
     except Exception as exc:  # a model that cannot be copied (open files, locks) has no control
-        yield Notice(f"no control: the model cannot be copied ({type(exc).__name__}: {_first_line(exc)})")
-        yield ControlFinished(None)
+        reason = f"the model cannot be copied ({type(exc).__name__}: {_first_line(exc)})"
+        yield Notice(f"no control: {reason}")
+        yield ControlFinished(None, reason)
         return
     originals = {name: p.detach().clone() for name, p in model.named_parameters()}
     fitting = batches[0].images.to(device)
@@ -300,7 +302,8 @@ def stream_control(
         yield ControlProgress(draw + 1, control.draws)
     del twin
     if len(entropy) < 2:
-        yield ControlFinished(None)
+        yield ControlFinished(None, f"stopped after {len(entropy)} control network{'s' * (len(entropy) != 1)}, "
+                                    "fewer than the two a comparison needs")
         return
     yield ControlFinished(ControlResult(
         settings=control, layers=layers, rows=rows, entropy=np.stack(entropy),

@@ -273,9 +273,9 @@ def terminal_summary(workspace: Workspace, result: AnalysisResult) -> tuple[list
 
 
 def report_warnings(workspace: Workspace, result: AnalysisResult, sup: Superization) -> list[str]:
-    """What a reader must know before trusting the numbers: a label order that looks wrong, a claim by a model
-    no better than chance."""
-    out = []
+    """What a reader must know before trusting the numbers: a control asked for but not made, a label order that
+    looks wrong, a claim by a model no better than chance."""
+    out = [f"No control: {result.no_control}; so no step is called superization."] if result.no_control else []
     order = label_order_warning(result, getattr(workspace.images, "label_source", None),
                                 getattr(workspace.images, "class_names", None))
     if order:

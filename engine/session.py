@@ -337,5 +337,5 @@ def control_steps(workspace: Workspace, result: AnalysisResult, cancel: threadin
     """The control networks on a sample of the images of `result`; attaches the control to it when done."""
     for event in stream_control(workspace.model, workspace.images, result, workspace.control, cancel=cancel):
         if isinstance(event, ControlFinished):
-            result.control = event.control
+            result.control, result.no_control = event.control, event.reason
         yield event

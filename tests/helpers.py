@@ -233,3 +233,11 @@ async def open_pruning(pilot, **fields: str) -> PruneScreen:
     for id, value in {"finetune": "1", **fields}.items():
         app.screen.query_one(f"#{id}", Input).value = value
     return app.screen
+
+
+class HoldsALock(TinyNet):
+    """A TinyNet that cannot be copied (a lock cannot), so no control can be made of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = threading.Lock()

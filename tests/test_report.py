@@ -421,3 +421,12 @@ def test_report_md_reads_as_text_where_nothing_needs_escaping(analysed, tmp_path
     md = (write_report(tmp_path / "rep", *analysed) / "report.md").read_text()
     assert "p < 0.01" in md and "model's" in md
     assert not re.search(r"&#x27;|&lt;|&gt;|&quot;|<code>", md)
+
+
+def test_a_control_that_could_not_be_made_is_said_in_the_report_with_why(tmp_path, capsys):
+    inputs = write_tiny_inputs(tmp_path, images=6, size=16, classes=2)
+    args = [a for a in report_args(inputs, tmp_path / "out", arch="HoldsALock") if a != "--no-control"]
+    assert main(args) == 0
+    warnings = json.loads((tmp_path / "out" / "report.json").read_text())["warnings"]
+    assert any(w.startswith("No control: the model cannot be copied (TypeError") for w in warnings), warnings
+    assert "No control: the model cannot be copied" in (tmp_path / "out" / "report.md").read_text()
