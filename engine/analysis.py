@@ -312,7 +312,8 @@ def stream_analysis(
         yield Notice(skipped_message(skipped[named:], more=True))
     if result is None:
         result = AnalysisResult(layers=[], settings=settings, device=str(device))
-    result.cancelled = cancel is not None and cancel.is_set()
+    # Stopped with images left: a Ctrl-C during the last batch (or after it, in the control) cuts nothing.
+    result.cancelled = cancel is not None and cancel.is_set() and (total is None or len(result.images) < total)
     result.seconds = time.perf_counter() - start
     result.total = total
     result.skipped = skipped

@@ -245,3 +245,14 @@ def test_the_control_shuffles_copies_and_leaves_the_model_alone(tiny_net):
     assert np.array_equal(again.entropy, control.entropy, equal_nan=True)  # seeded
     result.control = control
     assert result.superization().control.draws == 3
+
+
+def test_a_stop_asked_during_the_last_batch_cuts_nothing(tiny_net):
+    """Ctrl-C while the last batch runs (or after it, in the control): every image was analysed, not cancelled."""
+    x = torch.randn(8, 3, 16, 16)
+    cancel = threading.Event()
+    for event in stream_analysis(tiny_net, _batches(x, 4), LAYERS, AnalysisSettings(batch_size=4, device="cpu"),
+                                 cancel=cancel, total=8):
+        if isinstance(event, BatchDone) and event.done == 8:
+            cancel.set()
+    assert len(event.result.images) == 8 and not event.result.cancelled and event.result.partial is None
