@@ -14,18 +14,21 @@ from semiotui.engine.errors import InvalidValue, LoadError
 from semiotui.engine.loading import input_spec, load_model
 from semiotui.tui.cli import main
 
+# A process's own memory (VmRSS, VmHWM: its peak), read where the probes below run, each in a fresh process.
+VM = r"""
+def vm(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+"""
+
 # Runs in a fresh process so the peak resident memory (VmHWM) is this analysis's alone.
-PROBE = r"""
+PROBE = VM + r"""
 import json, sys
 import torch
 sys.path.insert(0, sys.argv[2])
 from helpers import TinyNet
 from semiotui.engine import AnalysisSettings, analyze
-
-def vm(key):
-    for line in open("/proc/self/status"):
-        if line.startswith(key):
-            return int(line.split()[1]) * 1024
 
 torch.set_num_threads(1)
 model = TinyNet().eval()
@@ -113,7 +116,7 @@ def test_a_batch_too_large_for_the_memory_is_cut_to_one_that_fits(inputs, monkey
 
 
 # The estimate the batch is cut by, against the peak of one batch in a fresh process.
-ESTIMATE = r"""
+ESTIMATE = VM + r"""
 import json, sys
 import torch
 sys.path.insert(0, sys.argv[1])
@@ -123,11 +126,6 @@ from semiotui.engine.entropy import measuring_bytes
 from semiotui.engine.layers import index_layers
 from semiotui.engine.opening import bytes_per_image
 from semiotui.engine.workspace import InputSpec
-
-def vm(key):
-    for line in open("/proc/self/status"):
-        if line.startswith(key):
-            return int(line.split()[1]) * 1024
 
 torch.set_num_threads(2)
 model, side, batch = TinyNet().eval(), 1024, 2
