@@ -54,7 +54,7 @@ DEFAULT_SIZE = (224, 224)
 # The largest input side: one 4096x4096 image already takes gigabytes through a CNN with gradients, where a
 # preprocess.json asking for 9000x9000 took 12 GB; CNNs are trained at a few hundred pixels.
 MAX_INPUT_SIDE = 4096
-WHOLE_MODELS = ("pickle", "export", "torchscript", "onnx", "hf")  # formats that need no `arch`
+WHOLE_MODELS = ("pickle", "export", "onnx", "hf")  # formats that need no `arch`
 SIDECAR = "preprocess.json"  # input size, mean, std and classes beside a model (`semiotui demo --export`)
 # Classes a checkpoint may hold that rebuild as plain data, running no code: timm's train script saves its
 # argparse options beside the weights.
@@ -88,19 +88,23 @@ def load_model(
     pythonpath: Sequence[str | Path] = (),
     device: str | torch.device = "cpu",
     ema: bool = True,
-    input_size: Sequence[int] | None = None,
 ) -> LoadedModel:
     """Load the model in `path` in eval mode on `device`, detecting its format.
 
-    `ema`: from a checkpoint holding both, the EMA weights (else the trained ones); `input_size`: the example
-    a TorchScript model is converted with (default 224x224).
+    `ema`: from a checkpoint holding trained and EMA weights, the EMA ones (else the trained ones).
     """
     file = _checked_file(Path(path))
     _extend_imports(pythonpath, imports)
     kind = _sniff(file)
     if kind == "torchscript":
-        loaded = _load_torchscript(file, trust, tuple(input_size or DEFAULT_SIZE))
-    elif kind == "export":
+        raise LoadError(
+            f"{file} is a TorchScript model; PyTorch does not allow forward hooks on a loaded "
+            "ScriptModule, and the per-layer maps need them (PyTorch's converter to an exported program "
+            "flattens it into one graph, with no layers left to hook). Save the model itself instead: "
+            "torch.save(model.state_dict()) and pass `arch`, or torch.save(model) with `trust`, "
+            "or a torch.export .pt2"
+        )
+    if kind == "export":
         loaded = _load_export(file, trust)
     elif kind == "onnx":
         loaded = _load_onnx(file)
@@ -244,7 +248,7 @@ def _sniff(path: Path) -> str:
         return "hf"
     with path.open("rb") as f:
         head = f.read(4096)
-    if is_safetensors(head, path.stat().st_size):
+    if is_safetensors(head):
         return "safetensors"
     if looks_like_onnx(head):
         return "onnx"
@@ -619,17 +623,12 @@ def _load_export(path: Path, trust: bool) -> LoadedModel:
         raise LoadError(
             f"{path} is a torch.export archive that cannot be loaded ({one_line(cause, short=True)})"
         ) from exc
-    return _from_program(program, model, path, "export")
-
-
-def _from_program(program: torch.export.ExportedProgram, model: nn.Module, path: Path, fmt: str) -> LoadedModel:
-    """A program's unflattened `model`, with what the program's graph tells: input size, batch, modules' types."""
     nodes = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
     inputs = [nodes[name].meta.get("val") for name in program.graph_signature.user_inputs]
     if len(inputs) != 1 or not isinstance(inputs[0], torch.Tensor) or inputs[0].dim() != 4:
         raise LoadError(f"{path} takes {len(inputs)} inputs; semiotui needs one image batch (B, C, H, W)")
     batch, _, h, w = inputs[0].shape
-    loaded = _loaded(model, path, fmt, None)
+    loaded = _loaded(model, path, "export", None)
     loaded.layer_types = {
         p.partition("@")[0]: t
         for n in program.graph.nodes
@@ -645,41 +644,6 @@ def _from_program(program: torch.export.ExportedProgram, model: nn.Module, path:
             )
         loaded.batch_size = 1
         loaded.notes.append(f"{path.name} was exported for one image at a time; analysing one image per batch")
-    return loaded
-
-
-def _load_torchscript(path: Path, trust: bool, size: tuple[int, int]) -> LoadedModel:
-    """A TorchScript model, converted to an exported program by PyTorch's converter, with `trust` only.
-
-    PyTorch allows no forward hooks on a loaded ScriptModule, and the per-layer maps need them; the
-    converted program calls its submodules as the exported programs of `_load_export` do. Loading
-    TorchScript runs the file's own TorchScript code, hence `trust`.
-    """
-    refusal = (f"{path} is a TorchScript model; PyTorch does not allow forward hooks on a loaded "
-               "ScriptModule, and the per-layer maps need them. Save the model itself instead: "
-               "torch.save(model.state_dict()) and pass `arch`, or torch.save(model) with `trust`, "
-               "or a torch.export .pt2")
-    if not trust:
-        raise LoadError(f"{refusal}; or, for a file you trust, pass `trust` to convert it (loading TorchScript runs "
-                        "the file's code)")
-    from torch._export.converter import TS2EPConverter
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the converter's notes on each attribute it lifts
-            scripted = torch.jit.load(str(path), map_location="cpu")
-            example = torch.zeros(2, 3, *size)  # two images: a batch of one would fix the batch size at one
-            program = TS2EPConverter(scripted, (example,)).convert()
-            model = torch.export.unflatten(program)
-    except Exception as exc:  # the converter does not know every TorchScript construct
-        raise LoadError(f"{refusal} (PyTorch could not convert it to an exported program: "
-                        f"{one_line(exc, short=True)})") from exc
-    loaded = _from_program(program, model, path, "torchscript")
-    qualified = {t.__name__: f"{t.__module__}.{t.__qualname__}" for t in DEFAULT_TYPES}
-    loaded.layer_types = {name: qualified.get(module.original_name, module.original_name)
-                          for name, module in scripted.named_modules() if name}
-    loaded.notes.append(f"{path.name} is TorchScript: converted to an exported program with a {size[0]}x{size[1]} "
-                        "example (`input_size` chooses)")
     return loaded
 
 

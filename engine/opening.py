@@ -81,7 +81,7 @@ def open_workspace(
         control.check()
     device = resolve_device(settings.device)
     loaded = _model(model, device, trust=trust, arch=arch, arch_kwargs=arch_kwargs, imports=imports,
-                    pythonpath=pythonpath, ema=ema, input_size=input_size)
+                    pythonpath=pythonpath, ema=ema)
     spec = input_spec(loaded.spec_defaults, input_size, mean, std)
     warnings = list(loaded.notes)
     classes = check_input_size(loaded.model, spec, settings.output, notes=warnings)

@@ -16,16 +16,16 @@ import torch
 from .errors import LoadError, one_line
 from .names import shown
 
+MAX_HEADER_BYTES = 100 * 2**20  # the safetensors library's own limit
 MAX_INDEX_BYTES = 64 * 2**20  # an index lists tensor names: megabytes at most for the largest models
 _SHARD = re.compile(r"-(\d+)-of-(\d+)\.safetensors$")
 
 
-def is_safetensors(head: bytes, size: int) -> bool:
-    """Whether a file's first bytes (`head`) and `size` are a safetensors header's."""
-    if len(head) < 9:
-        return False
+def is_safetensors(head: bytes) -> bool:
+    """Whether a file's first bytes are a safetensors header's: its length (up to the format's 100 MB), then a
+    JSON object. A file cut short still is one: reading it says it is damaged."""
     length = int.from_bytes(head[:8], "little")
-    return 2 <= length <= size - 8 and head[8:9] == b"{"
+    return len(head) > 9 and 2 <= length <= MAX_HEADER_BYTES and head[8:10] in (b'{"', b"{}")
 
 
 def is_index(head: bytes) -> bool:

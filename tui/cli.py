@@ -86,9 +86,9 @@ def add_model_options(parser: argparse.ArgumentParser, *, positional: bool = Tru
     if positional:
         g.add_argument("model", nargs="?", metavar="MODEL",
                        help="model file: a full pickle (needs --trust), a checkpoint, state dict or .safetensors "
-                       "(with --arch; or a shards' .safetensors.index.json), a torch.export .pt2, an ONNX file, a "
-                       "Hugging Face image-classifier folder, or TorchScript (converted to an exported program, "
-                       "with --trust); none: the bundled demo. README 'Model files' lists what each needs")
+                       "(with --arch; or a shards' .safetensors.index.json), a torch.export .pt2, an ONNX file or a "
+                       "Hugging Face image-classifier folder (TorchScript is refused: it allows no hooks); none: the "
+                       "bundled demo. README 'Model files' lists what each needs")
     g.add_argument("--trust", action="store_true",
                    help="allow loading a full pickled model; pickles can run code, so only for files you trust")
     g.add_argument("--arch", help="architecture for a state dict: a torchvision model name (resnet18), "
