@@ -51,5 +51,5 @@ def strip_prefix(state: Mapping[str, object], own: Collection[str]) -> tuple[dic
 def prefix_note(prefix: str, file: str) -> str:
     """What stripping `prefix` from the weight names in `file` is said as, with who adds it where known."""
     known = [f"{WRAPPERS[part + '.']}'s {part}." for part in prefix.split(".") if part + "." in WRAPPERS]
-    why = f" ({', '.join(known)})" if known else " (the training framework's, as Lightning's model.)"
-    return f"stripped the prefix '{prefix}' from the weight names in {file}{why}"
+    why = ", ".join(known) or "the attribute a training wrapper, such as a LightningModule, held the network in"
+    return f"stripped the prefix '{prefix}' from the weight names in {file} ({why})"

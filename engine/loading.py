@@ -1,8 +1,10 @@
 """Opening a user's model file safely, whatever its format, and the input it expects.
 
 Formats: a full pickled module (only with `trust`: unpickling can run code), a
-checkpoint or bare state dict plus an architecture, and a `torch.export` program.
-Every pickle is first read with `torch.load(weights_only=True)`, which runs no
+checkpoint, state dict or safetensors weights plus an architecture (torchvision,
+`timm:NAME`, or the user's class), a `torch.export` program, an ONNX graph
+(`engine.onnx_models`) and a Hugging Face folder (`engine.hf_models`). Every
+pickle is first read with `torch.load(weights_only=True)`, which runs no
 code; a `torch.export` archive is first checked by `engine.archive` (torch
 unpickles parts of it), then loaded from the bytes checked with every
 `torch.load` inside forced to `weights_only`. TorchScript is recognised and refused with the reason, since PyTorch does
