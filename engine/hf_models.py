@@ -44,7 +44,7 @@ def load(folder: Path) -> HfModel:
     if not any((folder / name).is_file() for name in WEIGHTS):
         raise LoadError(f"{folder} holds no {WEIGHTS[0]}; semiotui reads a Hugging Face model's weights only from "
                         "safetensors (a pytorch_model.bin is a pickle): save it with save_pretrained(folder)")
-    os.environ["HF_HUB_OFFLINE"] = "1"  # before the import: huggingface_hub reads it once; semiotui never downloads
+    os.environ["HF_HUB_OFFLINE"] = "1"  # huggingface_hub reads it on import (timm may have done so): local_files_only too
     transformers = require("transformers", "hf", f"{folder.name}, a Hugging Face model folder,")
     verbosity = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()  # its progress bars and advice would break the one-line output
