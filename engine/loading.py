@@ -1,8 +1,10 @@
 """Opening a user's model file safely, whatever its format, and the input it expects.
 
 Formats: a full pickled module (only with `trust`: unpickling can run code), a
-checkpoint or bare state dict plus an architecture, and a `torch.export` program.
-Every pickle is first read with `torch.load(weights_only=True)`, which runs no
+checkpoint, state dict or safetensors weights plus an architecture (torchvision,
+`timm:NAME`, or the user's class), a `torch.export` program, an ONNX graph
+(`engine.onnx_models`) and a Hugging Face folder (`engine.hf_models`). Every
+pickle is first read with `torch.load(weights_only=True)`, which runs no
 code; a `torch.export` archive is first checked by `engine.archive` (torch
 unpickles parts of it), then loaded from the bytes checked with every
 `torch.load` inside forced to `weights_only`. TorchScript is recognised and refused with the reason, since PyTorch does
@@ -12,6 +14,7 @@ Every failure is a `LoadError` with a one-line message naming the file.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import importlib
 import io
@@ -35,22 +38,29 @@ import torch
 from torch import nn
 from torch.serialization import MAGIC_NUMBER
 
+from . import hf_models, onnx_models, timm_models
 from .archive import UnsafeArchive, check_archive
+from .checkpoint import CHECKPOINT_KEYS, prefix_note, strip_prefix, weights_entry
 from .errors import InvalidValue, LoadError, one_line
 from .hooks import analysis_mode
 from .layers import DEFAULT_TYPES, LayerIndex, index_layers
+from .onnx_models import looks_like_onnx
 from .saliency import OutputSelector, select_output
+from .tensor_files import index_beside, is_index, is_safetensors, read_sharded, read_tensors
 from .workspace import InputSpec, ModelInfo
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+GREY_MEAN, GREY_STD = (0.5,), (0.5,)  # for a grey model that says nothing of its own
 DEFAULT_SIZE = (224, 224)
 # The largest input side: one 4096x4096 image already takes gigabytes through a CNN with gradients, where a
 # preprocess.json asking for 9000x9000 took 12 GB; CNNs are trained at a few hundred pixels.
 MAX_INPUT_SIDE = 4096
-CHECKPOINT_KEYS = ("state_dict", "model", "model_state_dict", "net", "weights")
-WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP, torch.compile
+WHOLE_MODELS = ("pickle", "export", "onnx", "hf")  # formats that need no `arch`
 SIDECAR = "preprocess.json"  # input size, mean, std and classes beside a model (`semiotui demo --export`)
+# Classes a checkpoint may hold that rebuild as plain data, running no code: timm's train script saves its
+# argparse options beside the weights.
+SAFE_GLOBALS = [argparse.Namespace]
 _SHOWN = 3  # names listed per kind of key mismatch
 _LOADS = threading.Lock()  # one torch.load at a time: `_torch_loads` changes how every one unpickles
 _EXPORT_LOGGERS = ("torch.export", "torch._export", "torch.fx.experimental.symbolic_shapes")
@@ -80,20 +90,34 @@ def load_model(
     imports: Sequence[str] = (),
     pythonpath: Sequence[str | Path] = (),
     device: str | torch.device = "cpu",
+    ema: bool = True,
 ) -> LoadedModel:
-    """Load the model in `path` in eval mode on `device`, detecting its format."""
+    """Load the model in `path` in eval mode on `device`, detecting its format.
+
+    `ema`: from a checkpoint holding trained and EMA weights, the EMA ones (else the trained ones).
+    """
     file = _checked_file(Path(path))
     _extend_imports(pythonpath, imports)
     kind = _sniff(file)
     if kind == "torchscript":
         raise LoadError(
             f"{file} is a TorchScript model; PyTorch does not allow forward hooks on a loaded "
-            "ScriptModule, and the per-layer maps need them. Save the model itself instead: "
+            "ScriptModule, and the per-layer maps need them (PyTorch's converter to an exported program "
+            "flattens it into one graph, with no layers left to hook). Save the model itself instead: "
             "torch.save(model.state_dict()) and pass `arch`, or torch.save(model) with `trust`, "
             "or a torch.export .pt2"
         )
-    loaded = _load_export(file, trust) if kind == "export" else _load_pickle(file, trust, arch, arch_kwargs)
-    if arch is not None and loaded.info.format in ("pickle", "export"):
+    if kind == "export":
+        loaded = _load_export(file, trust)
+    elif kind == "onnx":
+        loaded = _load_onnx(file)
+    elif kind == "hf":
+        loaded = _load_hf(file)
+    elif kind in ("safetensors", "index"):
+        loaded = _load_safetensors(file, kind, arch, arch_kwargs)
+    else:
+        loaded = _load_pickle(file, trust, arch, arch_kwargs, ema)
+    if arch is not None and loaded.info.format in WHOLE_MODELS:
         loaded.notes.append(f"--arch {arch} ignored: {file.name} holds the whole model")
     _apply_sidecar(file, loaded)
     loaded.model.to(device).eval()
@@ -185,8 +209,11 @@ def layer_index(loaded: LoadedModel, example: torch.Tensor) -> LayerIndex:
 def _checked_file(path: Path) -> Path:
     if not path.exists():
         raise LoadError(f"{path}: no such file; check the model path")
+    if hf_models.is_model_folder(path):
+        return path
     if path.is_dir():
-        raise LoadError(f"{path} is a folder; pass the model file inside it (.pt, .pth, .pt2)")
+        raise LoadError(f"{path} is a folder; pass the model file inside it (.pt, .pth, .pt2, .safetensors, .onnx), "
+                        f"or a Hugging Face model folder (one with {hf_models.CONFIG})")
     if not path.is_file():  # reading a FIFO waits for a writer, a device may never end
         raise LoadError(f"{path} is not a regular file (a pipe, device or socket); pass the model file itself")
     try:
@@ -218,9 +245,16 @@ def _extend_imports(pythonpath: Sequence[str | Path], imports: Sequence[str]) ->
 
 
 def _sniff(path: Path) -> str:
-    """'torchscript', 'export' or 'pickle', from the file's content; LoadError for anything else."""
+    """'torchscript', 'export', 'pickle', 'safetensors', 'index' (of safetensors shards), 'onnx' or 'hf' (a
+    folder), from the content; LoadError for anything else."""
+    if path.is_dir():
+        return "hf"
     with path.open("rb") as f:
         head = f.read(4096)
+    if is_safetensors(head):
+        return "safetensors"
+    if looks_like_onnx(head):
+        return "onnx"
     if head.startswith(b"PK\x03\x04"):
         try:
             with zipfile.ZipFile(path) as z:
@@ -242,11 +276,13 @@ def _sniff(path: Path) -> str:
                 "and save it with torch.save(model.state_dict()) (then pass `arch`) or torch.save(model)"
             )
         return "pickle"
+    if is_index(head):
+        return "index"
     if _looks_like_text(head):
         raise LoadError(f"{path} is a text file, not a model; pass the file written by torch.save or torch.export.save")
     raise LoadError(
-        f"{path} is not a PyTorch model file (unrecognised content); pass the file written by "
-        "torch.save or torch.export.save"
+        f"{path} is not a PyTorch model file, safetensors weights or an ONNX model (unrecognised content); pass "
+        "a file written by torch.save, torch.export.save, safetensors or an ONNX exporter"
     )
 
 
@@ -287,7 +323,8 @@ def _looks_like_text(head: bytes) -> bool:
     return True
 
 
-def _load_pickle(path: Path, trust: bool, arch: str | None, arch_kwargs: Mapping[str, object] | None) -> LoadedModel:
+def _load_pickle(path: Path, trust: bool, arch: str | None, arch_kwargs: Mapping[str, object] | None,
+                 ema: bool) -> LoadedModel:
     obj = _torch_load(path, trust)
     if isinstance(obj, nn.Module):
         return _loaded(obj, path, "pickle", None)
@@ -296,38 +333,63 @@ def _load_pickle(path: Path, trust: bool, arch: str | None, arch_kwargs: Mapping
             f"{path} holds a {type(obj).__name__}, not a model or a state dict; pass the file "
             "written by torch.save(model) or torch.save(model.state_dict())"
         )
-    key = next((k for k in CHECKPOINT_KEYS if k in obj and isinstance(obj[k], (Mapping, nn.Module))), None)
-    weights = obj[key] if key is not None else obj
     names = _class_names(obj)
-    if isinstance(weights, nn.Module):
-        loaded = _loaded(weights, path, "pickle", None)
+    module = next((obj[k] for k in CHECKPOINT_KEYS if isinstance(obj.get(k), nn.Module)), None)
+    if module is not None:
+        loaded = _loaded(module, path, "pickle", None)
         loaded.class_names = names
         return loaded
-    state = _state_dict(weights, path)
-    fmt = "checkpoint" if key is not None else "state_dict"
+    key, note = weights_entry(obj, ema)
+    state = _state_dict(obj[key] if key is not None else obj, path)
+    where = f" under '{key}'" if key is not None else ""
+    what = f"a state dict ({len(state)} tensors{where})"
+    loaded = _from_state(state, path, "checkpoint" if key is not None else "state_dict", what, arch, arch_kwargs)
+    loaded.notes[:0] = [note] if note else []
+    loaded.class_names = names or loaded.class_names
+    return loaded
+
+
+def _load_safetensors(path: Path, kind: str, arch: str | None, arch_kwargs: Mapping[str, object] | None
+                      ) -> LoadedModel:
+    """Weights in a safetensors file, or in the shards an index file lists (also when `path` is one shard)."""
+    index = path if kind == "index" else index_beside(path)
+    state = read_sharded(index) if index is not None else read_tensors(path)
+    if not state:
+        raise LoadError(f"{path} holds no tensors; it is not a model's weights")
+    where = f" in the shards {index.name} lists" if index is not None else ""
+    loaded = _from_state(state, path, "safetensors", f"safetensors weights ({len(state)} tensors{where})", arch,
+                         arch_kwargs)
+    if index is not None and index != path:
+        loaded.notes.insert(0, f"{path.name} is one shard: read every shard {index.name} lists")
+    return loaded
+
+
+def _from_state(state: dict[str, torch.Tensor], path: Path, fmt: str, what: str, arch: str | None,
+                arch_kwargs: Mapping[str, object] | None) -> LoadedModel:
+    """The model `arch` names with the weights `state` (`what` the file holds, said where `arch` is missing)."""
     if arch is None:
-        where = f" under '{key}'" if key is not None else ""
         raise LoadError(
-            f"{path} holds a state dict ({len(state)} tensors{where}), not a model; name its architecture "
-            "with `arch` (a torchvision name such as resnet18, or package.module:Class)"
+            f"{path} holds {what}, not a model; name its architecture with `arch` (a torchvision "
+            f"name such as resnet18, {timm_models.PREFIX}NAME for a timm model, or package.module:Class)"
         )
     kwargs = dict(arch_kwargs or {})
-    model, spec, arch_names = _build_arch(arch, kwargs)
-    note = None
-    classes = _head_size(model, state) if ":" not in arch and "num_classes" not in kwargs else None
-    if classes is not None:  # a fine-tuned torchvision model: its head says how many classes it has
+    model = _build_arch(arch, kwargs)
+    state, prefix = strip_prefix(state, model.state_dict())
+    notes = [prefix_note(prefix, path.name)] if prefix else []
+    classes = _head_size(model, state) if _sized_by_weights(arch) and "num_classes" not in kwargs else None
+    if classes is not None:  # a fine-tuned model: its head says how many classes it has
         kwargs["num_classes"] = classes
-        model, spec, arch_names = _build_arch(arch, kwargs)
-        note = (f"built {arch} with {classes} classes, as the classifier in {path.name} has "
-                "(pass --arch-kwargs '{\"num_classes\": N}' to choose)")
+        model = _build_arch(arch, kwargs)
+        notes.append(f"built {arch} with {classes} classes, as the classifier in {path.name} has "
+                     "(pass --arch-kwargs '{\"num_classes\": N}' to choose)")
+    spec, arch_names, said = _arch_meta(arch, model)
     if arch_names and kwargs.get("num_classes", len(arch_names)) != len(arch_names):
         arch_names = None  # the weights' categories do not apply to a new head
     _load_weights(model, state, path, arch)
     loaded = _loaded(model, path, fmt, arch)
-    if note:
-        loaded.notes.append(note)
+    loaded.notes += notes + ([said] if said else [])
     loaded.spec_defaults = spec
-    loaded.class_names = names or arch_names
+    loaded.class_names = arch_names
     return loaded
 
 
@@ -372,7 +434,7 @@ def _kept_logs(records: list[logging.LogRecord], *loggers: str) -> Iterator[None
 def _torch_load(path: Path, trust: bool) -> object:
     """`torch.load` with weights_only=True; the full unpickler only when the user trusts the file."""
     try:
-        with _torch_loads(weights_only=True):
+        with _torch_loads(weights_only=True), torch.serialization.safe_globals(SAFE_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:  # what only the full unpickler reads, or damage
         if not trust:
@@ -421,18 +483,17 @@ def _corrupt(path: Path, exc: BaseException) -> LoadError:
 
 
 def _state_dict(weights: Mapping, path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a state dict, without the prefix DataParallel, DDP or torch.compile add."""
+    """The tensors of a state dict (its other values, such as a step count saved beside them, left out)."""
     state = {str(k): v for k, v in weights.items() if isinstance(v, torch.Tensor)}
     if not state:
         raise LoadError(f"{path} holds a dict with no tensors ({_keys(weights)}); it is not a model or state dict")
-    for prefix in WRAPPER_PREFIXES:
-        if all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
     return state
 
 
-def _build_arch(arch: str, kwargs: dict[str, object]) -> tuple[nn.Module, InputSpec | None, list[str] | None]:
-    """The model `arch` names (torchvision name or package.module:Class), its input spec and classes."""
+def _build_arch(arch: str, kwargs: dict[str, object]) -> nn.Module:
+    """The model `arch` names (torchvision name, timm:NAME or package.module:Class), with no weights."""
+    if arch.startswith(timm_models.PREFIX):
+        return _construct(timm_models.factory(arch[len(timm_models.PREFIX):]), kwargs, arch)
     if ":" in arch:
         module_name, _, attr = arch.partition(":")
         if not module_name or not attr:
@@ -449,7 +510,7 @@ def _build_arch(arch: str, kwargs: dict[str, object]) -> tuple[nn.Module, InputS
         model = _construct(factory, kwargs, arch)
         if not isinstance(model, nn.Module):
             raise LoadError(f"`arch` {arch} returned a {type(model).__name__}, not a torch.nn.Module")
-        return model, None, None
+        return model
     import torchvision
 
     known = torchvision.models.list_models()
@@ -459,8 +520,23 @@ def _build_arch(arch: str, kwargs: dict[str, object]) -> tuple[nn.Module, InputS
         close = difflib.get_close_matches(arch, known, n=3)
         hint = f"did you mean {', '.join(close)}?" if close else "see torchvision.models.list_models()"
         raise LoadError(f"`arch` {arch} is not a torchvision model name; {hint} (or use package.module:Class)")
-    model = _construct(lambda **kw: torchvision.models.get_model(arch, weights=None, **kw), kwargs, arch)
-    return (model, *_torchvision_meta(arch))
+    return _construct(lambda **kw: torchvision.models.get_model(arch, weights=None, **kw), kwargs, arch)
+
+
+def _sized_by_weights(arch: str) -> bool:
+    """Whether `arch` is built by a library whose `num_classes` semiotui may set from the weights (not a user's class)."""
+    return arch.startswith(timm_models.PREFIX) or ":" not in arch
+
+
+def _arch_meta(arch: str, model: nn.Module) -> tuple[InputSpec | None, list[str] | None, str | None]:
+    """The input spec and class names that come with `arch`'s library, and a note where the user should
+    know where the spec came from."""
+    if arch.startswith(timm_models.PREFIX):
+        spec, said = timm_models.input_spec(model)
+        return spec, None, said
+    if ":" in arch:
+        return None, None, None
+    return (*_torchvision_meta(arch), None)
 
 
 def _construct(factory: object, kwargs: dict[str, object], arch: str) -> object:
@@ -572,6 +648,39 @@ def _load_export(path: Path, trust: bool) -> LoadedModel:
             )
         loaded.batch_size = 1
         loaded.notes.append(f"{path.name} was exported for one image at a time; analysing one image per batch")
+    return loaded
+
+
+def _load_onnx(path: Path) -> LoadedModel:
+    """An ONNX model as onnx2torch converts it, with the input size its graph fixes (ImageNet mean and std)."""
+    graph = onnx_models.load(path)
+    loaded = _loaded(graph.model, path, "onnx", None)
+    if graph.size is not None:
+        mean, std = (IMAGENET_MEAN, IMAGENET_STD) if graph.channels == 3 else (GREY_MEAN, GREY_STD)
+        loaded.spec_defaults = InputSpec(graph.size, mean, std)
+    layout = "channels last (B, H, W, C), given channels first" if graph.channels_last else "(B, C, H, W)"
+    loaded.notes.append(f"{path.name}: input {layout} read from the graph")
+    if graph.batch is not None and graph.batch > 1:
+        raise LoadError(f"{path} was exported for batches of exactly {graph.batch} images; export it again with a "
+                        "dynamic batch (dynamic_axes={'input': {0: 'batch'}}) or with one example image")
+    if graph.batch == 1:
+        loaded.batch_size = 1
+        loaded.notes.append(f"{path.name} was exported for one image at a time; analysing one image per batch")
+    return loaded
+
+
+def _load_hf(folder: Path) -> LoadedModel:
+    """A Hugging Face image classifier's folder, with its preprocessing and class names."""
+    found = hf_models.load(folder)
+    loaded = _loaded(found.model, folder, "hf", type(found.model).__name__)
+    loaded.class_names = found.class_names
+    loaded.notes += found.notes
+    if found.preprocess is not None:
+        try:
+            loaded.spec_defaults, _ = _sidecar_values(found.preprocess)
+        except ValueError as exc:
+            raise LoadError(f"{folder / hf_models.PREPROCESSOR} gives no usable preprocessing ({one_line(exc, short=True)}); "
+                            "fix it, or pass `input_size`, `mean` and `std`") from exc
     return loaded
 
 

@@ -45,6 +45,7 @@ def open_workspace(
     arch_kwargs: Mapping[str, object] | None = None,
     imports: Sequence[str] = (),
     pythonpath: Sequence[str | Path] = (),
+    ema: bool = True,
     input_size: Sequence[int] | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
@@ -56,7 +57,7 @@ def open_workspace(
     """Load `model` (None: the bundled demo) and its images; select `layers`; check `settings` against them.
 
     The model file and its loading options are `engine.loading.load_model`'s (`trust`, `arch`,
-    `arch_kwargs`, `imports`, `pythonpath`); `input_size`, `mean` and `std` override what the file
+    `arch_kwargs`, `imports`, `pythonpath`, `ema`); `input_size`, `mean` and `std` override what the file
     tells (else 224×224 and ImageNet's). The images are files and folders (`images`) or a
     torchvision dataset on disk (`dataset`, NAME:ROOT[:SPLIT]), the first `limit` of them,
     `shuffle`d with `seed`; the demo's own without either. Files are listed, not decoded: the
@@ -80,7 +81,7 @@ def open_workspace(
         control.check()
     device = resolve_device(settings.device)
     loaded = _model(model, device, trust=trust, arch=arch, arch_kwargs=arch_kwargs, imports=imports,
-                    pythonpath=pythonpath)
+                    pythonpath=pythonpath, ema=ema)
     spec = input_spec(loaded.spec_defaults, input_size, mean, std)
     warnings = list(loaded.notes)
     if mean is None and std is None and (loaded.spec_defaults is None or loaded.normalisation_guessed):

@@ -86,13 +86,19 @@ def add_model_options(parser: argparse.ArgumentParser, *, positional: bool = Tru
     g = parser.add_argument_group("model")
     if positional:
         g.add_argument("model", nargs="?", metavar="MODEL",
-                       help="model file: a full pickle (needs --trust), a checkpoint or state dict "
-                       "(with --arch), TorchScript, or a torch.export .pt2; none: the bundled demo")
+                       help="model file: a full pickle (needs --trust), a checkpoint, state dict or .safetensors "
+                       "(with --arch; or a shards' .safetensors.index.json), a torch.export .pt2, an ONNX file or a "
+                       "Hugging Face image-classifier folder (TorchScript is refused: it allows no hooks); none: the "
+                       "bundled demo. README 'Model files' lists what each needs")
     g.add_argument("--trust", action="store_true",
                    help="allow loading a full pickled model; pickles can run code, so only for files you trust")
-    g.add_argument("--arch", help="architecture for a state dict: a torchvision model name "
-                   "(resnet18) or package.module:Class (imports that module and calls Class: runs its code)")
+    g.add_argument("--arch", help="architecture for a state dict: a torchvision model name (resnet18), "
+                   "timm:NAME (a timm model, with pip install 'semiotui[timm]'), or package.module:Class "
+                   "(imports that module and calls Class: runs its code)")
     g.add_argument("--arch-kwargs", metavar="JSON", help="keyword arguments for --arch, as JSON")
+    g.add_argument("--no-ema", action="store_true",
+                   help="from a checkpoint holding trained and EMA weights (timm's train script), load the "
+                   "trained ones (default: the EMA ones)")
     g.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                    help="import MODULE first (for your own model classes; runs its code); repeatable")
     g.add_argument("--pythonpath", action="append", default=[], metavar="DIR",

@@ -31,6 +31,7 @@ def workspace_from_args(args: argparse.Namespace) -> Workspace:
         arch_kwargs=_arch_kwargs(args.arch_kwargs),
         imports=args.imports,
         pythonpath=args.pythonpath,
+        ema=not args.no_ema,
         input_size=args.input_size,
         mean=args.mean,
         std=args.std,
