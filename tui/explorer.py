@@ -570,9 +570,14 @@ class ExplorerScreen(Screen):
         self.app.push_screen(PruneScreen(self.workspace, self.settings, list(self.measured)))
 
     def quit_question(self) -> str | None:
-        """What quitting would interrupt, as a question; None when nothing runs."""
+        """What quitting would interrupt (the analysis, then its control), as a question; None when nothing runs."""
         run = self.run_state
-        if run is None or not run.running:
+        if run is None or run.error is not None:
             return None
-        total = f"/{run.total}" if run.total else ""
-        return f"The analysis is running ({run.done}{total} images). Quit anyway?"
+        if run.running:
+            total = f"/{run.total}" if run.total else ""
+            return f"The analysis is running ({run.done}{total} images). Quit anyway?"
+        if run.control_state == "running":
+            return (f"The control is running ({run.control_done}/{self.workspace.control.draws} networks done); "
+                    "the verdicts wait for it. Quit anyway?")
+        return None

@@ -532,10 +532,6 @@ class PruneScreen(Screen[None]):
     def quit_question(self) -> str | None:
         return self.leaving_question("quit")
 
-    def quit_note(self) -> str | None:
-        """Said as the app exits: the session stops the pruning at its current batch."""
-        return "semiotui: stopping the pruning…" if self.running else None
-
     def leaving_question(self, leave: str) -> str | None:
         """What leaving would lose, as a question, or None when nothing is lost."""
         if self.running:
