@@ -9,7 +9,15 @@ tree's cursor and the saliency pane; the entropy curve follows once keys pause
 (`SemiotuiApp.CURVE_DELAY`). Prints the median, 90th percentile and worst, and
 the longest the event loop stalled while the interface opened.
 
-    python benchmarks/responsiveness.py [--presses 40] [--images 1000] [--size 120x40] [--device auto]
+Then the keys that open and close screens, in rounds while the engine still
+works: `?` (help shown), escape (the explorer again), ctrl+p (the palette
+shown), enter on a layer typed there (the explorer at that layer), `g` (the
+pruning screen), escape; each timed to the first screen update on the screen it
+leads to. `--burn N` adds N processes that keep a core busy each, as other
+programs on the machine would (the load the issue was measured under).
+
+    python benchmarks/responsiveness.py [--presses 40] [--rounds 5] [--burn 0] [--images 1000] [--size 120x40]
+                                        [--device auto]
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import multiprocessing
+import os
 import platform
 import random
 import statistics
@@ -27,8 +37,12 @@ from textual import events
 
 from semiotui.engine import AnalysisSettings, Workspace, demo, open_workspace
 from semiotui.tui.app import SemiotuiApp
+from semiotui.tui.explorer import ExplorerScreen
+from semiotui.tui.help import HelpScreen
+from semiotui.tui.prune_screen import PruneScreen
 
 KEYS = ("j", "k", "n")
+JUMPS = ("features.conv3", "features.conv5")  # palette targets, in turn: each round moves the explorer
 
 
 def demo_workspace(images: int, device: str) -> Workspace:
@@ -37,16 +51,74 @@ def demo_workspace(images: int, device: str) -> Workspace:
     return dataclasses.replace(workspace, images=demo.demo_images("val", images, workspace.spec))
 
 
-async def measure(app: SemiotuiApp, size: tuple[int, int], presses: int, seed: int) -> tuple[list[float], int, float]:
-    """Latencies in seconds of `presses` key presses, how many came while the analysis ran, and the longest
-    the event loop stalled from opening until 3 s after the first batch (the steps' first tests included)."""
-    shown: list[tuple[float, str | None, int]] = []
+def burn(stop: multiprocessing.Event) -> None:
+    """Keep one core busy until `stop` (another program's load)."""
+    while not stop.is_set():
+        sum(i * i for i in range(10_000))
+
+
+def send(app: SemiotuiApp, key: str) -> float:
+    """Put a key press into the app as the terminal's driver does; returns when it was sent."""
+    character = {"question_mark": "?", "escape": "\x1b", "enter": "\r"}.get(key, key if len(key) == 1 else None)
+    event = events.Key(key, character)
+    event.set_sender(app)
+    start = time.perf_counter()
+    app._driver.send_message(event)
+    return start
+
+
+async def painted(shown: list, start: float, effect) -> float:
+    """The time of the first screen update after `start` for which `effect(screen, layer)` holds."""
+    while True:
+        done = next((t for t, screen, layer, _ in shown[-40:] if t > start and effect(screen, layer)), None)
+        if done is not None:
+            return done
+        await asyncio.sleep(0.0005)
+
+
+async def screen_keys(app: SemiotuiApp, shown: list, rounds: int) -> dict[str, list[float]]:
+    """Latencies in seconds of the keys that open and close screens (module docstring), `rounds` of each."""
+    from textual.command import CommandList, CommandPalette
+
+    on = {"explorer": lambda s, _: isinstance(s, ExplorerScreen), "help": lambda s, _: isinstance(s, HelpScreen),
+          "palette": lambda s, _: isinstance(s, CommandPalette), "prune": lambda s, _: isinstance(s, PruneScreen)}
+    latencies: dict[str, list[float]] = {}
+
+    async def timed(name: str, key: str, effect) -> None:
+        start = send(app, key)
+        latencies.setdefault(name, []).append(await painted(shown, start, effect) - start)
+        await asyncio.sleep(0.3)  # as a user reads what came up
+
+    for round in range(rounds):
+        await timed("?", "question_mark", on["help"])
+        await timed("escape (help)", "escape", on["explorer"])
+        await timed("ctrl+p", "ctrl+p", on["palette"])
+        target = JUMPS[round % len(JUMPS)]
+        for character in f"layer: {target}":
+            send(app, character)
+        hits = app.screen.query_one(CommandList)
+        while not (hits.option_count and str(hits.get_option_at_index(0).prompt).splitlines()[0].endswith(target)):
+            await asyncio.sleep(0.01)
+        send(app, "down")
+        await asyncio.sleep(0.3)
+        await timed("palette jump (enter)", "enter", lambda s, layer: isinstance(s, ExplorerScreen) and layer == target)
+        await timed("g", "g", on["prune"])
+        await timed("escape (pruning)", "escape", on["explorer"])
+    return latencies
+
+
+async def measure(app: SemiotuiApp, size: tuple[int, int], presses: int, rounds: int,
+                  seed: int) -> tuple[list[float], int, float, dict[str, list[float]]]:
+    """Latencies in seconds of `presses` key presses, how many came while the analysis ran, the longest the
+    event loop stalled from opening until 3 s after the first batch (the steps' first tests included), and the
+    latencies of the screen keys (`screen_keys`)."""
+    shown: list[tuple[float, object, str | None, int]] = []
     display = app._display
 
     def timed_display(screen, renderable) -> None:
         display(screen, renderable)
         if renderable is not None:
-            shown.append((time.perf_counter(), app.explorer.layer, app.explorer.image))
+            shown.append((time.perf_counter(), screen, app.explorer.layer, app.explorer.image))
 
     app._display = timed_display  # type: ignore[method-assign]
     rng = random.Random(seed)
@@ -63,20 +135,17 @@ async def measure(app: SemiotuiApp, size: tuple[int, int], presses: int, seed: i
             await asyncio.sleep(rng.uniform(0.05, 0.25))
             before = (app.explorer.layer, app.explorer.image)
             busy += app.explorer.run_state.running
-            key = KEYS[i % len(KEYS)]
-            start = time.perf_counter()
-            event = events.Key(key, key)
-            event.set_sender(app)
-            app._driver.send_message(event)
-            while not any(t > start and (layer, image) != before for t, layer, image in shown[-20:]):
+            start = send(app, KEYS[i % len(KEYS)])
+            while not any(t > start and (layer, image) != before for t, _, layer, image in shown[-20:]):
                 await asyncio.sleep(0.0005)
-            done = next(t for t, layer, image in shown if t > start and (layer, image) != before)
+            done = next(t for t, _, layer, image in shown if t > start and (layer, image) != before)
             latencies.append(done - start)
+        screens = await screen_keys(app, shown, rounds)
         run = app.explorer.run_state
-        print(f"analysis: {run.done}/{run.total} images at {run.rate:.1f} img/s")
+        print(f"analysis: {run.done}/{run.total} images at {run.rate:.1f} img/s (still running: {run.running})")
         await pilot.exit(0)
     app.session.close()  # as `semiotui` does on quitting: the analysis stops after its current batch
-    return latencies, busy, stall
+    return latencies, busy, stall, screens
 
 
 def main() -> None:
@@ -85,16 +154,33 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=1000, help="demo images to analyse (keeps the engine busy)")
     parser.add_argument("--size", default="120x40", help="terminal size, COLSxROWS")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the keys that open and close screens")
+    parser.add_argument("--burn", type=int, default=0, help="processes that keep a core busy each")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
-    app = SemiotuiApp(demo_workspace(args.images, args.device))
-    latencies, busy, stall = asyncio.run(measure(app, (width, height), args.presses, args.seed))
-    ms = sorted(1000 * v for v in latencies)
-    print(f"{platform.node()}, torch {torch.__version__}, {torch.get_num_threads()} threads, {args.size}")
-    print(f"{len(ms)} presses ({busy} while the engine worked): median {statistics.median(ms):.1f} ms, "
-          f"p90 {ms[int(0.9 * (len(ms) - 1))]:.1f} ms, worst {ms[-1]:.1f} ms")
+    stop = multiprocessing.Event()
+    burners = [multiprocessing.Process(target=burn, args=(stop,), daemon=True) for _ in range(args.burn)]
+    for process in burners:
+        process.start()
+    try:
+        app = SemiotuiApp(demo_workspace(args.images, args.device))
+        latencies, busy, stall, screens = asyncio.run(measure(app, (width, height), args.presses, args.rounds,
+                                                              args.seed))
+    finally:
+        stop.set()
+    print(f"{platform.node()}, torch {torch.__version__}, {torch.get_num_threads()} threads, {args.size}, "
+          f"{args.burn} burning processes, load {os.getloadavg()[0]:.1f} at the end")
+    print(f"{len(latencies)} presses of {', '.join(KEYS)} ({busy} while the engine worked): {summary(latencies)}")
+    for name, values in screens.items():
+        print(f"{name:>22}: {summary(values)}")
     print(f"longest stall of the event loop from opening to 3 s after the first batch: {1000 * stall:.0f} ms")
+
+
+def summary(latencies: list[float]) -> str:
+    """Median, 90th percentile and worst, in milliseconds."""
+    ms = sorted(1000 * v for v in latencies)
+    return f"median {statistics.median(ms):.1f} ms, p90 {ms[int(0.9 * (len(ms) - 1))]:.1f} ms, worst {ms[-1]:.1f} ms"
 
 
 if __name__ == "__main__":

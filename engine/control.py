@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .analysis import AnalysisResult, Batch, Notice, _as_batch, analyse_batch, last_event
+from .analysis import AnalysisResult, AnalysisSettings, Batch, Notice, _as_batch, analyse_batch, last_event
 from .device import resolve_device
 from .errors import InvalidValue
 from .hooks import analysis_mode, forward_hooks
@@ -251,7 +251,7 @@ def stream_control(
     (the sample is read from it again), or the analysis's batches in order
     (tensors, pairs or `Batch`; the sample is picked from them as they pass).
     The model itself is left untouched. Setting `cancel` stops after the current
-    network; what was finished is kept (`cancelled`).
+    batch; the networks finished are kept (`cancelled`), the one cut short is not.
     """
     control.check()
     settings = result.settings
@@ -291,13 +291,11 @@ def stream_control(
             match_moments(twin, model, fitting)
         elif control.null == "batchnorm":
             reestimate_batchnorm(twin, fitting)
-        h, e = [], []
-        for part in batches:
-            out, _ = analyse_batch(twin, part, layers, settings, device, list(range(len(part.images))), ())
-            h += [r.entropy for r in out]
-            e += [r.empty for r in out]
-        entropy.append(np.stack(h))
-        empty.append(np.stack(e))
+        measured = _through(twin, batches, layers, settings, device, cancel)
+        if measured is None:  # cancelled within this network: it is dropped
+            break
+        entropy.append(measured[0])
+        empty.append(measured[1])
         seeds.append(seed)
         yield ControlProgress(draw + 1, control.draws)
     del twin
@@ -309,6 +307,20 @@ def stream_control(
         settings=control, layers=layers, rows=rows, entropy=np.stack(entropy),
         empty=np.stack(empty), shuffled=shuffled, kept=kept, seeds=seeds, cancelled=len(entropy) < control.draws,
     ))
+
+
+def _through(twin: nn.Module, batches: list[Batch], layers: list[str], settings: AnalysisSettings, device: torch.device,
+             cancel: threading.Event | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Entropies and empty flags (images × layers) of `batches` through a control network; None when `cancel` is
+    set before its last batch, so that quitting waits for one batch, not a whole network."""
+    entropy, empty = [], []
+    for part in batches:
+        if cancel is not None and cancel.is_set():
+            return None
+        out, _ = analyse_batch(twin, part, layers, settings, device, list(range(len(part.images))), ())
+        entropy += [r.entropy for r in out]
+        empty += [r.empty for r in out]
+    return np.stack(entropy), np.stack(empty)
 
 
 def _sample(images: Iterable, indices: list[int], batch_size: int) -> list[Batch]:

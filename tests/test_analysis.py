@@ -229,6 +229,28 @@ def test_a_model_that_detaches_its_layers_is_named_once_and_its_maps_are_empty()
     assert events[-1].result.empty.all()
 
 
+def test_cancelling_the_control_stops_within_a_network_and_keeps_the_networks_finished(tiny_net, monkeypatch):
+    from semiotui.engine import control as control_module
+    from semiotui.engine.control import ControlProgress, ControlSettings, stream_control
+
+    x = torch.randn(12, 3, 16, 16)
+    result = analyze(tiny_net, [x], LAYERS, AnalysisSettings(device="cpu", batch_size=4))
+    cancel, calls, analyse = threading.Event(), [], control_module.analyse_batch
+
+    def analyse_and_count(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 7:  # the third network's first batch of three: quitting, say
+            cancel.set()
+        return analyse(*args, **kwargs)
+
+    monkeypatch.setattr(control_module, "analyse_batch", analyse_and_count)
+    events = list(stream_control(tiny_net, [x], result, ControlSettings(draws=4, images=12), cancel=cancel))
+    assert len(calls) == 7  # not the third network's other two batches
+    assert [e.done for e in events if isinstance(e, ControlProgress)] == [1, 2]
+    control = events[-1].control
+    assert control.cancelled and control.seeds == [0, 1] and control.entropy.shape == (2, 12, len(result.layers))
+
+
 def test_the_control_shuffles_copies_and_leaves_the_model_alone(tiny_net):
     from semiotui.engine.control import ControlSettings, control_analysis
 

@@ -142,6 +142,22 @@ async def test_q_asks_before_quitting_while_the_analysis_runs():
     assert app.explorer.job.aborted and app.explorer.job.ended.wait(10)
 
 
+async def test_q_asks_while_the_control_runs_and_quitting_says_it_stops_the_control():
+    from semiotui.engine.control import ControlSettings
+
+    app = SemiotuiApp(demo_workspace(8, control=ControlSettings(draws=1000, images=8)), live=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, finished(app))
+        assert app.explorer.run_state.control_state == "running"  # from the end of the analysis, not its 1st network
+        await pilot.press("q")
+        assert isinstance(app.screen, ConfirmQuit) and app.screen.message.startswith("The control is running")
+        await pilot.press("y")
+        await pilot.pause()
+        assert app.return_value == 0
+    assert app.stopping_note().startswith("semiotui: stopping the control (network ")
+    assert app.session.close(timeout=10)
+
+
 async def test_q_quits_at_once_when_the_analysis_is_done():
     app = SemiotuiApp(demo_workspace(4), live=False)
     async with app.run_test(size=(120, 40)) as pilot:

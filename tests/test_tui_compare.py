@@ -128,3 +128,33 @@ async def test_highlighting_a_mistake_moves_the_explorer_to_it_too():
         await pilot.press("c")
         assert app.screen.query_one(OptionList).highlighted is None
         await workers_done(app)
+
+
+async def test_a_small_terminal_shows_one_readable_pane_at_a_time():
+    def shown(screen: CompareScreen) -> list[str]:
+        return [id for id in ("mistakes", "this-map", "compare-curve", "significance")
+                if screen.query_one(f"#{id}").region.height > 0]
+
+    app = SemiotuiApp(demo_workspace(16), live=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, finished(app))
+        await pilot.press("c")
+        screen = app.screen
+        await pilot.pause()
+        assert shown(screen) == ["mistakes", "this-map"] and app.focused is screen.query_one(MistakeList)
+        await pilot.press("right")  # the next curve: the curves come into view, the whole screen wide
+        assert screen.view == "classes"
+        await pilot.pause()
+        assert shown(screen) == ["compare-curve"]
+        curve = screen.query_one(GroupPlot).region
+        assert curve.width == 80 and curve.height >= 18
+        await pilot.press("w")
+        await pilot.pause()
+        assert shown(screen) == ["significance"]
+        await pilot.press("w")
+        await pilot.pause()
+        assert shown(screen) == ["mistakes", "this-map"] and app.focused is screen.query_one(MistakeList)
+        await pilot.resize_terminal(120, 40)
+        await pilot.pause()
+        assert shown(screen) == ["mistakes", "this-map", "compare-curve", "significance"]
+        assert "w" not in screen.active_bindings  # nothing to switch: the footer does not offer it

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from helpers import demo_workspace, finished, open_pruning, press, run_from_palette, wait_until
+from helpers import demo_workspace, finished, open_pruning, press, run_from_palette, screen_text, wait_until
 from textual.widgets import DataTable, Input
 
 from semiotui.engine import demo
@@ -137,3 +137,30 @@ async def test_the_pruned_model_is_compared_with_the_original_side_by_side():
         assert a.content.image is not None and b.content.image is not None
         await press(pilot, "escape")
         assert app.screen is screen
+
+
+async def test_tab_follows_the_form_and_the_screens_keys_work_from_its_number_fields():
+    app = SemiotuiApp(demo_workspace(4), live=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_pruning(pilot)
+        await pilot.pause()
+        assert [w.id for w in screen.focus_chain] == [
+            "criterion", "target", "tolerance", "max-steps", "finetune", "start", "prune-steps"]
+        assert app.focused.id == "criterion"
+        await pilot.press("tab", *"0.5x")  # x is no part of a number: the field leaves it to the screen
+        assert screen.query_one("#target", Input).value == "0.5"
+        assert app.focused.id == "target" and "s Start" in screen_text(app)  # shown in the footer, and it works
+        await press(pilot, "s")
+        assert screen.running and screen.run_settings.target_params == 0.5
+        await press(pilot, "x")
+        await wait_until(pilot, lambda: not screen.running)
+
+
+async def test_the_palette_offers_the_screens_actions_from_a_field():
+    app = SemiotuiApp(demo_workspace(4), live=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_pruning(pilot)
+        screen.query_one("#tolerance", Input).focus()
+        await run_from_palette(pilot, "compare", "Compare with the original")
+        await wait_until(pilot, lambda: app.screen is screen)
+        assert "compare needs a pruned model" in str(screen.query_one("#prune-status").render())

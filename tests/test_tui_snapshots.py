@@ -62,3 +62,13 @@ def test_compare_view_on_the_mistake_at_120x40(snap_compare):
 
     app = SemiotuiApp(demo_workspace(16), live=False)
     assert snap_compare(app, terminal_size=(120, 40), run_before=compare)
+
+
+def test_compare_view_at_80x24_shows_the_curves_alone(snap_compare):
+    async def curves(pilot) -> None:
+        await analysis_finished(pilot)
+        await pilot.press("c", "down", "w")
+        await analysis_finished(pilot)
+
+    app = SemiotuiApp(demo_workspace(16), live=False)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=curves)

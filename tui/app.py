@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
@@ -70,25 +69,37 @@ class SemiotuiApp(App[int]):
         self.push_screen(HelpScreen())  # its own keys close it
 
     def action_quit(self) -> None:
-        """Quit, asking first when a screen would lose work (a running analysis or pruning, an unsaved model)."""
+        """Quit, asking first when a screen would lose work (a running analysis, control or pruning, an unsaved
+        model)."""
         for screen in reversed(self.screen_stack):
             question = getattr(screen, "quit_question", lambda: None)()
             if question:
-                note = getattr(screen, "quit_note", lambda: None)()
-                self.push_screen(ConfirmQuit(question), partial(self._quit_if, note=note))
+                self.push_screen(ConfirmQuit(question), self._quit_if)
                 return
         self.exit(0)
 
-    def _quit_if(self, quit: bool | None, note: str | None = None) -> None:
+    def _quit_if(self, quit: bool | None) -> None:
         if quit:
-            self.exit(0, message=note)
+            self.exit(0)
+
+    def stopping_note(self) -> str:
+        """What the session's jobs are, said while quitting waits for them to stop at their current batch."""
+        if self.session.scheduler.jobs("prune"):
+            return "semiotui: stopping the pruning after its current batch…"
+        run = self.explorer.run_state
+        if run is not None and run.control_state == "running" and not run.running:
+            draws = self.workspace.control.draws
+            return (f"semiotui: stopping the control (network {min(run.control_done + 1, draws)} of {draws}) "
+                    "after its current batch…")
+        return "semiotui: stopping the analysis after its current batch…"
 
 
 def run_app(workspace: Workspace, *, debug: bool = False) -> int:
     """Open the explorer on `workspace` (`debug`: with the traceback of a bug); returns the exit status."""
     app = SemiotuiApp(workspace, tracebacks=debug)
     app.run()
+    note = app.stopping_note()  # before the jobs are dropped
     if not app.session.close(timeout=0.5):
-        say("semiotui: stopping the analysis after its current batch…")
+        say(note)
         app.session.close()
     return app.return_code or 0

@@ -38,6 +38,9 @@ GROUP_COLORS = (  # matplotlib's tab10: ten colours told apart on dark and light
     (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
 )
 VIEWS = {"image": "This image", "classes": "Per class", "outcomes": "Right vs wrong"}
+# Below this size the view shows one pane at a time (`PANES`, w cycles them): side by side, each plot was a row high.
+COMPACT_WIDTH, COMPACT_HEIGHT = 100, 32
+PANES = {"images": "Mistakes and maps", "curves": "Curves", "steps": "Steps"}
 
 
 def largest_step(row: ImageResult, flow: Flow | None = None) -> int | None:
@@ -177,9 +180,11 @@ class CompareScreen(Screen[bool]):
         Binding("m", "explorer(\"cycle('method')\")", "Method"),
         Binding("t", "explorer(\"cycle('target')\")", "Target", show=False),
         Binding("e", "explorer('export')", "Export"),
+        Binding("w", "pane", "Pane"),
     ]
 
     view: reactive[str] = reactive("image")
+    pane: reactive[str] = reactive("images", init=False)  # the one shown on a small terminal
 
     class ImageChosen(Message):
         """The user picked an image; with `layer`, to open it in the explorer at that layer."""
@@ -205,6 +210,7 @@ class CompareScreen(Screen[bool]):
         self._listed: list[int] | None = None
 
     def compose(self) -> ComposeResult:
+        yield Tabs(*(Tab(text, id=f"pane-{pane}") for pane, text in PANES.items()), id="compare-panes")
         with Horizontal(id="compare"):
             with Vertical(id="compare-left"):
                 yield MistakeList(id="mistakes")
@@ -218,11 +224,20 @@ class CompareScreen(Screen[bool]):
         yield Footer()
 
     def on_resize(self) -> None:
-        fit_footer(self.query_one(Footer), self.size.width)
+        width, height = self.size
+        self.set_class(width < COMPACT_WIDTH or height < COMPACT_HEIGHT, "-compact")
+        self.refresh_bindings()
+        fit_footer(self.query_one(Footer), width)
 
     def on_mount(self) -> None:
         self.query_one("#significance").border_title = "Superization steps"
+        self.query_one("#compare-panes", Tabs).can_focus = False  # clicked, or w: ← and → stay the views' keys
+        self.add_class("-pane-images")
         self.query_one(MistakeList).focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Pane only on a small terminal, where the view shows one at a time."""
+        return self.has_class("-compact") if action == "pane" else True
 
     # Attributes down: the app calls `show` as results arrive and the image changes.
 
@@ -373,18 +388,35 @@ class CompareScreen(Screen[bool]):
             self.dismiss(False)
 
     def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
-        self.view = event.tab.id
+        if event.tabs.id == "compare-panes":
+            self.pane = event.tab.id.removeprefix("pane-")
+        else:
+            self.view = event.tab.id
 
     def watch_view(self, view: str) -> None:
-        self.query_one(Tabs).active = view
+        self.query_one("#views", Tabs).active = view
         self._show_curves()
 
+    def watch_pane(self, old: str, pane: str) -> None:
+        self.query_one("#compare-panes", Tabs).active = f"pane-{pane}"
+        self.remove_class(f"-pane-{old}")
+        self.add_class(f"-pane-{pane}")
+        if self.has_class("-compact"):  # the keys go to what is shown
+            self.set_focus({"images": self.query_one(MistakeList), "curves": self.query_one("#views")}.get(pane))
+
     def action_view(self, which: str | int) -> None:
-        """Show a view by name, or the next (1) or previous (-1) one."""
+        """Show a view by name, or the next (1) or previous (-1) one (and the curves, on a small terminal)."""
         views = list(VIEWS)
         if isinstance(which, int):
             which = views[(views.index(self.view) + which) % len(views)]
         self.view = which
+        if self.has_class("-compact"):
+            self.pane = "curves"
+
+    def action_pane(self) -> None:
+        """The next pane, on a small terminal: mistakes and maps, curves, steps."""
+        panes = list(PANES)
+        self.pane = panes[(panes.index(self.pane) + 1) % len(panes)]
 
     def action_close(self) -> None:
         self.dismiss(False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import replace
 from pathlib import Path, PurePath
@@ -67,6 +68,7 @@ class ExplorerScreen(Screen):
     REFRESH_INTERVAL = 0.1  # the analysis redraws the tree and status at most ~10 times a second
     SLOW_INTERVAL = 1.0  # and the curve and steps (plotext, statistics) at most once a second
     CURVE_DELAY = 0.2  # the curve follows the selection once keys pause
+    FREEZE_DELAY = 1.0  # the heap is frozen this long after the explorer shows (`_freeze_heap`)
 
     layer: var[str | None] = var(None, init=False)
     """The module shown in the saliency pane and marked on the curve."""
@@ -95,6 +97,7 @@ class ExplorerScreen(Screen):
         self.largest: str | None = None  # the layer the current image's entropy drops into most
         self.against = True  # the curve against the control (model minus control) once there is one; `a` toggles
         self.device = resolve_device(self.settings.device)
+        self._heap_frozen = False  # once frozen, a later freeze collects first (`_freeze_heap`)
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):
@@ -108,6 +111,22 @@ class ExplorerScreen(Screen):
                 yield EntropyCurve(id="curve")
         yield StatusLine(id="status")
         yield Footer()
+
+    def on_screen_resume(self) -> None:
+        if not gc.get_freeze_count():
+            self.set_timer(self.FREEZE_DELAY, self._freeze_heap)
+
+    def _freeze_heap(self) -> None:
+        """Keep what exists (modules, the model, the screens) out of full garbage collections, which scan every
+        object holding the GIL: 200–300 ms with PyTorch and Textual loaded, and they landed on key presses
+        (benchmarks/responsiveness.py). The pruning screen releases the freeze when its run ends: taken again on
+        coming back, once what died meanwhile (that screen, its model) is collected."""
+        if gc.get_freeze_count():
+            return
+        if self._heap_frozen:
+            gc.collect()
+        gc.freeze()
+        self._heap_frozen = True
 
     def on_mount(self) -> None:
         self.query_one("#layers").border_title = "Layers"
@@ -570,9 +589,14 @@ class ExplorerScreen(Screen):
         self.app.push_screen(PruneScreen(self.workspace, self.settings, list(self.measured)))
 
     def quit_question(self) -> str | None:
-        """What quitting would interrupt, as a question; None when nothing runs."""
+        """What quitting would interrupt (the analysis, then its control), as a question; None when nothing runs."""
         run = self.run_state
-        if run is None or not run.running:
+        if run is None or run.error is not None:
             return None
-        total = f"/{run.total}" if run.total else ""
-        return f"The analysis is running ({run.done}{total} images). Quit anyway?"
+        if run.running:
+            total = f"/{run.total}" if run.total else ""
+            return f"The analysis is running ({run.done}{total} images). Quit anyway?"
+        if run.control_state == "running":
+            return (f"The control is running ({run.control_done}/{self.workspace.control.draws} networks done); "
+                    "the verdicts wait for it. Quit anyway?")
+        return None

@@ -8,7 +8,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Markdown
+from rich.markdown import Markdown
+from textual.widgets import Static
 
 HELP = """\
 **semiotui** shows each layer's saliency map, its **spatial entropy**, and **superization**:
@@ -22,7 +23,8 @@ default: bits below the same pixels in random orders (0: no structure; docs/METH
 - `/`: find a layer by name (`↓` next match, `enter` done, `esc` close)
 - `n` `p`: next / previous image (a map the analysis did not keep is computed when shown)
 - `c`: compare: this image against the dataset, per class, right vs wrong, the misclassified
-  images (`←` `→` or `1` `2` `3` switch views; `enter` opens an image in the explorer; `esc` back)
+  images (`←` `→` or `1` `2` `3` switch views; `enter` opens an image in the explorer; `esc` back);
+  on a small terminal it shows one pane at a time: `w` switches (mistakes and maps, curves, steps)
 - `m` `t`: next saliency method / target (restarts the analysis); any class as the target:
   `ctrl+p`, type `target`
 - `v`: the saliency pane shows the map over the image, the map alone, or the image alone
@@ -30,7 +32,8 @@ default: bits below the same pixels in random orders (0: no structure; docs/METH
 - `e`: export the analysis as a report folder (HTML, Markdown, JSON, CSV, with a screenshot);
   while the analysis runs, the report covers the images finished so far, marked partial
 - `g`: greedy pruning of a copy of the model (docs/METHOD.md §5): set the options, `s` starts,
-  `x` stops after the current step; then save the pruned model or export its report; `esc` back
+  `x` stops after the current step (both also from the number fields); then save the pruned
+  model, export its report or compare it with the original (or `ctrl+p`); `esc` back
 - `tab` `shift+tab`: move between panes
 - `ctrl+p`: commands: jump to a layer, method, estimator, target, export, prune, theme
 - `?` `F1`: this help; `q`: quit (asks while the analysis runs)
@@ -66,4 +69,4 @@ class HelpScreen(ModalScreen[None]):
         with VerticalScroll(id="help") as pane:
             pane.border_title = "Help"
             pane.border_subtitle = "esc closes"
-            yield Markdown(HELP)
+            yield Static(Markdown(HELP))  # Rich's, drawn at once: Textual's widget per block took 0.3 s to open

@@ -1,7 +1,9 @@
-"""Command palette entries: jump to a layer, change method, estimator or target, export, prune, compare, theme."""
+"""Command palette entries: the explorer's (jump to a layer, change method, estimator or target, export, prune,
+compare, theme) and the pruning screen's (start, stop, save, export, compare, back)."""
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import TYPE_CHECKING
@@ -20,11 +22,35 @@ from .saliency import class_text
 
 if TYPE_CHECKING:
     from .explorer import ExplorerScreen
+    from .prune_screen import PruneScreen
 
 Command = tuple[str, Callable[[], object], str, bool]  # text, callback, help, offered before typing
 
 
-class SemiotuiCommands(Provider):
+class Commands(Provider):
+    """A screen's commands (`commands`), offered before typing and found by fuzzy search."""
+
+    @abstractmethod
+    def commands(self) -> Iterator[Command]:
+        """The screen's commands as they stand now."""
+
+    # Commands and their help name layers and classes: the palette reads a string as markup, Content as it is.
+
+    async def discover(self) -> Hits:
+        for text, callback, help, offered in self.commands():
+            if offered:
+                yield DiscoveryHit(plain(text), callback, text=text, help=Content.from_rich_text(plain(help)))
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for text, callback, help, _ in self.commands():
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(score, highlighted(matcher, text), callback, text=text,
+                          help=Content.from_rich_text(plain(help)))
+
+
+class SemiotuiCommands(Commands):
     """Every command of the explorer; the current choice of each setting is marked."""
 
     @property
@@ -58,20 +84,25 @@ class SemiotuiCommands(Provider):
             help = f"{info.type}, output {info.output_shape}" if info.output_shape else info.type
             yield f"Layer: {info.name}", partial(app.show_layer, info.name), help, False
 
-    # Commands and their help name layers and classes: the palette reads a string as markup, Content as it is.
 
-    async def discover(self) -> Hits:
-        for text, callback, help, offered in self.commands():
-            if offered:
-                yield DiscoveryHit(plain(text), callback, text=text, help=Content.from_rich_text(plain(help)))
+class PruneCommands(Commands):
+    """The pruning screen's actions, the ones its footer shows and the buttons', reachable from any field."""
 
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for text, callback, help, _ in self.commands():
-            score = matcher.match(text)
-            if score > 0:
-                yield Hit(score, highlighted(matcher, text), callback, text=text,
-                          help=Content.from_rich_text(plain(help)))
+    def commands(self) -> Iterator[Command]:
+        screen: PruneScreen = self.screen  # type: ignore[assignment]
+        later = " (once pruning has finished)"
+        entries = [
+            ("start", "Start pruning", screen.action_start, "with the settings in the form (s)"),
+            ("stop", "Stop pruning", screen.action_stop, "after the current step, keeping the best so far (x)"),
+            ("save", "Save the pruned model", screen.save, "as the file named in the save bar"),
+            ("export", "Export report of the pruned model…", screen.action_export, "analysed afresh (e)"),
+            ("compare", "Compare with the original", screen.action_compare, "the two models side by side (c)"),
+            ("leave", "Back to the explorer", screen.action_leave, "(esc)"),
+        ]
+        for action, text, callback, help in entries:
+            state = screen.check_action(action, ())
+            if state is not False:
+                yield text, callback, help if state else help + later, True
 
 
 def highlighted(matcher: Matcher, text: str) -> Text:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import ClassVar
 
 import numpy as np
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -33,10 +34,12 @@ from .errors import for_interface
 from .export import ExportDialog, model_report
 from .messages import EngineEvent
 from .models_screen import ModelsScreen
+from .palette import PruneCommands
 from .plain import plain
 from .prune_worker import PruneEnded, PruneFailed, PrunePhase, PruneStep, PruneTrying, PruneWaiting, start_prune
 
 COMPACT_WIDTH, COMPACT_HEIGHT = 100, 32
+DECIMAL, WHOLE = "0123456789.", "0123456789"  # what the number fields take
 
 
 def percent(part: float, whole: float) -> float:
@@ -107,6 +110,24 @@ class StepTable(DataTable):
         self.move_cursor(row=self.row_count - 1)
 
 
+class NumberField(Input):
+    """An input for a number that takes only `characters`: other keys (s, x, e, c, q, ?) act on the screen, as the
+    footer shows them, from every field."""
+
+    def __init__(self, value: str, characters: str, **kwargs: object) -> None:
+        super().__init__(value, restrict=f"[{re.escape(characters)}]*", compact=True, **kwargs)
+        self.characters = characters
+
+    def check_consume_key(self, key: str, character: str | None) -> bool:
+        return character is not None and character in self.characters
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.is_printable and not self.check_consume_key(event.key, event.character):
+            event.prevent_default()  # not typed here: it goes on up to the screen's and the app's keys
+            return
+        await super()._on_key(event)
+
+
 class PruneForm(Vertical):
     """The settings of a run; `read` turns them into `PruneSettings` or says what is wrong."""
 
@@ -119,14 +140,14 @@ class PruneForm(Vertical):
         fields = [
             ("criterion", Select([(c, c) for c in CRITERIA], value=s.criterion, allow_blank=False,
                                  id="criterion", compact=True)),
-            ("target params", Input(_text(s.target_params), placeholder="none, e.g. 0.5", id="target",
-                                    compact=True, tooltip="stop at this fraction of the original parameters")),
-            ("tolerance", Input(_text(s.tolerance), id="tolerance", compact=True,
-                                tooltip="largest accuracy drop from the original allowed")),
-            ("max steps", Input(_text(s.max_steps), placeholder="no limit", id="max-steps", compact=True,
-                                tooltip="stop after this many accepted moves")),
-            ("fine-tune batches", Input(_text(s.finetune_batches), id="finetune", compact=True,
-                                        tooltip="batches of fine-tuning after each move (0: none)")),
+            ("target params", NumberField(_text(s.target_params), DECIMAL, placeholder="none, e.g. 0.5", id="target",
+                                          tooltip="stop at this fraction of the original parameters")),
+            ("tolerance", NumberField(_text(s.tolerance), DECIMAL, id="tolerance",
+                                      tooltip="largest accuracy drop from the original allowed")),
+            ("max steps", NumberField(_text(s.max_steps), WHOLE, placeholder="no limit", id="max-steps",
+                                      tooltip="stop after this many accepted moves")),
+            ("fine-tune batches", NumberField(_text(s.finetune_batches), WHOLE, id="finetune",
+                                              tooltip="batches of fine-tuning after each move (0: none)")),
         ]
         for label, widget in fields:
             with Horizontal(classes="field"):
@@ -167,6 +188,7 @@ def _text(value: float | int | None) -> str:
 class PruneScreen(Screen[None]):
     """Greedy pruning of a copy of the workspace's model, live; save it or export its report when it ends."""
 
+    COMMANDS = Screen.COMMANDS | {PruneCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "leave", "Back"),
         Binding("s", "start", "Start"),
@@ -240,10 +262,13 @@ class PruneScreen(Screen[None]):
         self.query_one("#prune-steps").border_title = "Steps"
         self.query_one("#prune-save").border_title = "Pruned model"
         self.set_interval(self.REFRESH_INTERVAL, self._refresh)
-        self._say("set the options and press Start (or s, outside a field)")
-        self.query_one("#start", Button).focus()
-        for plot in self.query(BackgroundPlot):  # Tab goes from field to button to the save bar, not into plots
+        self._say("set the options and press Start (or s)")
+        # Tab follows the form down from its first field, then the steps and the save bar; never the plots, nor
+        # the scrolling body (↓ and page down scroll it from any field).
+        self.query_one("#prune-body").can_focus = False
+        for plot in self.query(BackgroundPlot):
             plot.can_focus = False
+        self.query_one("#criterion", Select).focus()
 
     def on_resize(self) -> None:
         width, height = self.size
@@ -315,12 +340,13 @@ class PruneScreen(Screen[None]):
             self._refresh(force=True)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Start while idle, Stop while running, Export and Compare once there is a pruned model (dimmed before)."""
+        """Start while idle, Stop while running, Save, Export and Compare once there is a pruned model (dimmed
+        before)."""
         if action == "start":
             return not self.running
         if action == "stop":
             return self.running
-        if action in ("export", "compare"):
+        if action in ("save", "export", "compare"):
             return self.pruned is not None or None
         return True
 
@@ -505,10 +531,6 @@ class PruneScreen(Screen[None]):
 
     def quit_question(self) -> str | None:
         return self.leaving_question("quit")
-
-    def quit_note(self) -> str | None:
-        """Said as the app exits: the session stops the pruning at its current batch."""
-        return "semiotui: stopping the pruning…" if self.running else None
 
     def leaving_question(self, leave: str) -> str | None:
         """What leaving would lose, as a question, or None when nothing is lost."""

@@ -87,6 +87,8 @@ class RunState:
         self.flow = result.flow or self.flow
         if result.control is not None:
             self.control, self.control_state = result.control, "done"
+        elif self.control_state == "waiting":  # the session starts the control now, on the images it analysed
+            self.control_state = "running" if result.images and not result.cancelled else "none"
 
     def fail(self, message: str) -> None:
         self.error = message
