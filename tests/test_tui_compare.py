@@ -61,6 +61,19 @@ async def test_compare_lists_the_mistake_and_shows_it_beside_a_correct_image_of_
         assert app.explorer.image == MISTAKE and app.explorer.layer == layer
 
 
+async def test_enter_opens_the_first_mistake_when_the_current_image_is_none():
+    """Enter ("Open" in the footer) acts at once, not only once an arrow key highlighted a mistake (issue 22)."""
+    app = SemiotuiApp(demo_workspace(40, batch_size=8), live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, finished(app))
+        assert app.explorer.image != MISTAKE
+        await pilot.press("c")
+        assert app.screen.query_one(MistakeList).highlighted is None
+        await pilot.press("enter")
+        assert not isinstance(app.screen, CompareScreen)
+        assert app.explorer.image == MISTAKE
+
+
 async def test_compare_follows_the_analysis_as_results_arrive():
     workspace = demo_workspace(16, batch_size=4, gated=True)
     app = SemiotuiApp(workspace, live=False)

@@ -159,6 +159,12 @@ class MistakeList(OptionList):
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "select", "Open")]  # in the explorer
 
+    def action_select(self) -> None:
+        """Enter with none highlighted (the current image is no mistake) opens the first mistake."""
+        if self.highlighted is None and self.option_count and not self.get_option_at_index(0).disabled:
+            self.highlighted = 0
+        super().action_select()
+
 
 class CompareScreen(Screen[bool]):
     """Explain decisions: the current image against the dataset band, per-class curves, right against wrong.
