@@ -10,6 +10,8 @@ import collections
 import pytest
 from archive_fuzz import genuine_archives, run_case
 
+pytestmark = pytest.mark.slow  # hundreds of crafted archives
+
 CASES = 400
 
 

@@ -7,6 +7,8 @@ from semiotui.engine.analysis import analyze
 from semiotui.engine.calibration import NEGATIVE, QUICK, calibrate, clutter_images, configuration, select
 from semiotui.engine.control import ControlSettings, control_analysis
 
+pytestmark = pytest.mark.slow  # trains small networks
+
 
 @pytest.fixture(scope="module")
 def quick():

@@ -15,6 +15,8 @@ from helpers import only_error_line, write_tiny_inputs
 from semiotui.engine.demo import export_demo
 from semiotui.tui.cli import main
 
+pytestmark = pytest.mark.slow  # prunes and analyses the demo twice
+
 
 @pytest.fixture(scope="module")
 def demo_and_pruned(tmp_path_factory) -> Path:

@@ -10,6 +10,8 @@ from PIL import Image
 
 from helpers import write_tiny_inputs
 
+pytestmark = pytest.mark.slow  # runs torchrun
+
 TESTS = Path(__file__).parent
 
 

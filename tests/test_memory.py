@@ -14,6 +14,8 @@ from semiotui.engine.errors import InvalidValue, LoadError
 from semiotui.engine.loading import input_spec, load_model
 from semiotui.tui.cli import main
 
+pytestmark = pytest.mark.slow  # measures fresh processes' memory
+
 # A process's own memory (VmRSS, VmHWM: its peak), read where the probes below run, each in a fresh process.
 VM = r"""
 def vm(key):

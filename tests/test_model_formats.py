@@ -26,6 +26,8 @@ from semiotui.engine.loading import LoadError, load_model
 from semiotui.engine.saved import open_report
 from semiotui.tui.cli import main
 
+pytestmark = pytest.mark.slow  # builds timm, ONNX and Hugging Face models
+
 
 def extra(module: str, name: str) -> pytest.MarkDecorator:
     """Skip where the optional extra that provides `module` is not installed (CI installs every extra)."""

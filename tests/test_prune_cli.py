@@ -10,6 +10,8 @@ import torch
 
 from helpers import write_tiny_inputs
 
+pytestmark = pytest.mark.slow  # prunes with fine-tuning, in subprocesses too
+
 TESTS = Path(__file__).parent
 
 

@@ -20,6 +20,8 @@ from semiotui.engine.errors import InvalidValue
 from semiotui.engine.saved import open_report
 from semiotui.tui.cli import main
 
+pytestmark = pytest.mark.slow  # hundreds of crafted report folders
+
 SEED, CASES = 0, 300
 
 

@@ -12,6 +12,8 @@ from semiotui.engine.control import ControlSettings, control_analysis, control_r
 from semiotui.engine.entropy import measure_maps, spatial_entropy
 from semiotui.engine.superization import format_p, holm, summary, superization, wilcoxon_greater
 
+pytestmark = pytest.mark.slow  # controls of many networks
+
 RESOLUTIONS = (32, 16, 8, 4)
 
 
