@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Protocol, Union
 
 import torch
-import torch_pruning as tp
 from torch import nn
 
 from .analysis import AnalysisSettings, Batch, analyze, first_images
@@ -293,6 +292,8 @@ def _importance(model: nn.Module, calibration: list[Batch], layers: list[str], c
 def _remove_channels(model: nn.Module, name: str, importance: torch.Tensor, fraction: float,
                      classifier: nn.Module, example: torch.Tensor) -> tuple[int, int]:
     """Remove the least important `fraction` of `name`'s output channels, with every coupled layer."""
+    import torch_pruning as tp  # imported on first use: with timm installed it takes seconds
+
     conv = model.get_submodule(name)
     channels = conv.out_channels
     count = min(max(1, int(channels * fraction)), channels - 1)
@@ -362,6 +363,8 @@ def _cycle(images: Images, batch_size: int) -> Iterator[Batch]:
 def _measure(model: nn.Module, reference: nn.Module, held_out: Images, curve: list[float],
              analysis: AnalysisSettings, example: torch.Tensor) -> Measure:
     """Parameters, MACs and held-out accuracy, with the model's entropy curve as measured."""
+    import torch_pruning as tp  # imported on first use: with timm installed it takes seconds
+
     macs, params = tp.utils.count_ops_and_params(model, example)
     right = seen = 0
     with torch.no_grad():

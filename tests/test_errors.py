@@ -121,3 +121,10 @@ def test_ctrl_c_while_pytorch_imports_exits_130_with_one_line(arguments, ctrl_c,
     run = subprocess.run([sys.executable, "-c", CTRL_C_AS_TORCH_IMPORTS, ctrl_c, *arguments], capture_output=True,
                          text=True, cwd=tmp_path, timeout=120)
     assert (run.returncode, run.stderr) == (130, "semiotui: interrupted\n")
+
+
+def test_the_command_line_parser_leaves_pruning_and_its_optional_imports_for_later():
+    """torch_pruning imports timm when it is installed (seconds): --help and argument errors need neither."""
+    code = "import sys; from semiotui.tui.cli import build_parser; build_parser('prune'); print(sorted(sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "torch_pruning" not in loaded and "'timm'" not in loaded
