@@ -179,8 +179,6 @@ async def test_the_save_bar_shows_the_whole_file_name(size):
 
 
 async def test_the_status_says_which_images_pruning_measures_and_why_not_the_explorers(monkeypatch):
-    from semiotui.tui.prune_worker import PrunePhase
-
     phases = []
     monkeypatch.setattr(PruneScreen, "on_prune_phase", lambda screen, message: phases.append(message.text))
     app = SemiotuiApp(demo_workspace(4), live=False)
