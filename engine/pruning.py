@@ -43,6 +43,16 @@ def prune_splits(workspace: Workspace, holdout: float = 0.5, seed: int = 0) -> t
     return images.subset(sorted(order[cut:])), images.subset(sorted(order[:cut]))
 
 
+def held_out_note(workspace: Workspace, held_out: ImageSet) -> str:
+    """The images `prune_splits` measures accuracy on, and why their count is not the explorer's."""
+    shown = len(workspace.images)
+    if workspace.info.format == "demo":
+        return (f"{len(held_out)} held-out images (the demo's validation set, of which the explorer shows {shown}; "
+                "its training set fine-tunes and calibrates)")
+    return (f"{len(held_out)} held-out images (of the explorer's {shown}; the other {shown - len(held_out)} "
+            "fine-tune and calibrate)")
+
+
 def check_output(out: Path, inputs: Sequence[str | Path], *, force: bool = False) -> Path:
     """The log's path beside `out`; never an input or inside an input folder, earlier outputs only with `force`."""
     log_path = out.with_suffix(".json")

@@ -30,6 +30,7 @@ from .analysis import AnalysisResult, AnalysisSettings, BatchDone, Finished, add
 from .control import ControlFinished, stream_control
 from .errors import one_line
 from .greedy import PruneSettings, greedy_prune
+from .pruning import held_out_note
 from .report import add_contrast_maps
 from .workspace import Workspace
 
@@ -286,7 +287,7 @@ class Session:
         def steps(job: Job) -> Iterator[object]:
             yield Preparing("preparing the images")
             train, held_out, layers = prepare()
-            yield Preparing(f"measuring the original model on {len(held_out)} images")
+            yield Preparing(f"measuring the original model on {held_out_note(self.workspace, held_out)}")
             yield from greedy_prune(self.workspace.model, train, held_out, layers, settings, analysis,
                                     cancel=job.cancel)
 

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import demo_workspace, finished, images_done, wait_until, workers_done
+from helpers import demo_workspace, finished, images_done, screen_text, wait_until, workers_done
 from rich.console import Console
 from textual.command import CommandList
 
@@ -403,3 +403,45 @@ print("ok")
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "ok", done.stderr
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_the_find_box_shows_its_whole_hint(size):
+    app = SemiotuiApp(demo_workspace(4), live=False)
+    async with app.run_test(size=size) as pilot:
+        await wait_until(pilot, finished(app))
+        await pilot.press("slash")
+        await pilot.pause()
+        placeholder = app.query_one(LayerFind).placeholder
+        assert placeholder in screen_text(app)
+
+
+async def test_the_status_line_at_80_columns_cuts_no_number():
+    from semiotui.tui.status import StatusLine
+
+    app = SemiotuiApp(demo_workspace(4))  # live: rates, times and memory
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, finished(app))
+        status = app.query_one(StatusLine)
+        await wait_until(pilot, lambda: status.memory)
+        shown = status.render().plain
+        assert status.memory in shown and "acc " in shown
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_the_steps_header_stays_one_line_with_short_layer_names(size):
+    from dataclasses import replace
+
+    from semiotui.tui.steps import StepsView
+
+    app = SemiotuiApp(demo_workspace(4), live=False)
+    async with app.run_test(size=size) as pilot:
+        await wait_until(pilot, finished(app))
+        await workers_done(app)
+        view = app.query_one(StepsView)
+        short = replace(view.steps, layers=[f"f.{i}" for i in range(len(view.steps.layers))])  # shown as 0, 1, …
+        view.update(short)
+        await pilot.pause()
+        lines = [line.rstrip() for line in view.render().plain.splitlines()]
+        assert lines[0].startswith("entering") and lines[0].endswith("ΔH")
+        assert all(len(line) <= view.size.width for line in lines)

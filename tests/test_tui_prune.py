@@ -164,3 +164,27 @@ async def test_the_palette_offers_the_screens_actions_from_a_field():
         await run_from_palette(pilot, "compare", "Compare with the original")
         await wait_until(pilot, lambda: app.screen is screen)
         assert "compare needs a pruned model" in str(screen.query_one("#prune-status").render())
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_the_save_bar_shows_the_whole_file_name(size):
+    app = SemiotuiApp(demo_workspace(4), live=False)
+    async with app.run_test(size=size) as pilot:
+        screen = await open_pruning(pilot, target="0.99")
+        await press(pilot, "s")
+        await wait_until(pilot, lambda: screen.pruned is not None)
+        await pilot.pause()
+        field = screen.query_one("#save-path", Input)
+        assert field.value == "./demo-pruned.pt" and field.value in screen_text(app)
+
+
+async def test_the_status_says_which_images_pruning_measures_and_why_not_the_explorers(monkeypatch):
+    phases = []
+    monkeypatch.setattr(PruneScreen, "on_prune_phase", lambda screen, message: phases.append(message.text))
+    app = SemiotuiApp(demo_workspace(4), live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_pruning(pilot, target="0.99")
+        await press(pilot, "s")
+        await wait_until(pilot, lambda: not screen.running)
+    measuring = next(text for text in phases if text.startswith("measuring the original model"))
+    assert "8 held-out images" in measuring and "the explorer shows 4" in measuring

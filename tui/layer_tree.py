@@ -257,7 +257,7 @@ class LayerPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield LayerTree(self.index, self.measured)
-        yield LayerFind(placeholder="find a layer (↓ next, enter done)")
+        yield LayerFind(placeholder="find (↓ next, ⏎ done)")  # whole in the narrow pane at 80 columns
 
     def open_find(self) -> None:
         find = self.query_one(LayerFind)

@@ -251,7 +251,8 @@ class PruneScreen(Screen[None]):
                 yield Input(self._default_out(), id="save-path", compact=True)
                 yield Button("Save", variant="primary", id="save", compact=True)
                 yield Button("Export report…", id="export", compact=True)
-                yield Button("Compare with the original", id="compare", compact=True)
+                # short labels leave the file name room at 80 columns
+                yield Button("Compare", id="compare", compact=True, tooltip="Compare with the original")
         yield Static("", id="prune-status")
         yield Footer()
 
@@ -396,8 +397,14 @@ class PruneScreen(Screen[None]):
             self.original = message.log.original
             self.set_class(True, "-finished")
             self._say(self._summary(message.log))
-            self.query_one("#save-path", Input).focus()
+            self.call_after_refresh(self._offer_save)  # once the save bar is laid out
         self._refresh(force=True)
+
+    def _offer_save(self) -> None:
+        """Focus the file name, scrolled into view: on a small terminal the save bar is below the plots."""
+        field = self.query_one("#save-path", Input)
+        field.focus()
+        field.scroll_visible(animate=False)
 
     def on_prune_failed(self, message: PruneFailed) -> None:
         self.running = False

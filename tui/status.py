@@ -58,10 +58,12 @@ class StatusLine(Widget):
             text.append(f" · {self.accuracy}")
         if self.control:
             text.append(f" · {self.control}", style="dim" if self.control == "no control" else "")
-        text.append(f" │ {self.settings}", style="dim" if not self.settings else "")
-        text.append(f" │ {self.device}")
+        # memory before the settings and the device: at 80 columns the end of the line is cut, and a cut number
+        # misleads where cut words do not
         if self.live and self.memory:
             text.append(f" · {self.memory}")
+        text.append(f" │ {self.settings}", style="dim" if not self.settings else "")
+        text.append(f" │ {self.device}")
         text.truncate(self.size.width, overflow="ellipsis")
         return text
 

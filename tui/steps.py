@@ -65,7 +65,8 @@ class StepsView(Widget):
             return Text("superization steps: waiting for results", style="dim")
         width = self.size.width
         names = short_names(steps.layers)
-        label_width = min(max(len(names[i]) for i in rows), max(6, width * 45 // 100))
+        # at least as wide as the header's "entering", so the header is never longer than a row (and never wraps)
+        label_width = max(len("entering"), min(max(len(names[i]) for i in rows), width * 45 // 100))
         half = max(2, (width - label_width - 10) // 2)
         ctl = steps.control
         values, drop, empty = steps.step_delta, steps.step_drop, steps.no_verdict
