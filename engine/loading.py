@@ -74,11 +74,11 @@ class LoadedModel:
     model: nn.Module
     info: ModelInfo
     spec_defaults: InputSpec | None  # None: unknown (the caller uses 224 and ImageNet)
-    normalisation_guessed: bool = False  # spec_defaults' mean and std are ImageNet's for want of the model's
     class_names: list[str] | None = None
     batch_size: int | None = None  # the only batch size it accepts (a static torch.export program)
     layer_types: dict[str, str] = field(default_factory=dict)  # module types a torch.export program lost
     notes: list[str] = field(default_factory=list)  # things the user should know, one line each
+    normalisation_guessed: bool = False  # spec_defaults' mean and std are ImageNet's for want of the model's
 
 
 def load_model(

@@ -149,7 +149,7 @@ def _model(path: str | Path | None, device: torch.device, **options: object) -> 
         return load_model(path, device=device, **options)
     model = demo.load_demo_model().to(device)
     info = ModelInfo(None, "demo", type(model).__name__, sum(p.numel() for p in model.parameters()))
-    return LoadedModel(model, info, demo.INPUT_SPEC, list(demo.CLASSES))
+    return LoadedModel(model, info, demo.INPUT_SPEC, class_names=list(demo.CLASSES))
 
 
 def bytes_per_image(index: LayerIndex, layers: Sequence[str], spec: InputSpec) -> int:

@@ -647,7 +647,7 @@ h1{margin:.2em 0;font-size:1.7em}h2{margin-top:1.8em;border-bottom:1px solid #dd
 table{border-collapse:collapse;font-size:.88em}th,td{padding:.25em .6em;border-bottom:1px solid #eee;text-align:left}
 td.n{text-align:right;font-variant-numeric:tabular-nums}tr.sig td{background:#fbeaea}code{font-size:.95em}
 .scroll{overflow-x:auto}table.maps td{padding:2px}table.maps img{width:96px;height:auto;image-rendering:pixelated;display:block}
-table.maps th{font-weight:normal;font-size:.8em;white-space:nowrap}th.img{max-width:12em;white-space:normal!important}
+table.maps th{font-weight:normal;font-size:.8em;white-space:nowrap}th.img{max-width:12em;white-space:normal!important;overflow-wrap:anywhere}
 .shot svg{max-width:100%;border:1px solid #ccc}footer{margin:2.5em 0 1em;color:#777;font-size:.85em}
 """
 

@@ -18,6 +18,7 @@ from semiotui.engine.demo import (
     load_demo_model,
     preprocess,
 )
+from semiotui.engine.analysis import AnalysisSettings
 from semiotui.tui.cli import main
 
 
@@ -134,3 +135,15 @@ def test_cli_demo_export(tmp_path, capsys):
     assert len(list((tmp_path / "demo").glob("*/*.png"))) == 300
     assert main(["demo", "--export", str(tmp_path / "demo")]) == 1
     assert "not an empty folder" in capsys.readouterr().err
+
+
+def test_the_demo_opens_with_its_own_class_names_and_normalisation(tmp_path):
+    """Its images in folders of other names still get the demo's class names, and no normalisation is guessed."""
+    from semiotui.engine import open_workspace
+
+    export_demo(tmp_path / "demo", count=6)
+    renamed = tmp_path / "renamed"
+    (tmp_path / "demo").rename(renamed)
+    workspace = open_workspace(None, images=[renamed], settings=AnalysisSettings(device="cpu"))
+    assert workspace.class_names == list(CLASSES)
+    assert not any("normalised" in w for w in workspace.warnings)
