@@ -344,14 +344,14 @@ def add_maps(model: nn.Module, images, layers: list[str], result: AnalysisResult
 
     `images` is the source the result came from (an `engine.data.ImageSource`).
     """
-    missing = iter([k for k in positions if result.images[k].maps is None])
-    wanted = [result.images[k].index for k in positions if result.images[k].maps is None]
+    missing = [k for k in positions if result.images[k].maps is None]
     device = resolve_device(result.settings.device)
+    waiting = iter(missing)  # the rows the batches' images belong to, in order
     # In the analysis's batch size: a program exported for one image at a time takes no other.
-    for batch in images.subset(wanted).batches(result.settings.batch_size):
+    for batch in images.subset([result.images[k].index for k in missing]).batches(result.settings.batch_size):
         n = len(batch.images)
         rows, _ = analyse_batch(model, batch, layers, result.settings, device, list(range(n)), range(n))
-        for k, row in zip(missing, rows):
+        for k, row in zip(waiting, rows):
             result.images[k].maps = row.maps
 
 

@@ -96,10 +96,9 @@ def compare(a: AnalysisResult, b: AnalysisResult, names: tuple[str, str], parame
     `specs` (how each model's images were prepared) adds the input size, mean and std to the settings
     compared; analyses measured differently are refused unless `force`.
     """
-    differences = measured_differently(a, b, specs)
-    refused = [d for d in differences if not d.startswith(("mean", "std"))]  # each model's own preprocessing
-    if refused and not force:
-        raise InvalidValue(f"the two analyses were measured differently ({'; '.join(refused)}), so their "
+    method, preprocessing = measured_differently(a, b, specs)
+    if method and not force:
+        raise InvalidValue(f"the two analyses were measured differently ({'; '.join(method)}), so their "
                            "entropies differ whatever the models; analyse both the same way, or pass `force` "
                            "to compare them anyway")
     rows, paired_by = pair_images(a, b)
@@ -122,7 +121,7 @@ def compare(a: AnalysisResult, b: AnalysisResult, names: tuple[str, str], parame
         steps=(a.superization(), b.superization()), layers=common, images=len(rows),
         mean_a=mean_a, mean_b=mean_b, pairs=pairs, p_value=holm(raw),
         step_a=step_a, step_b=step_b, step_pairs=step_pairs, step_p_value=holm(step_raw),
-        paired_by=paired_by, rows=rows, differences=differences,
+        paired_by=paired_by, rows=rows, differences=method + preprocessing,
     )
 
 
@@ -148,14 +147,17 @@ def _file(name: str) -> str:
     return name.replace("\\", "/").rpartition("/")[2]
 
 
-def measured_differently(a: AnalysisResult, b: AnalysisResult,
-                         specs: tuple[InputSpec, InputSpec] | None = None) -> list[str]:
-    """Each setting the two analyses were made with that differs, as "name A vs B"."""
-    pairs = [(name.replace("_", " "), getattr(a.settings, name), getattr(b.settings, name)) for name in MEASURED]
+def measured_differently(a: AnalysisResult, b: AnalysisResult, specs: tuple[InputSpec, InputSpec] | None = None
+                         ) -> tuple[list[str], list[str]]:
+    """What differs between how the two analyses were made, each as "name A vs B": the settings that change
+    the numbers whatever the models (method, ..., input size), and each model's own preprocessing (mean, std)."""
+    method = [(name.replace("_", " "), getattr(a.settings, name), getattr(b.settings, name)) for name in MEASURED]
+    preprocessing = []
     if specs is not None:
-        pairs += [("input size", "x".join(map(str, specs[0].size)), "x".join(map(str, specs[1].size))),
-                  ("mean", specs[0].mean, specs[1].mean), ("std", specs[0].std, specs[1].std)]
-    return [f"{name} {_setting(x)} vs {_setting(y)}" for name, x, y in pairs if x != y]
+        method.append(("input size", "x".join(map(str, specs[0].size)), "x".join(map(str, specs[1].size))))
+        preprocessing = [("mean", specs[0].mean, specs[1].mean), ("std", specs[0].std, specs[1].std)]
+    return tuple([f"{name} {_setting(x)} vs {_setting(y)}" for name, x, y in part if x != y]
+                 for part in (method, preprocessing))
 
 
 def _setting(value: object) -> str:
