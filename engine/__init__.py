@@ -11,14 +11,17 @@ from .analysis import (
     Finished,
     ImageResult,
     Notice,
+    TargetSetting,
     analyze,
     stream_analysis,
 )
-from .control import ControlResult, ControlSettings, control_analysis, control_rows, stream_control
+from .control import (ControlFinished, ControlProgress, ControlResult, ControlSettings, control_analysis, control_rows,
+                      stream_control)
 from .device import describe_device, resolve_device
 from .entropy import ESTIMATORS, spatial_entropy
 from .errors import SemiotuiError
 from .flow import Flow
+from .greedy import CRITERIA, Measure, PruneFinished, PruneLog, PruneSettings, Step, StepDone, Trying, Working
 from .hooks import ActivationCapture
 from .layers import LayerIndex, LayerInfo, index_layers
 from .opening import open_workspace
@@ -65,4 +68,16 @@ __all__ = [
     "stream_control",
     "summary",
     "superization",
+    "CRITERIA",
+    "ControlFinished",
+    "ControlProgress",
+    "Measure",
+    "PruneFinished",
+    "PruneLog",
+    "PruneSettings",
+    "Step",
+    "StepDone",
+    "TargetSetting",
+    "Trying",
+    "Working",
 ]

@@ -203,11 +203,11 @@ async def run_from_palette(pilot, typed: str, title: str) -> None:
 
 
 def finished(app: SemiotuiApp) -> Callable[[], bool]:
-    return lambda: app.explorer.run_state is not None and app.explorer.run_state.finished
+    return lambda: app.controller.run_state is not None and app.controller.run_state.finished
 
 
 def images_done(app: SemiotuiApp, count: int) -> Callable[[], bool]:
-    return lambda: app.explorer.run_state is not None and app.explorer.run_state.done >= count
+    return lambda: app.controller.run_state is not None and app.controller.run_state.done >= count
 
 
 def screen_text(app: SemiotuiApp) -> str:

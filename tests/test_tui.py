@@ -13,7 +13,6 @@ from textual.command import CommandList
 from semiotui.engine.analysis import analyze
 from semiotui.engine.analysis import BatchDone
 from semiotui.engine.saliency import module_of
-from semiotui.tui.messages import EngineEvent
 from semiotui.tui.app import SemiotuiApp
 from semiotui.tui.confirm import ConfirmQuit
 from semiotui.themes.colormaps import resize_bilinear
@@ -25,19 +24,19 @@ from semiotui.tui.saliency import SaliencyView
 
 async def test_tree_lists_every_layer_in_forward_order_before_the_analysis_ends():
     workspace = demo_workspace(24, batch_size=4, gated=True)
-    app = SemiotuiApp(workspace, live=False)
+    app = SemiotuiApp(workspace, show_timings=False)
     async with app.run_test(size=(120, 40)) as pilot:
         tree = app.query_one(LayerTree)
         assert app.screen.get_widget_at(5, 3)[0] is tree
         assert list(tree.nodes_by_name) == [info.name for info in workspace.index]
-        assert app.explorer.run_state is None or not app.explorer.run_state.finished
+        assert app.controller.run_state is None or not app.controller.run_state.finished
         workspace.images.open()
         await wait_until(pilot, finished(app))
-        assert app.explorer.run_state.done == 24
+        assert app.controller.run_state.done == 24
 
 
 async def test_j_k_move_the_saliency_pane_to_the_highlighted_layer():
-    app = SemiotuiApp(demo_workspace(8), live=False)
+    app = SemiotuiApp(demo_workspace(8), show_timings=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, finished(app))
         assert app.explorer.layer == "features.conv1"
@@ -55,7 +54,7 @@ async def test_j_k_move_the_saliency_pane_to_the_highlighted_layer():
 
 
 async def test_enter_opens_and_closes_a_group_of_layers():
-    app = SemiotuiApp(demo_workspace(4), live=False)
+    app = SemiotuiApp(demo_workspace(4), show_timings=False)
     async with app.run_test(size=(120, 40)) as pilot:
         tree = app.query_one(LayerTree)
         await wait_until(pilot, lambda: app.explorer.layer == "features.conv1")  # the first map is selected on mount
@@ -74,20 +73,20 @@ async def test_enter_opens_and_closes_a_group_of_layers():
 
 async def test_switching_method_restarts_the_analysis_with_no_stale_rows():
     workspace = demo_workspace(16, batch_size=2, gated=True)
-    app = SemiotuiApp(workspace, live=False)
+    app = SemiotuiApp(workspace, show_timings=False)
     async with app.run_test(size=(120, 40)) as pilot:
         workspace.images.allow(1)
         await wait_until(pilot, images_done(app, 2))
-        old, old_job = app.explorer.run_state, app.explorer.job
+        old, old_job = app.controller.run_state, app.controller.job
         assert old.running
         await pilot.press("m")
-        assert app.explorer.settings.method == "layercam"
-        assert app.explorer.run_state.run_id != old.run_id and old_job.aborted
+        assert app.controller.settings.method == "layercam"
+        assert app.controller.run_state.run_id != old.run_id and old_job.aborted
         # A batch the dropped run still sends is ignored.
-        app.explorer.post_message(EngineEvent(old_job, BatchDone(list(old.rows.values()), 99, 16, 1.0)))
+        old_job.post(old_job, BatchDone(list(old.rows.values()), 99, 16, 1.0))
         workspace.images.open()
         await wait_until(pilot, finished(app))
-        run = app.explorer.run_state
+        run = app.controller.run_state
         assert run.settings.method == "layercam" and not run.cancelled
         assert sorted(run.rows) == list(range(16)) and run.done == 16
     expected = analyze(workspace.model, workspace.images.batches(4), workspace.layers, run.settings)
@@ -96,37 +95,37 @@ async def test_switching_method_restarts_the_analysis_with_no_stale_rows():
 
 
 async def test_space_measures_a_layer_and_restarts():
-    app = SemiotuiApp(demo_workspace(8), live=False)
+    app = SemiotuiApp(demo_workspace(8), show_timings=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, finished(app))
-        first = app.explorer.run_state
+        first = app.controller.run_state
         await pilot.press("j", "space")  # features.bn1: spatial, not measured by default
-        assert "features.bn1" in app.explorer.measured
-        assert app.explorer.run_state.run_id != first.run_id
+        assert "features.bn1" in app.controller.measured
+        assert app.controller.run_state.run_id != first.run_id
         await wait_until(pilot, finished(app))
-        assert "features.bn1" in app.explorer.run_state.map_names
+        assert "features.bn1" in app.controller.run_state.map_names
         assert app.query_one(SaliencyView).content.saliency is not None
 
 
 async def test_a_map_the_run_did_not_keep_is_drawn_between_its_batches_not_after_it():
     workspace = demo_workspace(40, batch_size=2, gated=True)
-    app = SemiotuiApp(workspace, live=False, keep_maps=2)
+    app = SemiotuiApp(workspace, show_timings=False, keep_maps=2)
     async with app.run_test(size=(120, 40)) as pilot:
         workspace.images.allow(3)
         await wait_until(pilot, images_done(app, 6))
         await pilot.press("n", "n", "n")
         assert app.explorer.image == 3  # beyond the 2 images whose maps the run keeps
         workspace.images.allow(1)  # the map is drawn after this batch, between it and the next
-        await wait_until(pilot, lambda: app.explorer.run_state.rows[3].maps is not None, timeout=20)
-        assert app.explorer.run_state.running
+        await wait_until(pilot, lambda: app.controller.run_state.rows[3].maps is not None, timeout=20)
+        assert app.controller.run_state.running
         await wait_until(pilot, lambda: app.query_one(SaliencyView).content.saliency is not None)
-        app.explorer.stop_analysis()
+        app.controller.stop_analysis()
         workspace.images.open()
 
 
 async def test_q_asks_before_quitting_while_the_analysis_runs():
     workspace = demo_workspace(16, batch_size=2, gated=True)
-    app = SemiotuiApp(workspace, live=False)
+    app = SemiotuiApp(workspace, show_timings=False)
     async with app.run_test(size=(120, 40)) as pilot:
         workspace.images.allow(1)
         await wait_until(pilot, images_done(app, 2))
@@ -134,32 +133,32 @@ async def test_q_asks_before_quitting_while_the_analysis_runs():
         assert isinstance(app.screen, ConfirmQuit)
         await pilot.press("n")
         assert not isinstance(app.screen, ConfirmQuit)
-        assert app.explorer.run_state.running
+        assert app.controller.run_state.running
         await pilot.press("q", "y")
         await pilot.pause()
         assert app.return_value == 0
     workspace.images.open()  # the dropped run stops after the batch it waits for
-    assert app.explorer.job.aborted and app.explorer.job.ended.wait(10)
+    assert app.controller.job.aborted and app.controller.job.ended.wait(10)
 
 
 async def test_q_asks_while_the_control_runs_and_quitting_says_it_stops_the_control():
     from semiotui.engine.control import ControlSettings
 
-    app = SemiotuiApp(demo_workspace(8, control=ControlSettings(draws=1000, images=8)), live=False)
+    app = SemiotuiApp(demo_workspace(8, control=ControlSettings(draws=1000, images=8)), show_timings=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, finished(app))
-        assert app.explorer.run_state.control_state == "running"  # from the end of the analysis, not its 1st network
+        assert app.controller.run_state.control_state == "running"  # from the end of the analysis, not its 1st network
         await pilot.press("q")
         assert isinstance(app.screen, ConfirmQuit) and app.screen.message.startswith("The control is running")
         await pilot.press("y")
         await pilot.pause()
         assert app.return_value == 0
-    assert app.stopping_note().startswith("semiotui: stopping the control (network ")
+    assert app.controller.stopping_note().startswith("semiotui: stopping the control (network ")
     assert app.session.close(timeout=10)
 
 
 async def test_q_quits_at_once_when_the_analysis_is_done():
-    app = SemiotuiApp(demo_workspace(4), live=False)
+    app = SemiotuiApp(demo_workspace(4), show_timings=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, finished(app))
         await pilot.press("q")
@@ -168,7 +167,7 @@ async def test_q_quits_at_once_when_the_analysis_is_done():
 
 
 async def test_question_mark_opens_help_and_escape_closes_it():
-    app = SemiotuiApp(demo_workspace(4), live=False)
+    app = SemiotuiApp(demo_workspace(4), show_timings=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
@@ -183,7 +182,7 @@ async def test_question_mark_opens_help_and_escape_closes_it():
 
 async def test_n_and_p_change_the_image_and_its_caption():
     workspace = demo_workspace(8)
-    app = SemiotuiApp(workspace, live=False)
+    app = SemiotuiApp(workspace, show_timings=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, finished(app))
         view = app.query_one(SaliencyView)
@@ -198,7 +197,7 @@ async def test_n_and_p_change_the_image_and_its_caption():
 
 
 async def test_slash_finds_a_layer_by_name():
-    app = SemiotuiApp(demo_workspace(4), live=False)
+    app = SemiotuiApp(demo_workspace(4), show_timings=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("slash")
         find = app.query_one(LayerFind)
@@ -215,34 +214,34 @@ async def test_slash_finds_a_layer_by_name():
 
 
 async def test_palette_changes_the_estimator():
-    app = SemiotuiApp(demo_workspace(4), live=False)
+    app = SemiotuiApp(demo_workspace(4), show_timings=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("ctrl+p")
         await pilot.press(*"estimator histogram")
         hits = app.screen.query_one(CommandList)
         await wait_until(pilot, lambda: hits.option_count and "histogram" in str(hits.get_option_at_index(0).prompt))
         await pilot.press("down", "enter")
-        await wait_until(pilot, lambda: app.explorer.settings.estimator == "histogram")
+        await wait_until(pilot, lambda: app.controller.settings.estimator == "histogram")
         await wait_until(pilot, finished(app))
-        assert app.explorer.run_state.settings.estimator == "histogram"
+        assert app.controller.run_state.settings.estimator == "histogram"
 
 
 async def test_theme_choice_is_remembered_in_the_config_file(tmp_path):
-    app = SemiotuiApp(demo_workspace(4), live=False)
+    app = SemiotuiApp(demo_workspace(4), show_timings=False)
     async with app.run_test(size=(120, 40)) as pilot:
         assert app.theme == "semiotui-dark"
         app.theme = "semiotui-high-contrast"
         await wait_until(pilot, finished(app))
     saved = json.loads((tmp_path / "config" / "semiotui" / "config.json").read_text())
     assert saved["theme"] == "semiotui-high-contrast"
-    again = SemiotuiApp(demo_workspace(4), live=False)
+    again = SemiotuiApp(demo_workspace(4), show_timings=False)
     async with again.run_test(size=(120, 40)) as pilot:
         assert again.theme == "semiotui-high-contrast"
         await wait_until(pilot, finished(again))
 
 
 async def test_small_terminal_says_the_panes_scroll():
-    app = SemiotuiApp(demo_workspace(4), live=False)
+    app = SemiotuiApp(demo_workspace(4), show_timings=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         assert app.screen.has_class("-compact")
@@ -285,7 +284,7 @@ def test_bilinear_resize_matches_torch():
 
 async def test_no_color_terminal_draws_the_map_as_characters(monkeypatch):
     monkeypatch.setenv("NO_COLOR", "1")
-    app = SemiotuiApp(demo_workspace(4), live=False)
+    app = SemiotuiApp(demo_workspace(4), show_timings=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, finished(app))
         await workers_done(app)
@@ -296,7 +295,7 @@ async def test_no_color_terminal_draws_the_map_as_characters(monkeypatch):
 
 
 async def test_tab_moves_between_the_panes():
-    app = SemiotuiApp(demo_workspace(4), live=False)
+    app = SemiotuiApp(demo_workspace(4), show_timings=False)
     async with app.run_test(size=(120, 40)) as pilot:
         assert app.focused is app.query_one(LayerTree)
         order = []
@@ -314,11 +313,11 @@ async def test_the_control_runs_after_the_analysis_and_its_verdict_and_curve_fol
     from semiotui.tui.status import StatusLine
     from semiotui.tui.steps import StepsView
 
-    app = SemiotuiApp(demo_workspace(16, control=ControlSettings(draws=3, images=12)), live=False)
+    app = SemiotuiApp(demo_workspace(16, control=ControlSettings(draws=3, images=12)), show_timings=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, finished(app))
-        assert app.explorer.run_state.control_state in ("waiting", "running")  # the first screen does not wait for it
-        await wait_until(pilot, lambda: app.explorer.run_state.control_state == "done")
+        assert app.controller.run_state.control_state in ("waiting", "running")  # the first screen does not wait for it
+        await wait_until(pilot, lambda: app.controller.run_state.control_state == "done")
         await workers_done(app)
         await pilot.pause()
         steps = app.query_one(StepsView).steps
@@ -327,7 +326,7 @@ async def test_the_control_runs_after_the_analysis_and_its_verdict_and_curve_fol
         assert app.query_one(EntropyCurve).data.control is not None
         assert "control" not in app.query_one(StatusLine).render().plain  # only while it runs
         # an empty map says so instead of drawing a blank overlay
-        run = app.explorer.run_state
+        run = app.controller.run_state
         image, j = next((i, j) for i, row in run.rows.items() for j in np.flatnonzero(row.empty))
         content = app.explorer.saliency_content(image, module_of(run.map_names[j]), run.map_names[j])
         assert content.saliency is None and content.message.startswith("empty map")
@@ -349,7 +348,7 @@ async def test_the_tree_never_cuts_a_number_it_drops_a_column_instead():
     index = index_layers(model, next(images.batches(1)).images)
     workspace = Workspace(model, ModelInfo(None, "state_dict", "resnet18", 11_689_512), spec, index,
                           index.default_selection(), images, AnalysisSettings(device="cpu"), control=None)
-    app = SemiotuiApp(workspace, live=False)
+    app = SemiotuiApp(workspace, show_timings=False)
     async with app.run_test(size=(120, 40)) as pilot:
         tree = app.query_one(LayerTree)
         await pilot.pause()
@@ -362,7 +361,7 @@ async def test_the_tree_never_cuts_a_number_it_drops_a_column_instead():
 
 
 async def test_v_shows_the_map_alone_then_the_image_alone_and_the_colour_scale_says_what_it_means():
-    app = SemiotuiApp(demo_workspace(4), live=False)
+    app = SemiotuiApp(demo_workspace(4), show_timings=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, finished(app))
         view = app.query_one(SaliencyView)
@@ -391,12 +390,12 @@ from semiotui.engine import AnalysisSettings, open_workspace
 from semiotui.tui.app import SemiotuiApp
 workspace = open_workspace(limit=4, settings=AnalysisSettings(device="cpu"))
 assert "scipy.stats" not in sys.modules
-app = SemiotuiApp(workspace, live=False)
+app = SemiotuiApp(workspace, show_timings=False)
 loader = [t for t in threading.enumerate() if t.name == "semiotui-preload"]
 assert len(loader) == 1 and loader[0] is not threading.main_thread()
 loader[0].join(60)
 assert "scipy.stats" in sys.modules
-again = SemiotuiApp(workspace, live=False)
+again = SemiotuiApp(workspace, show_timings=False)
 assert [t for t in threading.enumerate() if t.name == "semiotui-preload"] == []  # once per process
 app.session.close(), again.session.close()
 print("ok")
@@ -407,7 +406,7 @@ print("ok")
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)])
 async def test_the_find_box_shows_its_whole_hint(size):
-    app = SemiotuiApp(demo_workspace(4), live=False)
+    app = SemiotuiApp(demo_workspace(4), show_timings=False)
     async with app.run_test(size=size) as pilot:
         await wait_until(pilot, finished(app))
         await pilot.press("slash")
@@ -419,7 +418,7 @@ async def test_the_find_box_shows_its_whole_hint(size):
 async def test_the_status_line_at_80_columns_cuts_no_number():
     from semiotui.tui.status import StatusLine
 
-    app = SemiotuiApp(demo_workspace(4))  # live: rates, times and memory
+    app = SemiotuiApp(demo_workspace(4))  # with rates, times and memory
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, finished(app))
         status = app.query_one(StatusLine)
@@ -434,7 +433,7 @@ async def test_the_steps_header_stays_one_line_with_short_layer_names(size):
 
     from semiotui.tui.steps import StepsView
 
-    app = SemiotuiApp(demo_workspace(4), live=False)
+    app = SemiotuiApp(demo_workspace(4), show_timings=False)
     async with app.run_test(size=size) as pilot:
         await wait_until(pilot, finished(app))
         await workers_done(app)

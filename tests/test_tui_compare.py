@@ -18,7 +18,7 @@ MISTAKE = 7  # arrow_0007, predicted square: the demo's one mistake in its first
 
 async def test_compare_lists_the_mistake_and_shows_it_beside_a_correct_image_of_its_class():
     workspace = demo_workspace(40, batch_size=8)
-    app = SemiotuiApp(workspace, live=False)
+    app = SemiotuiApp(workspace, show_timings=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, finished(app))
         await pilot.press("c")
@@ -37,9 +37,9 @@ async def test_compare_lists_the_mistake_and_shows_it_beside_a_correct_image_of_
         assert other.border_title == "Correct arrow"
         assert "true arrow ✓" in other.content.caption.plain and "true arrow ✗" in this.content.caption.plain
         # Its map is drawn at the layer its entropy drops into most, which the tree marks.
-        row = app.explorer.run_state.rows[MISTAKE]
+        row = app.controller.run_state.rows[MISTAKE]
         step = int(largest_steps(row.entropy[None])[0])
-        layer = app.explorer.run_state.map_names[step]
+        layer = app.controller.run_state.map_names[step]
         np.testing.assert_array_equal(this.content.saliency, row.maps[layer])
         assert app.query_one(LayerTree).largest == layer
         assert f"largest drop into {layer.rsplit('.', 1)[-1]}" in screen.query_one(GroupPlot).data.title
@@ -50,7 +50,7 @@ async def test_compare_lists_the_mistake_and_shows_it_beside_a_correct_image_of_
         await pilot.press("2")
         plot = screen.query_one(GroupPlot)
         assert plot.data.title == "mean entropy per true class"
-        assert len(plot.data.lines) == len({r.label for r in app.explorer.run_state.rows.values()})
+        assert len(plot.data.lines) == len({r.label for r in app.controller.run_state.rows.values()})
         await pilot.press("right")
         assert screen.view == "outcomes"
         assert "they part most at" in plot.data.title and plot.data.marks
@@ -63,7 +63,7 @@ async def test_compare_lists_the_mistake_and_shows_it_beside_a_correct_image_of_
 
 async def test_enter_opens_the_first_mistake_when_the_current_image_is_none():
     """Enter ("Open" in the footer) acts at once, not only once an arrow key highlighted a mistake (issue 22)."""
-    app = SemiotuiApp(demo_workspace(40, batch_size=8), live=False)
+    app = SemiotuiApp(demo_workspace(40, batch_size=8), show_timings=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, finished(app))
         assert app.explorer.image != MISTAKE
@@ -76,7 +76,7 @@ async def test_enter_opens_the_first_mistake_when_the_current_image_is_none():
 
 async def test_compare_follows_the_analysis_as_results_arrive():
     workspace = demo_workspace(16, batch_size=4, gated=True)
-    app = SemiotuiApp(workspace, live=False)
+    app = SemiotuiApp(workspace, show_timings=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("c")
         screen = app.screen
@@ -97,7 +97,7 @@ async def test_compare_follows_the_analysis_as_results_arrive():
 
 async def test_maps_beyond_the_kept_images_are_computed_when_shown():
     workspace = demo_workspace(16)
-    app = SemiotuiApp(workspace, live=False, keep_maps=2)
+    app = SemiotuiApp(workspace, show_timings=False, keep_maps=2)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, finished(app))
         view = app.query_one(SaliencyView)
@@ -107,7 +107,7 @@ async def test_maps_beyond_the_kept_images_are_computed_when_shown():
         assert "image 4/16" in view.content.caption.plain
         # Picking the mistake in the compare view computes its map and its partner's.
         await pilot.press("c", "down")
-        rows = app.explorer.run_state.rows
+        rows = app.controller.run_state.rows
         views = [app.screen.query_one(f"#{which}-map", SaliencyView) for which in ("this", "partner")]
 
         def drawn(view: SaliencyView) -> bool:  # its map, or why none is needed (an empty map is not drawn)
@@ -120,7 +120,7 @@ async def test_maps_beyond_the_kept_images_are_computed_when_shown():
         assert rows[MISTAKE].maps is not None and views[0].content.saliency is not None
         with_maps = {i for i, row in rows.items() if row.maps is not None}
         assert {0, 1, 3, MISTAKE} <= with_maps <= {0, 1, 2, 3, MISTAKE, 15}  # kept, or shown (2 in passing)
-    expected = analyze(workspace.model, workspace.images.batches(16), workspace.layers, app.explorer.run_state.settings,
+    expected = analyze(workspace.model, workspace.images.batches(16), workspace.layers, app.controller.run_state.settings,
                        keep_maps=16)
     for i in (3, MISTAKE):
         for name, thumbnail in rows[i].maps.items():
@@ -128,7 +128,7 @@ async def test_maps_beyond_the_kept_images_are_computed_when_shown():
 
 
 async def test_highlighting_a_mistake_moves_the_explorer_to_it_too():
-    app = SemiotuiApp(demo_workspace(16), live=False)
+    app = SemiotuiApp(demo_workspace(16), show_timings=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, finished(app))
         await pilot.press("c")
@@ -148,7 +148,7 @@ async def test_a_small_terminal_shows_one_readable_pane_at_a_time():
         return [id for id in ("mistakes", "this-map", "compare-curve", "significance")
                 if screen.query_one(f"#{id}").region.height > 0]
 
-    app = SemiotuiApp(demo_workspace(16), live=False)
+    app = SemiotuiApp(demo_workspace(16), show_timings=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, finished(app))
         await pilot.press("c")

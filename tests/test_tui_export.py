@@ -24,7 +24,7 @@ async def export_to(pilot, folder, *, replace: bool = False) -> ExportDialog:
 
 
 async def test_e_writes_the_report_folder_with_a_screenshot_and_names_it(tmp_path):
-    app = SemiotuiApp(demo_workspace(8), live=False)
+    app = SemiotuiApp(demo_workspace(8), show_timings=False)
     folder = tmp_path / "report"
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, finished(app))
@@ -34,7 +34,7 @@ async def test_e_writes_the_report_folder_with_a_screenshot_and_names_it(tmp_pat
     data = json.loads((folder / "report.json").read_text())
     assert data["analysis"]["images"] == 8 and data["analysis"]["cancelled"] is False
     assert data["analysis"]["accuracy"]["images"] == 8
-    assert [layer["name"] for layer in data["layers"]] == app.explorer.run_state.map_names
+    assert [layer["name"] for layer in data["layers"]] == app.controller.run_state.map_names
     screenshot = (folder / "screenshot.svg").read_text()
     assert screenshot.startswith("<svg") and "Layers" in screenshot
     html = (folder / "report.html").read_text()
@@ -44,7 +44,7 @@ async def test_e_writes_the_report_folder_with_a_screenshot_and_names_it(tmp_pat
 
 
 async def test_an_existing_report_is_refused_until_replace_is_ticked(tmp_path):
-    app = SemiotuiApp(demo_workspace(8), live=False)
+    app = SemiotuiApp(demo_workspace(8), show_timings=False)
     folder = tmp_path / "report"
     folder.mkdir()
     (folder / "report.json").write_text(json.dumps({"semiotui": "0.1.0"}))  # an earlier report
@@ -66,7 +66,7 @@ async def test_an_existing_report_is_refused_until_replace_is_ticked(tmp_path):
 
 
 async def test_replace_never_removes_a_folder_that_is_not_a_report(tmp_path):
-    app = SemiotuiApp(demo_workspace(4), live=False)
+    app = SemiotuiApp(demo_workspace(4), show_timings=False)
     folder = tmp_path / "notes"
     folder.mkdir()
     (folder / "notes.txt").write_text("mine")
@@ -82,7 +82,7 @@ async def test_replace_never_removes_a_folder_that_is_not_a_report(tmp_path):
 
 async def test_exporting_while_the_analysis_runs_writes_the_finished_images_marked_partial(tmp_path):
     workspace = demo_workspace(24, batch_size=4, gated=True)
-    app = SemiotuiApp(workspace, live=False)
+    app = SemiotuiApp(workspace, show_timings=False)
     folder = tmp_path / "partial"
     async with app.run_test(size=(120, 40)) as pilot:
         workspace.images.allow(1)
@@ -105,7 +105,7 @@ async def test_exporting_while_the_analysis_runs_writes_the_finished_images_mark
 
 
 async def test_the_palette_opens_the_export_dialog():
-    app = SemiotuiApp(demo_workspace(4), live=False)
+    app = SemiotuiApp(demo_workspace(4), show_timings=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, finished(app))
         await run_from_palette(pilot, "export report", "Export")
@@ -119,10 +119,11 @@ def test_a_report_of_another_model_whose_progress_fails_ends_with_that_error_ins
 
     from semiotui.engine.analysis import Finished
     from semiotui.engine.session import open_session
-    from semiotui.tui.export import model_report
+    from semiotui.tui.controller import RunController
 
     workspace = demo_workspace(4)
     session = open_session(workspace)
+    controller = RunController(session, lambda *call: None)
 
     def progress(text, done, total):
         if done:  # the dialog went away while the first batch was analysed
@@ -132,7 +133,8 @@ def test_a_report_of_another_model_whose_progress_fails_ends_with_that_error_ins
 
     def prepare():
         try:
-            model_report(session, workspace.model, workspace.layers, workspace.settings)(progress, threading.Event())
+            source = controller.report_of_model(workspace.model, workspace.layers, workspace.settings)
+            source(progress, threading.Event())
         except RuntimeError as exc:
             outcome.append(exc)
 

@@ -92,7 +92,7 @@ def files(folder: Path) -> dict[str, str]:
 
 async def test_markup_in_names_is_shown_as_written_and_a_notification_runs_nothing(folder):
     before = files(folder)
-    app = SemiotuiApp(markup_workspace(), live=False)
+    app = SemiotuiApp(markup_workspace(), show_timings=False)
     async with app.run_test(size=(240, 50), notifications=True) as pilot:
         await wait_until(pilot, finished(app))
         await pilot.pause()
@@ -110,7 +110,7 @@ async def test_markup_in_names_is_shown_as_written_and_a_notification_runs_nothi
         assert all(name in text for name in MarkupNet.NAMES)  # the tree
         assert f"{MarkupNet.NAMES[0]} · Conv2d 4×16×16" in text  # the saliency pane's title
         shown = []
-        for _ in range(len(app.workspace.images)):  # the images and the file found not to be one
+        for _ in range(len(app.controller.workspace.images)):  # the images and the file found not to be one
             shown.append(screen_text(app))
             await pilot.press("n")
         assert all(any(name in text for text in shown) for name in IMAGES.values())
@@ -146,7 +146,7 @@ async def test_markup_in_names_is_shown_as_written_and_a_notification_runs_nothi
 
 
 async def test_markup_in_layer_and_file_names_is_shown_as_written_in_the_pruning_screen(folder):
-    app = SemiotuiApp(markup_workspace(), live=False)
+    app = SemiotuiApp(markup_workspace(), show_timings=False)
     async with app.run_test(size=(240, 50)) as pilot:
         screen = await open_pruning(pilot, **{"max-steps": "1"})
         assert "./[link=a:b]model-pruned.pt" == screen.query_one("#save-path", Input).value
@@ -174,9 +174,9 @@ async def test_a_saved_report_with_markup_names_opens_and_shows_them_as_written(
     result = analyze(workspace.model, workspace.images.batches(4), workspace.layers, workspace.settings,
                      keep_maps=len(IMAGES))
     saved = write_report(folder / "[link=a:b]report", workspace, result, formats=("json", "csv"))
-    app = SemiotuiApp(open_report(saved), live=False)
+    app = SemiotuiApp(open_report(saved), show_timings=False)
     async with app.run_test(size=(240, 50), notifications=True) as pilot:
-        await wait_until(pilot, lambda: app.explorer.run_state is not None)
+        await wait_until(pilot, lambda: app.controller.run_state is not None)
         await pilot.pause()
         assert "[link=a:b]report (semiotui" in app.screen.query_one(Toast).render().plain
         text = screen_text(app)

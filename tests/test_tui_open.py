@@ -48,12 +48,12 @@ def copied_report(tmp_path_factory) -> str:
 
 async def test_open_shows_the_saved_analysis_with_no_model_and_no_worker(copied_report):
     workspace = open_report(copied_report)
-    app = SemiotuiApp(workspace, live=False)
+    app = SemiotuiApp(workspace, show_timings=False)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_until(pilot, lambda: app.explorer.run_state is not None)
+        await wait_until(pilot, lambda: app.controller.run_state is not None)
         await pilot.pause()
-        assert app.workspace.model is None and not app.session.live  # the saved result, replayed
-        run = app.explorer.run_state
+        assert app.controller.workspace.model is None and not app.controller.has_model  # the saved result, replayed
+        run = app.controller.run_state
         assert run.finished and run.done == IMAGES
         status = app.query_one(StatusLine).render().plain
         assert "✓ done 40/40 images" in status and "saved report /" in status
@@ -69,9 +69,9 @@ async def test_open_shows_the_saved_analysis_with_no_model_and_no_worker(copied_
 
 
 async def test_n_and_p_go_through_every_image_and_say_when_no_map_was_saved(copied_report):
-    app = SemiotuiApp(open_report(copied_report), live=False)
+    app = SemiotuiApp(open_report(copied_report), show_timings=False)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_until(pilot, lambda: app.explorer.run_state is not None)
+        await wait_until(pilot, lambda: app.controller.run_state is not None)
         view = app.query_one(SaliencyView)
         await pilot.press(*"n" * KEPT)
         assert app.explorer.image == KEPT
@@ -86,15 +86,15 @@ async def test_n_and_p_go_through_every_image_and_say_when_no_map_was_saved(copi
 
 
 async def test_settings_and_measuring_need_the_model_and_say_so(copied_report):
-    app = SemiotuiApp(open_report(copied_report), live=False)
+    app = SemiotuiApp(open_report(copied_report), show_timings=False)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_until(pilot, lambda: app.explorer.run_state is not None)
-        run, settings, measured = app.explorer.run_state, app.explorer.settings, list(app.explorer.measured)
+        await wait_until(pilot, lambda: app.controller.run_state is not None)
+        run, settings, measured = app.controller.run_state, app.controller.settings, list(app.controller.measured)
         await pilot.press("m", "t")
         app.explorer.change_settings(estimator="histogram")
         await pilot.press("j", "space")  # features.bn1: not measured in the report
         await pilot.pause()
-        assert app.explorer.run_state is run and app.explorer.settings == settings and app.explorer.measured == measured
+        assert app.controller.run_state is run and app.controller.settings == settings and app.controller.measured == measured
         notices = [n.message for n in app._notifications]
         assert any("changing the method needs the model" in n for n in notices)
         assert any("changing the estimator needs the model" in n for n in notices)
@@ -103,9 +103,9 @@ async def test_settings_and_measuring_need_the_model_and_say_so(copied_report):
 
 
 async def test_compare_in_a_saved_report_uses_the_saved_maps(copied_report):
-    app = SemiotuiApp(open_report(copied_report), live=False)
+    app = SemiotuiApp(open_report(copied_report), show_timings=False)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_until(pilot, lambda: app.explorer.run_state is not None)
+        await wait_until(pilot, lambda: app.controller.run_state is not None)
         await pilot.press("c")
         screen = app.screen
         assert isinstance(screen, CompareScreen)
@@ -116,7 +116,7 @@ async def test_compare_in_a_saved_report_uses_the_saved_maps(copied_report):
         this, other = screen.query_one("#this-map", SaliencyView), screen.query_one("#partner-map", SaliencyView)
         assert this.content.saliency is not None
         assert other.content.saliency is not None or other.content.message.startswith("empty map")
-        result = app.workspace.result
+        result = app.controller.workspace.result
         partner = result.images[contrast_pair(result)[1]].index  # the correct arrow the report drew beside it
         assert other.border_title == "Correct arrow" and f"image {partner + 1}/40" in other.content.caption.plain
         assert "No control was run, so no step is called superization" in screen.query_one(Significance).render().plain

@@ -24,7 +24,7 @@ def _small_demo_splits(monkeypatch) -> None:
 
 
 async def test_start_shows_steps_live_stop_ends_after_the_step_and_save_writes_a_loadable_model(tmp_path):
-    app = SemiotuiApp(demo_workspace(4), live=False)
+    app = SemiotuiApp(demo_workspace(4), show_timings=False)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_pruning(pilot)
         await press(pilot, "s")
@@ -69,7 +69,7 @@ async def test_start_shows_steps_live_stop_ends_after_the_step_and_save_writes_a
 
 
 async def test_leaving_while_it_runs_asks_then_stops_the_run_at_once_and_frees_the_model():
-    app = SemiotuiApp(demo_workspace(4), live=False)
+    app = SemiotuiApp(demo_workspace(4), show_timings=False)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_pruning(pilot, finetune="100000")  # a step far longer than the test
         await press(pilot, "s")
@@ -91,7 +91,7 @@ async def test_leaving_while_it_runs_asks_then_stops_the_run_at_once_and_frees_t
 
 
 async def test_the_palette_opens_it_and_bad_settings_are_named_without_starting():
-    app = SemiotuiApp(demo_workspace(4), live=False)
+    app = SemiotuiApp(demo_workspace(4), show_timings=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, finished(app))
         await run_from_palette(pilot, "prune", "Prune")
@@ -113,7 +113,7 @@ async def test_the_pruned_model_is_compared_with_the_original_side_by_side():
     from semiotui.tui.models_screen import ModelsScreen
     from semiotui.tui.saliency import SaliencyView
 
-    app = SemiotuiApp(demo_workspace(8), live=False)
+    app = SemiotuiApp(demo_workspace(8), show_timings=False)
     async with app.run_test(size=(140, 45)) as pilot:
         await wait_until(pilot, finished(app))
         screen = await open_pruning(pilot, **{"max-steps": "1", "tolerance": "1"})
@@ -140,7 +140,7 @@ async def test_the_pruned_model_is_compared_with_the_original_side_by_side():
 
 
 async def test_tab_follows_the_form_and_the_screens_keys_work_from_its_number_fields():
-    app = SemiotuiApp(demo_workspace(4), live=False)
+    app = SemiotuiApp(demo_workspace(4), show_timings=False)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_pruning(pilot)
         await pilot.pause()
@@ -157,7 +157,7 @@ async def test_tab_follows_the_form_and_the_screens_keys_work_from_its_number_fi
 
 
 async def test_the_palette_offers_the_screens_actions_from_a_field():
-    app = SemiotuiApp(demo_workspace(4), live=False)
+    app = SemiotuiApp(demo_workspace(4), show_timings=False)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_pruning(pilot)
         screen.query_one("#tolerance", Input).focus()
@@ -168,7 +168,7 @@ async def test_the_palette_offers_the_screens_actions_from_a_field():
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)])
 async def test_the_save_bar_shows_the_whole_file_name(size):
-    app = SemiotuiApp(demo_workspace(4), live=False)
+    app = SemiotuiApp(demo_workspace(4), show_timings=False)
     async with app.run_test(size=size) as pilot:
         screen = await open_pruning(pilot, target="0.99")
         await press(pilot, "s")
@@ -181,7 +181,7 @@ async def test_the_save_bar_shows_the_whole_file_name(size):
 async def test_the_status_says_which_images_pruning_measures_and_why_not_the_explorers(monkeypatch):
     phases = []
     monkeypatch.setattr(PruneScreen, "on_prune_phase", lambda screen, message: phases.append(message.text))
-    app = SemiotuiApp(demo_workspace(4), live=False)
+    app = SemiotuiApp(demo_workspace(4), show_timings=False)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_pruning(pilot, target="0.99")
         await press(pilot, "s")

@@ -18,13 +18,17 @@ from semiotui.themes.theme import DEFAULT_THEME, THEMES
 from . import preload
 from .config import load_config, save_config
 from .confirm import ConfirmQuit
-from .explorer import KEEP_MAPS, ExplorerScreen
+from .controller import KEEP_MAPS, RunController
+from .explorer import ExplorerScreen
 from .help import HelpScreen
 from .plain import say
 
 
 class SemiotuiApp(App[int]):
-    """The explorer of one workspace, and what it opens (compare, pruning, export), over one session."""
+    """The explorer of one workspace, and what it opens (compare, pruning, export), over one session.
+
+    The run controller owns the session's jobs and their results; the screens are given it, or what they need.
+    """
 
     CSS_PATH = Path(themes.__file__).parent / "semiotui.tcss"
     TITLE = "semiotui"
@@ -33,18 +37,17 @@ class SemiotuiApp(App[int]):
         Binding("question_mark,f1", "help", "Help", key_display="?"),
     ]
 
-    def __init__(self, workspace: Workspace, *, live: bool = True, keep_maps: int = KEEP_MAPS,
+    def __init__(self, workspace: Workspace, *, show_timings: bool = True, keep_maps: int = KEEP_MAPS,
                  tracebacks: bool = False) -> None:
-        """`live=False` hides rates, times and memory, for reproducible screenshots; `tracebacks` (`--debug`)
-        shows a bug's traceback with its message."""
+        """`show_timings=False` hides rates, times and memory, for reproducible screenshots; `tracebacks`
+        (`--debug`) shows a bug's traceback with its message."""
         super().__init__()
         preload.start()  # the statistics' library, before the first steps need it
         for theme in THEMES.values():
             self.register_theme(theme)
-        self.workspace = workspace
-        self.tracebacks = tracebacks
         self.session = open_session(workspace)  # the one owner of the model: every job on it goes through it
-        self.explorer = ExplorerScreen(self.session, live=live, keep_maps=keep_maps)
+        self.controller = RunController(self.session, self.call_later, keep_maps=keep_maps, tracebacks=tracebacks)
+        self.explorer = ExplorerScreen(self.controller, show_timings=show_timings)
 
     def get_default_screen(self) -> ExplorerScreen:
         return self.explorer
@@ -82,23 +85,12 @@ class SemiotuiApp(App[int]):
         if quit:
             self.exit(0)
 
-    def stopping_note(self) -> str:
-        """What the session's jobs are, said while quitting waits for them to stop at their current batch."""
-        if self.session.scheduler.jobs("prune"):
-            return "semiotui: stopping the pruning after its current batch…"
-        run = self.explorer.run_state
-        if run is not None and run.control_state == "running" and not run.running:
-            draws = self.workspace.control.draws
-            return (f"semiotui: stopping the control (network {min(run.control_done + 1, draws)} of {draws}) "
-                    "after its current batch…")
-        return "semiotui: stopping the analysis after its current batch…"
-
 
 def run_app(workspace: Workspace, *, debug: bool = False) -> int:
     """Open the explorer on `workspace` (`debug`: with the traceback of a bug); returns the exit status."""
     app = SemiotuiApp(workspace, tracebacks=debug)
     app.run()
-    note = app.stopping_note()  # before the jobs are dropped
+    note = app.controller.stopping_note()  # before the jobs are dropped
     if not app.session.close(timeout=0.5):
         say(note)
         app.session.close()

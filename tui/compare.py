@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import ClassVar
@@ -13,15 +13,13 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, OptionList, Tab, Tabs
 from textual.widgets.option_list import Option
 
-from semiotui.engine.analysis import AnalysisResult, ImageResult
-from semiotui.engine.flow import Flow
+from semiotui.engine import AnalysisResult, Flow, ImageResult
 from semiotui.engine.explain import GroupCurve, Outcomes, class_curves, largest_steps, outcome_curves
 from semiotui.engine.saliency import module_of
 from semiotui.engine.superization import Superization, summary
@@ -192,24 +190,20 @@ class CompareScreen(Screen[bool]):
     view: reactive[str] = reactive("image")
     pane: reactive[str] = reactive("images", init=False)  # the one shown on a small terminal
 
-    class ImageChosen(Message):
-        """The user picked an image; with `layer`, to open it in the explorer at that layer."""
-
-        def __init__(self, image: int, layer: str | None = None) -> None:
-            super().__init__()
-            self.image = image
-            self.layer = layer
-
     def __init__(
-        self, explorer: Screen, class_names: list[str] | None, saliency: Callable[[int, str], SaliencyContent], *,
-        model: bool
+        self, class_names: list[str] | None, saliency: Callable[[int, str], SaliencyContent],
+        choose: Callable[[int, str | None], None], explorer_action: Callable[[str], Awaitable[object]], *,
+        has_model: bool
     ) -> None:
-        """`saliency(image, map_name)` draws an image's map; `model` says whether missing maps can be computed."""
+        """`saliency(image, map_name)` draws an image's map; `choose(image, layer)` opens an image in the explorer
+        (at `layer` unless None); `explorer_action` runs one of the explorer's keys; `has_model` says whether
+        missing maps can be computed."""
         super().__init__()
-        self.explorer = explorer
         self.class_names = class_names
         self.saliency = saliency
-        self.model = model
+        self.choose = choose
+        self.explorer_action = explorer_action
+        self.has_model = has_model
         self.comparison: Comparison | None = None
         self.image = 0
         self._key: tuple[int, int, bool] | None = None
@@ -263,7 +257,7 @@ class CompareScreen(Screen[bool]):
         return next((r for r in rows if r.index == image), None)
 
     def _drawable(self, row: ImageResult) -> bool:
-        return self.model or row.maps is not None
+        return self.has_model or row.maps is not None
 
     def _show_mistakes(self) -> None:
         listing = self.query_one(MistakeList)
@@ -379,18 +373,18 @@ class CompareScreen(Screen[bool]):
         title = f"they part most at {short_names(c.layers)[k]}: wrong {abs(gap):.2f} {'higher' if gap > 0 else 'lower'}"
         return Curves(c.layers, lines, title, c.units, [k])
 
-    # Messages up: what the user picks goes to the app.
+    # What the user picks goes to the explorer.
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         if event.option.id is not None:
-            self.explorer.post_message(self.ImageChosen(int(event.option.id)))
+            self.choose(int(event.option.id), None)
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         row = self._row(int(event.option.id)) if event.option.id is not None else None
         step = largest_step(row, self.comparison.flow) if row is not None else None
         if row is not None:
             layer = module_of(self.comparison.layers[step]) if step is not None else None
-            self.explorer.post_message(self.ImageChosen(row.index, layer))
+            self.choose(row.index, layer)
             self.dismiss(False)
 
     def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
@@ -432,4 +426,4 @@ class CompareScreen(Screen[bool]):
 
     async def action_explorer(self, action: str) -> None:
         """One of the explorer's own keys, run there."""
-        await self.explorer.run_action(action)
+        await self.explorer_action(action)

@@ -18,21 +18,19 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Static, Tree
 
-from semiotui.engine.analysis import AnalysisResult, AnalysisSettings, BatchDone, Finished, Notice, TargetSetting
-from semiotui.engine.device import describe_device, resolve_device
-from semiotui.engine.explain import label_order_warning
-from semiotui.engine.control import ControlFinished, ControlProgress
+from semiotui.engine import AnalysisSettings, TargetSetting
+from semiotui.engine.device import describe_device
 from semiotui.engine.layers import format_shape
 from semiotui.engine.saliency import METHODS, module_of
-from semiotui.engine.session import Job, JobEnded, JobFailed, MapsAdded, Session
 
-from .errors import for_interface, words_in
 from .compare import CompareScreen, largest_step
+from .controller import RunController
 from .curve import CurveData, EntropyCurve, units
-from .export import ExportDialog, explorer_report
+from .errors import words_in
+from .export import ExportDialog
 from .heatmap import VIEWS
 from .layer_tree import LayerPane, LayerTree, abbreviate
-from .messages import EngineEvent
+from .messages import JobNotice, MapsDrawn, MeasureToggled, RunChanged
 from .palette import SemiotuiCommands, target_text
 from .plain import plain
 from .prune_screen import PruneScreen
@@ -41,7 +39,6 @@ from .saliency import SaliencyContent, SaliencyView, describe_image
 from .status import StatusLine, fit_footer, memory_in_use
 from .steps import StepsView
 
-KEEP_MAPS = 64  # images whose maps the analysis keeps; others' are computed when shown
 COMPACT_WIDTH, COMPACT_HEIGHT = 110, 32
 
 
@@ -50,7 +47,11 @@ class PaneColumn(VerticalScroll, can_focus=False):
 
 
 class ExplorerScreen(Screen):
-    """Explore one workspace: pick a layer, see its map, the entropy curve and the superization steps."""
+    """Explore one workspace: pick a layer, see its map, the entropy curve and the superization steps.
+
+    A view of the run controller's analysis: what the user does changes the controller's settings, and its
+    messages redraw the panes.
+    """
 
     COMMANDS = Screen.COMMANDS | {SemiotuiCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -75,33 +76,26 @@ class ExplorerScreen(Screen):
     image: var[int] = var(0, init=False)
     """Which image is shown (its position in the workspace's images)."""
 
-    def __init__(self, session: Session, *, live: bool = True, keep_maps: int = KEEP_MAPS) -> None:
-        """`live=False` hides rates, times and memory, for reproducible screenshots."""
+    def __init__(self, controller: RunController, *, show_timings: bool = True) -> None:
+        """`show_timings=False` hides rates, times and memory, for reproducible screenshots."""
         super().__init__()
-        workspace = session.workspace
-        self.workspace = workspace
-        self.session = session  # the one owner of the model: every job on it goes through it
-        self.settings = workspace.settings
-        self.measured = list(workspace.layers)
-        self.live = live
-        self.keep_maps = max(1, min(keep_maps, len(workspace.images)))
-        self.run_state: RunState | None = None
-        self._job: Job | None = None
+        self.controller = controller
+        self.workspace = controller.workspace
+        self.show_timings = show_timings
         self._dirty = False
         self._slow_at = 0.0
         self._shown: tuple[object, ...] = ()
         self._curve_timer: Timer | None = None
         self._pictures: dict[int, np.ndarray | None] = {}
-        self._mapping: dict[Job, set[int]] = {}  # maps jobs not ended, with the images they draw
         self._compare: CompareScreen | None = None  # the compare view while it is open
         self.largest: str | None = None  # the layer the current image's entropy drops into most
         self.against = True  # the curve against the control (model minus control) once there is one; `a` toggles
-        self.device = resolve_device(self.settings.device)
         self._heap_frozen = False  # once frozen, a later freeze collects first (`_freeze_heap`)
+        controller.listen(self.post_message)
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):
-            yield LayerPane(self.workspace.index, self.measured, id="layers")
+            yield LayerPane(self.workspace.index, self.controller.measured, id="layers")
             with PaneColumn(id="panes"):
                 yield Static("small terminal: scroll ↓ or tab for more panes", id="compact-hint")
                 with Horizontal(id="top"):
@@ -133,20 +127,21 @@ class ExplorerScreen(Screen):
         self.query_one("#steps").border_title = "Superization steps ΔH"
         self.query_one("#curve").border_title = "Entropy curve"
         status = self.query_one(StatusLine)
-        status.live = self.live
-        status.device = describe_device(self.device) if self.live else self.device.type
+        status.show_timings = self.show_timings
+        device = self.controller.device
+        status.device = describe_device(device) if self.show_timings else device.type
         if self.workspace.origin is not None:
             status.device = f"saved report {self.workspace.origin}"
-        status.total, status.settings = len(self.workspace.images), self._describe_settings(self.settings)
+        status.total, status.settings = len(self.workspace.images), self._describe_settings(self.controller.settings)
         spatial = [info.name for info in self.workspace.index if info.spatial]
-        first = (self.measured or spatial or [info.name for info in self.workspace.index] or [None])[0]
+        first = (self.controller.measured or spatial or [info.name for info in self.workspace.index] or [None])[0]
         if first is not None:
             self.show_layer(first)
         self.query_one(LayerTree).focus()
         for warning in self.workspace.warnings:
             self.notify(words_in(warning), severity="warning", timeout=8)
         self.set_interval(self.REFRESH_INTERVAL, self._refresh_views)
-        if self.live:
+        if self.show_timings:
             self.set_interval(1.0, self._update_memory)
         self.call_after_refresh(self.restart_analysis)
 
@@ -156,109 +151,43 @@ class ExplorerScreen(Screen):
         fit_footer(self.query_one(Footer), width)
         self.query_one(LayerTree).compact = width < COMPACT_WIDTH
 
-    # The analysis: one job at a time, restarted when what it measures changes.
+    # Messages up from the controller.
 
-    def restart_analysis(self) -> None:
-        """Drop the running analysis (at its current batch) and start one with the current settings."""
-        self.stop_analysis()
-        layers = list(self.measured)
-        job = self.session.analyse(self.post_engine_event, self.settings, layers, keep_maps=self.keep_maps)
-        self._job = job
-        map_names = self.workspace.index.map_names(layers)
-        self.run_state = RunState(job.number, self.settings, layers, map_names, total=len(self.workspace.images))
-        if self.workspace.control is None:
-            self.run_state.control_state = "none"
+    def restart_analysis(self, settings: AnalysisSettings | None = None, measured: list[str] | None = None) -> None:
+        """Start the analysis again with these settings and layers (the current ones where not given)."""
+        self.controller.restart_analysis(settings, measured)
         self._dirty = True
 
-    def post_engine_event(self, job: Job, event: object) -> None:
-        """The session's events, from its thread, as messages."""
-        self.post_message(EngineEvent(job, event))
+    def on_run_changed(self, message: RunChanged) -> None:
+        self._dirty = True
+        if message.now:
+            self._slow_at = 0.0  # the run ended or its verdicts changed: redraw the steps and the curve now
+            self._refresh_views()
 
-    def request_maps(self, images: list[int]) -> None:
-        """Compute the maps the analysis did not keep for these images, between two of its batches."""
-        run = self.run_state
-        if run is None or not self.session.live:
-            return
-        drawing = set().union(*self._mapping.values())
-        rows = [run.rows[i] for i in images if i in run.rows and run.rows[i].maps is None and i not in drawing]
-        if rows:
-            result = AnalysisResult(run.map_names, run.settings, "", rows)  # the rows themselves get the maps
-            job = self.session.add_maps(self.post_engine_event, result, list(range(len(rows))), list(run.layers))
-            self._mapping[job] = {row.index for row in rows}
+    def on_maps_drawn(self, message: MapsDrawn) -> None:
+        if not self._panes_gone:
+            self._show_saliency()
+            self._show_compare()
+
+    def on_job_notice(self, message: JobNotice) -> None:
+        self.notify(message.text, severity=message.severity, timeout=message.timeout)
 
     @property
     def _panes_gone(self) -> bool:
         """True once the panes are gone at exit, when a timer's last callback may still run."""
         return not self.query(StatusLine)
 
-    def on_engine_event(self, message: EngineEvent) -> None:
-        job, event = message.job, message.event
-        if job.kind == "maps":
-            self._maps_event(job, event)
-            return
-        run = self.run_state
-        if job is not self._job or run is None:
-            return  # an earlier run's, or another screen's
-        if isinstance(event, BatchDone):
-            run.add(event.images, event.done, event.rate, event.flow, event.classes, event.scores, event.total)
-            self._dirty = True
-        elif isinstance(event, Notice):
-            self.notify(event.message, severity="warning", timeout=6)
-        elif isinstance(event, Finished):
-            run.finish(event.result)
-            self._dirty = True
-            self._refresh_views()
-            images = self.workspace.images
-            order = label_order_warning(event.result, getattr(images, "label_source", None), images.class_names)
-            if order:
-                self.notify(order, severity="warning", timeout=15)
-        elif isinstance(event, (ControlProgress, ControlFinished)):
-            finished = isinstance(event, ControlFinished)
-            done = event.done if not finished else (0 if event.control is None else len(event.control.seeds))
-            run.control_progress(done, finished=finished, control=event.control if finished else None)
-            self._dirty = True
-            if finished:
-                self._slow_at = 0.0  # the verdicts changed: redraw the steps and the curve now
-                self._refresh_views()
-        elif isinstance(event, JobFailed):
-            run.fail(for_interface(event.error))
-            self.notify(f"analysis failed: {for_interface(event.error, self.app.tracebacks)}", severity="error",
-                        timeout=10)
-            self._dirty = True
-            self._refresh_views()
-
-    def _maps_event(self, job: Job, event: object) -> None:
-        if isinstance(event, JobFailed):
-            self.notify(f"could not compute the map: {for_interface(event.error, self.app.tracebacks)}",
-                        severity="error", timeout=8)
-        elif isinstance(event, MapsAdded) and not self._panes_gone:
-            self._show_saliency()
-            self._show_compare()
-        elif isinstance(event, JobEnded):
-            self._mapping.pop(job, None)
-
     def on_unmount(self) -> None:
-        self.stop_analysis()
-
-    @property
-    def job(self) -> Job | None:
-        """The latest analysis job (running or not)."""
-        return self._job
-
-    def stop_analysis(self) -> Job | None:
-        """Drop the latest analysis at its current batch; returns it."""
-        if self._job is not None:
-            self._job.abort()
-        return self._job
+        self.controller.stop_analysis()
 
     # Attributes down: the widgets get what they show.
 
     def _refresh_views(self) -> None:
         """Push the current run's numbers into the widgets, if anything arrived since the last time."""
-        if not self._dirty or self.run_state is None or self._panes_gone:
+        if not self._dirty or self.controller.run_state is None or self._panes_gone:
             return
         self._dirty = False
-        run = self.run_state
+        run = self.controller.run_state
         entropy, empty = {}, {}
         for name in run.layers:
             first = self.workspace.index[name].map_names[0]
@@ -291,7 +220,7 @@ class ExplorerScreen(Screen):
         self._curve_timer = self.set_timer(self.CURVE_DELAY, self._show_curve)
 
     def _show_saliency(self) -> None:
-        run, name = self.run_state, self.layer
+        run, name = self.controller.run_state, self.layer
         if name is None:
             return
         if run is not None:
@@ -312,7 +241,7 @@ class ExplorerScreen(Screen):
 
         A map the analysis did not keep is computed in a worker when the model is here.
         """
-        run = self.run_state
+        run = self.controller.run_state
         info = self.workspace.index[name]
         map_name = map_name or (info.map_names[0] if info.map_names else None)
         row = run.rows.get(image) if run else None
@@ -325,10 +254,12 @@ class ExplorerScreen(Screen):
         if not info.spatial:
             message = f"no spatial map (output {format_shape(info.output_shape)})"
         elif run is None or name not in run.layers:
-            if not self.session.live:
+            if not self.controller.has_model:
                 message = "not measured in this report"
+            elif name not in self.controller.measured:
+                message = "not measured: space in the tree measures it"
             else:
-                message = "not measured: space in the tree measures it" if name not in self.measured else "analysing…"
+                message = "analysing…"
         elif row is None:
             unreadable = dict(images.skipped).get(images.names[image])
             if unreadable is not None:
@@ -358,10 +289,10 @@ class ExplorerScreen(Screen):
 
     def _missing_map(self, image: int) -> str:
         """Why an image's map is not drawn yet; asks for it when the model is here."""
-        if not self.session.live:
-            kept = sum(row.maps is not None for row in self.run_state.rows.values())
+        if not self.controller.has_model:
+            kept = sum(row.maps is not None for row in self.controller.run_state.rows.values())
             return f"no saved map: the report kept maps for {kept} of {len(self.workspace.images)} images"
-        self.request_maps([image])
+        self.controller.request_maps([image])
         return "computing the map…"
 
     def _picture(self, index: int) -> np.ndarray | None:
@@ -374,13 +305,13 @@ class ExplorerScreen(Screen):
         """The compare view, when it is open, gets the run's results and the current image."""
         # Not before it is mounted: a refresh can come while `action_compare` awaits the push.
         compare = self._compare
-        if compare is not None and compare.is_mounted and self.run_state is not None:
-            compare.show(self.run_state, self.image)
+        if compare is not None and compare.is_mounted and self.controller.run_state is not None:
+            compare.show(self.controller.run_state, self.image)
 
     def _show_curve(self) -> None:
         if self._panes_gone:
             return
-        run = self.run_state
+        run = self.controller.run_state
         curve = self.query_one(EntropyCurve)
         if run is None or run.stats.count == 0:
             curve.data = None
@@ -425,7 +356,7 @@ class ExplorerScreen(Screen):
         return "control after the analysis"
 
     def _show_status(self) -> None:
-        run = self.run_state
+        run = self.controller.run_state
         status = self.query_one(StatusLine)
         if run.error:
             status.phase = "failed"
@@ -444,16 +375,14 @@ class ExplorerScreen(Screen):
     def _update_memory(self) -> None:
         if self._panes_gone:
             return
-        self.query_one(StatusLine).memory = memory_in_use(self.device)
+        self.query_one(StatusLine).memory = memory_in_use(self.controller.device)
 
     def watch_layer(self) -> None:
         if self.is_mounted:
             self._show_selection()
 
     def watch_image(self) -> None:
-        for job in self._mapping:  # maps of images no longer shown: dropped unless under way
-            if self.image not in self._mapping[job]:
-                job.abort()
+        self.controller.keep_maps_of(self.image)  # maps of images no longer shown: dropped unless under way
         if self.is_mounted:
             self._show_selection()
 
@@ -463,17 +392,17 @@ class ExplorerScreen(Screen):
         if event.node.data is not None:
             self.layer = event.node.data.name
 
-    def on_layer_tree_measure_toggled(self, event: LayerTree.MeasureToggled) -> None:
+    def on_measure_toggled(self, event: MeasureToggled) -> None:
         if self._without_model("measuring another layer"):
             return
         name = event.layer.name
-        chosen = set(self.measured) ^ {name}
+        chosen = set(self.controller.measured) ^ {name}
         if not chosen:
             self.notify("at least one layer must be measured", severity="warning")
             return
-        self.measured = [info.name for info in self.workspace.index if info.name in chosen]
-        self.query_one(LayerTree).set_measured(self.measured)
-        self.restart_analysis()
+        measured = [info.name for info in self.workspace.index if info.name in chosen]
+        self.query_one(LayerTree).set_measured(measured)
+        self.restart_analysis(measured=measured)
         self._show_selection()
 
     def show_layer(self, name: str) -> None:
@@ -488,17 +417,16 @@ class ExplorerScreen(Screen):
         labels = self.workspace.images.labels
         if len(labels) and all(label >= 0 for label in labels):
             options.append(("label", target_text("label", names)))
-        classes = len(names) if names else (self.run_state.classes if self.run_state else 0)
+        classes = len(names) if names else (self.controller.run_state.classes if self.controller.run_state else 0)
         options += [(i, target_text(i, names)) for i in range(classes)]  # any class, by name or number
         return options
 
     def change_settings(self, **changes: object) -> None:
         """Change method, estimator or target, and restart the analysis if anything changed."""
-        settings = replace(self.settings, **changes)
-        if settings == self.settings or self._without_model(f"changing the {', '.join(changes)}"):
+        settings = replace(self.controller.settings, **changes)
+        if settings == self.controller.settings or self._without_model(f"changing the {', '.join(changes)}"):
             return
-        self.settings = settings
-        self.restart_analysis()
+        self.restart_analysis(settings)
         self._show_selection()
         self._show_status()
 
@@ -510,14 +438,14 @@ class ExplorerScreen(Screen):
             choices = [target for target, _ in self.targets() if not isinstance(target, int)]
         else:
             choices = list(METHODS)
-        current = getattr(self.settings, setting)
+        current = getattr(self.controller.settings, setting)
         following = choices[(choices.index(current) + 1) % len(choices)] if current in choices else choices[0]
         self.change_settings(**{setting: following})
         self.notify(f"{setting}: {following}", timeout=2)
 
     def _without_model(self, what: str) -> bool:
         """True, with a notice, when this is a saved report: `what` needs the model."""
-        if self.session.live:
+        if self.controller.has_model:
             return False
         self.notify(f"{what} needs the model, and this is a saved report: open the model with semiotui MODEL",
                     severity="warning", timeout=6)
@@ -532,7 +460,7 @@ class ExplorerScreen(Screen):
         """The curve: against the control (model minus its shuffled copies) or the entropy itself, in turn."""
         self.against = not self.against
         self._show_curve()
-        if self.run_state is not None and self.run_state.control is None:
+        if self.controller.run_state is not None and self.controller.run_state.control is None:
             self.notify("the curve is shown against the control once the control has run", timeout=3)
 
     def action_image(self, step: int) -> None:
@@ -540,7 +468,8 @@ class ExplorerScreen(Screen):
 
     async def action_compare(self) -> None:
         """Open the compare view: this image against the dataset, classes, right against wrong, the mistakes."""
-        self._compare = CompareScreen(self, self.workspace.class_names, self._map_content, model=self.session.live)
+        self._compare = CompareScreen(self.workspace.class_names, self._map_content, self.choose_image, self.run_action,
+                                      has_model=self.controller.has_model)
         await self.app.push_screen(self._compare, self._compare_closed)
         self._show_compare()
 
@@ -552,20 +481,21 @@ class ExplorerScreen(Screen):
     def _map_content(self, image: int, map_name: str) -> SaliencyContent:
         return self.saliency_content(image, module_of(map_name), map_name)
 
-    def on_compare_screen_image_chosen(self, event: CompareScreen.ImageChosen) -> None:
-        self.image = event.image
-        if event.layer is not None:
-            self.show_layer(event.layer)
+    def choose_image(self, image: int, layer: str | None = None) -> None:
+        """Show image `image`, and with `layer`, at that layer (the compare view's choice)."""
+        self.image = image
+        if layer is not None:
+            self.show_layer(layer)
 
     def action_find(self) -> None:
         self.query_one(LayerPane).open_find()
 
     def action_export(self) -> None:
         """Open the export dialog for the analysis shown (what is finished, while it runs)."""
-        run = self.run_state
+        run = self.controller.run_state
         if run is None:
             return
-        result = run.snapshot(str(self.device))
+        result = self.controller.analysed_so_far()
         if result is None:
             self.notify("nothing to export yet: no image is analysed", severity="warning", timeout=4)
             return
@@ -574,9 +504,10 @@ class ExplorerScreen(Screen):
             total = f" of {run.total}" if run.total else ""
             note = (f"The analysis is still running: the report covers the {len(result.images)}{total} images "
                     "finished so far and is marked partial.")
-        source = explorer_report(self.session, result, list(run.layers))
+        source = self.controller.report_of_run(result)
         self.app.push_screen(ExportDialog(source, screenshot=self.app.export_screenshot(), note=note,
-                                          inputs=self.workspace.inputs), self._exported)
+                                          inputs=self.workspace.inputs, tracebacks=self.controller.tracebacks),
+                             self._exported)
 
     def _exported(self, path: Path | None) -> None:
         if path is not None:
@@ -586,11 +517,11 @@ class ExplorerScreen(Screen):
         """Open the pruning screen on a copy of the model."""
         if self._without_model("pruning"):
             return
-        self.app.push_screen(PruneScreen(self.workspace, self.settings, list(self.measured)))
+        self.app.push_screen(PruneScreen(self.controller))
 
     def quit_question(self) -> str | None:
         """What quitting would interrupt (the analysis, then its control), as a question; None when nothing runs."""
-        run = self.run_state
+        run = self.controller.run_state
         if run is None or run.error is not None:
             return None
         if run.running:

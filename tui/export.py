@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
@@ -13,24 +13,21 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Static
-from torch import nn
 
-from semiotui.engine.analysis import AnalysisResult, AnalysisSettings, BatchDone, Finished
-from semiotui.engine.explain import showcase
-from semiotui.engine.greedy import PruneLog
-from semiotui.engine.layers import index_layers
-from semiotui.engine.report import DEFAULT_MAPS, FORMATS, write_report
-from semiotui.engine.session import Job, Session
+from semiotui.engine import AnalysisResult, PruneLog
+from semiotui.engine.report import FORMATS, write_report
 from semiotui.engine.report_folder import NeedsForce, check_report_folder
-from semiotui.engine.workspace import ModelInfo, Workspace
+from semiotui.engine.workspace import Workspace
 
 from .errors import for_interface
+from .messages import ExportFailed, ExportProgress, ExportWritten
 from .plain import plain
 
 OnProgress = Callable[[str, int | None, int | None], None]  # what is being done, done, total
+
+
 @dataclass
 class ReportInput:
     """What a report is written from: the workspace, its result, and the pruning log of a pruned model."""
@@ -49,93 +46,17 @@ def default_folder(now: datetime | None = None) -> str:
     return f"./semiotui-report-{(now or datetime.now()).strftime('%Y%m%d-%H%M%S')}"
 
 
-def explorer_report(session: Session, result: AnalysisResult, layers: list[str]) -> ReportSource:
-    """The explorer's result with maps for the first images and the contrast pair, like `semiotui report`.
-
-    The contrast pair's maps are drawn by the session between two batches when the analysis still runs.
-    """
-
-    def prepare(progress: OnProgress, cancel: threading.Event) -> tuple[Workspace, AnalysisResult]:
-        shown = set(showcase(result, DEFAULT_MAPS))
-        rows = [row if k in shown else replace(row, maps=None) for k, row in enumerate(result.images)]
-        chosen = replace(result, images=rows)
-        if session.live:
-            progress("drawing the maps of images across the classes, a mistake and a correct image", None, None)
-            missing = [k for k in sorted(shown) if rows[k].maps is None]
-            if missing:
-                session.add_maps(_ignore, chosen, missing, layers, cancel=cancel).ended.wait()
-            session.add_contrast_maps(_ignore, chosen, layers, cancel=cancel).ended.wait()
-        return ReportInput(session.workspace, chosen)
-
-    return prepare
-
-
-def model_report(session: Session, model: nn.Module, layers: list[str], settings: AnalysisSettings,
-                 *, path: str | None = None, pruning: PruneLog | None = None) -> ReportSource:
-    """A fresh analysis of `model` (the pruned one, saved at `path` if it was) on the workspace's images.
-
-    With its `pruning` log, the report shows the steps and the curves before and after.
-    """
-    workspace = session.workspace
-
-    def prepare(progress: OnProgress, cancel: threading.Event) -> tuple[Workspace, AnalysisResult]:
-        images, total = workspace.images, len(workspace.images)
-        ended: dict[str, AnalysisResult] = {}
-
-        def post(job: Job, event: object) -> None:
-            if isinstance(event, BatchDone):
-                progress("analysing the model", event.done, total)
-            elif isinstance(event, Finished):
-                ended["result"] = event.result
-
-        progress("analysing the model", 0, total)
-        job = session.analyse_model(post, model, settings, layers, keep_maps=DEFAULT_MAPS, cancel=cancel)
-        job.ended.wait()  # every job ends, also when it or `post` fails (engine.session)
-        if job.error is not None:
-            raise job.error
-        device = next(model.parameters()).device
-        index = index_layers(model, images.example().to(device))
-        info = ModelInfo(path, "pruned", workspace.info.arch, sum(p.numel() for p in model.parameters()))
-        pruned = replace(workspace, model=model, info=info, index=index, layers=layers, settings=settings, warnings=[])
-        return ReportInput(pruned, ended["result"], pruning)
-
-    return prepare
-
-
-def _ignore(job: Job, event: object) -> None:
-    """A job's events that nobody shows."""
-
-
 class ExportDialog(ModalScreen[Path | None]):
     """Folder, formats, replace or not; Export writes the report in a worker and closes with the path written."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
-    class Progress(Message):
-        """The worker is doing `text`; `done` of `total` when it can count."""
-
-        def __init__(self, text: str, done: int | None, total: int | None) -> None:
-            super().__init__()
-            self.text, self.done, self.total = text, done, total
-
-    class Written(Message):
-        """The report is in `path`."""
-
-        def __init__(self, path: Path) -> None:
-            super().__init__()
-            self.path = path
-
-    class Failed(Message):
-        """Nothing was written: `error` says why (None: cancelled)."""
-
-        def __init__(self, error: BaseException | None) -> None:
-            super().__init__()
-            self.error = error
-
     def __init__(self, source: ReportSource, *, screenshot: str | None = None, note: str = "",
-                 folder: str | None = None, title: str = "Export report", inputs: Sequence[str] = ()) -> None:
+                 folder: str | None = None, title: str = "Export report", inputs: Sequence[str] = (),
+                 tracebacks: bool = False) -> None:
         """`screenshot`: the SVG of the screen behind, taken before the dialog opened; `note`: shown above the form;
-        `inputs`: the files and folders the workspace reads, which no report replaces."""
+        `inputs`: the files and folders the workspace reads, which no report replaces; `tracebacks` (`--debug`):
+        a bug's message comes with its traceback."""
         super().__init__()
         self.source = source
         self.inputs = list(inputs)
@@ -143,6 +64,7 @@ class ExportDialog(ModalScreen[Path | None]):
         self.note = note
         self.folder = folder or default_folder()
         self.title = title
+        self.tracebacks = tracebacks
         self._cancel = threading.Event()
         self._busy = False
 
@@ -216,36 +138,36 @@ class ExportDialog(ModalScreen[Path | None]):
     @work(thread=True, exclusive=True, group="export", exit_on_error=False)
     def _write(self, path: Path, formats: tuple[str, ...], force: bool) -> None:
         def progress(text: str, done: int | None, total: int | None) -> None:
-            self.post_message(self.Progress(text, done, total))
+            self.post_message(ExportProgress(text, done, total))
 
         try:
             what = self.source(progress, self._cancel)
             if self._cancel.is_set():
-                self.post_message(self.Failed(None))
+                self.post_message(ExportFailed(None))
                 return
             progress("writing the files", None, None)
             written = write_report(path, what.workspace, what.result, formats=formats, force=force,
                                    screenshot_svg=self.screenshot, pruning=what.pruning)
         except Exception as exc:  # shown in the dialog, which stays open
-            self.post_message(self.Failed(exc))
+            self.post_message(ExportFailed(exc))
         else:
-            self.post_message(self.Written(written))
+            self.post_message(ExportWritten(written))
 
-    def on_export_dialog_progress(self, message: Progress) -> None:
+    def on_export_progress(self, message: ExportProgress) -> None:
         bar = self.query_one("#export-progress", ProgressBar)
         bar.update(total=message.total, progress=message.done or 0)
         count = f" ({message.done}/{message.total})" if message.total else ""
         self._say(f"{message.text}{count}…")
 
-    def on_export_dialog_written(self, message: Written) -> None:
+    def on_export_written(self, message: ExportWritten) -> None:
         self.dismiss(message.path)
 
-    def on_export_dialog_failed(self, message: Failed) -> None:
+    def on_export_failed(self, message: ExportFailed) -> None:
         if message.error is None:
             self.dismiss(None)
             return
         self._set_busy(False)
-        self._say(f"not written: {for_interface(message.error, self.app.tracebacks)}", error=True)
+        self._say(f"not written: {for_interface(message.error, self.tracebacks)}", error=True)
 
     def _set_busy(self, busy: bool) -> None:
         """While writing: the fields locked and the progress bar shown."""

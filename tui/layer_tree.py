@@ -11,13 +11,14 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
-from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Input, Tree
 from textual.widgets.tree import TreeNode
 
 from semiotui.engine.layers import LayerIndex, LayerInfo, format_shape
 from semiotui.engine.superization import MOSTLY_EMPTY
+
+from .messages import FindLayer, MeasureToggled
 
 
 def format_count(n: int) -> str:
@@ -72,13 +73,6 @@ class LayerTree(Tree[LayerInfo]):
     """Show only the name and the entropy (narrow panes)."""
     largest: reactive[str | None] = reactive(None)
     """The layer entered by the current image's largest entropy drop, marked `◆`."""
-
-    class MeasureToggled(Message):
-        """The user asked to measure, or stop measuring, a layer."""
-
-        def __init__(self, layer: LayerInfo) -> None:
-            super().__init__()
-            self.layer = layer
 
     def __init__(self, index: LayerIndex, measured: list[str], *, id: str | None = None) -> None:
         super().__init__("model", id=id)
@@ -209,7 +203,7 @@ class LayerTree(Tree[LayerInfo]):
             else:
                 self.notify(f"{node.data.name} has no spatial map to measure", severity="warning")
             return
-        self.post_message(self.MeasureToggled(node.data))
+        self.post_message(MeasureToggled(node.data))
 
 
 class LayerFind(Input):
@@ -220,18 +214,10 @@ class LayerFind(Input):
         Binding("down", "next", "Next match", show=False),
     ]
 
-    class Find(Message):
-        """Jump to a layer whose name contains `text`, after the current one when `next`."""
-
-        def __init__(self, text: str, next: bool) -> None:
-            super().__init__()
-            self.text = text
-            self.next = next
-
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()
         if event.value:
-            self.post_message(self.Find(event.value, next=False))
+            self.post_message(FindLayer(event.value, next=False))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -239,7 +225,7 @@ class LayerFind(Input):
 
     def action_next(self) -> None:
         if self.value:
-            self.post_message(self.Find(self.value, next=True))
+            self.post_message(FindLayer(self.value, next=True))
 
     def action_close(self) -> None:
         self.value = ""
@@ -264,8 +250,8 @@ class LayerPane(Vertical):
         find.display = True
         find.focus()
 
-    @on(LayerFind.Find)
-    def _jump(self, event: LayerFind.Find) -> None:
+    @on(FindLayer)
+    def _jump(self, event: FindLayer) -> None:
         tree = self.query_one(LayerTree)
         current = tree.cursor_node.data.name if tree.cursor_node and tree.cursor_node.data else None
         name = tree.find(event.text, after=current if event.next else None)

@@ -58,31 +58,35 @@ class SemiotuiCommands(Commands):
         return self.screen  # type: ignore[return-value]
 
     def commands(self) -> Iterator[Command]:
-        app = self.explorer
-        settings = app.settings
+        explorer = self.explorer
+        settings = explorer.controller.settings
         for method in METHODS:
             mark = " (current)" if method == settings.method else ""
-            yield f"Method: {method}{mark}", partial(app.change_settings, method=method), "saliency method", True
+            yield f"Method: {method}{mark}", partial(explorer.change_settings, method=method), "saliency method", True
         for estimator in ESTIMATORS:
             mark = " (current)" if estimator == settings.estimator else ""
             help = "entropy estimator"
-            yield f"Estimator: {estimator}{mark}", partial(app.change_settings, estimator=estimator), help, True
-        for target, text in app.targets():
+            yield f"Estimator: {estimator}{mark}", partial(explorer.change_settings, estimator=estimator), help, True
+        for target, text in explorer.targets():
             mark = " (current)" if target == settings.target else ""
             discover = not isinstance(target, int)
-            yield f"Target: {text}{mark}", partial(app.change_settings, target=target), "class the maps explain", discover
-        yield "Export report…", app.action_export, "write the analysis as a report folder (e)", True
-        yield "Prune…", app.action_prune, "greedy pruning of a copy of the model (g)", True
-        yield "Compare…", app.action_compare, "this image against the dataset, classes, right vs wrong (c)", True
-        if app.largest is not None:
+            help = "class the maps explain"
+            yield f"Target: {text}{mark}", partial(explorer.change_settings, target=target), help, discover
+        yield "Export report…", explorer.action_export, "write the analysis as a report folder (e)", True
+        yield "Prune…", explorer.action_prune, "greedy pruning of a copy of the model (g)", True
+        yield "Compare…", explorer.action_compare, "this image against the dataset, classes, right vs wrong (c)", True
+        if explorer.largest is not None:
             help = "the layer this image's entropy drops into most (◆ in the tree)"
-            yield f"Layer: {app.largest} (largest drop)", partial(app.show_layer, app.largest), help, True
+            yield f"Layer: {explorer.largest} (largest drop)", partial(explorer.show_layer, explorer.largest), help, True
         for name in THEMES:
             mark = " (current)" if name == self.app.theme else ""
-            yield f"Theme: {name.removeprefix('semiotui-')}{mark}", partial(setattr, self.app, "theme", name), "", True
-        for info in app.workspace.index:
+            yield f"Theme: {name.removeprefix('semiotui-')}{mark}", partial(self._use_theme, name), "", True
+        for info in explorer.workspace.index:
             help = f"{info.type}, output {info.output_shape}" if info.output_shape else info.type
-            yield f"Layer: {info.name}", partial(app.show_layer, info.name), help, False
+            yield f"Layer: {info.name}", partial(explorer.show_layer, info.name), help, False
+
+    def _use_theme(self, name: str) -> None:
+        self.app.theme = name
 
 
 class PruneCommands(Commands):

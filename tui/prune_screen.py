@@ -15,28 +15,26 @@ from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Static
 from torch import nn
 
-from semiotui.engine.analysis import AnalysisResult, AnalysisSettings, Finished
+from semiotui.engine import CRITERIA, AnalysisResult, Measure, PruneLog, PruneSettings, Step
 from semiotui.engine.comparison import compare
-from semiotui.engine.greedy import CRITERIA, Measure, PruneLog, PruneSettings, Step
 from semiotui.engine.pruning import check_output, conv_layers, save_pruned
-from semiotui.engine.session import Job, JobFailed
-from semiotui.engine.workspace import Workspace
+from semiotui.engine.session import Job
 
 from .confirm import ConfirmQuit
+from .controller import RunController
 from .curve import BackgroundPlot, CurveData, EntropyCurve, units
 from .errors import for_interface
-from .export import ExportDialog, model_report
-from .messages import EngineEvent
+from .export import ExportDialog
+from .messages import (ModelAnalysed, PruneEnded, PruneFailed, PrunePhase, PruneSaved, PruneSaveFailed, PruneStep,
+                       PruneTrying, PruneWaiting)
 from .models_screen import ModelsScreen
 from .palette import PruneCommands
 from .plain import plain
-from .prune_worker import PruneEnded, PruneFailed, PrunePhase, PruneStep, PruneTrying, PruneWaiting, start_prune
 
 COMPACT_WIDTH, COMPACT_HEIGHT = 100, 32
 DECIMAL, WHOLE = "0123456789.", "0123456789"  # what the number fields take
@@ -200,27 +198,15 @@ class PruneScreen(Screen[None]):
 
     running: reactive[bool] = reactive(False, init=False)
 
-    class Saved(Message):
-        """The pruned model and its log are written."""
-
-        def __init__(self, path: Path, log_path: Path) -> None:
-            super().__init__()
-            self.path, self.log_path = path, log_path
-
-    class SaveFailed(Message):
-        """Nothing was saved: `error` says why."""
-
-        def __init__(self, error: BaseException) -> None:
-            super().__init__()
-            self.error = error
-
-    def __init__(self, workspace: Workspace, analysis: AnalysisSettings, report_layers: list[str],
-                 settings: PruneSettings = PruneSettings()) -> None:
-        """`analysis`: the explorer's settings; `report_layers`: what a report of the pruned model measures."""
+    def __init__(self, controller: RunController, settings: PruneSettings = PruneSettings()) -> None:
+        """Prune the controller's model, measured with the explorer's settings as they are now; a report of the
+        pruned model measures the explorer's layers."""
         super().__init__()
+        workspace = controller.workspace
+        self.controller = controller
         self.workspace = workspace
-        self.analysis = analysis
-        self.report_layers = report_layers
+        self.analysis = controller.settings
+        self.report_layers = list(controller.measured)
         self.settings = settings
         self.job: Job | None = None
         self.run_settings: PruneSettings | None = None
@@ -332,7 +318,7 @@ class PruneScreen(Screen[None]):
         self.running = True
         self._refresh(force=True)
         self.run_settings = settings
-        self.job = start_prune(self.app.session, settings, self.analysis, self.post_message)
+        self.job = self.controller.start_prune(settings, self.analysis, self.post_message)
 
     def action_stop(self) -> None:
         if self.running and not self.job.cancel.is_set():
@@ -409,7 +395,7 @@ class PruneScreen(Screen[None]):
     def on_prune_failed(self, message: PruneFailed) -> None:
         self.running = False
         self._say(f"failed: {for_interface(message.error)}", error=True)
-        self.notify(f"pruning failed: {for_interface(message.error, self.app.tracebacks)}", severity="error",
+        self.notify(f"pruning failed: {self.controller.describe(message.error)}", severity="error",
                     timeout=10)
         self._refresh(force=True)
 
@@ -478,16 +464,16 @@ class PruneScreen(Screen[None]):
         try:
             log_path = save_pruned(model, log, self.workspace, out)
         except Exception as exc:
-            self.post_message(self.SaveFailed(exc))
+            self.post_message(PruneSaveFailed(exc))
         else:
-            self.post_message(self.Saved(out, log_path))
+            self.post_message(PruneSaved(out, log_path))
 
-    def on_prune_screen_saved(self, message: Saved) -> None:
+    def on_prune_saved(self, message: PruneSaved) -> None:
         self.saved = message.path
         self._say(f"saved {message.path} and {message.log_path.name}")
 
-    def on_prune_screen_save_failed(self, message: SaveFailed) -> None:
-        self._say(f"not saved: {for_interface(message.error, self.app.tracebacks)}", error=True)
+    def on_prune_save_failed(self, message: PruneSaveFailed) -> None:
+        self._say(f"not saved: {self.controller.describe(message.error)}", error=True)
 
     def action_export(self) -> None:
         """Export a report of the pruned model, analysed afresh on the workspace's images."""
@@ -495,12 +481,13 @@ class PruneScreen(Screen[None]):
             self.notify("export a report once pruning has finished", severity="warning", timeout=4)
             return
         model, log = self.pruned
-        source = model_report(self.app.session, model, self.report_layers, self.analysis,
-                              path=None if self.saved is None else str(self.saved), pruning=log)
+        source = self.controller.report_of_model(model, self.report_layers, self.analysis,
+                                                 path=None if self.saved is None else str(self.saved), pruning=log)
         note = (f"A report of the pruned model ({percent(log.final.parameters, log.original.parameters):.1f}% "
                 f"of the parameters), analysed afresh on the {len(self.workspace.images)} images of the explorer.")
         self.app.push_screen(ExportDialog(source, screenshot=self.app.export_screenshot(), note=note,
-                                          title="Export report of the pruned model", inputs=self.workspace.inputs),
+                                          title="Export report of the pruned model", inputs=self.workspace.inputs,
+                                          tracebacks=self.controller.tracebacks),
                              self._exported)
 
     def _exported(self, path: Path | None) -> None:
@@ -511,30 +498,26 @@ class PruneScreen(Screen[None]):
 
     def action_compare(self) -> None:
         """The pruned model against the original on the explorer's images: analysed anew, then side by side."""
-        run = self.app.explorer.run_state
-        original = None if run is None else run.snapshot(self.analysis.device)
+        original = self.controller.analysed_so_far()
         if self.pruned is None or original is None or not original.images:
             self._say("compare needs a pruned model and the explorer's analysis of the original", error=True)
             return
         model, _ = self.pruned
         self._original = original
         self._say("analysing the pruned model on the explorer's images…")
-        self._comparing = self.app.session.analyse_model(
-            lambda job, event: self.post_message(EngineEvent(job, event)), model, original.settings,
-            list(run.layers), keep_maps=self.app.explorer.keep_maps)
+        self._comparing = self.controller.analyse_model(model, original, self.post_message)
 
-    def on_engine_event(self, message: EngineEvent) -> None:
+    def on_model_analysed(self, message: ModelAnalysed) -> None:
         if message.job is not self._comparing:
             return
-        message.stop()
-        if isinstance(message.event, JobFailed):
-            self._say(f"compare failed: {for_interface(message.event.error, self.app.tracebacks)}", error=True)
-        elif isinstance(message.event, Finished):
+        if message.error is not None:
+            self._say(f"compare failed: {self.controller.describe(message.error)}", error=True)
+        elif message.result is not None:
             model, _ = self.pruned
             parameters = (self.workspace.info.parameters, sum(p.numel() for p in model.parameters()))
-            comparison = compare(self._original, message.event.result, ("original", "pruned"), parameters)
+            comparison = compare(self._original, message.result, ("original", "pruned"), parameters)
             self._say("compared; esc comes back here")
-            self.app.push_screen(ModelsScreen(comparison, self.workspace, (self._original, message.event.result)))
+            self.app.push_screen(ModelsScreen(comparison, self.workspace, (self._original, message.result)))
 
     def quit_question(self) -> str | None:
         return self.leaving_question("quit")

@@ -7,11 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from semiotui.engine.analysis import AnalysisResult, AnalysisSettings, ImageResult
-from semiotui.engine.control import ControlResult
-from semiotui.engine.flow import Flow
-from semiotui.engine.stats import RunningStats
-from semiotui.engine.superization import Superization, superization
+from semiotui.engine import (AnalysisResult, AnalysisSettings, ControlResult, Flow, ImageResult, RunningStats,
+                             Superization)
 
 
 @dataclass
@@ -93,7 +90,7 @@ class RunState:
     def fail(self, message: str) -> None:
         self.error = message
 
-    def snapshot(self, device: str) -> AnalysisResult | None:
+    def snapshot(self, device: str = "") -> AnalysisResult | None:
         """The engine's result once the run ended; before, the images done so far (`partial`: still running)."""
         if self.result is not None:
             return self.result
@@ -103,7 +100,7 @@ class RunState:
         seconds = self.done / self.rate if self.rate else 0.0
         return AnalysisResult(list(self.map_names), self.settings, device, rows, copy.deepcopy(self.stats),
                               seconds=seconds, flow=self.flow, scores=self.scores, classes=self.classes,
-                              total=self.total)
+                              control=self.control, total=self.total)
 
     def mean_entropy(self, map_name: str) -> float | None:
         """The mean entropy of a map over the images so far, or None if not measured yet."""
@@ -118,15 +115,7 @@ class RunState:
             return None
         stale = count != self._steps_at and (self.finished or count >= self._steps_at * (1 + every))
         if self._steps is None or stale:
-            rows = [self.rows[i] for i in sorted(self.rows)]
-            control = self.control
-            self._steps = superization(
-                np.stack([row.entropy for row in rows]), self.map_names,
-                empty=np.stack([row.empty for row in rows]) if all(r.empty is not None for r in rows) else None,
-                parents=None if self.flow is None else self.flow.parents,
-                control=None if control is None else control.entropy,
-                control_rows=None if control is None else control.rows,
-                control_empty=None if control is None else control.empty)
+            self._steps = self.snapshot().superization()  # the engine's one computation of the steps
             self._steps_at = count
         return self._steps
 

@@ -30,7 +30,7 @@ def memory_in_use(device: torch.device) -> str:
 
 
 class StatusLine(Widget):
-    """One line; `live=False` leaves out rates, times and memory (for reproducible screenshots)."""
+    """One line; `show_timings=False` leaves out rates, times and memory (for reproducible screenshots)."""
 
     phase: reactive[str] = reactive("starting")  # starting, running, done, cancelled, failed
     done: reactive[int] = reactive(0)
@@ -40,7 +40,7 @@ class StatusLine(Widget):
     settings: reactive[str] = reactive("")
     device: reactive[str] = reactive("")
     memory: reactive[str] = reactive("")
-    live: reactive[bool] = reactive(True)
+    show_timings: reactive[bool] = reactive(True)
     accuracy: reactive[str] = reactive("")  # over the labelled images so far
     control: reactive[str] = reactive("")  # the control analysis: running n/N, done, none
 
@@ -50,9 +50,9 @@ class StatusLine(Widget):
         total = f"/{self.total}" if self.total is not None else ""
         text = Text(f" {self.SYMBOLS.get(self.phase, ' ')} {self.phase} ", style="bold")
         text.append(f"{self.done}{total} images")
-        if self.live and self.phase == "running" and self.rate:
+        if self.show_timings and self.phase == "running" and self.rate:
             text.append(f" · {self.rate:.1f} img/s")
-        if self.live and self.phase == "done":
+        if self.show_timings and self.phase == "done":
             text.append(f" in {self.seconds:.1f} s")
         if self.accuracy:
             text.append(f" · {self.accuracy}")
@@ -60,7 +60,7 @@ class StatusLine(Widget):
             text.append(f" · {self.control}", style="dim" if self.control == "no control" else "")
         # memory before the settings and the device: at 80 columns the end of the line is cut, and a cut number
         # misleads where cut words do not
-        if self.live and self.memory:
+        if self.show_timings and self.memory:
             text.append(f" · {self.memory}")
         text.append(f" │ {self.settings}", style="dim" if not self.settings else "")
         text.append(f" │ {self.device}")
