@@ -15,7 +15,7 @@ from textual.reactive import reactive
 from textual.strip import Strip
 from textual_plotext import PlotextPlot
 
-from semiotui.engine.analysis import AnalysisSettings
+from semiotui.engine import AnalysisSettings
 from semiotui.engine.names import readable
 
 from .heatmap import PLAIN

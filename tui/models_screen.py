@@ -13,7 +13,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from semiotui.engine.analysis import AnalysisResult
+from semiotui.engine import AnalysisResult
 from semiotui.engine.comparison import ModelComparison
 from semiotui.engine.workspace import Workspace
 

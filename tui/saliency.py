@@ -10,7 +10,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from semiotui.engine.analysis import ImageResult
+from semiotui.engine import ImageResult
 from semiotui.engine.names import class_name
 from semiotui.themes.colormaps import COLORMAPS, DEFAULT_COLORMAP
 

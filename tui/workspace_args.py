@@ -10,9 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from semiotui.engine import opening
-from semiotui.engine.analysis import AnalysisSettings
-from semiotui.engine.control import ControlSettings
+from semiotui.engine import AnalysisSettings, ControlSettings, opening
 from semiotui.engine.errors import InvalidValue
 from semiotui.engine.workspace import Workspace
 
