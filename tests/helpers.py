@@ -185,6 +185,30 @@ async def wait_until(pilot, condition: Callable[[], bool], timeout: float = 60.0
         await pilot.pause(0.05)
 
 
+def interface_stub(opened: list[tuple[Workspace, bool]]) -> Callable[..., int]:
+    """A stand-in for `tui.app.run_app`, with its signature: records `(workspace, debug)` in `opened`, opens
+    nothing, exits 0."""
+
+    def run_app(workspace: Workspace, *, debug: bool = False) -> int:
+        opened.append((workspace, debug))
+        return 0
+
+    return run_app
+
+
+def notifications(app: SemiotuiApp) -> list[str]:
+    """The messages the app notifies from now on, in order (recorded by wrapping its public `notify`)."""
+    said: list[str] = []
+    notify = app.notify
+
+    def recording(message: str, **options: object) -> None:
+        said.append(message)
+        notify(message, **options)
+
+    app.notify = recording
+    return said
+
+
 async def workers_done(app: SemiotuiApp) -> None:
     """Wait for the app's workers; a newer curve build cancels an older one, which only means waiting again."""
     while True:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from helpers import report_args, write_tiny_inputs
+from helpers import interface_stub, report_args, write_tiny_inputs
 
 from semiotui.engine.comparison import compare
 from semiotui.engine.errors import SemiotuiError
@@ -512,7 +512,7 @@ def _command(arguments: list[str], outcome: Outcome, read: bool | None = None) -
     """Run `semiotui ARGUMENTS` (the interface stubbed): exit 0, or 1 with one short clean line."""
     from semiotui.tui import app
 
-    run_app, app.run_app = app.run_app, lambda workspace, debug=False: 0
+    run_app, app.run_app = app.run_app, interface_stub([])
     try:
         with contextlib.redirect_stderr(io.StringIO()) as err, contextlib.redirect_stdout(io.StringIO()):
             status = main(arguments)

@@ -18,7 +18,7 @@ import torch
 import torchvision
 from torch import nn
 
-from helpers import TinyNet, only_error_line, write_tiny_inputs
+from helpers import TinyNet, interface_stub, only_error_line, write_tiny_inputs
 from semiotui.engine import analyze
 from semiotui.engine.data import ImageSource
 from semiotui.engine.layers import index_layers
@@ -376,7 +376,7 @@ def test_each_format_opens_in_the_interface(kind, inputs, tmp_path, monkeypatch)
     from semiotui.tui import app
 
     opened = []
-    monkeypatch.setattr(app, "run_app", lambda workspace, **_: opened.append(workspace) or 0)
+    monkeypatch.setattr(app, "run_app", interface_stub(opened))
     model = resnet18()
     options = ["--arch", "resnet18"]
     if kind == "safetensors":
@@ -394,7 +394,7 @@ def test_each_format_opens_in_the_interface(kind, inputs, tmp_path, monkeypatch)
                                                   num_labels=2)).save_pretrained(path)
     status = main([str(path), *options, "--images", str(inputs / "images"), "--input-size", "32", "32",
                    "--device", "cpu"])
-    assert status == 0 and len(opened) == 1 and opened[0].layers
+    assert status == 0 and len(opened) == 1 and opened[0][0].layers
 
 
 @needs_timm

@@ -138,7 +138,8 @@ def test_the_allowed_app_interface_is_textuals_own():
     ("from semiotui.engine import control\n", "m.py imports semiotui.engine.control"),
     ("class S(Screen[None]):\n    def f(self):\n        return self.app.explorer.run_state\n",
      "m.py: S reaches past the app's interface, line 3: self.app.explorer"),
-    ("class W(Widget):\n    def f(self):\n        keep(self.app)\n", "m.py: W reaches past the app's interface, line 3: self.app"),
+    ("class W(Widget):\n    def f(self):\n        keep(self.app)\n",
+     "m.py: W reaches past the app's interface, line 3: self.app"),
     ("class S(ModalScreen):\n    def __init__(self, explorer: Screen) -> None:\n        pass\n",
      "m.py: S is given a screen (explorer: Screen)"),
 ])

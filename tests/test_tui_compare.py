@@ -120,8 +120,8 @@ async def test_maps_beyond_the_kept_images_are_computed_when_shown():
         assert rows[MISTAKE].maps is not None and views[0].content.saliency is not None
         with_maps = {i for i, row in rows.items() if row.maps is not None}
         assert {0, 1, 3, MISTAKE} <= with_maps <= {0, 1, 2, 3, MISTAKE, 15}  # kept, or shown (2 in passing)
-    expected = analyze(workspace.model, workspace.images.batches(16), workspace.layers, app.controller.run_state.settings,
-                       keep_maps=16)
+    settings = app.controller.run_state.settings
+    expected = analyze(workspace.model, workspace.images.batches(16), workspace.layers, settings, keep_maps=16)
     for i in (3, MISTAKE):
         for name, thumbnail in rows[i].maps.items():
             np.testing.assert_allclose(thumbnail, expected.images[i].maps[name], rtol=1e-4, atol=1e-6)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from helpers import demo_workspace, finished, images_done, run_from_palette, wait_until
+from helpers import demo_workspace, finished, images_done, notifications, run_from_palette, wait_until
 
 from semiotui.tui.app import SemiotuiApp
 from semiotui.tui.export import ExportDialog
@@ -26,10 +26,11 @@ async def export_to(pilot, folder, *, replace: bool = False) -> ExportDialog:
 async def test_e_writes_the_report_folder_with_a_screenshot_and_names_it(tmp_path):
     app = SemiotuiApp(demo_workspace(8), show_timings=False)
     folder = tmp_path / "report"
+    said = notifications(app)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, finished(app))
         await export_to(pilot, folder)
-        await wait_until(pilot, lambda: any(str(folder) in n.message for n in app._notifications))
+        await wait_until(pilot, lambda: any(str(folder) in message for message in said))
         assert not isinstance(app.screen, ExportDialog)
     data = json.loads((folder / "report.json").read_text())
     assert data["analysis"]["images"] == 8 and data["analysis"]["cancelled"] is False

@@ -18,7 +18,6 @@ from PIL import Image
 from helpers import finished, open_pruning, press, screen_text, wait_until
 from textual.command import CommandList
 from textual.widgets import DataTable, Input
-from textual.widgets._toast import Toast
 from torch import nn
 
 from semiotui.engine import AnalysisSettings, analyze, index_layers
@@ -96,7 +95,7 @@ async def test_markup_in_names_is_shown_as_written_and_a_notification_runs_nothi
     async with app.run_test(size=(240, 50), notifications=True) as pilot:
         await wait_until(pilot, finished(app))
         await pilot.pause()
-        toast = app.screen.query_one(Toast)
+        toast = app.screen.query_one("Toast")  # Textual's notification widget, by its CSS type name
         warning = toast.render().plain
         region = toast.region
         cells = [(x, y) for y in range(region.y, region.bottom) for x in range(region.x, region.right)]
@@ -178,7 +177,7 @@ async def test_a_saved_report_with_markup_names_opens_and_shows_them_as_written(
     async with app.run_test(size=(240, 50), notifications=True) as pilot:
         await wait_until(pilot, lambda: app.controller.run_state is not None)
         await pilot.pause()
-        assert "[link=a:b]report (semiotui" in app.screen.query_one(Toast).render().plain
+        assert "[link=a:b]report (semiotui" in app.screen.query_one("Toast").render().plain
         text = screen_text(app)
         assert all(name in text for name in MarkupNet.NAMES) and f"{CLICK}CLICKME.png" in text
         assert app.is_running

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import demo_workspace, report_args, wait_until, write_tiny_inputs
+from helpers import demo_workspace, interface_stub, notifications, report_args, wait_until, write_tiny_inputs
 
 from semiotui.engine.analysis import add_maps, analyze
 from semiotui.engine.explain import contrast_pair
@@ -87,15 +87,16 @@ async def test_n_and_p_go_through_every_image_and_say_when_no_map_was_saved(copi
 
 async def test_settings_and_measuring_need_the_model_and_say_so(copied_report):
     app = SemiotuiApp(open_report(copied_report), show_timings=False)
+    notices = notifications(app)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, lambda: app.controller.run_state is not None)
-        run, settings, measured = app.controller.run_state, app.controller.settings, list(app.controller.measured)
+        controller = app.controller
+        run, settings, measured = controller.run_state, controller.settings, list(controller.measured)
         await pilot.press("m", "t")
         app.explorer.change_settings(estimator="histogram")
         await pilot.press("j", "space")  # features.bn1: not measured in the report
         await pilot.pause()
-        assert app.controller.run_state is run and app.controller.settings == settings and app.controller.measured == measured
-        notices = [n.message for n in app._notifications]
+        assert controller.run_state is run and controller.settings == settings and controller.measured == measured
         assert any("changing the method needs the model" in n for n in notices)
         assert any("changing the estimator needs the model" in n for n in notices)
         assert any("measuring another layer needs the model" in n for n in notices)
@@ -136,7 +137,7 @@ def test_open_a_missing_or_incomplete_folder_fails_with_one_line(tmp_path, capsy
 
 def test_open_runs_the_explorer_on_the_report_and_debug_reaches_it(copied_report, monkeypatch):
     opened = []
-    monkeypatch.setattr("semiotui.tui.app.run_app", lambda workspace, debug: opened.append((workspace, debug)) or 0)
+    monkeypatch.setattr("semiotui.tui.app.run_app", interface_stub(opened))
     assert cli.main(["open", copied_report]) == 0
     assert cli.main(["open", copied_report, "--debug"]) == 0
     assert opened[0][0].model is None and len(opened[0][0].images) == IMAGES
@@ -153,9 +154,9 @@ def test_a_report_that_skipped_an_unreadable_file_opens_and_compares(tmp_path, m
     assert [s["path"] for s in data["skipped"]] == ["images/c0/0.png"] and len(data["images"]) == 6
     capsys.readouterr()
     opened = []
-    monkeypatch.setattr("semiotui.tui.app.run_app", lambda workspace, debug: opened.append(workspace) or 0)
+    monkeypatch.setattr("semiotui.tui.app.run_app", interface_stub(opened))
     assert cli.main(["open", str(tmp_path / "a")]) == 0, capsys.readouterr().err
-    pictures = opened[0].images
+    pictures = opened[0][0].images
     assert [pictures.image(i) is not None for i in range(6)] == [True] * 6  # the report draws maps for all six
     with np.load(tmp_path / "a" / "maps.npz") as maps:
         layers = ["input", *(layer["name"] for layer in data["layers"])]
@@ -250,9 +251,20 @@ def test_a_tampered_report_is_refused_with_one_line_before_anything_is_shown(cas
     tamper, message = TAMPERED[case]
     tamper(folder)
     opened = []
-    monkeypatch.setattr("semiotui.tui.app.run_app", lambda workspace: opened.append(workspace) or 0)
+    monkeypatch.setattr("semiotui.tui.app.run_app", interface_stub(opened))
     assert cli.main(["open", str(folder)]) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.splitlines()) == 1, err
     assert err.startswith("semiotui: error: ") and re.search(message, err), err
     assert not opened
+
+
+def test_the_interface_stub_the_tests_use_has_run_apps_signature():
+    import inspect
+
+    from semiotui.tui.app import run_app
+
+    def parameters(function):
+        return [(p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()]
+
+    assert parameters(interface_stub([])) == parameters(run_app)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TinyNet, only_error_line, write_tiny_inputs
+from helpers import TinyNet, interface_stub, only_error_line, write_tiny_inputs
 
 from semiotui.engine.archive import UnsafeArchive, check_archive
 from semiotui.engine.loading import LoadError, load_model
@@ -258,7 +258,7 @@ RUNS = {  # the command's own arguments: each would open the model, then write i
 def test_no_command_runs_a_crafted_archives_code(command, attack, suffix, genuine, tmp_path, capsys, monkeypatch):
     from semiotui.tui import app
 
-    monkeypatch.setattr(app, "run_app", lambda workspace: 0)  # the interface would open here
+    monkeypatch.setattr(app, "run_app", interface_stub([]))  # the interface would open here
     (tmp_path / "inputs").mkdir()
     inputs = write_tiny_inputs(tmp_path / "inputs", images=4, size=16, classes=2)
     marker = tmp_path / "marker"
