@@ -186,11 +186,11 @@ async def wait_until(pilot, condition: Callable[[], bool], timeout: float = 60.0
 
 
 def interface_stub(opened: list[tuple[Workspace, bool]]) -> Callable[..., int]:
-    """A stand-in for `tui.app.run_app`, with its signature: records `(workspace, debug)` in `opened`, opens
-    nothing, exits 0."""
+    """A stand-in for `tui.app.run_app`, with its signature: opens the workspace as the app would (raising what
+    that raises), records `(workspace, debug)` in `opened`, shows nothing, exits 0."""
 
-    def run_app(workspace: Workspace, *, debug: bool = False) -> int:
-        opened.append((workspace, debug))
+    def run_app(open_workspace: Callable[[], Workspace], *, debug: bool = False) -> int:
+        opened.append((open_workspace(), debug))
         return 0
 
     return run_app

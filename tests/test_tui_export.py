@@ -124,7 +124,7 @@ def test_a_report_of_another_model_whose_progress_fails_ends_with_that_error_ins
 
     workspace = demo_workspace(4)
     session = open_session(workspace)
-    controller = RunController(session, lambda *call: None)
+    controller = RunController(session, lambda *call: None, keep_maps=4)
 
     def progress(text, done, total):
         if done:  # the dialog went away while the first batch was analysed

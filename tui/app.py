@@ -1,9 +1,16 @@
-"""The application: themes, configuration, the session that owns the model, and the screens over it."""
+"""The application: themes, configuration, the session that owns the model, and the screens over it.
+
+It paints its first frame before PyTorch is imported: the engine's side of the interface (the session, the run
+controller, the explorer) is imported once the workspace is open.
+"""
 
 from __future__ import annotations
 
+import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
@@ -11,17 +18,25 @@ from textual.notifications import SeverityLevel
 
 from semiotui import themes
 from semiotui.engine.names import readable
-from semiotui.engine.session import open_session
-from semiotui.engine.workspace import Workspace
 from semiotui.themes.theme import DEFAULT_THEME, THEMES
 
 from . import preload
 from .config import load_config, save_config
 from .confirm import ConfirmQuit
-from .controller import KEEP_MAPS, RunController
-from .explorer import ExplorerScreen
 from .help import HelpScreen
+from .loading import LoadingScreen
 from .plain import say
+
+if TYPE_CHECKING:
+    from textual.screen import Screen
+
+    from semiotui.engine.session import Session
+    from semiotui.engine.workspace import Workspace
+
+    from .controller import RunController
+    from .explorer import ExplorerScreen
+
+KEEP_MAPS = 64  # images whose maps the analysis keeps; others' are computed when shown
 
 
 class SemiotuiApp(App[int]):
@@ -37,24 +52,68 @@ class SemiotuiApp(App[int]):
         Binding("question_mark,f1", "help", "Help", key_display="?"),
     ]
 
-    def __init__(self, workspace: Workspace, *, show_timings: bool = True, keep_maps: int = KEEP_MAPS,
-                 tracebacks: bool = False) -> None:
-        """`show_timings=False` hides rates, times and memory, for reproducible screenshots; `tracebacks`
-        (`--debug`) shows a bug's traceback with its message."""
+    def __init__(self, workspace: Workspace | Callable[[], Workspace], *, show_timings: bool = True,
+                 keep_maps: int = KEEP_MAPS, tracebacks: bool = False) -> None:
+        """`workspace`, or a function that opens it: then the first frame says "loading the model…" while a
+        thread opens it, and a failure to open it ends the app (`failure`). `show_timings=False` hides rates,
+        times and memory, for reproducible screenshots; `tracebacks` (`--debug`) shows a bug's traceback with
+        its message."""
         super().__init__()
         preload.start()  # the statistics' library, before the first steps need it
         for theme in THEMES.values():
             self.register_theme(theme)
-        self.session = open_session(workspace)  # the one owner of the model: every job on it goes through it
-        self.controller = RunController(self.session, self.call_later, keep_maps=keep_maps, tracebacks=tracebacks)
-        self.explorer = ExplorerScreen(self.controller, show_timings=show_timings)
+        self.show_timings, self.keep_maps, self.tracebacks = show_timings, keep_maps, tracebacks
+        self.session: Session | None = None  # the one owner of the model: every job on it goes through it
+        self.controller: RunController | None = None
+        self.explorer: ExplorerScreen | None = None
+        self.failure: Exception | None = None  # why the workspace could not be opened
+        self._open = workspace if callable(workspace) else None
+        if self._open is None:
+            self._take(self._control(workspace))
 
-    def get_default_screen(self) -> ExplorerScreen:
-        return self.explorer
+    def _control(self, workspace: Workspace) -> RunController:
+        """The session on `workspace` and its run controller (imports PyTorch; any thread)."""
+        from semiotui.engine.session import open_session
+
+        from .controller import RunController
+
+        return RunController(open_session(workspace), self.call_later, keep_maps=self.keep_maps,
+                             tracebacks=self.tracebacks)
+
+    def _take(self, controller: RunController) -> None:
+        from .explorer import ExplorerScreen
+
+        self.controller, self.session = controller, controller.session
+        self.explorer = ExplorerScreen(controller, show_timings=self.show_timings)
+
+    def get_default_screen(self) -> Screen:
+        return self.explorer or LoadingScreen()
 
     def on_mount(self) -> None:
         saved = load_config().get("theme")
         self.theme = saved if saved in self.available_themes else DEFAULT_THEME
+        if self._open is not None:
+            threading.Thread(target=self._opening, name="semiotui-open", daemon=True).start()
+
+    def _opening(self) -> None:
+        """Open the workspace (in its thread: the interface answers keys meanwhile) and hand it over."""
+        try:
+            controller = self._control(self._open())
+        except Exception as exc:  # said by `run_app`'s caller as any other failure to open
+            self.call_later(self._failed, exc)
+        else:
+            self.call_later(self._opened, controller)
+
+    def _opened(self, controller: RunController) -> None:
+        """The explorer covers the loading screen (and replaces the help, if it was open over it)."""
+        self._take(controller)
+        while not isinstance(self.screen, LoadingScreen):
+            self.pop_screen()
+        self.push_screen(self.explorer)
+
+    def _failed(self, error: Exception) -> None:
+        self.failure = error
+        self.exit(return_code=1)
 
     def watch_theme(self, theme: str) -> None:
         if load_config().get("theme") != theme:
@@ -86,12 +145,20 @@ class SemiotuiApp(App[int]):
             self.exit(0)
 
 
-def run_app(workspace: Workspace, *, debug: bool = False) -> int:
-    """Open the explorer on `workspace` (`debug`: with the traceback of a bug); returns the exit status."""
-    app = SemiotuiApp(workspace, tracebacks=debug)
+def run_app(open_workspace: Callable[[], Workspace], *, debug: bool = False) -> int:
+    """Open the explorer on the workspace `open_workspace()` opens (`debug`: with the traceback of a bug); returns
+    the exit status, or raises what opening the workspace raised.
+
+    On a terminal the first frame is painted while the workspace opens. Without one (Textual draws on stderr)
+    the workspace opens first, so bad input fails as one line on a clean stderr.
+    """
+    app = SemiotuiApp(open_workspace if sys.stderr.isatty() else open_workspace(), tracebacks=debug)
     app.run()
-    note = app.controller.stopping_note()  # before the jobs are dropped
-    if not app.session.close(timeout=0.5):
-        say(note)
-        app.session.close()
+    if app.failure is not None:
+        raise app.failure
+    if app.controller is not None:  # else the user quit before the workspace was open
+        note = app.controller.stopping_note()  # before the jobs are dropped
+        if not app.session.close(timeout=0.5):
+            say(note)
+            app.session.close()
     return app.return_code or 0

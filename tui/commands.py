@@ -79,21 +79,25 @@ def configure(command: str | None, parser: argparse.ArgumentParser) -> None:
 
 
 def run_interface(args: argparse.Namespace) -> int:
-    from .workspace_args import workspace_from_args
-
-    workspace = workspace_from_args(args)  # bad input fails here, before Textual loads
     from .app import run_app
 
-    return run_app(workspace, debug=args.debug)
+    def open_workspace() -> Workspace:
+        from .workspace_args import workspace_from_args
+
+        return workspace_from_args(args)  # in the app's thread, behind its first frame; bad input ends the app
+
+    return run_app(open_workspace, debug=args.debug)
 
 
 def run_open(args: argparse.Namespace) -> int:
-    from semiotui.engine.saved import open_report
-
-    workspace = open_report(args.directory)  # a missing or damaged folder fails here, before Textual loads
     from .app import run_app
 
-    return run_app(workspace, debug=args.debug)
+    def open_workspace() -> Workspace:
+        from semiotui.engine.saved import open_report
+
+        return open_report(args.directory)  # a missing or damaged folder ends the app with its one line
+
+    return run_app(open_workspace, debug=args.debug)
 
 
 def run_demo(args: argparse.Namespace) -> int:

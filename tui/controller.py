@@ -30,8 +30,6 @@ from .messages import (JobNotice, MapsDrawn, ModelAnalysed, PruneEnded, PruneFai
 from .export import OnProgress, ReportInput, ReportSource
 from .run_state import RunState
 
-KEEP_MAPS = 64  # images whose maps the analysis keeps; others' are computed when shown
-
 Receive = Callable[[Job, object], None]
 PostMessage = Callable[[Message], object]
 
@@ -40,10 +38,11 @@ class RunController:
     """The session's jobs for the interface: the explorer's analysis and its maps, pruning, the pruned model's
     analysis, and what reports need; with the current run's state and settings."""
 
-    def __init__(self, session: Session, schedule: Callable[..., object], *, keep_maps: int = KEEP_MAPS,
+    def __init__(self, session: Session, schedule: Callable[..., object], *, keep_maps: int,
                  tracebacks: bool = False) -> None:
         """`schedule(callback, *args)` calls back in the interface's thread, from any thread (`App.call_later`);
-        `tracebacks` (`--debug`): a bug's message comes with its traceback."""
+        `keep_maps`: images whose maps the analysis keeps (others' are computed when shown); `tracebacks`
+        (`--debug`): a bug's message comes with its traceback."""
         workspace = session.workspace
         self.session = session  # the one owner of the model: every job on it goes through it
         self.workspace = workspace

@@ -30,6 +30,7 @@ from .errors import words_in
 from .export import ExportDialog
 from .heatmap import VIEWS
 from .layer_tree import LayerPane, LayerTree, abbreviate
+from .loading import TITLES
 from .messages import JobNotice, MapsDrawn, MeasureToggled, RunChanged
 from .palette import SemiotuiCommands, target_text
 from .plain import plain
@@ -123,9 +124,8 @@ class ExplorerScreen(Screen):
         self._heap_frozen = True
 
     def on_mount(self) -> None:
-        self.query_one("#layers").border_title = "Layers"
-        self.query_one("#steps").border_title = "Superization steps ΔH"
-        self.query_one("#curve").border_title = "Entropy curve"
+        for pane, title in TITLES.items():
+            self.query_one(pane).border_title = title
         status = self.query_one(StatusLine)
         status.show_timings = self.show_timings
         device = self.controller.device
