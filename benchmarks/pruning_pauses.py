@@ -54,7 +54,7 @@ async def measure(seconds: float, images: int) -> tuple[list[float], list[float]
 
     app = SemiotuiApp(demo_workspace(images, "cpu"))
     async with app.run_test(size=(120, 40)) as pilot:
-        while app.explorer.run_state is None or not app.explorer.run_state.finished:
+        while app.controller.run_state is None or not app.controller.run_state.finished:
             await asyncio.sleep(0.1)
         await pilot.press("g")
         while not isinstance(app.screen, PruneScreen):

@@ -129,19 +129,19 @@ async def measure(app: SemiotuiApp, size: tuple[int, int], presses: int, rounds:
             before = time.perf_counter()
             await asyncio.sleep(0.01)
             stall = max(stall, time.perf_counter() - before - 0.01)
-            if until is None and app.explorer.run_state is not None and app.explorer.run_state.done > 0:
+            if until is None and app.controller.run_state is not None and app.controller.run_state.done > 0:
                 until = time.perf_counter() + 3
         for i in range(presses):
             await asyncio.sleep(rng.uniform(0.05, 0.25))
             before = (app.explorer.layer, app.explorer.image)
-            busy += app.explorer.run_state.running
+            busy += app.controller.run_state.running
             start = send(app, KEYS[i % len(KEYS)])
             while not any(t > start and (layer, image) != before for t, _, layer, image in shown[-20:]):
                 await asyncio.sleep(0.0005)
             done = next(t for t, _, layer, image in shown if t > start and (layer, image) != before)
             latencies.append(done - start)
         screens = await screen_keys(app, shown, rounds)
-        run = app.explorer.run_state
+        run = app.controller.run_state
         print(f"analysis: {run.done}/{run.total} images at {run.rate:.1f} img/s (still running: {run.running})")
         await pilot.exit(0)
     app.session.close()  # as `semiotui` does on quitting: the analysis stops after its current batch

@@ -11,17 +11,18 @@ from .analysis import (
     Finished,
     ImageResult,
     Notice,
-    TargetSetting,
     analyze,
     stream_analysis,
 )
-from .control import (ControlFinished, ControlProgress, ControlResult, ControlSettings, control_analysis, control_rows,
-                      stream_control)
+from .control import ControlResult, ControlSettings, control_analysis, control_rows, stream_control
+# The events and settings the interface handles, so that it needs no module behind the session.
+from .control import ControlFinished, ControlProgress
+from .analysis import TargetSetting
+from .greedy import CRITERIA, Measure, PruneFinished, PruneLog, PruneSettings, Step, StepDone, Trying, Working
 from .device import describe_device, resolve_device
 from .entropy import ESTIMATORS, spatial_entropy
 from .errors import SemiotuiError
 from .flow import Flow
-from .greedy import CRITERIA, Measure, PruneFinished, PruneLog, PruneSettings, Step, StepDone, Trying, Working
 from .hooks import ActivationCapture
 from .layers import LayerIndex, LayerInfo, index_layers
 from .opening import open_workspace

@@ -3,7 +3,7 @@
 Not a widget: the screens are views of what it holds. It is the one bridge from the engine to the interface:
 the session calls a job's `post` in its own thread; the controller hands the event to the interface's thread
 (`schedule`), updates the run state there, and posts one of the messages of `messages.py` to the screen that
-asked for the job.
+asked for the job (the explorer, for its analysis and maps).
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from semiotui.engine.session import Job, JobEnded, JobFailed, MapsAdded, Post, P
 from semiotui.engine.workspace import ModelInfo
 
 from .errors import for_interface
+from .export import OnProgress, ReportInput, ReportSource
 from .messages import (JobNotice, MapsDrawn, ModelAnalysed, PruneEnded, PruneFailed, PrunePhase, PruneStep,
                        PruneTrying, PruneWaiting, RunChanged)
-from .export import OnProgress, ReportInput, ReportSource
 from .run_state import RunState
 
 Receive = Callable[[Job, object], None]
