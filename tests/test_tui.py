@@ -444,3 +444,13 @@ async def test_the_steps_header_stays_one_line_with_short_layer_names(size):
         lines = [line.rstrip() for line in view.render().plain.splitlines()]
         assert lines[0].startswith("entering") and lines[0].endswith("ΔH")
         assert all(len(line) <= view.size.width for line in lines)
+
+
+def test_progress_messages_merge_but_never_swallow_a_redraw_now():
+    from semiotui.tui.messages import ExportProgress, MapsDrawn, RunChanged
+
+    assert RunChanged().can_replace(RunChanged()) and RunChanged().can_replace(RunChanged(now=True))
+    assert RunChanged(now=True).can_replace(RunChanged(now=True))
+    assert not RunChanged(now=True).can_replace(RunChanged())  # the newer one would redraw later, not now
+    assert not RunChanged().can_replace(MapsDrawn()) and MapsDrawn().can_replace(MapsDrawn())
+    assert ExportProgress("writing", None, None).can_replace(ExportProgress("writing", 1, 2))

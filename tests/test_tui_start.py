@@ -73,3 +73,18 @@ async def test_a_workspace_that_fails_to_open_ends_the_app_with_its_error():
         while app.is_running:
             await pilot.pause(0.05)
     assert app.return_code == 1 and str(app.failure) == "not a model" and app.controller is None
+
+
+async def test_quitting_while_the_workspace_opens_ends_at_once():
+    import threading
+
+    from semiotui.tui.app import SemiotuiApp
+
+    gate = threading.Event()
+    app = SemiotuiApp(lambda: gate.wait(30) and None, show_timings=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("q")
+        await pilot.pause()
+        assert not app.is_running
+    gate.set()  # the opening thread ends on its own; nothing waits for it
+    assert app.return_code == 0 and app.controller is None and app.failure is None
