@@ -24,6 +24,7 @@ from . import preload
 from .config import load_config, save_config
 from .confirm import ConfirmQuit
 from .help import HelpScreen
+from .keymap import read_keymap
 from .loading import LoadingScreen
 from .plain import say
 
@@ -48,8 +49,8 @@ class SemiotuiApp(App[int]):
     CSS_PATH = Path(themes.__file__).parent / "semiotui.tcss"
     TITLE = "semiotui"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "quit", "Quit"),
-        Binding("question_mark,f1", "help", "Help", key_display="?"),
+        Binding("q", "quit", "Quit", id="quit"),
+        Binding("question_mark,f1", "help", "Help", key_display="?", id="help"),
     ]
 
     def __init__(self, workspace: Workspace | Callable[[], Workspace], *, show_timings: bool = True,
@@ -63,6 +64,10 @@ class SemiotuiApp(App[int]):
         for theme in THEMES.values():
             self.register_theme(theme)
         self.show_timings, self.keep_maps, self.tracebacks = show_timings, keep_maps, tracebacks
+        self.config = load_config()
+        self.keymap, self._keymap_problems = read_keymap(self.config)  # the user's keys, by binding id
+        self.set_keymap(self.keymap)
+        self._clashes_said: set[frozenset[str]] = set()
         self.session: Session | None = None  # the one owner of the model: every job on it goes through it
         self.controller: RunController | None = None
         self.explorer: ExplorerScreen | None = None
@@ -90,8 +95,10 @@ class SemiotuiApp(App[int]):
         return self.explorer or LoadingScreen()
 
     def on_mount(self) -> None:
-        saved = load_config().get("theme")
+        saved = self.config.get("theme")
         self.theme = saved if saved in self.available_themes else DEFAULT_THEME
+        for problem in self._keymap_problems:
+            self.notify(problem, severity="warning", timeout=10)
         if self._open is not None:
             threading.Thread(target=self._opening, name="semiotui-open", daemon=True).start()
 
@@ -127,8 +134,16 @@ class SemiotuiApp(App[int]):
         """
         super().notify(readable(message), title=readable(title), severity=severity, timeout=timeout, markup=False)
 
+    def handle_bindings_clash(self, clashed_bindings: set[Binding], node: object) -> None:
+        """Say once that a key of the keymap took one of Textual's own bindings (ours are checked on reading)."""
+        lost = frozenset(binding.key for binding in clashed_bindings)
+        if lost not in self._clashes_said:
+            self._clashes_said.add(lost)
+            self.notify(f"config.json keymap: {', '.join(sorted(lost))} no longer does what it did here",
+                        severity="warning", timeout=10)
+
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())  # its own keys close it
+        self.push_screen(HelpScreen(self.keymap))  # its own keys close it
 
     def action_quit(self) -> None:
         """Quit, asking first when a screen would lose work (a running analysis, control or pruning, an unsaved

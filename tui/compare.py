@@ -155,7 +155,7 @@ class Significance(Widget):
 class MistakeList(OptionList):
     """The misclassified images; moving through them makes each the current image, enter opens it."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "select", "Open")]  # in the explorer
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "select", "Open", id="open-image")]  # in the explorer
 
     def action_select(self) -> None:
         """Enter with none highlighted (the current image is no mistake) opens the first mistake."""
@@ -172,19 +172,20 @@ class CompareScreen(Screen[bool]):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,c", "close", "Back"),
-        Binding("1", "view('image')", "This image", show=False),
-        Binding("2", "view('classes')", "Per class", show=False),
-        Binding("3", "view('outcomes')", "Right/wrong", show=False),
-        Binding("right,l", "view(1)", "View", key_display="→"),
-        Binding("left,h", "view(-1)", "Previous view", show=False),
-        Binding("slash", "find", "Find", key_display="/"),
-        Binding("n", "explorer('image(1)')", "Next"),
-        Binding("p", "explorer('image(-1)')", "Prev", show=False),
-        Binding("m", "explorer(\"cycle('method')\")", "Method"),
-        Binding("t", "explorer(\"cycle('target')\")", "Target", show=False),
-        Binding("e", "explorer('export')", "Export"),
-        Binding("w", "pane", "Pane"),
+        Binding("escape", "close", "Back", id="back"),
+        Binding("c", "close", "Back", show=False, id="compare"),
+        Binding("1", "view('image')", "This image", show=False, id="view-image"),
+        Binding("2", "view('classes')", "Per class", show=False, id="view-classes"),
+        Binding("3", "view('outcomes')", "Right/wrong", show=False, id="view-outcomes"),
+        Binding("right,l", "view(1)", "View", key_display="→", id="next-view"),
+        Binding("left,h", "view(-1)", "Previous view", show=False, id="previous-view"),
+        Binding("slash", "find", "Find", key_display="/", id="find"),
+        Binding("n", "explorer('image(1)')", "Next", id="next-image"),
+        Binding("p", "explorer('image(-1)')", "Prev", show=False, id="previous-image"),
+        Binding("m", "explorer(\"cycle('method')\")", "Method", id="method"),
+        Binding("t", "explorer(\"cycle('target')\")", "Target", show=False, id="target"),
+        Binding("e", "explorer('export')", "Export", id="export"),
+        Binding("w", "pane", "Pane", id="pane"),
     ]
 
     view: reactive[str] = reactive("image")

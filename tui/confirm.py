@@ -17,9 +17,10 @@ class ConfirmQuit(ModalScreen[bool]):
     """Quit anyway (or `yes`)? `y` or the first button: yes; `n`, escape or the second: no."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("y", "answer(True)", "Yes"),
-        Binding("n,escape", "answer(False)", "No"),
-        Binding("q", "nothing", show=False),  # the app's quit is what asked
+        Binding("y", "answer(True)", "Yes", id="yes"),
+        Binding("n", "answer(False)", "No", id="no"),
+        Binding("escape", "answer(False)", "No", show=False, id="back"),
+        Binding("q", "nothing", show=False, id="quit"),  # the app's quit is what asked
     ]
 
     def __init__(self, message: str, *, yes: str = "Quit", no: str = "Stay") -> None:

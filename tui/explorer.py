@@ -56,16 +56,16 @@ class ExplorerScreen(Screen):
 
     COMMANDS = Screen.COMMANDS | {SemiotuiCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash", "find", "Find", key_display="/"),
-        Binding("n", "image(1)", "Next"),
-        Binding("p", "image(-1)", "Prev", show=False),
-        Binding("c", "compare", "Compare"),
-        Binding("m", "cycle('method')", "Method"),
-        Binding("t", "cycle('target')", "Target", show=False),
-        Binding("v", "view", "View", show=False),
-        Binding("a", "against", "Against control", show=False),
-        Binding("e", "export", "Export"),
-        Binding("g", "prune", "Prune"),
+        Binding("slash", "find", "Find", key_display="/", id="find"),
+        Binding("n", "image(1)", "Next", id="next-image"),
+        Binding("p", "image(-1)", "Prev", show=False, id="previous-image"),
+        Binding("c", "compare", "Compare", id="compare"),
+        Binding("m", "cycle('method')", "Method", id="method"),
+        Binding("t", "cycle('target')", "Target", show=False, id="target"),
+        Binding("v", "view", "View", show=False, id="view"),
+        Binding("a", "against", "Against control", show=False, id="against-control"),
+        Binding("e", "export", "Export", id="export"),
+        Binding("g", "prune", "Prune", id="prune"),
     ]
     REFRESH_INTERVAL = 0.1  # the analysis redraws the tree and status at most ~10 times a second
     SLOW_INTERVAL = 1.0  # and the curve and steps (plotext, statistics) at most once a second

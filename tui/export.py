@@ -49,7 +49,7 @@ def default_folder(now: datetime | None = None) -> str:
 class ExportDialog(ModalScreen[Path | None]):
     """Folder, formats, replace or not; Export writes the report in a worker and closes with the path written."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="back")]
 
     def __init__(self, source: ReportSource, *, screenshot: str | None = None, note: str = "",
                  folder: str | None = None, title: str = "Export report", inputs: Sequence[str] = (),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 
 from textual.app import ComposeResult
@@ -10,6 +11,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from rich.markdown import Markdown
 from textual.widgets import Static
+
+from .keymap import BINDINGS
 
 HELP = """\
 **semiotui** shows each layer's saliency map, its **spatial entropy**, and **superization**:
@@ -37,6 +40,7 @@ default: bits below the same pixels in random orders (0: no structure; docs/METH
 - `tab` `shift+tab`: move between panes
 - `ctrl+p`: commands: jump to a layer, method, estimator, target, export, prune, theme
 - `?` `F1`: this help; `q`: quit (asks while the analysis runs)
+- every key above can be remapped in `config.json` (`"keymap"`, README "Keys")
 
 ### Panes
 - **Layers**: `●` measured, `○` could be measured, dim: no spatial map; the number is the
@@ -61,12 +65,29 @@ and only the images whose maps it kept show a map.
 
 
 class HelpScreen(ModalScreen[None]):
-    """Keys and panes; any of escape, q, ? or F1 closes it."""
+    """Keys and panes, and the keys the user remapped (`keymap`: binding id to keys); escape, q, ? or F1
+    (or what the keymap made of them) closes it."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,question_mark,f1", "dismiss", "Close")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "dismiss", "Close", id="back"),
+        Binding("question_mark,f1", "dismiss", "Close", show=False, id="help"),
+        Binding("q", "dismiss", "Close", show=False, id="quit"),
+    ]
+
+    def __init__(self, keymap: Mapping[str, str] | None = None) -> None:
+        super().__init__()
+        self.keymap = dict(keymap or {})
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help") as pane:
             pane.border_title = "Help"
             pane.border_subtitle = "esc closes"
-            yield Static(Markdown(HELP))  # Rich's, drawn at once: Textual's widget per block took 0.3 s to open
+            yield Static(Markdown(remapped(self.keymap) + HELP))  # Rich's, drawn at once: Textual's widget per block took 0.3 s to open
+
+
+def remapped(keymap: Mapping[str, str]) -> str:
+    """The keys `config.json` remapped, first: the list below names the defaults."""
+    if not keymap:
+        return ""
+    lines = "".join(f"- `{keys}`: {BINDINGS[binding][1]} (`{binding}`)\n" for binding, keys in keymap.items())
+    return f"### Your keys (config.json), in place of the defaults below\n{lines}\n"

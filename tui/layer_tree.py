@@ -64,9 +64,9 @@ class LayerTree(Tree[LayerInfo]):
 
     COMPONENT_CLASSES: ClassVar[set[str]] = Tree.COMPONENT_CLASSES | {"layer-tree--largest"}
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("j", "cursor_down", "Down", show=False),
-        Binding("k", "cursor_up", "Up", show=False),
-        Binding("space", "toggle_measure", "Measure"),
+        Binding("j", "cursor_down", "Down", show=False, id="cursor-down"),
+        Binding("k", "cursor_up", "Up", show=False, id="cursor-up"),
+        Binding("space", "toggle_measure", "Measure", id="measure"),
     ]
 
     compact: reactive[bool] = reactive(False)
@@ -210,8 +210,8 @@ class LayerFind(Input):
     """`/` in the layer pane: typing jumps to the first matching layer; `down` to the next; enter closes."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "close", "Close", show=False),
-        Binding("down", "next", "Next match", show=False),
+        Binding("escape", "close", "Close", show=False, id="back"),
+        Binding("down", "next", "Next match", show=False, id="next-match"),
     ]
 
     def on_input_changed(self, event: Input.Changed) -> None:

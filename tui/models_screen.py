@@ -27,9 +27,9 @@ class ModelsScreen(Screen[None]):
     """Both curves with their bands, where they differ (paired by image), and one image's maps under each."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "dismiss", "Back"),
-        Binding("n", "image(1)", "Next image"),
-        Binding("p", "image(-1)", "Prev", show=False),
+        Binding("escape", "dismiss", "Back", id="back"),
+        Binding("n", "image(1)", "Next image", id="next-image"),
+        Binding("p", "image(-1)", "Prev", show=False, id="previous-image"),
     ]
 
     def __init__(self, comparison: ModelComparison, workspace: Workspace, results: tuple[AnalysisResult, AnalysisResult]):

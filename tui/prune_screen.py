@@ -188,11 +188,11 @@ class PruneScreen(Screen[None]):
 
     COMMANDS = Screen.COMMANDS | {PruneCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "leave", "Back"),
-        Binding("s", "start", "Start"),
-        Binding("x", "stop", "Stop"),
-        Binding("e", "export", "Export"),
-        Binding("c", "compare", "Compare"),
+        Binding("escape", "leave", "Back", id="back"),
+        Binding("s", "start", "Start", id="start-pruning"),
+        Binding("x", "stop", "Stop", id="stop-pruning"),
+        Binding("e", "export", "Export", id="export"),
+        Binding("c", "compare", "Compare", id="compare"),
     ]
     REFRESH_INTERVAL = 0.5  # plots and status redraw at most twice a second
 
