@@ -20,7 +20,7 @@ from torch import nn
 from helpers import TinyNet, report_args, write_tiny_inputs
 from semiotui.engine import AnalysisSettings, analyze, index_layers
 from semiotui.engine.data import ImageSource
-from semiotui.engine.report import write_report
+from semiotui.engine.reports.write import write_report
 from semiotui.engine.saved import open_report
 from semiotui.engine.workspace import InputSpec, ModelInfo, Workspace
 from semiotui.tui.cli import main
@@ -140,12 +140,12 @@ def test_force_never_replaces_a_folder_that_is_not_only_a_report(analysed, tmp_p
 
 def test_a_crash_while_writing_leaves_nothing_behind(analysed, tmp_path, monkeypatch):
     ws, result = analysed
-    from semiotui.engine import report
+    from semiotui.engine.reports import write
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(report, "_html", boom)
+    monkeypatch.setattr(write, "report_html", boom)
     with pytest.raises(RuntimeError, match="disk full"):
         write_report(tmp_path / "rep", ws, result)
     assert list(tmp_path.iterdir()) == []
