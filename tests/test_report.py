@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
+from importlib import resources
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -104,6 +105,13 @@ def test_html_is_self_contained(analysed, tmp_path):
     assert "@import" not in html and "url(" not in html
     for title in ("Spatial entropy per layer", "Superization steps", "by class", "Correct against wrong predictions"):
         assert f"{title}</title>" in html  # charts drawn inline, not linked
+
+
+def test_html_inlines_the_stylesheet_shipped_with_the_package(analysed, tmp_path):
+    ws, result = analysed
+    html = (write_report(tmp_path / "rep", ws, result) / "report.html").read_text()
+    css = resources.files("semiotui.engine.reports").joinpath("report.css").read_text(encoding="utf-8")
+    assert "table.maps img{" in css and f"<style>\n{css}</style></head>" in html
 
 
 def test_an_existing_report_is_replaced_only_when_forced(analysed, tmp_path):
