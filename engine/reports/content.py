@@ -224,7 +224,8 @@ def _map_sections(data: dict, tiles: list[Tile]) -> list[MapSection]:
     rest = [k for k in with_maps if k not in shown]
     if rest:
         sections.append(("Maps", "Each layer's saliency map over the image (brighter: more salient).", rest))
-    return [MapSection(title, note, [_map_row(data["images"][k], [t for t in tiles if t.image == k]) for k in positions])
+    return [MapSection(title, note, [_map_row(data["images"][k], [t for t in tiles if t.image == k])
+                                     for k in positions])
             for title, note, positions in sections]
 
 

@@ -47,7 +47,8 @@ def report_html(report: Report, screenshot: str | None) -> str:
                 f"alt=\"{html_text(t.layer or 'input')}\" title=\"{html_text(t.layer or image.path)}\"></td>"
                 for t in image.tiles
             )
-            body.append(f"<tr><th class=img>{html_text(image.path)}<br><small>{html_text(image.caption)}</small></th>{cells}</tr>")
+            body.append(f"<tr><th class=img>{html_text(image.path)}<br><small>{html_text(image.caption)}</small></th>"
+                        f"{cells}</tr>")
         grids.append(f"<h2>{html_text(section.title)}</h2><p class=note>{html_text(section.note)}</p>"
                      f"<div class=scroll><table class=maps><tr>{head}</tr>{''.join(body)}</table></div>")
     sections = "".join(f"<h2>{html_text(chart.title)}</h2><p class=note>{html_text(chart.note)}</p>{chart.svg}"

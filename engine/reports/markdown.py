@@ -65,7 +65,8 @@ def report_markdown(report: Report) -> str:
         "|---:|---|---|---|" + "---:|" * (len(LAYER_COLUMNS) - 4) + "---|",
     ]
     for i, row in enumerate(report.layers, start=1):
-        lines.append(f"| {i} | {md_code(row.name, cell=True)} | {md(row.type)} | {' | '.join((row.shape, *row.numbers))} | "
+        numbers = " | ".join((row.shape, *row.numbers))
+        lines.append(f"| {i} | {md_code(row.name, cell=True)} | {md(row.type)} | {numbers} | "
                      f"{f'**{row.verdict}**' if row.significant else row.verdict} |")
     if report.pruning_text is not None:
         lines += ["", "## Pruning steps", "", md(report.pruning_text), "",
