@@ -38,7 +38,8 @@ import torch
 from PIL import Image
 
 from semiotui.engine import AnalysisSettings, analyze, describe_device, resolve_device
-from semiotui.engine import analysis, data, report, stats
+from semiotui.engine import analysis, data, explain, stats
+from semiotui.engine.reports import write
 from semiotui.engine.analysis import Batch
 from semiotui.tui import cli, commands
 
@@ -162,8 +163,8 @@ def main() -> None:
             (commands, "control_with_progress", "the control (shuffled networks)"),
             (analysis, "add_maps", "the report's maps (one more pass)"),
             (commands, "stream_analysis", "the analysis, end to end"),
-            (report, "add_contrast_maps", "the report's contrast maps"),
-            (report, "write_report", "writing the report"),
+            (explain, "add_contrast_maps", "the report's contrast maps"),
+            (write, "write_report", "writing the report"),
         ]
         with stages.timing(patches):
             start = time.perf_counter()

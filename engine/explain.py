@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from itertools import zip_longest
 
 import numpy as np
+from torch import nn
 
-from .analysis import AnalysisResult
+from .analysis import AnalysisResult, add_maps
 from .names import class_name
 from .stats import RunningStats
 from .superization import step_drops
@@ -93,6 +94,14 @@ def contrast_pair(result: AnalysisResult) -> tuple[int, int] | None:
             position = {r.index: k for k, r in enumerate(result.images)}
             return position[miss.index], position[best.index]
     return None
+
+
+def add_contrast_maps(model: nn.Module, images, layers: list[str], result: AnalysisResult) -> tuple[int, int] | None:
+    """Draw the maps of the contrast pair (a mistake beside a correct image of its class); returns the pair."""
+    pair = contrast_pair(result)
+    if pair is not None:
+        add_maps(model, images, layers, result, pair)
+    return pair
 
 
 @dataclass

@@ -30,7 +30,7 @@ from .errors import InvalidValue, MissingPath, one_line
 from .flow import Flow
 from .layers import LayerIndex, LayerInfo
 from .names import readable, shown
-from .report import spreadsheet_text
+from .reports.csv_files import spreadsheet_text
 from .saliency import module_of
 from .workspace import InputSpec, ModelInfo, Workspace
 

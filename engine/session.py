@@ -31,7 +31,7 @@ from .control import ControlFinished, stream_control
 from .errors import one_line
 from .greedy import PruneSettings, greedy_prune
 from .pruning import held_out_note
-from .report import add_contrast_maps
+from .explain import add_contrast_maps
 from .workspace import Workspace
 
 

@@ -1,8 +1,13 @@
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 
-from semiotui.engine.analysis import AnalysisResult, AnalysisSettings, ImageResult
-from semiotui.engine.explain import class_curves, contrast_pair, largest_steps, outcome_curves
+from helpers import TinyNet
+from semiotui.engine.analysis import AnalysisResult, AnalysisSettings, ImageResult, analyze
+from semiotui.engine.data import ImageSource
+from semiotui.engine.explain import add_contrast_maps, class_curves, contrast_pair, largest_steps, outcome_curves
+from semiotui.engine.workspace import InputSpec
 
 
 def _result(rows) -> AnalysisResult:
@@ -55,6 +60,23 @@ def test_largest_step_per_image():
 def test_contrast_pair_is_the_most_confident_mistake_and_best_correct_of_its_class():
     assert contrast_pair(_result(ROWS)) == (2, 0)
     assert contrast_pair(_result([r for r in ROWS if r[0] == r[1]])) is None
+
+
+def test_add_contrast_maps_draws_the_maps_of_the_contrast_pair_and_no_others():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    pictures = [Image.fromarray((rng.random((16, 16, 3)) * 255).astype(np.uint8)) for _ in range(6)]
+    images = ImageSource.from_images(pictures, InputSpec((16, 16), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)))
+    model, layers = TinyNet().eval(), ["conv1", "conv2"]
+    result = analyze(model, images.batches(3), layers, AnalysisSettings(batch_size=3, device="cpu"), keep_maps=0)
+    assert add_contrast_maps(model, images, layers, result) is None  # no labels, no pair: nothing drawn
+    assert all(r.maps is None for r in result.images)
+    for r, (label, predicted) in zip(result.images, [(0, 0), (1, 0), (1, 1), (0, 0), (2, 2), (1, 1)]):
+        r.label, r.predicted = label, predicted  # image 1 is the one mistake; 2 and 5 are right in its class
+    pair = add_contrast_maps(model, images, layers, result)
+    assert pair == contrast_pair(result) and pair[0] == 1 and pair[1] in (2, 5)
+    assert [k for k, r in enumerate(result.images) if r.maps is not None] == sorted(pair)
+    assert all(sorted(result.images[k].maps) == layers for k in pair)
 
 
 def test_the_images_a_report_draws_span_the_classes_and_both_outcomes():

@@ -20,7 +20,7 @@ from semiotui.engine import AnalysisSettings, analyze
 from semiotui.engine.data import ImageSource
 from semiotui.engine.layers import index_layers
 from semiotui.engine.loading import LoadError, load_model
-from semiotui.engine.report import write_report
+from semiotui.engine.reports.write import write_report
 from semiotui.engine.workspace import InputSpec, ModelInfo, Workspace
 from semiotui.tui.cli import main
 

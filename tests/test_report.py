@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
+from importlib import resources
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -20,7 +21,7 @@ from torch import nn
 from helpers import TinyNet, report_args, write_tiny_inputs
 from semiotui.engine import AnalysisSettings, analyze, index_layers
 from semiotui.engine.data import ImageSource
-from semiotui.engine.report import write_report
+from semiotui.engine.reports.write import write_report
 from semiotui.engine.saved import open_report
 from semiotui.engine.workspace import InputSpec, ModelInfo, Workspace
 from semiotui.tui.cli import main
@@ -106,6 +107,13 @@ def test_html_is_self_contained(analysed, tmp_path):
         assert f"{title}</title>" in html  # charts drawn inline, not linked
 
 
+def test_html_inlines_the_stylesheet_shipped_with_the_package(analysed, tmp_path):
+    ws, result = analysed
+    html = (write_report(tmp_path / "rep", ws, result) / "report.html").read_text()
+    css = resources.files("semiotui.engine.reports").joinpath("report.css").read_text(encoding="utf-8")
+    assert "table.maps img{" in css and f"<style>\n{css}</style></head>" in html
+
+
 def test_an_existing_report_is_replaced_only_when_forced(analysed, tmp_path):
     ws, result = analysed
     target = write_report(tmp_path / "rep", ws, result)
@@ -140,12 +148,12 @@ def test_force_never_replaces_a_folder_that_is_not_only_a_report(analysed, tmp_p
 
 def test_a_crash_while_writing_leaves_nothing_behind(analysed, tmp_path, monkeypatch):
     ws, result = analysed
-    from semiotui.engine import report
+    from semiotui.engine.reports import write
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(report, "_html", boom)
+    monkeypatch.setattr(write, "report_html", boom)
     with pytest.raises(RuntimeError, match="disk full"):
         write_report(tmp_path / "rep", ws, result)
     assert list(tmp_path.iterdir()) == []

@@ -191,9 +191,9 @@ def test_ctrl_c_during_the_control_writes_the_report_with_the_networks_done(inpu
 
 KILLED_WHILE_WRITING = """
 import os, signal, sys
-from semiotui.engine import report
+from semiotui.engine.reports import write
 from semiotui.tui.cli import main
-report._html = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
+write.report_html = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -109,7 +109,7 @@ def test_a_saved_report_replays_its_result_and_refuses_what_needs_the_model(tmp_
     from helpers import demo_workspace
 
     from semiotui.engine.analysis import Finished, analyze
-    from semiotui.engine.report import write_report
+    from semiotui.engine.reports.write import write_report
     from semiotui.engine.saved import open_report
 
     workspace = demo_workspace(8, batch_size=8)

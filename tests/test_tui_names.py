@@ -22,7 +22,7 @@ from torch import nn
 
 from semiotui.engine import AnalysisSettings, analyze, index_layers
 from semiotui.engine.data import ImageSource
-from semiotui.engine.report import write_report
+from semiotui.engine.reports.write import write_report
 from semiotui.engine.saved import open_report
 from semiotui.engine.workspace import InputSpec, ModelInfo, Workspace
 from semiotui.tui.app import SemiotuiApp

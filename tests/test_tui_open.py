@@ -16,7 +16,7 @@ from helpers import demo_workspace, interface_stub, notifications, report_args, 
 
 from semiotui.engine.analysis import add_maps, analyze
 from semiotui.engine.explain import contrast_pair
-from semiotui.engine.report import write_report
+from semiotui.engine.reports.write import write_report
 from semiotui.engine.saved import open_report
 from semiotui.tui import cli
 from semiotui.tui.app import SemiotuiApp

@@ -265,7 +265,7 @@ def test_a_claim_by_a_model_no_better_than_chance_is_said_to_prove_nothing_of_th
 
     from helpers import demo_workspace
 
-    from semiotui.engine.report import report_warnings
+    from semiotui.engine.reports.data import report_warnings
 
     ws = demo_workspace(40)
     result = analyze(ws.model, ws.images.batches(20), ws.layers, ws.settings)

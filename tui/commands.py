@@ -10,7 +10,7 @@ import threading
 from semiotui.engine.analysis import AnalysisResult, BatchDone, Finished, Notice, skipped_message, stream_analysis
 from semiotui.engine.errors import BatchFailed, InvalidValue
 from semiotui.engine.greedy import CRITERIA
-from semiotui.engine.report import DEFAULT_MAPS, FORMATS
+from semiotui.engine.reports import DEFAULT_MAPS, FORMATS
 from semiotui.engine.workspace import ImageSet, Workspace
 
 from .errors import flags_in, for_command_line
@@ -110,8 +110,9 @@ def run_demo(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     from semiotui.engine import distributed
     from semiotui.engine.analysis import add_maps
-    from semiotui.engine.explain import label_order_warning, showcase
-    from semiotui.engine.report import add_contrast_maps, terminal_summary, write_report
+    from semiotui.engine.explain import add_contrast_maps, label_order_warning, showcase
+    from semiotui.engine.reports.content import terminal_summary
+    from semiotui.engine.reports.write import write_report
     from semiotui.engine.report_folder import claim_report_folder
 
     from .workspace_args import input_paths
@@ -308,7 +309,7 @@ def run_compare(args: argparse.Namespace) -> int:
     """Two models (or two saved reports) on the same images: the comparison report, and its summary on stderr."""
     from semiotui.engine.analysis import add_maps
     from semiotui.engine.comparison import compare
-    from semiotui.engine.comparison_report import write_comparison
+    from semiotui.engine.reports.comparison import write_comparison
     from semiotui.engine.explain import showcase
     from semiotui.engine.report_folder import claim_report_folder
     from semiotui.engine.saved import open_report

@@ -20,7 +20,7 @@ from semiotui.engine import (AnalysisResult, AnalysisSettings, BatchDone, Contro
 from semiotui.engine.device import resolve_device
 from semiotui.engine.explain import label_order_warning, showcase
 from semiotui.engine.pruning import conv_layers, prune_splits
-from semiotui.engine.report import DEFAULT_MAPS
+from semiotui.engine.reports import DEFAULT_MAPS
 from semiotui.engine.session import Job, JobEnded, JobFailed, MapsAdded, Post, Preparing, Session
 from semiotui.engine.workspace import ModelInfo
 

@@ -17,7 +17,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Static
 
 from semiotui.engine import AnalysisResult, PruneLog
-from semiotui.engine.report import FORMATS, write_report
+from semiotui.engine.reports import FORMATS
+from semiotui.engine.reports.write import write_report
 from semiotui.engine.report_folder import NeedsForce, check_report_folder
 from semiotui.engine.workspace import Workspace
 

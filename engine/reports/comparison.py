@@ -20,13 +20,17 @@ import torch
 from semiotui import __version__
 from semiotui.themes.colormaps import overlay
 
-from .analysis import AnalysisResult
-from .charts import Series, curve_svg
-from .comparison import ModelComparison
-from .names import html_text
-from .report import _CSS, _fmt, _md, _num, _png, _tile_size
-from .report_folder import ReportClaim, claim_report_folder, report_files
-from .workspace import Workspace
+from ..analysis import AnalysisResult
+from ..charts import Series, curve_svg
+from ..comparison import ModelComparison
+from ..names import html_text
+from ..report_folder import ReportClaim, claim_report_folder, report_files
+from ..workspace import Workspace
+from .content import fmt
+from .data import num
+from .html_page import STYLESHEET
+from .markdown import md
+from .png import png_bytes, tile_size
 
 Side = tuple[Workspace, AnalysisResult]  # a model's workspace (images for the maps) and its analysis
 
@@ -68,7 +72,7 @@ def comparison_data(c: ModelComparison) -> dict:
                     "superization": [s.layers[i] for i in np.flatnonzero(s.significant)],
                     "finding": None if s.finding is None else {
                         "start": s.layers[s.finding.start], "end": s.layers[s.finding.end],
-                        "excess": _num(s.finding.excess), "excess_ci95": [_num(v) for v in s.finding.interval]},
+                        "excess": num(s.finding.excess), "excess_ci95": [num(v) for v in s.finding.interval]},
                     "controlled": s.control is not None}
                    for name, params, score, s in zip(c.names, c.parameters, c.accuracy, c.steps)],
         "images": c.images,
@@ -77,10 +81,10 @@ def comparison_data(c: ModelComparison) -> dict:
         "significance": "two-sided Wilcoxon signed-rank paired by image, Holm over the layers, p < 0.01; "
                         "empty maps left out pair by pair",
         "summary": c.summary(),
-        "layers": [{"name": name, "mean": [_num(c.mean_a[j]), _num(c.mean_b[j])], "pairs": int(c.pairs[j]),
-                    "p_value": _num(c.p_value[j]), "differs": bool(c.differs[j]),
-                    "step": [_num(c.step_a[j]), _num(c.step_b[j])], "step_pairs": int(c.step_pairs[j]),
-                    "step_p_value": _num(c.step_p_value[j]), "step_differs": bool(c.step_differs[j])}
+        "layers": [{"name": name, "mean": [num(c.mean_a[j]), num(c.mean_b[j])], "pairs": int(c.pairs[j]),
+                    "p_value": num(c.p_value[j]), "differs": bool(c.differs[j]),
+                    "step": [num(c.step_a[j]), num(c.step_b[j])], "step_pairs": int(c.step_pairs[j]),
+                    "step_p_value": num(c.step_p_value[j]), "step_differs": bool(c.step_differs[j])}
                    for j, name in enumerate(c.layers)],
     }
 
@@ -106,9 +110,9 @@ def _tiles(c: ModelComparison, a: Side, b: Side, count: int = 4) -> list[tuple[s
         rows = []
         for workspace, row in ((a[0], row_a), (b[0], row_b)):
             picture = workspace.images.image(row.index)
-            size = _tile_size(picture.shape[:2])
-            rows.append([_png(overlay(picture, None, *size))]
-                        + [_png(overlay(picture, row.maps[layer], *size)) for layer in c.layers if layer in row.maps])
+            size = tile_size(picture.shape[:2])
+            rows.append([png_bytes(overlay(picture, None, *size))]
+                        + [png_bytes(overlay(picture, row.maps[layer], *size)) for layer in c.layers if layer in row.maps])
         out.append((row_a.name, rows))
         if len(out) == count:
             break
@@ -123,22 +127,22 @@ COLUMNS = ("layer", "H A", "H B", "n", "p", "differs", "ΔH A", "ΔH B", "n", "p
 
 
 def _cells(layer: dict) -> list[str]:
-    return [_fmt(layer["mean"][0]), _fmt(layer["mean"][1]), str(layer["pairs"]), _fmt(layer["p_value"], ".2g"),
-            "yes" if layer["differs"] else "", _fmt(layer["step"][0], "+.3f"), _fmt(layer["step"][1], "+.3f"),
-            str(layer["step_pairs"]), _fmt(layer["step_p_value"], ".2g"), "yes" if layer["step_differs"] else ""]
+    return [fmt(layer["mean"][0]), fmt(layer["mean"][1]), str(layer["pairs"]), fmt(layer["p_value"], ".2g"),
+            "yes" if layer["differs"] else "", fmt(layer["step"][0], "+.3f"), fmt(layer["step"][1], "+.3f"),
+            str(layer["step_pairs"]), fmt(layer["step_p_value"], ".2g"), "yes" if layer["step_differs"] else ""]
 
 
 def _markdown(data: dict, charts: dict[str, str], tiles: list) -> str:
     a, b = (m["name"] for m in data["models"])
-    lines = ["# semiotui comparison", "", f"A: {_md(a)}; B: {_md(b)}; {data['images']} images in common.", "",
-             *map(_md, data["summary"]), ""]
+    lines = ["# semiotui comparison", "", f"A: {md(a)}; B: {md(b)}; {data['images']} images in common.", "",
+             *map(md, data["summary"]), ""]
     for name in charts:
         lines += [f"![{name}](images/{name})", ""]
-    lines += [f"Tests: {_md(data['significance'])}.", "", "| " + " | ".join(COLUMNS) + " |",
+    lines += [f"Tests: {md(data['significance'])}.", "", "| " + " | ".join(COLUMNS) + " |",
               "|---|" + "---:|" * (len(COLUMNS) - 1)]
-    lines += [f"| {_md(layer['name'])} | " + " | ".join(_cells(layer)) + " |" for layer in data["layers"]]
+    lines += [f"| {md(layer['name'])} | " + " | ".join(_cells(layer)) + " |" for layer in data["layers"]]
     for k, (image, rows) in enumerate(tiles):
-        lines += ["", f"### {_md(image)}", ""]
+        lines += ["", f"### {md(image)}", ""]
         for side, row in zip("ab", rows):
             lines.append(f"{side.upper()}: " + " ".join(f"![](images/image{k}_{side}{j}.png)" for j in range(len(row))))
             lines.append("")
@@ -161,7 +165,8 @@ def _html(data: dict, charts: dict[str, str], tiles: list) -> str:
         grids.append(f"<h3>{html_text(image)}</h3><div class=scroll><table class=maps>{cells}</table></div>")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>semiotui comparison</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style></head><body>
+<meta name="viewport" content="width=device-width, initial-scale=1"><style>
+{STYLESHEET}</style></head><body>
 <header><h1>semiotui comparison</h1><p class=meta>A <code>{html_text(a)}</code> · B <code>{html_text(b)}</code> ·
 {data['images']} images in common · {html_text(data['created'])} · semiotui {html_text(data['semiotui'])}</p>
 <p class=summary>{html_text(' '.join(data['summary']))}</p></header>
