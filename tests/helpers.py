@@ -253,7 +253,7 @@ async def open_pruning(pilot, **fields: str) -> PruneScreen:
     app = pilot.app
     await wait_until(pilot, finished(app))
     await pilot.press("g")
-    await wait_until(pilot, lambda: isinstance(app.screen, PruneScreen))
+    await wait_until(pilot, lambda: isinstance(app.screen, PruneScreen) and app.screen.query("#criterion"))  # the form
     for id, value in {"finetune": "1", **fields}.items():
         app.screen.query_one(f"#{id}", Input).value = value
     return app.screen

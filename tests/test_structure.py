@@ -23,7 +23,8 @@ IMPORTS_ALLOWED_FOR_NOW = {"commands.py", "prune_command.py"}
 # What a screen or widget may use of `self.app`: Textual's App interface (checked below), nothing of ours.
 APP_INTERFACE = {
     "push_screen", "pop_screen", "switch_screen", "exit", "bell", "notify", "export_screenshot", "call_from_thread",
-    "theme", "theme_changed_signal", "theme_variables", "no_color", "console",
+    "theme", "theme_changed_signal", "theme_variables", "no_color", "console", "size",
+    "install_screen", "uninstall_screen",
 }
 SCREEN_BASES = {"Screen", "ModalScreen"}
 

@@ -67,6 +67,16 @@ async def test_start_shows_steps_live_stop_ends_after_the_step_and_save_writes_a
         await pilot.press("escape")
         assert not isinstance(app.screen, PruneScreen)
 
+        await press(pilot, "g")  # back as it was left: the run, its steps and where it was saved
+        await wait_until(pilot, lambda: isinstance(app.screen, PruneScreen))
+        assert app.screen is screen and screen.saved == out and table.row_count == len(log.steps)
+        await press(pilot, "escape")
+        await press(pilot, "m")  # other settings: the next visit measures with them, on a new screen
+        await wait_until(pilot, finished(app))
+        await press(pilot, "g")
+        await wait_until(pilot, lambda: isinstance(app.screen, PruneScreen))
+        assert app.screen is not screen and app.screen.pruned is None and not screen.is_attached
+
 
 async def test_leaving_while_it_runs_asks_then_stops_the_run_at_once_and_frees_the_model():
     app = SemiotuiApp(demo_workspace(4), show_timings=False)
@@ -88,6 +98,9 @@ async def test_leaving_while_it_runs_asks_then_stops_the_run_at_once_and_frees_t
         assert screen.job.cancel.is_set() and screen.job.aborted
         assert gc.get_freeze_count() == 0
         await wait_until(pilot, lambda: screen.job.ended.is_set(), timeout=10)  # within a batch, not the step
+        await press(pilot, "g")  # what was given up is not shown again
+        await wait_until(pilot, lambda: isinstance(app.screen, PruneScreen))
+        assert app.screen is not screen and not app.screen.running and not app.screen.steps
 
 
 async def test_the_palette_opens_it_and_bad_settings_are_named_without_starting():

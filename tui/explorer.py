@@ -89,6 +89,7 @@ class ExplorerScreen(Screen):
         self._curve_timer: Timer | None = None
         self._pictures: dict[int, np.ndarray | None] = {}
         self._compare: CompareScreen | None = None  # the compare view while it is open
+        self._prune_screen: PruneScreen | None = None  # kept between visits: `g` shows it again as it was left
         self.largest: str | None = None  # the layer the current image's entropy drops into most
         self.against = True  # the curve against the control (model minus control) once there is one; `a` toggles
         self._heap_frozen = False  # once frozen, a later freeze collects first (`_freeze_heap`)
@@ -517,7 +518,13 @@ class ExplorerScreen(Screen):
         """Open the pruning screen on a copy of the model."""
         if self._without_model("pruning"):
             return
-        self.app.push_screen(PruneScreen(self.controller))
+        if self._prune_screen is None or not self._prune_screen.still_fits(self.controller):
+            if self._prune_screen is not None:  # built for other settings, or its model was given up on leaving
+                self.app.uninstall_screen(self._prune_screen)
+                self._prune_screen.remove()
+            self._prune_screen = PruneScreen(self.controller)
+            self.app.install_screen(self._prune_screen, f"pruning-{id(self._prune_screen)}")  # not removed when it closes
+        self.app.push_screen(self._prune_screen)
 
     def quit_question(self) -> str | None:
         """What quitting would interrupt (the analysis, then its control), as a question; None when nothing runs."""

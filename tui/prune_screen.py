@@ -7,7 +7,7 @@ import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import numpy as np
 from rich.text import Text
@@ -15,8 +15,11 @@ from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.lazy import Lazy
+from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Static
 from torch import nn
 
@@ -35,6 +38,8 @@ from .messages import (ModelAnalysed, PruneEnded, PruneFailed, PrunePhase, Prune
 from .models_screen import ModelsScreen
 from .palette import PruneCommands
 from .plain import plain
+
+W = TypeVar("W", bound=Widget)
 
 COMPACT_WIDTH, COMPACT_HEIGHT = 100, 32
 DECIMAL, WHOLE = "0123456789.", "0123456789"  # what the number fields take
@@ -129,6 +134,9 @@ class NumberField(Input):
 class PruneForm(Vertical):
     """The settings of a run; `read` turns them into `PruneSettings` or says what is wrong."""
 
+    class Ready(Message):
+        """The form is mounted (after the screen's first frame): its fields can take focus and Start its values."""
+
     def __init__(self, settings: PruneSettings, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.settings = settings
@@ -154,6 +162,9 @@ class PruneForm(Vertical):
         with Horizontal(id="prune-buttons"):
             yield Button("Start", variant="primary", id="start", compact=True)
             yield Button("Stop", variant="error", id="stop", compact=True, disabled=True)
+
+    def on_mount(self) -> None:
+        self.post_message(self.Ready())
 
     def read(self) -> PruneSettings:
         """The settings in the form; ValueError naming the field that is wrong."""
@@ -181,6 +192,13 @@ class PruneForm(Vertical):
 
 def _text(value: float | int | None) -> str:
     return "" if value is None else str(value)
+
+
+def titled(widget: W, title: str, *, can_focus: bool = True) -> W:
+    """`widget` with its border's title (set before it is mounted, which may be after the first frame)."""
+    widget.border_title = title
+    widget.can_focus = widget.can_focus and can_focus
+    return widget
 
 
 class PruneScreen(Screen[None]):
@@ -220,19 +238,25 @@ class PruneScreen(Screen[None]):
         self._started = 0.0
         self._dirty = False
         self._names = workspace.index.map_names(conv_layers(workspace))
+        self.gave_up = False
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(id="prune-body"):
+        # The form and the status come in the first frame; the plots, the steps and the save bar (below the form,
+        # empty until a run) are mounted just after it, so that `g` shows the screen at once.
+        width, height = self.app.size
+        self.set_class(width < COMPACT_WIDTH or height < COMPACT_HEIGHT, "-compact")  # not a restyle once shown
+        with VerticalScroll(id="prune-body", can_focus=False):  # ↓ and page down scroll it from any field
             yield Static("small terminal: scroll ↓ for the plots and the steps", id="prune-hint")
             with Horizontal(id="prune-top"):
-                with Vertical(id="prune-side"):
-                    yield PruneForm(self.settings, id="prune-form")
+                with titled(Vertical(id="prune-side"), "Greedy pruning"):
+                    yield Lazy(PruneForm(self.settings, id="prune-form"))
                     yield Static(self._about(), id="prune-about")
-                with Vertical(id="prune-plots"):
-                    yield AccuracyPlot(id="prune-accuracy")
-                    yield EntropyCurve(id="prune-curve")
-            yield StepTable(id="prune-steps")
-            with Horizontal(id="prune-save"):
+                with Lazy(Vertical(id="prune-plots")):
+                    # Tab follows the form, the steps and the save bar; never the plots.
+                    yield titled(AccuracyPlot(id="prune-accuracy"), "Accuracy against parameters", can_focus=False)
+                    yield titled(EntropyCurve(id="prune-curve"), "Entropy curve: original and now", can_focus=False)
+            yield Lazy(titled(StepTable(id="prune-steps"), "Steps"))
+            with Lazy(titled(Horizontal(id="prune-save"), "Pruned model")):
                 yield Label("Save as")
                 yield Input(self._default_out(), id="save-path", compact=True)
                 yield Button("Save", variant="primary", id="save", compact=True)
@@ -243,19 +267,12 @@ class PruneScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#prune-side").border_title = "Greedy pruning"
-        self.query_one("#prune-accuracy").border_title = "Accuracy against parameters"
-        self.query_one("#prune-curve").border_title = "Entropy curve: original and now"
-        self.query_one("#prune-steps").border_title = "Steps"
-        self.query_one("#prune-save").border_title = "Pruned model"
         self.set_interval(self.REFRESH_INTERVAL, self._refresh)
         self._say("set the options and press Start (or s)")
-        # Tab follows the form down from its first field, then the steps and the save bar; never the plots, nor
-        # the scrolling body (↓ and page down scroll it from any field).
-        self.query_one("#prune-body").can_focus = False
-        for plot in self.query(BackgroundPlot):
-            plot.can_focus = False
+
+    def on_prune_form_ready(self) -> None:
         self.query_one("#criterion", Select).focus()
+        self.refresh_bindings()  # Start can be pressed now
 
     def on_resize(self) -> None:
         width, height = self.size
@@ -330,7 +347,7 @@ class PruneScreen(Screen[None]):
         """Start while idle, Stop while running, Save, Export and Compare once there is a pruned model (dimmed
         before)."""
         if action == "start":
-            return not self.running
+            return not self.running and bool(self.query(PruneForm))  # the form comes just after the first frame
         if action == "stop":
             return self.running
         if action in ("save", "export", "compare"):
@@ -522,6 +539,12 @@ class PruneScreen(Screen[None]):
     def quit_question(self) -> str | None:
         return self.leaving_question("quit")
 
+    def still_fits(self, controller: RunController) -> bool:
+        """Whether this screen can be shown again: the explorer's settings and measured layers are those it was
+        built with, and leaving it gave nothing up (a run or an unsaved model)."""
+        return (controller.settings == self.analysis and list(controller.measured) == self.report_layers
+                and not self.gave_up)
+
     def leaving_question(self, leave: str) -> str | None:
         """What leaving would lose, as a question, or None when nothing is lost."""
         if self.running:
@@ -541,4 +564,5 @@ class PruneScreen(Screen[None]):
     def _leave_if(self, leave: bool | None) -> None:
         if leave:
             self._cancel(at_once=True)
+            self.gave_up = True  # `g` builds a new screen rather than show what the user let go
             self.dismiss()
