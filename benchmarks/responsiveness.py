@@ -16,8 +16,15 @@ pruning screen), escape; each timed to the first screen update on the screen it
 leads to. `--burn N` adds N processes that keep a core busy each, as other
 programs on the machine would (the load the issue was measured under).
 
+First, the start: a fresh interpreter opens the interface on the demo as
+`semiotui` does (the workspace opened in a thread behind the first frame), and
+the script prints the time from starting the interpreter to the first frame and
+to the first analysed image shown, cold (PyTorch's, NumPy's, SciPy's, Textual's
+and semiotui's files first dropped from the page cache with
+`posix_fadvise(DONTNEED)`, as after a reboot) and warm (the same run again).
+
     python benchmarks/responsiveness.py [--presses 40] [--rounds 5] [--burn 0] [--images 1000] [--size 120x40]
-                                        [--device auto]
+                                        [--device auto] [--starts 2]
 """
 
 from __future__ import annotations
@@ -29,8 +36,13 @@ import multiprocessing
 import os
 import platform
 import random
+import importlib.util
+import json
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import torch
 from textual import events
@@ -49,6 +61,72 @@ def demo_workspace(images: int, device: str) -> Workspace:
     """The workspace `semiotui` opens with no MODEL, on `images` of the demo's validation images."""
     workspace = open_workspace(settings=AnalysisSettings(device=device))
     return dataclasses.replace(workspace, images=demo.demo_images("val", images, workspace.spec))
+
+
+START = """
+import asyncio, json, os, sys, time
+
+from semiotui.tui.app import SemiotuiApp
+
+started, size, device = float(os.environ["STARTED"]), (int(sys.argv[1]), int(sys.argv[2])), sys.argv[3]
+seen = {}
+
+
+def open_demo():  # what `semiotui` with no MODEL opens
+    from semiotui.engine import AnalysisSettings, open_workspace
+
+    return open_workspace(settings=AnalysisSettings(device=device))
+
+
+async def main():
+    app = SemiotuiApp(open_demo)
+    display = app._display
+
+    def timed_display(screen, renderable):
+        display(screen, renderable)
+        now = time.time() - started
+        seen.setdefault("first frame", now)
+        run = app.controller and app.controller.run_state
+        if run is not None and run.done and app.screen is app.explorer:
+            seen.setdefault("first image", now)
+
+    app._display = timed_display
+    async with app.run_test(size=size) as pilot:
+        while "first image" not in seen:
+            await pilot.pause(0.01)
+    app.session.close(timeout=0.5)
+
+asyncio.run(main())
+print(json.dumps(seen), flush=True)
+os._exit(0)  # the analysis may still be ending its batch: not waited for
+"""
+COLD_PACKAGES = ("torch", "torchvision", "numpy", "scipy", "textual", "rich", "semiotui")
+
+
+def drop_from_page_cache(packages: tuple[str, ...]) -> int:
+    """Ask the kernel to forget the cached pages of the packages' files (no root needed); how many files."""
+    files = 0
+    for name in packages:
+        spec = importlib.util.find_spec(name)
+        for folder in spec.submodule_search_locations or []:
+            for path in Path(folder).rglob("*"):
+                if path.is_file():
+                    with open(path, "rb") as file:
+                        os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+                    files += 1
+    return files
+
+
+def start_times(size: tuple[int, int], device: str, cold: bool) -> dict[str, float]:
+    """Seconds from starting a fresh interpreter to the first frame and to the first analysed image shown."""
+    if cold:
+        drop_from_page_cache(COLD_PACKAGES)
+    started = time.time()
+    done = subprocess.run([sys.executable, "-c", START, str(size[0]), str(size[1]), device], capture_output=True,
+                          text=True, env=os.environ | {"STARTED": repr(started)}, timeout=600)
+    if done.returncode:
+        raise SystemExit(f"the start could not be timed: {done.stderr.strip().splitlines()[-1]}")
+    return json.loads(done.stdout.splitlines()[-1])
 
 
 def burn(stop: multiprocessing.Event) -> None:
@@ -157,8 +235,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="rounds of the keys that open and close screens")
     parser.add_argument("--burn", type=int, default=0, help="processes that keep a core busy each")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--starts", type=int, default=2, help="warm starts timed after the cold one (0: none)")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
+    if args.starts:  # before the burners: the load they add is the keys' test
+        for run in range(args.starts + 1):
+            times = start_times((width, height), args.device, cold=run == 0)
+            print(f"start, {'cold' if run == 0 else 'warm'}: first frame {times['first frame']:.2f} s, "
+                  f"first analysed image {times['first image']:.2f} s")
     stop = multiprocessing.Event()
     burners = [multiprocessing.Process(target=burn, args=(stop,), daemon=True) for _ in range(args.burn)]
     for process in burners:
