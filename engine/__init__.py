@@ -11,7 +11,7 @@ from .analysis import (
     Finished,
     ImageResult,
     Notice,
-    analyze,
+    analyse,
     stream_analysis,
 )
 from .control import ControlResult, ControlSettings, control_analysis, control_rows, stream_control
@@ -53,7 +53,7 @@ __all__ = [
     "SpanTest",
     "Superization",
     "Workspace",
-    "analyze",
+    "analyse",
     "compute_saliency",
     "control_analysis",
     "control_rows",

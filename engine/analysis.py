@@ -186,7 +186,7 @@ class Finished:
 Event = Union[BatchDone, Notice, Finished]
 
 
-def analyze(
+def analyse(
     model: nn.Module,
     batches: Iterable,
     layers: list[str],

@@ -24,7 +24,7 @@ from typing import Protocol, Union
 import torch
 from torch import nn
 
-from .analysis import AnalysisSettings, Batch, analyze, first_images
+from .analysis import AnalysisSettings, Batch, analyse, first_images
 from .device import resolve_device
 from .errors import InvalidValue
 from .hooks import forward_hooks
@@ -256,7 +256,7 @@ def _suspicion(steps: dict[str, float], layers: list[str], name: str) -> tuple[f
 def _curve_and_steps(model: nn.Module, calibration: list[Batch], layers: list[str],
                      analysis: AnalysisSettings) -> tuple[list[float], dict[str, float]]:
     """Mean entropy per map and the mean drop into each layer (its first call's map)."""
-    result = analyze(model, calibration, layers, analysis)
+    result = analyse(model, calibration, layers, analysis)
     sup = result.superization()
     steps = {}
     for j, map_name in enumerate(result.layers):

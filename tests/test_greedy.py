@@ -7,7 +7,7 @@ import torch
 import torchvision
 from torch import nn
 
-from semiotui.engine import AnalysisSettings, analyze
+from semiotui.engine import AnalysisSettings, analyse
 from semiotui.engine.analysis import Batch
 from semiotui.engine.greedy import PruneFinished, PruneSettings, StepDone, _finetune, greedy_prune
 
@@ -188,7 +188,7 @@ def test_each_step_records_the_curve_of_the_model_it_made_and_final_is_the_last_
     assert len(steps) == 2 and all(s.accepted for s in steps)
     assert steps[0].curve != finished.log.original.curve  # half of a layer's channels are gone
     assert finished.log.final.curve == steps[-1].curve
-    analysis = analyze(finished.model, [Batch(data.x[:8], data.y[:8])], CONVS,
+    analysis = analyse(finished.model, [Batch(data.x[:8], data.y[:8])], CONVS,
                        replace(ANALYSIS, upsample=True))
     assert np.allclose(analysis.superization().mean, finished.log.final.curve)
 

@@ -108,12 +108,12 @@ def test_close_drops_every_job_and_stops_the_thread():
 def test_a_saved_report_replays_its_result_and_refuses_what_needs_the_model(tmp_path):
     from helpers import demo_workspace
 
-    from semiotui.engine.analysis import Finished, analyze
+    from semiotui.engine.analysis import Finished, analyse
     from semiotui.engine.report import write_report
     from semiotui.engine.saved import open_report
 
     workspace = demo_workspace(8, batch_size=8)
-    result = analyze(workspace.model, workspace.images.batches(8), workspace.layers, workspace.settings)
+    result = analyse(workspace.model, workspace.images.batches(8), workspace.layers, workspace.settings)
     saved = open_report(write_report(tmp_path / "rep", workspace, result, formats=("json", "csv")))
     session, record = open_session(saved), Recorder()
     assert not session.live
