@@ -18,6 +18,9 @@ from .control import ControlResult, ControlSettings, control_analysis, control_r
 # The events and settings the interface handles, so that it needs no module behind the session.
 from .control import ControlFinished, ControlProgress
 from .analysis import TargetSetting
+# What the command line prints of the engine's work, so that it needs no module behind the session.
+from .analysis import skipped_message
+from .greedy import scored_by
 from .greedy import CRITERIA, Measure, PruneFinished, PruneLog, PruneSettings, Step, StepDone, Trying, Working
 from .device import describe_device, resolve_device
 from .entropy import ESTIMATORS, spatial_entropy
@@ -81,4 +84,6 @@ __all__ = [
     "TargetSetting",
     "Trying",
     "Working",
+    "skipped_message",
+    "scored_by",
 ]

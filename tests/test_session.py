@@ -162,6 +162,99 @@ def test_a_callback_that_raises_on_jobended_still_ends_its_job_and_the_session_g
     scheduler.close()
 
 
+def test_run_to_end_returns_the_final_event_shows_every_other_and_consumes_the_whole_stream():
+    from semiotui.engine.streams import run_to_end
+
+    closed = []
+
+    def stream():
+        try:
+            yield "batch 1"
+            yield "batch 2"
+            yield 42
+        finally:
+            closed.append(True)
+
+    shown = []
+    assert run_to_end(stream(), int, shown.append) == 42
+    assert shown == ["batch 1", "batch 2"] and closed == [True]
+    with pytest.raises(AssertionError, match="the stream ended without int"):
+        run_to_end(iter(["batch 1"]), int)
+
+
+def test_job_events_brings_a_jobs_events_to_the_callers_thread_and_raises_its_failure_once_it_ended():
+    from semiotui.engine.session import job_events
+    from semiotui.engine.streams import run_to_end
+
+    scheduler = Scheduler()
+    submit = lambda post, steps: scheduler.submit("job", steps, post)  # noqa: E731 (a Session method's shape)
+    threads = []
+
+    def counted(job):
+        yield 1
+        yield 2
+        yield "done"
+
+    assert run_to_end(job_events(submit, counted), str, lambda e: threads.append(threading.current_thread())) == "done"
+    assert threads == [threading.current_thread()] * 2
+    cleaned = threading.Event()
+
+    def broken(job):
+        try:
+            yield "before"
+            raise ValueError("no such layer")
+        finally:
+            cleaned.set()
+
+    events = job_events(submit, broken)
+    assert next(events) == "before"
+    with pytest.raises(ValueError, match="no such layer"):
+        next(events)
+    assert cleaned.is_set()  # the job ended (its generator closed) before its error reached the caller
+    scheduler.close()
+
+
+def test_leaving_job_events_early_drops_the_job():
+    from semiotui.engine.session import job_events
+
+    scheduler = Scheduler()
+    jobs = []
+
+    def submit(post, steps):
+        jobs.append(scheduler.submit("endless", steps, post))
+        return jobs[-1]
+
+    def endless(job):
+        while True:
+            yield "tick"
+
+    events = job_events(submit, endless)
+    assert next(events) == "tick"
+    events.close()  # as a second Ctrl-C leaves the loop
+    assert jobs[0].ended.wait(5) and jobs[0].aborted
+    scheduler.close()
+
+
+def test_the_control_is_a_job_of_its_own_that_says_what_it_runs_on_and_attaches_its_result():
+    from helpers import demo_workspace
+
+    from semiotui.engine import ControlFinished, ControlProgress, ControlSettings, Finished
+    from semiotui.engine.session import Preparing, job_events
+    from semiotui.engine.streams import run_to_end
+
+    workspace = demo_workspace(6, batch_size=6, control=ControlSettings(draws=2, images=64))
+    with open_session(workspace) as session:
+        analysed = list(job_events(session.analyse, workspace.settings, workspace.layers, keep_maps=0, control=False))
+        assert type(analysed[-1]) is Finished  # no control after the analysis
+        result = analysed[-1].result
+        shown = []
+        finished = run_to_end(job_events(session.control, result), ControlFinished, shown.append)
+    assert shown[0] == Preparing("control: 2 copies of the model with shuffled weights on 6 images spread across "
+                                 "the classes, one more pass each")  # 6 of the 64 asked for: all there are
+    assert [event.done for event in shown if isinstance(event, ControlProgress)] == [1, 2]
+    assert result.control is finished.control and finished.control.entropy.shape[:2] == (2, 6)
+
+
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the bug is raised in its thread
 def test_jobs_left_when_the_session_thread_stops_end_with_an_error_and_a_new_job_restarts_it(monkeypatch):
     scheduler, record = Scheduler(), Recorder()
