@@ -9,7 +9,7 @@ from torch import nn
 
 from semiotui.engine import AnalysisSettings, analyse
 from semiotui.engine.analysis import Batch
-from semiotui.engine.greedy import PruneFinished, PruneSettings, StepDone, _finetune, greedy_prune
+from semiotui.engine.greedy import PruneFinished, PruneSettings, StepDone, Trying, Working, _finetune, greedy_prune
 
 ANALYSIS = AnalysisSettings(batch_size=16, device="cpu")
 
@@ -201,6 +201,22 @@ def test_without_labels_the_score_is_agreement_and_a_coarse_held_out_set_is_name
                             "tolerance of 2.0%; use more images or a larger held-out share"]
     labelled = Images(data.x, torch.arange(24) % 3)
     assert _run(small_cnn(), CONVS, settings, labelled)[-1].log.measure == "accuracy"
+
+
+def test_each_event_of_a_step_names_its_layer_in_the_line_a_front_end_shows(data):
+    settings = PruneSettings(tolerance=1.0, max_steps=1, fraction=0.5, finetune_batches=2, calibration_images=8)
+    events = _run(small_cnn(), CONVS, settings, data)
+    trying = next(e for e in events if isinstance(e, Trying))
+    working = [e.text for e in events if isinstance(e, Working)]
+    done = next(e for e in events if isinstance(e, StepDone))
+    layer, step = trying.layer, done.step
+    assert trying.text == f"step 1: trying {layer}"
+    assert working == [f"step 1: {layer}, fine-tuning 1/2", f"step 1: {layer}, fine-tuning 2/2",
+                       f"step 1: {layer}, measuring its entropy curve", f"step 1: {layer}, measuring its accuracy"]
+    share = step.parameters / done.log.original.parameters
+    assert done.text == (f"step 1: {layer} -{step.channels_removed} channels ({step.channels_left} left), "
+                         f"parameters {share:.1%}, agreement {step.accuracy:.1%} (accepted)")  # no labels
+    assert step.channels_removed == step.channels_left  # half of the layer's channels
 
 
 class WithUnreadable(Images):
