@@ -38,7 +38,7 @@ import torch
 from PIL import Image
 
 from semiotui.engine import AnalysisSettings, analyse, describe_device, resolve_device
-from semiotui.engine import analysis, data, report, stats
+from semiotui.engine import analysis, data, report, session, stats
 from semiotui.engine.analysis import Batch
 from semiotui.tui import cli, commands
 
@@ -160,9 +160,9 @@ def main() -> None:
             (stats.RunningStats, "update", "statistics"),
             (analysis, "_thumbnails", "thumbnails"),
             (commands, "control_with_progress", "the control (shuffled networks)"),
-            (analysis, "add_maps", "the report's maps (one more pass)"),
-            (commands, "stream_analysis", "the analysis, end to end"),
-            (report, "add_contrast_maps", "the report's contrast maps"),
+            (session, "add_maps", "the report's maps (one more pass)"),  # the command's jobs run on the session
+            (session, "stream_analysis", "the analysis, end to end"),
+            (session, "add_contrast_maps", "the report's contrast maps"),
             (report, "write_report", "writing the report"),
         ]
         with stages.timing(patches):
