@@ -383,14 +383,15 @@ def job_events(submit: Callable[..., Job], *args: object, **options: object) -> 
     """
     events: queue.SimpleQueue = queue.SimpleQueue()
     job = submit(lambda job, event: events.put(event), *args, **options)
-    error = None
+    error, ended = None, False
     try:
-        while not isinstance(event := events.get(), JobEnded):
+        while not (ended := isinstance(event := events.get(), JobEnded)):
             if isinstance(event, JobFailed):
                 error = error or event.error
             else:
                 yield event
     finally:
-        job.abort()  # nothing left to drop once it has ended
+        if not ended:  # left early: drop the job (an ended one is left alone: its `cancel` may be the caller's)
+            job.abort()
     if error is not None:
         raise error

@@ -197,6 +197,9 @@ def test_job_events_brings_a_jobs_events_to_the_callers_thread_and_raises_its_fa
 
     assert run_to_end(job_events(submit, counted), str, lambda e: threads.append(threading.current_thread())) == "done"
     assert threads == [threading.current_thread()] * 2
+    mine = threading.Event()  # the caller's, as Ctrl-C sets it: a job that ended leaves it alone
+    submit_with = lambda post, steps: scheduler.submit("job", steps, post, cancel=mine)  # noqa: E731
+    assert run_to_end(job_events(submit_with, counted), str) == "done" and not mine.is_set()
     cleaned = threading.Event()
 
     def broken(job):
