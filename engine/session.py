@@ -213,9 +213,11 @@ class NeedsModel(Exception):
 
 
 class Session:
-    """A loaded model with its workspace, and the jobs that run on it (`Scheduler`): the interface's one way in.
+    """A loaded model with its workspace, and the jobs that run on it (`Scheduler`): the one way in, for the
+    interface as for the command line.
 
-    Every method queues a job and returns it; its events go to `post(job, event)`.
+    Every method queues a job and returns it; its events go to `post(job, event)` (or, for a caller that waits,
+    come through `job_events`). Closed on leaving a `with` block.
     """
 
     live = True  # a model is here: maps and analyses can be computed
