@@ -1,7 +1,7 @@
 """Engine speed: semiotui's one-pass analysis against Captum looping over layers.
 
 Measures, on the same model and inputs in one run:
-  semiotui   all conv layers' gradcam + upsampling + spatial entropy (engine.analyze),
+  semiotui   all conv layers' gradcam + upsampling + spatial entropy (engine.analyse),
              and its two parts: the maps alone, and their entropy
   captum     LayerGradCam once per layer + interpolate + a per-map numpy entropy
   floor      what no all-layer saliency method can beat: one forward pass, and one
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from semiotui.engine import AnalysisSettings, analyze, describe_device, resolve_device
+from semiotui.engine import AnalysisSettings, analyse, describe_device, resolve_device
 from semiotui.engine.analysis import Batch, analyse_batch
 from semiotui.engine.saliency import compute_saliency
 
@@ -115,7 +115,7 @@ def main() -> None:
         model(x).gather(1, target[:, None]).sum().backward()
 
     def ours():
-        return analyze(model, [(x, target)], layers, settings).entropy[:, :]
+        return analyse(model, [(x, target)], layers, settings).entropy[:, :]
 
     def maps_only():
         return compute_saliency(model, x, layers, target=target, upsample=True)

@@ -1,7 +1,7 @@
 """Where `semiotui report` spends its time: the whole pipeline against the engine alone.
 
 Writes image files, then in one run:
-  engine     `analyze` on the same images already decoded and normalised in memory
+  engine     `analyse` on the same images already decoded and normalised in memory
              (the same model, layers, settings and batch size)
   pipeline   `semiotui report --no-control` on the files, in this process, with each
              stage timed: listing, decoding, resizing, normalising (in the reading
@@ -37,8 +37,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from semiotui.engine import AnalysisSettings, analyze, describe_device, resolve_device
-from semiotui.engine import analysis, data, explain, stats
+from semiotui.engine import AnalysisSettings, analyse, describe_device, resolve_device
+from semiotui.engine import analysis, data, session, stats
 from semiotui.engine.reports import write
 from semiotui.engine.analysis import Batch
 from semiotui.tui import cli, commands
@@ -141,9 +141,9 @@ def main() -> None:
                                    images=[str(folder)],
                                    settings=AnalysisSettings(batch_size=args.batch, device="cpu"), control=None)
         ready = [Batch(b.images, b.labels, b.names) for b in workspace.images.batches(args.batch)]
-        analyze(workspace.model, ready[:1], workspace.layers, workspace.settings)  # warm-up
+        analyse(workspace.model, ready[:1], workspace.layers, workspace.settings)  # warm-up
         start = time.perf_counter()
-        analyze(workspace.model, ready, workspace.layers, workspace.settings)
+        analyse(workspace.model, ready, workspace.layers, workspace.settings)
         engine_seconds = time.perf_counter() - start
         load_engine = os.getloadavg()[0]
 
@@ -161,9 +161,9 @@ def main() -> None:
             (stats.RunningStats, "update", "statistics"),
             (analysis, "_thumbnails", "thumbnails"),
             (commands, "control_with_progress", "the control (shuffled networks)"),
-            (analysis, "add_maps", "the report's maps (one more pass)"),
-            (commands, "stream_analysis", "the analysis, end to end"),
-            (explain, "add_contrast_maps", "the report's contrast maps"),
+            (session, "add_maps", "the report's maps (one more pass)"),  # the command's jobs run on the session
+            (session, "stream_analysis", "the analysis, end to end"),
+            (session, "add_contrast_maps", "the report's contrast maps"),
             (write, "write_report", "writing the report"),
         ]
         with stages.timing(patches):

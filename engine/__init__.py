@@ -11,13 +11,16 @@ from .analysis import (
     Finished,
     ImageResult,
     Notice,
-    analyze,
+    analyse,
     stream_analysis,
 )
 from .control import ControlResult, ControlSettings, control_analysis, control_rows, stream_control
 # The events and settings the interface handles, so that it needs no module behind the session.
 from .control import ControlFinished, ControlProgress
 from .analysis import TargetSetting
+# What the command line prints of the engine's work, so that it needs no module behind the session.
+from .analysis import skipped_message
+from .greedy import scored_by
 from .greedy import CRITERIA, Measure, PruneFinished, PruneLog, PruneSettings, Step, StepDone, Trying, Working
 from .device import describe_device, resolve_device
 from .entropy import ESTIMATORS, spatial_entropy
@@ -53,7 +56,7 @@ __all__ = [
     "SpanTest",
     "Superization",
     "Workspace",
-    "analyze",
+    "analyse",
     "compute_saliency",
     "control_analysis",
     "control_rows",
@@ -81,4 +84,6 @@ __all__ = [
     "TargetSetting",
     "Trying",
     "Working",
+    "skipped_message",
+    "scored_by",
 ]

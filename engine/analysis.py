@@ -25,6 +25,7 @@ from .errors import BatchFailed, InvalidValue, OutOfMemory, SemiotuiError, one_l
 from .flow import Flow
 from .saliency import METHODS, OutputSelector, SaliencyResult, compute_saliency, upsample_map
 from .stats import RunningStats
+from .streams import run_to_end
 from .superization import Superization, superization
 
 if TYPE_CHECKING:
@@ -186,7 +187,7 @@ class Finished:
 Event = Union[BatchDone, Notice, Finished]
 
 
-def analyze(
+def analyse(
     model: nn.Module,
     batches: Iterable,
     layers: list[str],
@@ -194,15 +195,7 @@ def analyze(
     **options,
 ) -> AnalysisResult:
     """Run `stream_analysis` to the end and return its result."""
-    return last_event(stream_analysis(model, batches, layers, settings, **options), Finished).result
-
-
-def last_event(events: Iterable, kind: type):
-    """Run a stream of events to its end, which is the one event of `kind`."""
-    for event in events:
-        if isinstance(event, kind):
-            return event
-    raise AssertionError(f"the stream ended without {kind.__name__}")
+    return run_to_end(stream_analysis(model, batches, layers, settings, **options), Finished).result
 
 
 def first_images(batches: Iterable, count: int) -> list[Batch]:

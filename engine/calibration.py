@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .analysis import AnalysisResult, AnalysisSettings, analyze
+from .analysis import AnalysisResult, AnalysisSettings, analyse
 from .control import ControlResult, ControlSettings, control_analysis, match_moments, shuffle_weights
 from .saliency import layer_saliency, upsample_map
 from .superization import Superization, superization
@@ -262,7 +262,7 @@ def run_network(kind: str, seed: int, model: nn.Module, val: tuple[torch.Tensor,
     start = time.perf_counter()
     images, labels, boxes = val
     names = model.names
-    result = analyze(model, [(images, labels)], names, settings.analysis)
+    result = analyse(model, [(images, labels)], names, settings.analysis)
     control = control_analysis(model, [(images, labels)], result,
                                ControlSettings(draws=max(settings.draws), images=settings.control_images, seed=0,
                                                null=settings.null))

@@ -34,11 +34,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .analysis import AnalysisResult, AnalysisSettings, Batch, Notice, _as_batch, analyse_batch, last_event
+from .analysis import AnalysisResult, AnalysisSettings, Batch, Notice, _as_batch, analyse_batch
 from .device import resolve_device
 from .errors import InvalidValue
 from .hooks import analysis_mode, forward_hooks
 from .model_copy import copy_model
+from .streams import run_to_end
 
 
 NULLS = ("matched", "batchnorm", "shuffled", "wiring")
@@ -63,6 +64,10 @@ class ControlSettings:
             raise InvalidValue(f"control draws must be at least 2 (their spread is part of the test), got {self.draws}")
         if self.images < 1:
             raise InvalidValue(f"control images must be at least 1, got {self.images}")
+
+    def sample_size(self, analysed: int) -> int:
+        """How many of `analysed` images the control networks run on (`control_rows` picks them)."""
+        return min(self.images, analysed)
 
 
 @dataclass
@@ -234,7 +239,7 @@ def control_analysis(
     model: nn.Module, images: Iterable, result: AnalysisResult, control: ControlSettings = ControlSettings()
 ) -> ControlResult | None:
     """Run `stream_control` to the end; None when no control can be made."""
-    return last_event(stream_control(model, images, result, control), ControlFinished).control
+    return run_to_end(stream_control(model, images, result, control), ControlFinished).control
 
 
 def stream_control(

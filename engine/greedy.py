@@ -24,7 +24,7 @@ from typing import Protocol, Union
 import torch
 from torch import nn
 
-from .analysis import AnalysisSettings, Batch, analyze, first_images
+from .analysis import AnalysisSettings, Batch, analyse, first_images
 from .device import resolve_device
 from .errors import InvalidValue
 from .hooks import forward_hooks
@@ -122,8 +122,14 @@ class PruneLog:
 
 @dataclass
 class Trying:
+    """Step `step` tries to cut `layer`."""
+
     layer: str
     step: int
+
+    @property
+    def text(self) -> str:
+        return f"step {self.step}: trying {self.layer}"
 
 
 @dataclass
@@ -131,13 +137,28 @@ class Working:
     """What the step under way is doing (a fine-tuning batch, a measurement): progress, and a point to stop at."""
 
     step: int
+    layer: str
     what: str
+
+    @property
+    def text(self) -> str:
+        return f"step {self.step}: {self.layer}, {self.what}"
 
 
 @dataclass
 class StepDone:
+    """A tried move, measured: accepted, or rolled back and its layer saturated."""
+
     step: Step
     log: PruneLog
+
+    @property
+    def text(self) -> str:
+        """One line: what was cut, what is left, and the verdict."""
+        s, original = self.step, self.log.original
+        verdict = "accepted" if s.accepted else "rolled back; layer saturated"
+        return (f"step {s.index}: {s.layer} -{s.channels_removed} channels ({s.channels_left} left), parameters "
+                f"{s.parameters / original.parameters:.1%}, {self.log.measure} {s.accuracy:.1%} ({verdict})")
 
 
 @dataclass
@@ -209,10 +230,10 @@ def greedy_prune(
                 saturated.add(name)
                 continue
             for done in _finetune(trial, reference, train, settings, analysis):
-                yield Working(number, f"fine-tuning {done}/{settings.finetune_batches}")
-            yield Working(number, "measuring its entropy curve")
+                yield Working(number, name, f"fine-tuning {done}/{settings.finetune_batches}")
+            yield Working(number, name, "measuring its entropy curve")
             trial_curve, trial_steps = _curve_and_steps(trial, calibration, layers, analysis)
-            yield Working(number, "measuring its accuracy")
+            yield Working(number, name, "measuring its accuracy")
             measured = _measure(trial, reference, held_out, trial_curve, analysis, example)
             ok = original.accuracy - measured.accuracy <= settings.tolerance + 1e-12
             step = Step(number, name, removed, left, ok, measured.parameters, measured.macs,
@@ -256,7 +277,7 @@ def _suspicion(steps: dict[str, float], layers: list[str], name: str) -> tuple[f
 def _curve_and_steps(model: nn.Module, calibration: list[Batch], layers: list[str],
                      analysis: AnalysisSettings) -> tuple[list[float], dict[str, float]]:
     """Mean entropy per map and the mean drop into each layer (its first call's map)."""
-    result = analyze(model, calibration, layers, analysis)
+    result = analyse(model, calibration, layers, analysis)
     sup = result.superization()
     steps = {}
     for j, map_name in enumerate(result.layers):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Union
 
 import torch
 import torch.nn.functional as F
@@ -14,8 +14,6 @@ from .flow import Flow, trace_inputs
 from .errors import InvalidValue
 from .hooks import ActivationCapture, analysis_mode
 
-Method = Literal["gradcam", "layercam", "gradxact", "activation"]
-METHODS: tuple[str, ...] = ("gradcam", "layercam", "gradxact", "activation")
 Target = Union[None, int, Sequence[int], torch.Tensor]
 OutputSelector = Union[None, int, str]
 # What a model's class output holds; gradients are always of a log-scale score.
@@ -35,13 +33,38 @@ class SaliencyResult:
     flow: Flow | None = None  # with `trace`: which measured layer feeds which
 
 
+def _gradcam(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    # (A batched matrix product is 1.8x faster here, but its rounding moves a few pixels across
+    # a grey level: entropies then differ from Captum's by 1e-5 bits instead of 1e-15.)
+    alpha = g.mean(dim=(2, 3), keepdim=True)
+    return torch.relu((alpha * a).sum(dim=1))
+
+
+@dataclass(frozen=True)
+class SaliencyMethod:
+    """How a layer's map (B, h, w) is made from its activation `a` (B, C, h, w) and its gradient `g`."""
+
+    combine: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+    gradients: bool = True  # False: `g` is None, and no backward pass is run
+
+
+# Every saliency method, named once (docs/METHOD.md §1).
+SALIENCY_METHODS: dict[str, SaliencyMethod] = {
+    "gradcam": SaliencyMethod(_gradcam),
+    "layercam": SaliencyMethod(lambda a, g: (torch.relu(g) * a).sum(dim=1)),
+    "gradxact": SaliencyMethod(lambda a, g: (g * a).sum(dim=1).abs()),
+    "activation": SaliencyMethod(lambda a, g: a.abs().mean(dim=1), gradients=False),
+}
+METHODS: tuple[str, ...] = tuple(SALIENCY_METHODS)  # their names, for choices and checks
+
+
 def layer_saliency(
     model: nn.Module,
     inputs: torch.Tensor,
     layers: Sequence[str | nn.Module] | str | nn.Module,
     *,
     target: Target = None,
-    method: Method = "gradcam",
+    method: str = "gradcam",  # one of METHODS
     upsample: bool = False,
     output: OutputSelector = None,
 ) -> dict[str, torch.Tensor]:
@@ -61,17 +84,17 @@ def compute_saliency(
     layers: Sequence[str | nn.Module] | str | nn.Module,
     *,
     target: Target = None,
-    method: Method = "gradcam",
+    method: str = "gradcam",
     upsample: bool = False,
     output: OutputSelector = None,
     trace: bool = False,
 ) -> SaliencyResult:
     """`layer_saliency`, also returning the scores, the explained classes and, with `trace`, the flow."""
-    if method not in METHODS:
+    if method not in SALIENCY_METHODS:
         raise InvalidValue(f"unknown saliency method {method!r}; choose one of {', '.join(METHODS)}")
+    chosen = SALIENCY_METHODS[method]
     result = attribute_layers(
-        model, inputs, layers, lambda a, g: _combine(method, a, g),
-        target=target, output=output, gradients=method != "activation", trace=trace,
+        model, inputs, layers, chosen.combine, target=target, output=output, gradients=chosen.gradients, trace=trace,
     )
     if upsample:
         result.maps = {name: upsample_map(m, inputs.shape[-2:]) for name, m in result.maps.items()}
@@ -288,16 +311,3 @@ def split_map_name(name: str) -> tuple[str, int | None]:
 def module_of(name: str) -> str:
     """The module a map name (`name` or `name#k`) is a map of."""
     return split_map_name(name)[0]
-
-
-def _combine(method: str, a: torch.Tensor, g: torch.Tensor | None) -> torch.Tensor:
-    if method == "gradcam":
-        # (A batched matrix product is 1.8x faster here, but its rounding moves a few pixels across
-        # a grey level: entropies then differ from Captum's by 1e-5 bits instead of 1e-15.)
-        alpha = g.mean(dim=(2, 3), keepdim=True)
-        return torch.relu((alpha * a).sum(dim=1))
-    if method == "layercam":
-        return (torch.relu(g) * a).sum(dim=1)
-    if method == "gradxact":
-        return (g * a).sum(dim=1).abs()
-    return a.abs().mean(dim=1)

@@ -20,6 +20,7 @@ goes on with the next job: every job ends, so nothing waits on `ended` forever.
 from __future__ import annotations
 
 import itertools
+import queue
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from .errors import one_line
 from .greedy import PruneSettings, greedy_prune
 from .pruning import held_out_note
 from .explain import add_contrast_maps
-from .workspace import Workspace
+from .workspace import ImageSet, Workspace
 
 
 @dataclass
@@ -212,9 +213,11 @@ class NeedsModel(Exception):
 
 
 class Session:
-    """A loaded model with its workspace, and the jobs that run on it (`Scheduler`): the interface's one way in.
+    """A loaded model with its workspace, and the jobs that run on it (`Scheduler`): the one way in, for the
+    interface as for the command line.
 
-    Every method queues a job and returns it; its events go to `post(job, event)`.
+    Every method queues a job and returns it; its events go to `post(job, event)` (or, for a caller that waits,
+    come through `job_events`). Closed on leaving a `with` block.
     """
 
     live = True  # a model is here: maps and analyses can be computed
@@ -226,21 +229,45 @@ class Session:
     def close(self, timeout: float | None = None) -> bool:
         return self.scheduler.close(timeout)
 
-    def analyse(self, post: Post, settings: AnalysisSettings, layers: list[str], *, keep_maps: int) -> Job:
-        """The analysis of every image, then the control (when the workspace asks for one) on a sample of them."""
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, kind: type | None, *exc: object) -> None:
+        self.close(None if kind is None else 0)  # after an error (a second Ctrl-C) a step may still run: no wait
+
+    def analyse(self, post: Post, settings: AnalysisSettings, layers: list[str], *, keep_maps: int,
+                images: ImageSet | None = None, first_index: int = 0, control: bool = True,
+                cancel: threading.Event | None = None) -> Job:
+        """The analysis of every image, then the control (when the workspace asks for one) on a sample of them.
+
+        `images`: a part of the workspace's (a shard's, numbered from `first_index`); `control` False leaves the
+        control to a job of its own (`control`).
+        """
         ws = self.workspace
+        images = ws.images if images is None else images
 
         def steps(job: Job) -> Iterator[object]:
             result = None
-            for event in stream_analysis(ws.model, ws.images.batches(settings.batch_size), layers, settings,
-                                         keep_maps=keep_maps, total=len(ws.images), cancel=job.cancel):
+            for event in stream_analysis(ws.model, images.batches(settings.batch_size), layers, settings,
+                                         keep_maps=keep_maps, total=len(images), cancel=job.cancel,
+                                         first_index=first_index):
                 if isinstance(event, Finished):
                     result = event.result
                 yield event
-            if ws.control is not None and result is not None and result.images and not job.cancel.is_set():
+            wanted = control and ws.control is not None
+            if wanted and result is not None and result.images and not job.cancel.is_set():
                 yield from control_steps(ws, result, job.cancel)
 
-        return self.scheduler.submit("analysis", steps, post)
+        return self.scheduler.submit("analysis", steps, post, cancel=cancel)
+
+    def control(self, post: Post, result: AnalysisResult, *, cancel: threading.Event | None = None) -> Job:
+        """The control networks on a sample of the images of `result` (the workspace's control settings), attached
+        to it when done; ends with `ControlFinished`."""
+
+        def steps(job: Job) -> Iterator[object]:
+            yield from control_steps(self.workspace, result, job.cancel)
+
+        return self.scheduler.submit("control", steps, post, cancel=cancel)
 
     def add_maps(self, post: Post, result: AnalysisResult, positions: list[int], layers: list[str], *,
                  cancel: threading.Event | None = None) -> Job:
@@ -258,8 +285,7 @@ class Session:
 
         def steps(job: Job) -> Iterator[object]:
             pair = add_contrast_maps(self.workspace.model, self.workspace.images, layers, result)
-            if pair is not None:
-                yield MapsAdded(list(pair))
+            yield MapsAdded([] if pair is None else list(pair))  # none: the result has no contrast pair
 
         return self.scheduler.submit("maps", steps, post, urgent=True, cancel=cancel)
 
@@ -278,10 +304,10 @@ class Session:
         return self.scheduler.submit("analysis", steps, post, cancel=cancel)
 
     def prune(self, post: Post, prepare: Callable[[], tuple[object, object, list[str]]], settings: PruneSettings,
-              analysis: AnalysisSettings) -> Job:
+              analysis: AnalysisSettings, *, cancel: threading.Event | None = None) -> Job:
         """Greedy pruning of a copy of the model; `prepare()` gives (training images, held-out images, layers).
 
-        `job.cancel` keeps the best model so far; `abort` drops the step under way.
+        `job.cancel` (`cancel`, where given) keeps the best model so far; `abort` drops the step under way.
         """
 
         def steps(job: Job) -> Iterator[object]:
@@ -291,7 +317,7 @@ class Session:
             yield from greedy_prune(self.workspace.model, train, held_out, layers, settings, analysis,
                                     cancel=job.cancel)
 
-        return self.scheduler.submit("prune", steps, post)
+        return self.scheduler.submit("prune", steps, post, cancel=cancel)
 
 
 @dataclass
@@ -306,7 +332,8 @@ class SavedSession(Session):
 
     live = False
 
-    def analyse(self, post: Post, settings: AnalysisSettings, layers: list[str], *, keep_maps: int) -> Job:
+    def analyse(self, post: Post, settings: AnalysisSettings, layers: list[str], **options: object) -> Job:
+        """The saved result, as one batch and its end (the options of a live analysis do not apply)."""
         result = self.workspace.result
 
         def steps(job: Job) -> Iterator[object]:
@@ -325,6 +352,9 @@ class SavedSession(Session):
     def analyse_model(self, *args: object, **kwargs: object) -> Job:
         raise NeedsModel("analysing needs the model: open it with semiotui MODEL")
 
+    def control(self, *args: object, **kwargs: object) -> Job:
+        raise NeedsModel("the control needs the model: open it with semiotui MODEL")
+
     def prune(self, *args: object, **kwargs: object) -> Job:
         raise NeedsModel("pruning needs the model, and this is a saved report: open the model with semiotui MODEL")
 
@@ -336,7 +366,34 @@ def open_session(workspace: Workspace) -> Session:
 
 def control_steps(workspace: Workspace, result: AnalysisResult, cancel: threading.Event) -> Iterator[object]:
     """The control networks on a sample of the images of `result`; attaches the control to it when done."""
-    for event in stream_control(workspace.model, workspace.images, result, workspace.control, cancel=cancel):
+    control = workspace.control
+    yield Preparing(f"control: {control.draws} copies of the model with shuffled weights on "
+                    f"{control.sample_size(len(result.images))} images spread across the classes, one more pass each")
+    for event in stream_control(workspace.model, workspace.images, result, control, cancel=cancel):
         if isinstance(event, ControlFinished):
             result.control, result.no_control = event.control, event.reason
         yield event
+
+
+def job_events(submit: Callable[..., Job], *args: object, **options: object) -> Iterator[object]:
+    """The events of the job `submit(post, *args, **options)` queues (a `Session` method), received in the
+    caller's thread, up to its end.
+
+    How a front end that waits for a job (the command line) follows it: the session posts in its own thread,
+    while progress bars and signals belong to the caller's. A failure is raised once the job has ended (its
+    hooks removed); leaving early (a second Ctrl-C) drops the job.
+    """
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    job = submit(lambda job, event: events.put(event), *args, **options)
+    error, ended = None, False
+    try:
+        while not (ended := isinstance(event := events.get(), JobEnded)):
+            if isinstance(event, JobFailed):
+                error = error or event.error
+            else:
+                yield event
+    finally:
+        if not ended:  # left early: drop the job (an ended one is left alone: its `cancel` may be the caller's)
+            job.abort()
+    if error is not None:
+        raise error

@@ -13,7 +13,7 @@ from semiotui.engine import (
     Finished,
     Notice,
     RunningStats,
-    analyze,
+    analyse,
     layer_saliency,
     spatial_entropy,
     stream_analysis,
@@ -31,13 +31,13 @@ def _batches(images: torch.Tensor, size: int, labels: torch.Tensor | None = None
 
 def test_streamed_entropy_equals_maps_measured_all_at_once(tiny_net):
     x = torch.randn(10, 3, 16, 16)
-    result = analyze(tiny_net, _batches(x, 3), LAYERS, AnalysisSettings(batch_size=4, device="cpu"))
+    result = analyse(tiny_net, _batches(x, 3), LAYERS, AnalysisSettings(batch_size=4, device="cpu"))
     assert result.layers == ["conv1", "relu#1", "conv2", "relu#2"]
     maps = layer_saliency(tiny_net, x, LAYERS)  # native: the arrangement estimator reorders before upsampling
     expected = torch.stack([spatial_entropy(m, estimator="arrangement", size=(16, 16)) for m in maps.values()],
                            dim=1).numpy()
     assert np.allclose(result.entropy, expected, rtol=0, atol=1e-9)
-    plain = analyze(tiny_net, _batches(x, 3), LAYERS, AnalysisSettings(batch_size=4, device="cpu", estimator="aura"))
+    plain = analyse(tiny_net, _batches(x, 3), LAYERS, AnalysisSettings(batch_size=4, device="cpu", estimator="aura"))
     upsampled = layer_saliency(tiny_net, x, LAYERS, upsample=True)
     expected = torch.stack([spatial_entropy(m) for m in upsampled.values()], dim=1).numpy()
     assert np.allclose(plain.entropy, expected, rtol=0, atol=1e-9)
@@ -47,7 +47,7 @@ def test_streamed_entropy_equals_maps_measured_all_at_once(tiny_net):
 
 def test_running_mean_and_ci_equal_statistics_computed_at_once(tiny_net):
     x = torch.randn(13, 3, 16, 16)
-    result = analyze(tiny_net, _batches(x, 5), LAYERS, AnalysisSettings(batch_size=2, device="cpu"))
+    result = analyse(tiny_net, _batches(x, 5), LAYERS, AnalysisSettings(batch_size=2, device="cpu"))
     h = result.entropy
     assert result.stats.count == 13
     assert np.allclose(result.stats.mean, h.mean(axis=0), rtol=0, atol=1e-12)
@@ -96,7 +96,7 @@ def test_cancel_stops_after_the_current_batch_and_keeps_what_finished(tiny_net):
     assert result.cancelled
     assert [r.index for r in result.images] == list(range(8))
     assert result.stats.count == 8
-    full = analyze(tiny_net, _batches(x, 4), LAYERS, AnalysisSettings(batch_size=4, device="cpu"))
+    full = analyse(tiny_net, _batches(x, 4), LAYERS, AnalysisSettings(batch_size=4, device="cpu"))
     assert np.array_equal(result.entropy, full.entropy[:8], equal_nan=True)
 
 
@@ -125,16 +125,16 @@ def test_out_of_memory_halves_the_batch_retries_and_says_so(tiny_net):
         "out of memory on cpu with 4 images per batch; retrying with 2",
     ]
     result = events[-1].result
-    plain = analyze(tiny_net, _batches(x, 9), ["conv1", "conv2"], AnalysisSettings(batch_size=9, device="cpu"))
+    plain = analyse(tiny_net, _batches(x, 9), ["conv1", "conv2"], AnalysisSettings(batch_size=9, device="cpu"))
     assert np.allclose(result.entropy, plain.entropy, atol=1e-9)
     with pytest.raises(OutOfMemory, match="even with one image per batch"):
-        analyze(OutOfMemoryAbove(tiny_net, limit=0), _batches(x, 9), layers, AnalysisSettings(device="cpu"))
+        analyse(OutOfMemoryAbove(tiny_net, limit=0), _batches(x, 9), layers, AnalysisSettings(device="cpu"))
 
 
 def test_kept_maps_are_small_thumbnails_of_chosen_images_only(tiny_net):
     x = torch.randn(6, 3, 40, 20)
     settings = AnalysisSettings(batch_size=4, device="cpu", thumbnail=10)
-    result = analyze(tiny_net, _batches(x, 6), ["conv1", "conv2"], settings, keep_maps={1, 4})
+    result = analyse(tiny_net, _batches(x, 6), ["conv1", "conv2"], settings, keep_maps={1, 4})
     kept = {r.index for r in result.images if r.maps is not None}
     assert kept == {1, 4}
     thumb = result.images[4].maps["conv2"]
@@ -147,14 +147,14 @@ def test_predictions_labels_and_label_targets(tiny_net):
     x = torch.randn(5, 3, 16, 16)
     labels = torch.tensor([0, 1, 2, 3, 4])
     settings = AnalysisSettings(batch_size=5, device="cpu", target="label")
-    result = analyze(tiny_net, _batches(x, 5, labels), LAYERS, settings)
+    result = analyse(tiny_net, _batches(x, 5, labels), LAYERS, settings)
     assert [r.target for r in result.images] == [0, 1, 2, 3, 4]
     assert [r.label for r in result.images] == [0, 1, 2, 3, 4]
     probs = torch.softmax(tiny_net(x), dim=1)
     assert [r.predicted for r in result.images] == probs.argmax(1).tolist()
     assert np.allclose([r.confidence for r in result.images], probs.max(1).values.detach().numpy())
     with pytest.raises(ValueError, match="needs a label for every image"):
-        analyze(tiny_net, _batches(x, 5), LAYERS, settings)
+        analyse(tiny_net, _batches(x, 5), LAYERS, settings)
 
 
 @pytest.mark.parametrize(
@@ -166,7 +166,7 @@ def test_predictions_labels_and_label_targets(tiny_net):
 def test_bad_settings_are_refused_before_any_work(tiny_net, field, value, message):
     settings = AnalysisSettings(**{field: value, "device": "cpu"})
     with pytest.raises(ValueError, match=message):
-        analyze(tiny_net, [torch.randn(1, 3, 8, 8)], LAYERS, settings)
+        analyse(tiny_net, [torch.randn(1, 3, 8, 8)], LAYERS, settings)
 
 
 class DeadEnd(nn.Module):
@@ -188,7 +188,7 @@ class DeadEnd(nn.Module):
 def test_a_layer_of_empty_maps_is_counted_and_never_a_significant_step():
     x = torch.randn(30, 3, 16, 16)
     plain = AnalysisSettings(device="cpu", estimator="aura")
-    result = analyze(DeadEnd().eval(), [x], ["c1", "c2", "r2"], plain)
+    result = analyse(DeadEnd().eval(), [x], ["c1", "c2", "r2"], plain)
     assert result.empty[:, 2].all() and not result.empty[:, :2].any()
     assert np.isnan(result.entropy[:, 2]).all()
     steps = result.superization()
@@ -196,13 +196,13 @@ def test_a_layer_of_empty_maps_is_counted_and_never_a_significant_step():
     assert steps.pairs[2] == 0 and not steps.drop[2] and not steps.significant.any()
     # counted as entropy 0 (the literal reading) the same maps read as a large, significant drop; a layer
     # of mostly empty maps still gets no verdict
-    literal = analyze(DeadEnd().eval(), [x], ["c1", "c2", "r2"], AnalysisSettings(**{**plain.__dict__,
+    literal = analyse(DeadEnd().eval(), [x], ["c1", "c2", "r2"], AnalysisSettings(**{**plain.__dict__,
                                                                                       "count_empty": True}))
     steps = literal.superization()
     assert (literal.entropy[:, 2] == 0).all() and steps.delta[2] > 1 and steps.p_value[2] < 0.01
     assert not steps.drop[2]
     # The arrangement estimator gives an empty map 0 bits, its value for a map without arrangement: no drop.
-    arranged = analyze(DeadEnd().eval(), [x], ["c1", "c2", "r2"], AnalysisSettings(device="cpu"))
+    arranged = analyse(DeadEnd().eval(), [x], ["c1", "c2", "r2"], AnalysisSettings(device="cpu"))
     assert (arranged.entropy[:, 2] == 0).all() and arranged.empty[:, 2].all()
     steps = arranged.superization()
     assert steps.mostly_empty[2] and not steps.drop[2] and not steps.significant.any()
@@ -234,14 +234,14 @@ def test_cancelling_the_control_stops_within_a_network_and_keeps_the_networks_fi
     from semiotui.engine.control import ControlProgress, ControlSettings, stream_control
 
     x = torch.randn(12, 3, 16, 16)
-    result = analyze(tiny_net, [x], LAYERS, AnalysisSettings(device="cpu", batch_size=4))
-    cancel, calls, analyse = threading.Event(), [], control_module.analyse_batch
+    result = analyse(tiny_net, [x], LAYERS, AnalysisSettings(device="cpu", batch_size=4))
+    cancel, calls, analyse_batch = threading.Event(), [], control_module.analyse_batch
 
     def analyse_and_count(*args, **kwargs):
         calls.append(1)
         if len(calls) == 7:  # the third network's first batch of three: quitting, say
             cancel.set()
-        return analyse(*args, **kwargs)
+        return analyse_batch(*args, **kwargs)
 
     monkeypatch.setattr(control_module, "analyse_batch", analyse_and_count)
     events = list(stream_control(tiny_net, [x], result, ControlSettings(draws=4, images=12), cancel=cancel))
@@ -256,7 +256,7 @@ def test_the_control_shuffles_copies_and_leaves_the_model_alone(tiny_net):
 
     x = torch.randn(12, 3, 16, 16)
     before = {k: v.clone() for k, v in tiny_net.state_dict().items()}
-    result = analyze(tiny_net, [x], LAYERS, AnalysisSettings(device="cpu"))
+    result = analyse(tiny_net, [x], LAYERS, AnalysisSettings(device="cpu"))
     control = control_analysis(tiny_net, [x], result, ControlSettings(draws=3, images=10, seed=5))
     assert all(torch.equal(v, tiny_net.state_dict()[k]) for k, v in before.items())
     assert control.entropy.shape == (3, 10, 4) and control.seeds == [5, 6, 7]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from semiotui.engine.analysis import analyze
+from semiotui.engine.analysis import analyse
 from semiotui.engine.calibration import NEGATIVE, QUICK, calibrate, clutter_images, configuration, select
 from semiotui.engine.control import ControlSettings, control_analysis
 
@@ -41,7 +41,7 @@ def test_a_configuration_read_from_the_full_run_is_what_a_run_with_those_layers_
     layers = [run.result.layers[j] for j in cols]
     images, labels, _ = clutter_images(QUICK.images, 1_000_000 + QUICK.seeds[0], size=QUICK.size)
     model = run.model
-    alone = analyze(model, [(images, labels)], layers, QUICK.analysis)
+    alone = analyse(model, [(images, labels)], layers, QUICK.analysis)
     alone.control = control_analysis(model, [(images, labels)], alone,
                                      ControlSettings(draws=8, images=QUICK.control_images))
     assert np.allclose(alone.entropy, run.result.entropy[:, cols], atol=1e-9)

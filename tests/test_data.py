@@ -230,7 +230,7 @@ def test_files_decoded_in_parallel_keep_their_order_and_positions(tmp_path, monk
 
 
 def test_each_file_is_decoded_once_from_opening_to_the_end_of_the_analysis(tmp_path, monkeypatch):
-    from semiotui.engine import analyze
+    from semiotui.engine import analyse
     from semiotui.engine.opening import open_workspace
 
     for i in range(10):
@@ -240,7 +240,7 @@ def test_each_file_is_decoded_once_from_opening_to_the_end_of_the_analysis(tmp_p
     monkeypatch.setattr(data, "_open", lambda path, _open=data._open: decoded.append(os.path.basename(path)) or _open(path))
     workspace = open_workspace(images=[str(tmp_path / "imgs")], settings=AnalysisSettings(batch_size=4, device="cpu"))
     assert decoded == ["0.png"]  # the example the layers are traced with, kept for the analysis
-    result = analyze(workspace.model, workspace.images.batches(4), workspace.layers, workspace.settings)
+    result = analyse(workspace.model, workspace.images.batches(4), workspace.layers, workspace.settings)
     assert sorted(decoded) == sorted(f.name for f in (tmp_path / "imgs").iterdir())  # every file once
     assert len(result.images) == 10 and result.skipped == [("imgs/5_bad.png", "not an image")]
 

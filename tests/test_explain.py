@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from helpers import TinyNet
-from semiotui.engine.analysis import AnalysisResult, AnalysisSettings, ImageResult, analyze
+from semiotui.engine.analysis import AnalysisResult, AnalysisSettings, ImageResult, analyse
 from semiotui.engine.data import ImageSource
 from semiotui.engine.explain import add_contrast_maps, class_curves, contrast_pair, largest_steps, outcome_curves
 from semiotui.engine.workspace import InputSpec
@@ -68,7 +68,7 @@ def test_add_contrast_maps_draws_the_maps_of_the_contrast_pair_and_no_others():
     pictures = [Image.fromarray((rng.random((16, 16, 3)) * 255).astype(np.uint8)) for _ in range(6)]
     images = ImageSource.from_images(pictures, InputSpec((16, 16), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)))
     model, layers = TinyNet().eval(), ["conv1", "conv2"]
-    result = analyze(model, images.batches(3), layers, AnalysisSettings(batch_size=3, device="cpu"), keep_maps=0)
+    result = analyse(model, images.batches(3), layers, AnalysisSettings(batch_size=3, device="cpu"), keep_maps=0)
     assert add_contrast_maps(model, images, layers, result) is None  # no labels, no pair: nothing drawn
     assert all(r.maps is None for r in result.images)
     for r, (label, predicted) in zip(result.images, [(0, 0), (1, 0), (1, 1), (0, 0), (2, 2), (1, 1)]):

@@ -4,7 +4,7 @@ import torch
 import torchvision
 from torch import nn
 
-from semiotui.engine import AnalysisSettings, analyze, index_layers
+from semiotui.engine import AnalysisSettings, analyse, index_layers
 from semiotui.engine.flow import Flow
 from semiotui.engine.saliency import compute_saliency
 
@@ -65,7 +65,7 @@ def test_branches_step_along_the_longest_path_and_the_other_branch_has_no_step()
 def test_the_analysis_keeps_the_flow_and_its_steps_follow_it():
     model = TwoBranches().eval()
     x = torch.randn(12, 3, 16, 16)
-    result = analyze(model, [x], ["stem", "short", "long1", "long2", "head"], AnalysisSettings(device="cpu"))
+    result = analyse(model, [x], ["stem", "short", "long1", "long2", "head"], AnalysisSettings(device="cpu"))
     steps = result.superization()
     assert result.flow.parents == [None, None, 0, 2, 3]
     h = result.entropy

@@ -7,9 +7,9 @@ import torch
 import torchvision
 from torch import nn
 
-from semiotui.engine import AnalysisSettings, analyze
+from semiotui.engine import AnalysisSettings, analyse
 from semiotui.engine.analysis import Batch
-from semiotui.engine.greedy import PruneFinished, PruneSettings, StepDone, _finetune, greedy_prune
+from semiotui.engine.greedy import PruneFinished, PruneSettings, StepDone, Trying, Working, _finetune, greedy_prune
 
 ANALYSIS = AnalysisSettings(batch_size=16, device="cpu")
 
@@ -188,7 +188,7 @@ def test_each_step_records_the_curve_of_the_model_it_made_and_final_is_the_last_
     assert len(steps) == 2 and all(s.accepted for s in steps)
     assert steps[0].curve != finished.log.original.curve  # half of a layer's channels are gone
     assert finished.log.final.curve == steps[-1].curve
-    analysis = analyze(finished.model, [Batch(data.x[:8], data.y[:8])], CONVS,
+    analysis = analyse(finished.model, [Batch(data.x[:8], data.y[:8])], CONVS,
                        replace(ANALYSIS, upsample=True))
     assert np.allclose(analysis.superization().mean, finished.log.final.curve)
 
@@ -201,6 +201,22 @@ def test_without_labels_the_score_is_agreement_and_a_coarse_held_out_set_is_name
                             "tolerance of 2.0%; use more images or a larger held-out share"]
     labelled = Images(data.x, torch.arange(24) % 3)
     assert _run(small_cnn(), CONVS, settings, labelled)[-1].log.measure == "accuracy"
+
+
+def test_each_event_of_a_step_names_its_layer_in_the_line_a_front_end_shows(data):
+    settings = PruneSettings(tolerance=1.0, max_steps=1, fraction=0.5, finetune_batches=2, calibration_images=8)
+    events = _run(small_cnn(), CONVS, settings, data)
+    trying = next(e for e in events if isinstance(e, Trying))
+    working = [e.text for e in events if isinstance(e, Working)]
+    done = next(e for e in events if isinstance(e, StepDone))
+    layer, step = trying.layer, done.step
+    assert trying.text == f"step 1: trying {layer}"
+    assert working == [f"step 1: {layer}, fine-tuning 1/2", f"step 1: {layer}, fine-tuning 2/2",
+                       f"step 1: {layer}, measuring its entropy curve", f"step 1: {layer}, measuring its accuracy"]
+    share = step.parameters / done.log.original.parameters
+    assert done.text == (f"step 1: {layer} -{step.channels_removed} channels ({step.channels_left} left), "
+                         f"parameters {share:.1%}, agreement {step.accuracy:.1%} (accepted)")  # no labels
+    assert step.channels_removed == step.channels_left  # half of the layer's channels
 
 
 class WithUnreadable(Images):

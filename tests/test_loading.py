@@ -15,7 +15,7 @@ import torchvision
 from PIL import Image
 from torch import nn
 
-from semiotui.engine import analyze
+from semiotui.engine import analyse
 from semiotui.engine.layers import index_layers
 from semiotui.engine.loading import (
     IMAGENET_MEAN,
@@ -325,8 +325,8 @@ def test_full_pickle_and_state_dict_with_arch_give_identical_numbers(tmp_path):
     assert full.layers == arch.layers and len(full.layers) > 10
     assert full.spec == arch.spec
     assert full.class_names is arch.class_names is None and not arch.warnings  # ImageNet names: not for 10 classes
-    a = analyze(full.model, full.images.batches(2), full.layers, settings=full.settings)
-    b = analyze(arch.model, arch.images.batches(2), arch.layers, settings=arch.settings)
+    a = analyse(full.model, full.images.batches(2), full.layers, settings=full.settings)
+    b = analyse(arch.model, arch.images.batches(2), arch.layers, settings=arch.settings)
     assert a.entropy.shape == (3, len(a.layers))
     assert np.array_equal(a.entropy, b.entropy, equal_nan=True)
 

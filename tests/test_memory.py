@@ -30,7 +30,7 @@ import json, sys
 import torch
 sys.path.insert(0, sys.argv[2])
 from helpers import TinyNet
-from semiotui.engine import AnalysisSettings, analyze
+from semiotui.engine import AnalysisSettings, analyse
 
 torch.set_num_threads(1)
 model = TinyNet().eval()
@@ -42,10 +42,10 @@ def batches(n):
         yield torch.randn(50, 3, 48, 48, generator=g)
 
 settings = AnalysisSettings(batch_size=50, device="cpu")
-analyze(model, batches(50), ["conv1", "conv2"], settings)  # warm up allocator and kernels
+analyse(model, batches(50), ["conv1", "conv2"], settings)  # warm up allocator and kernels
 open("/proc/self/clear_refs", "w").write("5")  # reset the peak
 before = vm("VmRSS")
-result = analyze(model, batches(images), ["conv1", "conv2"], settings, keep_maps=4)
+result = analyse(model, batches(images), ["conv1", "conv2"], settings, keep_maps=4)
 assert result.stats.count == images
 print(json.dumps({"before": before, "peak": vm("VmHWM")}))
 """
@@ -123,7 +123,7 @@ import json, sys
 import torch
 sys.path.insert(0, sys.argv[1])
 from helpers import TinyNet
-from semiotui.engine import AnalysisSettings, analyze
+from semiotui.engine import AnalysisSettings, analyse
 from semiotui.engine.entropy import measuring_bytes
 from semiotui.engine.layers import index_layers
 from semiotui.engine.opening import bytes_per_image
@@ -135,10 +135,10 @@ spec = InputSpec((side, side), (0.5,) * 3, (0.25,) * 3)
 index = index_layers(model, torch.zeros(1, 3, side, side))
 layers = index.default_selection()
 settings = AnalysisSettings(batch_size=batch, device="cpu")
-analyze(model, [torch.randn(1, 3, 32, 32)], layers, settings)  # warm up allocator and kernels
+analyse(model, [torch.randn(1, 3, 32, 32)], layers, settings)  # warm up allocator and kernels
 open("/proc/self/clear_refs", "w").write("5")  # reset the peak
 before = vm("VmRSS")
-analyze(model, [torch.randn(batch, 3, side, side)], layers, settings)
+analyse(model, [torch.randn(batch, 3, side, side)], layers, settings)
 estimate = batch * bytes_per_image(index, layers, spec) + measuring_bytes(
     spec.size, levels=settings.levels, estimator=settings.estimator, device=torch.device("cpu"))
 print(json.dumps({"peak": vm("VmHWM") - before, "estimate": estimate}))

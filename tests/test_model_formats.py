@@ -19,7 +19,7 @@ import torchvision
 from torch import nn
 
 from helpers import TinyNet, interface_stub, only_error_line, write_tiny_inputs
-from semiotui.engine import analyze
+from semiotui.engine import analyse
 from semiotui.engine.data import ImageSource
 from semiotui.engine.layers import index_layers
 from semiotui.engine.loading import LoadError, load_model
@@ -62,7 +62,7 @@ def assert_same_entropies(out: Path, inputs: Path, model: nn.Module, layers: lis
     """The report in `out` holds the entropies `model` (loaded directly) gives on the same images and layers."""
     saved = open_report(out)
     source = ImageSource.from_paths([inputs / "images"], saved.spec)
-    direct = analyze(model.eval(), source.batches(2), layers or saved.layers, settings=saved.settings)
+    direct = analyse(model.eval(), source.batches(2), layers or saved.layers, settings=saved.settings)
     assert saved.result.entropy.shape == direct.entropy.shape and len(saved.layers) >= 2
     np.testing.assert_allclose(saved.result.entropy, direct.entropy, rtol=0, atol=1e-6)
 

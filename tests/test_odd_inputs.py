@@ -16,7 +16,7 @@ from PIL import Image
 from helpers import TinyNet, write_tiny_inputs
 from torch import nn
 
-from semiotui.engine import AnalysisSettings, analyze
+from semiotui.engine import AnalysisSettings, analyse
 from semiotui.engine.data import ImageSource
 from semiotui.engine.layers import index_layers
 from semiotui.engine.loading import LoadError, load_model
@@ -68,7 +68,7 @@ def test_a_layer_name_with_a_slash_gets_a_safe_tile_file(tmp_path):
     settings = AnalysisSettings(batch_size=3, device="cpu")
     workspace = Workspace(model, ModelInfo("slash.pt", "pickle", None, 0), SPEC, index, index.select(), images,
                           settings)
-    result = analyze(model, images.batches(3), workspace.layers, settings, keep_maps=1)
+    result = analyse(model, images.batches(3), workspace.layers, settings, keep_maps=1)
     assert "block/conv" in result.layers
     out = write_report(tmp_path / "rep", workspace, result)
     tiles = sorted(p.name for p in (out / "images").iterdir() if p.suffix == ".png")

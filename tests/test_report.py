@@ -19,7 +19,7 @@ from scipy import stats as scipy_stats
 from torch import nn
 
 from helpers import TinyNet, report_args, write_tiny_inputs
-from semiotui.engine import AnalysisSettings, analyze, index_layers
+from semiotui.engine import AnalysisSettings, analyse, index_layers
 from semiotui.engine.data import ImageSource
 from semiotui.engine.reports.write import write_report
 from semiotui.engine.saved import open_report
@@ -43,7 +43,7 @@ def analysed():
     layers = index.select()
     ws = Workspace(model, ModelInfo("tiny.pt", "pickle", "TinyNet", 1637), spec, index, layers, images,
                    settings, class_names=CLASSES)
-    result = analyze(model, images.batches(5), ws.layers + ["relu"], settings, keep_maps=2)
+    result = analyse(model, images.batches(5), ws.layers + ["relu"], settings, keep_maps=2)
     return ws, result
 
 
@@ -306,7 +306,7 @@ def hostile(tmp_path):
     settings = AnalysisSettings(batch_size=4, device="cpu")
     ws = Workspace(model, ModelInfo("<i>model</i>.pt", "pickle", "HostileNet", 1), spec, index, index.select(),
                    images, settings, class_names=HOSTILE_CLASSES)
-    result = analyze(model, images.batches(4), ws.layers, settings, keep_maps=len(pictures))
+    result = analyse(model, images.batches(4), ws.layers, settings, keep_maps=len(pictures))
     result.skipped = [("[x](javascript:alert(3)).png", "not an image")]
     return write_report(tmp_path / "rep", ws, result)
 
@@ -367,7 +367,7 @@ def test_names_not_in_utf8_are_reported_with_replacement_characters(tmp_path):
     settings = AnalysisSettings(batch_size=4, device="cpu")
     ws = Workspace(model, ModelInfo(os.fsdecode(b"model\xff.pt"), "pickle", "TinyNet", 1), spec, index,
                    index.select(), images, settings)
-    result = analyze(model, images.batches(4), ws.layers, settings, keep_maps=1)
+    result = analyse(model, images.batches(4), ws.layers, settings, keep_maps=1)
     out = write_report(tmp_path / "rep", ws, result)
     for name in ("report.md", "report.html", "entropy.csv", "report.json"):
         text = (out / name).read_text(encoding="utf-8")

@@ -6,6 +6,9 @@ from captum.attr import LayerActivation, LayerGradCam, LayerGradientXActivation
 from torch import nn
 
 from semiotui.engine import compute_saliency, index_layers, layer_saliency
+from semiotui.engine.analysis import AnalysisSettings
+from semiotui.engine.errors import InvalidValue
+from semiotui.engine.saliency import METHODS, SALIENCY_METHODS
 
 
 def _torchvision(arch: str) -> nn.Module:
@@ -65,6 +68,24 @@ def test_other_methods_match_their_definition_on_captum_gradients(method, combin
         g, a = _captum_grads_and_acts(model, modules[name], x, target)
         expected = combine(g, a)
         assert torch.allclose(maps[name], expected, rtol=1e-4, atol=1e-6 * expected.abs().max()), name
+
+
+def test_each_registered_method_is_a_choice_and_only_the_activation_map_runs_without_gradients():
+    assert METHODS == tuple(SALIENCY_METHODS) == ("gradcam", "layercam", "gradxact", "activation")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    grad_enabled = []
+    model[0].register_forward_hook(lambda module, args, out: grad_enabled.append(torch.is_grad_enabled()))
+    x = torch.randn(2, 3, 10, 10)
+    for method in METHODS:
+        grad_enabled.clear()
+        AnalysisSettings(method=method).check()
+        assert layer_saliency(model, x, ["0"], method=method)["0"].shape == (2, 8, 8)
+        assert grad_enabled == [method != "activation"], method
+    with pytest.raises(InvalidValue, match="choose one of gradcam, layercam, gradxact, activation"):
+        layer_saliency(model, x, ["0"], method="lime")
+    with pytest.raises(InvalidValue, match="choose one of gradcam, layercam, gradxact, activation"):
+        AnalysisSettings(method="lime").check()
 
 
 class Twice(nn.Module):

@@ -108,12 +108,12 @@ def test_close_drops_every_job_and_stops_the_thread():
 def test_a_saved_report_replays_its_result_and_refuses_what_needs_the_model(tmp_path):
     from helpers import demo_workspace
 
-    from semiotui.engine.analysis import Finished, analyze
+    from semiotui.engine.analysis import Finished, analyse
     from semiotui.engine.reports.write import write_report
     from semiotui.engine.saved import open_report
 
     workspace = demo_workspace(8, batch_size=8)
-    result = analyze(workspace.model, workspace.images.batches(8), workspace.layers, workspace.settings)
+    result = analyse(workspace.model, workspace.images.batches(8), workspace.layers, workspace.settings)
     saved = open_report(write_report(tmp_path / "rep", workspace, result, formats=("json", "csv")))
     session, record = open_session(saved), Recorder()
     assert not session.live
@@ -160,6 +160,102 @@ def test_a_callback_that_raises_on_jobended_still_ends_its_job_and_the_session_g
     assert second.ended.wait(5)
     assert ("second", "second0") in record.events
     scheduler.close()
+
+
+def test_run_to_end_returns_the_final_event_shows_every_other_and_consumes_the_whole_stream():
+    from semiotui.engine.streams import run_to_end
+
+    closed = []
+
+    def stream():
+        try:
+            yield "batch 1"
+            yield "batch 2"
+            yield 42
+        finally:
+            closed.append(True)
+
+    shown = []
+    assert run_to_end(stream(), int, shown.append) == 42
+    assert shown == ["batch 1", "batch 2"] and closed == [True]
+    with pytest.raises(AssertionError, match="the stream ended without int"):
+        run_to_end(iter(["batch 1"]), int)
+
+
+def test_job_events_brings_a_jobs_events_to_the_callers_thread_and_raises_its_failure_once_it_ended():
+    from semiotui.engine.session import job_events
+    from semiotui.engine.streams import run_to_end
+
+    scheduler = Scheduler()
+    submit = lambda post, steps: scheduler.submit("job", steps, post)  # noqa: E731 (a Session method's shape)
+    threads = []
+
+    def counted(job):
+        yield 1
+        yield 2
+        yield "done"
+
+    assert run_to_end(job_events(submit, counted), str, lambda e: threads.append(threading.current_thread())) == "done"
+    assert threads == [threading.current_thread()] * 2
+    mine = threading.Event()  # the caller's, as Ctrl-C sets it: a job that ended leaves it alone
+    submit_with = lambda post, steps: scheduler.submit("job", steps, post, cancel=mine)  # noqa: E731
+    assert run_to_end(job_events(submit_with, counted), str) == "done" and not mine.is_set()
+    cleaned = threading.Event()
+
+    def broken(job):
+        try:
+            yield "before"
+            raise ValueError("no such layer")
+        finally:
+            cleaned.set()
+
+    events = job_events(submit, broken)
+    assert next(events) == "before"
+    with pytest.raises(ValueError, match="no such layer"):
+        next(events)
+    assert cleaned.is_set()  # the job ended (its generator closed) before its error reached the caller
+    scheduler.close()
+
+
+def test_leaving_job_events_early_drops_the_job():
+    from semiotui.engine.session import job_events
+
+    scheduler = Scheduler()
+    jobs = []
+
+    def submit(post, steps):
+        jobs.append(scheduler.submit("endless", steps, post))
+        return jobs[-1]
+
+    def endless(job):
+        while True:
+            yield "tick"
+
+    events = job_events(submit, endless)
+    assert next(events) == "tick"
+    events.close()  # as a second Ctrl-C leaves the loop
+    assert jobs[0].ended.wait(5) and jobs[0].aborted
+    scheduler.close()
+
+
+def test_the_control_is_a_job_of_its_own_that_says_what_it_runs_on_and_attaches_its_result():
+    from helpers import demo_workspace
+
+    from semiotui.engine import ControlFinished, ControlProgress, ControlSettings, Finished
+    from semiotui.engine.session import Preparing, job_events
+    from semiotui.engine.streams import run_to_end
+
+    workspace = demo_workspace(6, batch_size=6, control=ControlSettings(draws=2, images=64))
+    with open_session(workspace) as session:
+        analysed = list(job_events(session.analyse, workspace.settings, workspace.layers, keep_maps=0, control=False))
+        assert type(analysed[-1]) is Finished  # no control after the analysis
+        result = analysed[-1].result
+        shown = []
+        finished = run_to_end(job_events(session.control, result), ControlFinished, shown.append)
+    assert shown[0] == Preparing("control: 2 copies of the model with shuffled weights on 6 images spread across "
+                                 "the classes, one more pass each")  # 6 of the 64 asked for: all there are
+    assert [event.done for event in shown if isinstance(event, ControlProgress)] == [1, 2]
+    assert result.control is finished.control and finished.control.entropy.shape[:2] == (2, 6)
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the bug is raised in its thread

@@ -1,7 +1,9 @@
 """The interface's structure, read from its source (AST): what it imports of the engine, and what a screen reaches.
 
-- The interface talks to the engine through the session (`semiotui.engine.session`) and the façade
-  (`semiotui.engine`), never through `engine.analysis`, `engine.control` or `engine.greedy` directly.
+- The interface and the command line talk to the engine through the session (`semiotui.engine.session`) and
+  the façade (`semiotui.engine`), never through `engine.analysis`, `engine.control` or `engine.greedy` directly.
+- The command line imports PyTorch only once a command runs: `tui/commands.py` (which `cli` imports to build its
+  parsers, the interface's too) imports no module that imports torch at its top level.
 - A screen gets what it needs in its constructor (the run controller, the workspace, callbacks): no class of the
   interface takes a screen in its constructor, and none reads `self.app.<name>` (or `<anything>.app.<name>`)
   except Textual's own App interface below; `self.app` itself is never passed on or kept. The app's attributes
@@ -16,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-TUI = Path(__file__).resolve().parents[1] / "tui"
+ROOT = Path(__file__).resolve().parents[1]
+TUI = ROOT / "tui"
+PACKAGES = {"semiotui.engine": ROOT / "engine", "semiotui.tui": ROOT / "tui"}
 ENGINE_INTERNALS = {"semiotui.engine.analysis", "semiotui.engine.control", "semiotui.engine.greedy"}
-# The command-line front ends, which another change moves onto the session: allowed while they still do.
-IMPORTS_ALLOWED_FOR_NOW = {"commands.py", "prune_command.py"}
 # What a screen or widget may use of `self.app`: Textual's App interface (checked below), nothing of ours.
 APP_INTERFACE = {
     "push_screen", "pop_screen", "switch_screen", "exit", "bell", "notify", "export_screenshot", "call_from_thread",
@@ -102,12 +104,64 @@ def screens_taken(cls: ast.ClassDef, screens: set[str]) -> list[str]:
     return found
 
 
+def module_file(module: str) -> Path | None:
+    """The source file of one of our modules; None for anything else, and for the packages themselves."""
+    for package, folder in PACKAGES.items():
+        if module.startswith(package + "."):
+            path = folder / (module[len(package) + 1:].replace(".", "/") + ".py")
+            return path if path.is_file() else None
+    return None
+
+
+def module_level_imports(path: Path, package: str) -> set[str]:
+    """What importing the module at `path` (in `package`) imports: its top-level imports, not those inside
+    functions or under `if TYPE_CHECKING`; `from x import y` counts x and x.y (y may be a module)."""
+    found: set[str] = set()
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1]) if node.level else ""
+                module = ".".join(part for part in (base, node.module) if part)
+                found.add(module)
+                found.update(f"{module}.{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.If) and "TYPE_CHECKING" not in ast.unparse(node.test):
+                visit(node.body + node.orelse)
+            elif isinstance(node, ast.Try):
+                visit(node.body + [n for h in node.handlers for n in h.body] + node.orelse + node.finalbody)
+
+    visit(ast.parse(path.read_text()).body)
+    return found
+
+
+def imports_torch(module: str, seen: set[str] | None = None) -> bool:
+    """Whether importing `module` imports torch, through the top-level imports of our modules.
+
+    The packages' own `__init__` is not followed: the engine's façade imports what it names on first use.
+    """
+    seen = set() if seen is None else seen
+    if module.split(".")[0] == "torch":
+        return True
+    path = module_file(module)
+    if path is None or module in seen:
+        return False
+    seen.add(module)
+    return any(imports_torch(m, seen) for m in module_level_imports(path, module.rsplit(".", 1)[0]))
+
+
+def torch_at_import(path: Path) -> list[str]:
+    """The modules that the module at `path`, in the interface's package, imports at its top level and that import
+    torch."""
+    return sorted(m for m in module_level_imports(path, "semiotui.tui") if imports_torch(m))
+
+
 def structure_problems(folder: Path) -> list[str]:
     """Every breach of the rules above in the modules of `folder`."""
     problems = []
     for path in sorted(folder.glob("*.py")):
-        if path.name not in IMPORTS_ALLOWED_FOR_NOW:
-            problems += [f"{path.name} imports {m}" for m in engine_internals_imported(ast.parse(path.read_text()))]
+        problems += [f"{path.name} imports {m}" for m in engine_internals_imported(ast.parse(path.read_text()))]
     found = classes(folder)
     screens = screen_classes(found)
     for name, (path, cls) in found.items():
@@ -122,10 +176,20 @@ def test_the_interface_reaches_the_engine_through_the_session_and_the_facade_onl
     assert [p for p in structure_problems(TUI) if " imports " in p] == []
 
 
-def test_a_front_end_is_allowed_its_imports_only_while_it_still_has_them():
-    stale = {name for name in IMPORTS_ALLOWED_FOR_NOW
-             if not engine_internals_imported(ast.parse((TUI / name).read_text()))}
-    assert stale == set(), "they go through the session now: remove them from IMPORTS_ALLOWED_FOR_NOW"
+def test_the_command_line_imports_pytorch_only_once_a_command_runs():
+    assert torch_at_import(TUI / "commands.py") == []
+
+
+def test_the_torch_check_follows_top_level_imports_only(tmp_path):
+    (tmp_path / "m.py").write_text(
+        "from typing import TYPE_CHECKING\nfrom semiotui.engine.errors import InvalidValue\nfrom . import plain\n"
+        "if TYPE_CHECKING:\n    from semiotui.engine.session import Session\n"
+        "def run():\n    from semiotui.engine.analysis import analyse\n")
+    assert torch_at_import(tmp_path / "m.py") == []
+    (tmp_path / "m.py").write_text("from semiotui.engine.streams import run_to_end\nfrom .controller import X\n")
+    assert torch_at_import(tmp_path / "m.py") == ["semiotui.tui.controller"]  # it imports torch itself
+    (tmp_path / "m.py").write_text("from semiotui.engine import AnalysisSettings, opening\n")
+    assert torch_at_import(tmp_path / "m.py") == ["semiotui.engine.opening"]  # a module, not a name of the façade
 
 
 def test_no_screen_reaches_into_another_screen_or_the_apps_attributes():

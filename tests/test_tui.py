@@ -10,7 +10,7 @@ from helpers import demo_workspace, finished, images_done, screen_text, wait_unt
 from rich.console import Console
 from textual.command import CommandList
 
-from semiotui.engine.analysis import analyze
+from semiotui.engine.analysis import analyse
 from semiotui.engine.analysis import BatchDone
 from semiotui.engine.saliency import module_of
 from semiotui.tui.app import SemiotuiApp
@@ -89,7 +89,7 @@ async def test_switching_method_restarts_the_analysis_with_no_stale_rows():
         run = app.controller.run_state
         assert run.settings.method == "layercam" and not run.cancelled
         assert sorted(run.rows) == list(range(16)) and run.done == 16
-    expected = analyze(workspace.model, workspace.images.batches(4), workspace.layers, run.settings)
+    expected = analyse(workspace.model, workspace.images.batches(4), workspace.layers, run.settings)
     np.testing.assert_allclose(np.stack([run.rows[i].entropy for i in range(16)]), expected.entropy, rtol=1e-6)
     np.testing.assert_allclose(run.stats.mean, np.nanmean(expected.entropy, axis=0), rtol=1e-9)
 

@@ -6,7 +6,7 @@ import numpy as np
 from helpers import demo_workspace, finished, wait_until, workers_done
 from textual.widgets import OptionList
 
-from semiotui.engine.analysis import analyze
+from semiotui.engine.analysis import analyse
 from semiotui.engine.explain import largest_steps
 from semiotui.tui.app import SemiotuiApp
 from semiotui.tui.compare import CompareScreen, GroupPlot, MistakeList, Significance
@@ -121,7 +121,7 @@ async def test_maps_beyond_the_kept_images_are_computed_when_shown():
         with_maps = {i for i, row in rows.items() if row.maps is not None}
         assert {0, 1, 3, MISTAKE} <= with_maps <= {0, 1, 2, 3, MISTAKE, 15}  # kept, or shown (2 in passing)
     settings = app.controller.run_state.settings
-    expected = analyze(workspace.model, workspace.images.batches(16), workspace.layers, settings, keep_maps=16)
+    expected = analyse(workspace.model, workspace.images.batches(16), workspace.layers, settings, keep_maps=16)
     for i in (3, MISTAKE):
         for name, thumbnail in rows[i].maps.items():
             np.testing.assert_allclose(thumbnail, expected.images[i].maps[name], rtol=1e-4, atol=1e-6)

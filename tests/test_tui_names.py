@@ -20,7 +20,7 @@ from textual.command import CommandList
 from textual.widgets import DataTable, Input
 from torch import nn
 
-from semiotui.engine import AnalysisSettings, analyze, index_layers
+from semiotui.engine import AnalysisSettings, analyse, index_layers
 from semiotui.engine.data import ImageSource
 from semiotui.engine.reports.write import write_report
 from semiotui.engine.saved import open_report
@@ -170,7 +170,7 @@ async def test_markup_in_layer_and_file_names_is_shown_as_written_in_the_pruning
 
 async def test_a_saved_report_with_markup_names_opens_and_shows_them_as_written(folder):
     workspace = markup_workspace()
-    result = analyze(workspace.model, workspace.images.batches(4), workspace.layers, workspace.settings,
+    result = analyse(workspace.model, workspace.images.batches(4), workspace.layers, workspace.settings,
                      keep_maps=len(IMAGES))
     saved = write_report(folder / "[link=a:b]report", workspace, result, formats=("json", "csv"))
     app = SemiotuiApp(open_report(saved), show_timings=False)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from helpers import demo_workspace, interface_stub, notifications, report_args, wait_until, write_tiny_inputs
 
-from semiotui.engine.analysis import add_maps, analyze
+from semiotui.engine.analysis import add_maps, analyse
 from semiotui.engine.explain import contrast_pair
 from semiotui.engine.reports.write import write_report
 from semiotui.engine.saved import open_report
@@ -35,7 +35,7 @@ MISTAKE = 7  # arrow_0007, predicted square
 def copied_report(tmp_path_factory) -> str:
     """A report of the demo, written on "the server" and copied to another folder, as if to a laptop."""
     workspace = demo_workspace(IMAGES, batch_size=8)
-    result = analyze(workspace.model, workspace.images.batches(8), workspace.layers, workspace.settings,
+    result = analyse(workspace.model, workspace.images.batches(8), workspace.layers, workspace.settings,
                      keep_maps=KEPT)
     add_maps(workspace.model, workspace.images, workspace.layers, result, contrast_pair(result))
     server = tmp_path_factory.mktemp("server") / "report"

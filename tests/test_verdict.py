@@ -7,7 +7,7 @@ import torch
 from scipy import stats as scipy_stats
 from torch import nn
 
-from semiotui.engine.analysis import AnalysisResult, AnalysisSettings, ImageResult, analyze
+from semiotui.engine.analysis import AnalysisResult, AnalysisSettings, ImageResult, analyse
 from semiotui.engine.control import ControlSettings, control_analysis, control_rows, match_moments, shuffle_weights
 from semiotui.engine.entropy import measure_maps, spatial_entropy
 from semiotui.engine.superization import format_p, holm, summary, superization, wilcoxon_greater
@@ -144,7 +144,7 @@ def test_model_and_control_are_compared_on_the_same_images():
     model = _Tiny().eval()
     x = torch.randn(90, 3, 12, 12)
     y = torch.tensor([0] * 30 + [1] * 30 + [2] * 30)
-    result = analyze(model, [(x, y)], ["conv1", "conv2", "pool"], AnalysisSettings(device="cpu", batch_size=32))
+    result = analyse(model, [(x, y)], ["conv1", "conv2", "pool"], AnalysisSettings(device="cpu", batch_size=32))
     result.control = control_analysis(model, [(x[:40], y[:40]), (x[40:], y[40:])], result,
                                       ControlSettings(draws=4, images=30))
     control = result.control
@@ -268,7 +268,7 @@ def test_a_claim_by_a_model_no_better_than_chance_is_said_to_prove_nothing_of_th
     from semiotui.engine.reports.data import report_warnings
 
     ws = demo_workspace(40)
-    result = analyze(ws.model, ws.images.batches(20), ws.layers, ws.settings)
+    result = analyse(ws.model, ws.images.batches(20), ws.layers, ws.settings)
     rng = np.random.default_rng(0)
     n, width = 40, len(result.layers)
     model = np.tile(np.linspace(0, -2, width), (n, 1)) + rng.normal(0, 0.05, (n, width))

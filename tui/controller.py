@@ -169,17 +169,14 @@ class RunController:
         The job waits for the explorer's analysis to end (the session runs them in turn): `PruneWaiting` says so.
         """
         workspace = self.workspace
-        layer, ended = "", False
+        ended = False
 
         def receive(job: Job, event: object) -> None:
-            nonlocal layer, ended
-            if isinstance(event, Preparing):
+            nonlocal ended
+            if isinstance(event, (Preparing, Working)):
                 post(PrunePhase(event.text))
             elif isinstance(event, Trying):
-                layer = event.layer
                 post(PruneTrying(event.layer, event.step))
-            elif isinstance(event, Working):
-                post(PrunePhase(f"step {event.step}: {layer}, {event.what}"))
             elif isinstance(event, StepDone):
                 post(PruneStep(event.step, event.log.original))
             elif isinstance(event, PruneFinished):

@@ -1,16 +1,17 @@
-"""`semiotui prune`: greedy pruning from the command line, with progress and a safe Ctrl-C."""
+"""`semiotui prune`: greedy pruning on the engine's session, from the command line, with progress and a safe Ctrl-C."""
 
 from __future__ import annotations
 
 import argparse
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
-from semiotui.engine.greedy import (PruneEvent, PruneFinished, PruneSettings, StepDone, Trying, Working, greedy_prune,
-                                   scored_by)
+from semiotui.engine import PruneFinished, PruneSettings, StepDone, Trying, Working, scored_by
 from semiotui.engine.names import readable
 from semiotui.engine.pruning import check_output, conv_layers, prune_splits, save_pruned
+from semiotui.engine.session import Session, job_events, open_session
+from semiotui.engine.streams import run_to_end
+from semiotui.engine.workspace import ImageSet
 
 from .interrupts import Interrupts
 from . import plain
@@ -39,9 +40,8 @@ def prune(args: argparse.Namespace) -> int:
         f"{' (no labels: agreement with the original model)' if measure == 'agreement' else ''}; "
         "Ctrl-C stops after the current step")
     cancel = threading.Event()
-    with Interrupts(cancel) as interrupts:
-        events = greedy_prune(workspace.model, train, held_out, layers, settings, workspace.settings, cancel=cancel)
-        finished = _follow(events, settings, cancel)
+    with Interrupts(cancel) as interrupts, open_session(workspace) as session:
+        finished = _prune_with_progress(session, (train, held_out, layers), settings, cancel)
     save_pruned(finished.model, finished.log, workspace, out)
     for warning in finished.log.warnings:
         say(f"semiotui: warning: {flags_in(warning)}", always=True)
@@ -52,8 +52,10 @@ def prune(args: argparse.Namespace) -> int:
     return interrupts.status  # 130 or 143 once stopped by a signal, what was done saved all the same
 
 
-def _follow(events: Iterator[PruneEvent], settings: PruneSettings, cancel: threading.Event) -> PruneFinished:
-    """Show the run on stderr: a line per step, and on a terminal a Rich bar toward the target with what runs now."""
+def _prune_with_progress(session: Session, prepared: tuple[ImageSet, ImageSet, list[str]], settings: PruneSettings,
+                         cancel: threading.Event) -> PruneFinished:
+    """Prune on the session, showing the run on stderr: a line per step, and on a terminal a Rich bar toward the
+    target with what runs now. `prepared`: the training and held-out images, and the layers."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -66,35 +68,24 @@ def _follow(events: Iterator[PruneEvent], settings: PruneSettings, cancel: threa
                    disable=plain.quiet() or not console.is_terminal)
     # The bar fills as the model shrinks from its size to the target (or pulses with no target).
     task = bar.add_task("measuring the original model", total=None if target is None else 1 - target, size="")
-    layer = ""
     stopping = False
+
+    def show(event: object) -> None:
+        nonlocal stopping
+        if cancel.is_set() and not stopping:
+            stopping = True
+            say("semiotui: stopping after the current step (Ctrl-C again to abort without saving)")
+        if isinstance(event, (Trying, Working)):
+            bar.update(task, description=readable(event.text))
+            if isinstance(event, Trying) and not console.is_terminal:
+                say(event.text)
+        elif isinstance(event, StepDone):
+            say(event.text)
+            kept = next((s for s in reversed(event.log.steps) if s.accepted), None)
+            if kept is not None:
+                left = getattr(kept, measure) / getattr(event.log.original, measure)
+                bar.update(task, completed=1 - left, size=f"{measure} {left:.1%} · accuracy {kept.accuracy:.1%}")
+
     with bar:
-        for event in events:
-            if cancel.is_set() and not stopping:
-                stopping = True
-                say("semiotui: stopping after the current step (Ctrl-C again to abort without saving)")
-            if isinstance(event, Trying):
-                layer = event.layer
-                bar.update(task, description=readable(f"step {event.step}: {layer}"))
-                if not console.is_terminal:
-                    say(f"step {event.step}: trying {layer}")
-            elif isinstance(event, Working):
-                bar.update(task, description=readable(f"step {event.step}: {layer}, {event.what}"))
-            elif isinstance(event, StepDone):
-                _print_step(event)
-                kept = next((s for s in reversed(event.log.steps) if s.accepted), None)
-                if kept is not None:
-                    original = event.log.original
-                    left = getattr(kept, measure) / getattr(original, measure)
-                    bar.update(task, completed=1 - left,
-                               size=f"{measure} {left:.1%} · accuracy {kept.accuracy:.1%}")
-            elif isinstance(event, PruneFinished):
-                return event
-    raise RuntimeError("the pruning ended without a result")  # greedy_prune always finishes with one
-
-
-def _print_step(event: StepDone) -> None:
-    s, original = event.step, event.log.original
-    verdict = "accepted" if s.accepted else "rolled back; layer saturated"
-    say(f"step {s.index}: {s.layer} -{s.channels_removed} channels ({s.channels_left} left), parameters "
-        f"{s.parameters / original.parameters:.1%}, accuracy {s.accuracy:.1%} ({verdict})")
+        events = job_events(session.prune, lambda: prepared, settings, session.workspace.settings, cancel=cancel)
+        return run_to_end(events, PruneFinished, show)
