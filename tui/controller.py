@@ -176,7 +176,7 @@ class RunController:
             if isinstance(event, (Preparing, Working)):
                 post(PrunePhase(event.text))
             elif isinstance(event, Trying):
-                post(PruneTrying(event.layer, event.step))
+                post(PruneTrying(event.text))
             elif isinstance(event, StepDone):
                 post(PruneStep(event.step, event.log.original))
             elif isinstance(event, PruneFinished):

@@ -67,10 +67,9 @@ class PrunePhase(Message):
 
 @dataclass
 class PruneTrying(Message):
-    """Step `step` tries to cut `layer`."""
+    """A step tries to cut a layer: "step N: trying LAYER" (the engine's words)."""
 
-    layer: str
-    step: int
+    text: str
 
 
 @dataclass

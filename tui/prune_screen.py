@@ -381,7 +381,7 @@ class PruneScreen(Screen[None]):
 
     def on_prune_trying(self, message: PruneTrying) -> None:
         if not self.job.cancel.is_set():
-            self._activity = f"step {message.step}: trying {message.layer}"
+            self._activity = message.text
         self._dirty = True
 
     def on_prune_step(self, message: PruneStep) -> None:
