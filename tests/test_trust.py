@@ -16,7 +16,7 @@ from torch import nn
 from semiotui.engine.demo import demo_samples
 from semiotui.tui.cli import main
 
-pytestmark = pytest.mark.slow  # random networks as large as vgg11 and resnet18, each with its control
+pytestmark = pytest.mark.slow  # random resnet18 and vgg11-shaped networks, each with its control
 
 IMAGES = 30
 
