@@ -119,6 +119,7 @@ runpy.run_module("semiotui", run_name="__main__")
 @pytest.mark.parametrize("ctrl_c", ["raised", "turned into an ImportError"])
 @pytest.mark.parametrize("arguments", [["model.pt"], ["report", "model.pt", "--images", "images", "-o", "out"]],
                          ids=["interface", "report"])
+@pytest.mark.slow  # fresh interpreters importing PyTorch
 def test_ctrl_c_while_pytorch_imports_exits_130_with_one_line(arguments, ctrl_c, tmp_path):
     run = subprocess.run([sys.executable, "-c", CTRL_C_AS_TORCH_IMPORTS, ctrl_c, *arguments], capture_output=True,
                          text=True, cwd=tmp_path, timeout=120)

@@ -29,6 +29,7 @@ def test_the_readme_library_example_runs_and_states_its_finding(capsys):
     assert "shuffled weights" in printed and "over the 24 of 24 images" in printed
 
 
+@pytest.mark.slow  # prunes, with fine-tuning
 def test_the_readme_goes_from_a_model_file_and_images_to_a_report_and_a_pruned_model(tmp_path, monkeypatch):
     export_demo(tmp_path / "demo", count=40)
     monkeypatch.chdir(tmp_path)

@@ -378,6 +378,7 @@ async def test_v_shows_the_map_alone_then_the_image_alone_and_the_colour_scale_s
         assert pixels.shape == (8, 8, 3)
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_the_statistics_library_is_imported_off_the_interface_thread_at_start_up():
     # Imported by the first superization test on the interface's thread, scipy.stats froze the screen
     # for about 2 s (benchmarks/responsiveness.py measures the stall); the app starts importing it aside.

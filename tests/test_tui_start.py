@@ -52,6 +52,7 @@ print(json.dumps(seen))
 """
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_the_first_frame_is_painted_before_pytorch_is_imported_and_the_explorer_follows():
     done = subprocess.run([sys.executable, "-c", FIRST_FRAME], cwd=TESTS, capture_output=True, text=True,
                           timeout=180)
