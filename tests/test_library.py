@@ -4,6 +4,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 import torch
 
 from semiotui.engine.demo import demo_samples, export_demo, load_demo_model, preprocess
