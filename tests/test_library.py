@@ -17,6 +17,7 @@ def library_examples() -> list[str]:
     return re.findall(r"```python\n(.*?)```", section, re.S)
 
 
+@pytest.mark.slow  # runs the control
 def test_the_readme_library_example_runs_and_states_its_finding(capsys):
     model = load_demo_model()
     images = torch.stack([preprocess(image) for image, _ in demo_samples("val", 24)])

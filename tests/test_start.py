@@ -83,7 +83,7 @@ def test_every_facade_name_is_its_modules_and_importing_the_package_imports_no_p
 
 
 def test_a_facade_name_shared_with_a_submodule_stays_the_facades_once_the_submodule_is_imported():
-    code = ("import semiotui.engine.analysis, semiotui.engine.superization\n"  # imports the module `superization`
+    code = ("import semiotui.engine.superization\n"  # the module: its package's attribute `superization` is set
             "from semiotui.engine import superization\n"
             "print(superization.__module__, callable(superization))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

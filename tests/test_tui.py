@@ -141,6 +141,7 @@ async def test_q_asks_before_quitting_while_the_analysis_runs():
     assert app.controller.job.aborted and app.controller.job.ended.wait(10)
 
 
+@pytest.mark.slow  # runs the control
 async def test_q_asks_while_the_control_runs_and_quitting_says_it_stops_the_control():
     from semiotui.engine.control import ControlSettings
 
@@ -307,6 +308,7 @@ async def test_tab_moves_between_the_panes():
         await wait_until(pilot, finished(app))
 
 
+@pytest.mark.slow  # runs the control
 async def test_the_control_runs_after_the_analysis_and_its_verdict_and_curve_follow():
     from semiotui.engine.control import ControlSettings
     from semiotui.tui.curve import EntropyCurve
