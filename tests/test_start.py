@@ -97,3 +97,10 @@ def test_the_wheel_holds_the_method_description(tmp_path):
     (wheel,) = tmp_path.glob("semiotui-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         assert archive.read("semiotui/docs/METHOD.md") == semiotui.METHOD.read_bytes()
+
+
+def test_every_command_runs_a_function_of_commands():
+    from semiotui.tui import commands
+
+    assert set(cli.RUNS) == {None, *cli.COMMANDS}
+    assert all(callable(getattr(commands, name, None)) for name in cli.RUNS.values())
