@@ -1,5 +1,5 @@
 """How often the superization verdict is right: false positives on networks that aggregate nothing, power on ones
-that do (engine/calibration.py; docs/METHOD.md §3.5).
+that do (engine/calibration.py; semiotui/docs/METHOD.md §3.5).
 
 For each seed: a small CNN trained where a 7x7 glyph in clutter decides the
 label (positive), the same architecture untrained, trained on random labels,
@@ -96,7 +96,7 @@ def main() -> None:
 
 
 def ablations(runs, settings: CalibrationSettings) -> None:
-    """The same runs read by weaker verdicts: what each part of the verdict (docs/METHOD.md §3.4) is for."""
+    """The same runs read by weaker verdicts: what each part of the verdict (semiotui/docs/METHOD.md §3.4) is for."""
     variants = {
         "the verdict": lambda sup: bool(sup.claimed),
         "without test 3 (the level)": lambda sup: any(

@@ -35,7 +35,7 @@ from semiotui.engine.saliency import compute_saliency
 
 
 def numpy_aura_entropy(m: np.ndarray, levels: int = 256) -> float:
-    """docs/METHOD.md §2 for one map, written independently of the engine."""
+    """semiotui/docs/METHOD.md §2 for one map, written independently of the engine."""
     lo, hi = m.min(), m.max()
     if hi - lo <= 1e-12 * max(1.0, abs(hi)):
         return 0.0

@@ -39,9 +39,9 @@ class AnalysisSettings:
     """Everything that changes the numbers of an analysis."""
 
     method: str = "gradcam"
-    estimator: str = "arrangement"  # the paper's aura entropy less its pixels' in random orders (docs/METHOD.md §2.1)
+    estimator: str = "arrangement"  # the paper's aura entropy less its pixels' in random orders (semiotui/docs/METHOD.md §2.1)
     levels: int = 256
-    upsample: bool = True  # measure at the input resolution (docs/METHOD.md §1); False: native
+    upsample: bool = True  # measure at the input resolution (semiotui/docs/METHOD.md §1); False: native
     normalized: bool = False
     target: TargetSetting = "predicted"
     batch_size: int = 32

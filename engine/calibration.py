@@ -1,4 +1,5 @@
-"""Networks whose answer is known without semiotui, and how often the verdict gets it right (docs/METHOD.md §3.5).
+"""Networks whose answer is known without semiotui, and how often the verdict gets it right
+(semiotui/docs/METHOD.md §3.5).
 
 The verdict is calibrated the way a test is: on *positive* networks, trained
 where the label depends only on a small object in clutter, so their deep

@@ -82,7 +82,7 @@ class ModelComparison:
 
 
 def _finding(s: Superization) -> str:
-    """Where one model's aggregation happens (docs/METHOD.md §3.4), in a few words."""
+    """Where one model's aggregation happens (semiotui/docs/METHOD.md §3.4), in a few words."""
     best = s.finding
     if best is None:
         return "none"

@@ -4,7 +4,7 @@ A drop of entropy is not evidence of aggregation by itself: a network with
 random weights drops too, at every stride and pooling, from resolution and
 architecture alone. The control is the model-randomisation test of Adebayo et
 al. ("Sanity Checks for Saliency Maps", NeurIPS 2018), in the form chosen here
-(**choice**, docs/METHOD.md §3.3): each weight tensor (two or more dimensions)
+(**choice**, semiotui/docs/METHOD.md §3.3): each weight tensor (two or more dimensions)
 is shuffled within each output unit (a filter, a row of a linear layer),
 seeded, so every unit keeps its learned scale and sign balance while the
 learned pattern is gone. Shuffling alone leaves the network broken: a unit's
@@ -49,10 +49,10 @@ NULLS = ("matched", "batchnorm", "shuffled", "wiring")
 class ControlSettings:
     """How many control networks, on how many images, from which seed."""
 
-    draws: int = 8  # docs/METHOD.md §3.3: the calibration's false-positive rate and power at 8
+    draws: int = 8  # semiotui/docs/METHOD.md §3.3: the calibration's false-positive rate and power at 8
     images: int = 64
     seed: int = 0
-    # How a shuffled copy is made to work (docs/METHOD.md §3.3): "matched" (each unit's output mean and spread
+    # How a shuffled copy is made to work (semiotui/docs/METHOD.md §3.3): "matched" (each unit's output mean and spread
     # matched to the model's), or, for comparison only, "batchnorm" (batch norm statistics re-estimated) and
     # "shuffled" (nothing: the copy as shuffled).
     null: str = "matched"
@@ -192,7 +192,7 @@ def reestimate_batchnorm(copy_: nn.Module, images: torch.Tensor) -> None:
     """Replace every batch norm's running statistics by those of its input on `images` (a null kept for comparison).
 
     Right for a trained model's copy; wrong for a model whose statistics were never fitted (an untrained one),
-    whose copies it normalises where the model does not (docs/METHOD.md §3.3).
+    whose copies it normalises where the model does not (semiotui/docs/METHOD.md §3.3).
     """
     norms = [m for m in copy_.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     modes = [(m, m.training) for m in copy_.modules()]

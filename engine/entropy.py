@@ -1,4 +1,4 @@
-"""Spatial entropy of saliency maps (docs/METHOD.md §2), batched on the maps' own device."""
+"""Spatial entropy of saliency maps (semiotui/docs/METHOD.md §2), batched on the maps' own device."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from .saliency import upsample_map
 Estimator = Literal["arrangement", "aura", "histogram", "location"]
 ESTIMATORS: tuple[str, ...] = ("arrangement", "aura", "histogram", "location")
 
-# The arrangement estimator compares a map with its own pixels in this many random orders (docs/METHOD.md §2.1).
+# The arrangement estimator compares a map with its own pixels in this many random orders
+# (semiotui/docs/METHOD.md §2.1).
 PERMUTATIONS = 4
 # A map with fewer pixels above its lowest grey level than this holds no arrangement: it counts as empty.
 MIN_SUPPORT = 2
@@ -53,7 +54,7 @@ def spatial_entropy(
 
     `aura` (default here: the paper's estimator) is the entropy of the
     4-neighbour grey-level co-occurrence (aura) matrix; `arrangement` the aura
-    entropy less that of the same pixels in random orders (docs/METHOD.md
+    entropy less that of the same pixels in random orders (semiotui/docs/METHOD.md
     §2.1); `histogram` the Shannon entropy of the grey levels; `location` the
     entropy of `|S| / sum|S|` over pixel positions. `size`: measure the maps
     bilinearly upsampled to this `(H, W)`. Returns shape `()` or `(B,)`.
@@ -80,7 +81,7 @@ def measure_maps(
     holds no arrangement: constant (all zero after Grad-CAM's ReLU, say), or
     with fewer than `MIN_SUPPORT` pixels above its lowest grey level (a single
     speck), judged at the native resolution. The estimators give a constant map
-    0 bits (docs/METHOD.md §2).
+    0 bits (semiotui/docs/METHOD.md §2).
 
     On the CPU the maps are measured a few at a time, so each one's counts stay
     in cache, on as many threads as torch uses (counting is single-threaded).

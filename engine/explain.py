@@ -1,4 +1,4 @@
-"""Explaining decisions with superization (docs/METHOD.md §4): curves per class and per outcome."""
+"""Explaining decisions with superization (semiotui/docs/METHOD.md §4): curves per class and per outcome."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Which measured layer feeds which, and the main path the superization steps follow (docs/METHOD.md §3).
+"""Which measured layer feeds which, and the main path the superization steps follow (semiotui/docs/METHOD.md §3).
 
 A step compares a layer with the layer whose output it consumes, never two
 parallel branches (a residual branch against its shortcut). The inputs of each

@@ -1,4 +1,4 @@
-"""Semiotic greedy pruning (docs/METHOD.md §5): remove the channels that contribute least as signs.
+"""Semiotic greedy pruning (semiotui/docs/METHOD.md §5): remove the channels that contribute least as signs.
 
 Each step analyses the current model on a calibration set, tries the layers in
 increasing order of their superization step (the layer that aggregates least is

@@ -1,4 +1,4 @@
-"""Saliency maps of many layers from one forward and one backward pass (docs/METHOD.md §1)."""
+"""Saliency maps of many layers from one forward and one backward pass (semiotui/docs/METHOD.md §1)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ class SaliencyMethod:
     gradients: bool = True  # False: `g` is None, and no backward pass is run
 
 
-# Every saliency method, named once (docs/METHOD.md §1).
+# Every saliency method, named once (semiotui/docs/METHOD.md §1).
 SALIENCY_METHODS: dict[str, SaliencyMethod] = {
     "gradcam": SaliencyMethod(_gradcam),
     "layercam": SaliencyMethod(lambda a, g: (torch.relu(g) * a).sum(dim=1)),

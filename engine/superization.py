@@ -1,4 +1,5 @@
-"""Superization (docs/METHOD.md §3): the entropy curve across layers, its drops, and which drops are superization.
+"""Superization (semiotui/docs/METHOD.md §3): the entropy curve across layers, its drops, and which drops are
+superization.
 
 A step is the drop of entropy from a layer to the layer that consumes its
 output along the main path (`engine.flow`); a span is the drop from a layer to

@@ -189,6 +189,7 @@ def command_runs(inputs) -> tuple[dict[str, tuple[int, str]], dict[str, bytes | 
 
 @pytest.mark.parametrize("case", ["missing path", "a full pickle without --trust",
                                   "a state dict saved with pickle protocol 5"])  # torch warns of protocol 5
+@pytest.mark.slow  # the command in subprocesses
 def test_the_real_command_fails_before_the_interface_opens(case, command_runs, inputs):
     results, before = command_runs
     status, err = results[case]

@@ -4,6 +4,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 import torch
 
 from semiotui.engine.demo import demo_samples, export_demo, load_demo_model, preprocess
@@ -16,6 +17,7 @@ def library_examples() -> list[str]:
     return re.findall(r"```python\n(.*?)```", section, re.S)
 
 
+@pytest.mark.slow  # runs the control
 def test_the_readme_library_example_runs_and_states_its_finding(capsys):
     model = load_demo_model()
     images = torch.stack([preprocess(image) for image, _ in demo_samples("val", 24)])
@@ -29,6 +31,7 @@ def test_the_readme_library_example_runs_and_states_its_finding(capsys):
     assert "shuffled weights" in printed and "over the 24 of 24 images" in printed
 
 
+@pytest.mark.slow  # prunes, with fine-tuning
 def test_the_readme_goes_from_a_model_file_and_images_to_a_report_and_a_pruned_model(tmp_path, monkeypatch):
     export_demo(tmp_path / "demo", count=40)
     monkeypatch.chdir(tmp_path)

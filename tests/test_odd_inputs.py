@@ -33,6 +33,7 @@ def inputs(tmp_path) -> Path:
     return write_tiny_inputs(tmp_path, images=6, size=16, classes=2)
 
 
+@pytest.mark.slow  # the command in a subprocess
 def test_a_fifo_as_the_model_is_refused_at_once(inputs, tmp_path):
     fifo = tmp_path / "model.pt"
     os.mkfifo(fifo)

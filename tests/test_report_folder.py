@@ -117,6 +117,7 @@ def test_a_folder_made_during_the_analysis_is_never_replaced(inputs, tmp_path, c
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "inputs", "report", "work"]
 
 
+@pytest.mark.slow  # two commands in subprocesses
 def test_two_reports_into_one_folder_never_both_write_it(inputs, tmp_path):
     out = tmp_path / "report"
     runs = [subprocess.Popen([sys.executable, "-m", "semiotui", *report_args(inputs, out, "--force", arch="SlowNet")],
@@ -130,6 +131,7 @@ def test_two_reports_into_one_folder_never_both_write_it(inputs, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "inputs", "report", "work"]
 
 
+@pytest.mark.slow  # a command in a subprocess
 @pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_an_interrupted_report_is_written_partial_and_exits_128_plus_the_signal(sent, inputs, tmp_path):
     out = tmp_path / "report"
@@ -171,6 +173,7 @@ def test_a_model_that_fails_on_its_third_batch_names_the_batch_and_its_images_an
     assert tree(inputs) == before
 
 
+@pytest.mark.slow  # a command in a subprocess
 def test_ctrl_c_during_the_control_writes_the_report_with_the_networks_done(inputs, tmp_path):
     out = tmp_path / "report"
     arguments = [a for a in report_args(inputs, out, "--control-draws", "6", "--control-images", "4", arch="SlowNet")
@@ -198,6 +201,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow  # a command in a subprocess
 def test_the_next_run_removes_what_a_killed_run_left_beside_the_report(inputs, tmp_path, capsys):
     out = tmp_path / "report"
     killed = subprocess.run([sys.executable, "-c", KILLED_WHILE_WRITING, *report_args(inputs, out)],

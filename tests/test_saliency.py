@@ -23,7 +23,8 @@ def _torchvision(arch: str) -> nn.Module:
     return model
 
 
-@pytest.mark.parametrize("arch", ["vgg11", *(pytest.param(a, marks=pytest.mark.slow) for a in ("resnet18", "mobilenet_v2"))])
+@pytest.mark.parametrize("arch", [pytest.param(a, marks=pytest.mark.slow)  # torchvision networks: seconds each
+                                  for a in ("vgg11", "resnet18", "mobilenet_v2")])
 def test_gradcam_of_every_conv_equals_captum_layergradcam(arch):
     model = _torchvision(arch)
     x = torch.randn(2, 3, 64, 64)

@@ -141,6 +141,7 @@ async def test_q_asks_before_quitting_while_the_analysis_runs():
     assert app.controller.job.aborted and app.controller.job.ended.wait(10)
 
 
+@pytest.mark.slow  # runs the control
 async def test_q_asks_while_the_control_runs_and_quitting_says_it_stops_the_control():
     from semiotui.engine.control import ControlSettings
 
@@ -307,6 +308,7 @@ async def test_tab_moves_between_the_panes():
         await wait_until(pilot, finished(app))
 
 
+@pytest.mark.slow  # runs the control
 async def test_the_control_runs_after_the_analysis_and_its_verdict_and_curve_follow():
     from semiotui.engine.control import ControlSettings
     from semiotui.tui.curve import EntropyCurve
@@ -378,6 +380,7 @@ async def test_v_shows_the_map_alone_then_the_image_alone_and_the_colour_scale_s
         assert pixels.shape == (8, 8, 3)
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_the_statistics_library_is_imported_off_the_interface_thread_at_start_up():
     # Imported by the first superization test on the interface's thread, scipy.stats froze the screen
     # for about 2 s (benchmarks/responsiveness.py measures the stall); the app starts importing it aside.

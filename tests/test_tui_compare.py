@@ -1,4 +1,5 @@
-"""The compare view (docs/METHOD.md §4) in the live explorer, and maps computed for images the analysis did not keep."""
+"""The compare view (semiotui/docs/METHOD.md §4) in the live explorer, and maps computed for images the analysis
+did not keep."""
 
 from __future__ import annotations
 

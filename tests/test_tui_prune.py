@@ -23,6 +23,7 @@ def _small_demo_splits(monkeypatch) -> None:
     monkeypatch.setattr(demo, "VAL_IMAGES", 8)
 
 
+@pytest.mark.slow  # prunes, with fine-tuning
 async def test_start_shows_steps_live_stop_ends_after_the_step_and_save_writes_a_loadable_model(tmp_path):
     app = SemiotuiApp(demo_workspace(4), show_timings=False)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -121,6 +122,7 @@ async def test_the_palette_opens_it_and_bad_settings_are_named_without_starting(
         assert not screen.running and screen.job is None
 
 
+@pytest.mark.slow  # prunes, then analyses both models
 async def test_the_pruned_model_is_compared_with_the_original_side_by_side():
     from semiotui.tui.curve import BackgroundPlot
     from semiotui.tui.models_screen import ModelsScreen
@@ -179,6 +181,7 @@ async def test_the_palette_offers_the_screens_actions_from_a_field():
         assert "compare needs a pruned model" in str(screen.query_one("#prune-status").render())
 
 
+@pytest.mark.slow  # prunes
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)])
 async def test_the_save_bar_shows_the_whole_file_name(size):
     app = SemiotuiApp(demo_workspace(4), show_timings=False)

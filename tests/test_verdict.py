@@ -1,5 +1,5 @@
-"""The superization verdict's guards (docs/METHOD.md §3): content-free maps, empty maps, the control's images and
-networks, zero differences, and how p-values are shown."""
+"""The superization verdict's guards (semiotui/docs/METHOD.md §3): content-free maps, empty maps, the control's
+images and networks, zero differences, and how p-values are shown."""
 
 import numpy as np
 import pytest

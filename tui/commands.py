@@ -25,69 +25,6 @@ if TYPE_CHECKING:
     from semiotui.engine.session import Session
 
 
-QUIET_HELP = "print only errors and warnings: no progress, no summary (for scripts)"
-
-
-def configure(command: str | None, parser: argparse.ArgumentParser) -> None:
-    """Add the command's own options and the function that runs it."""
-    if command is None:
-        parser.set_defaults(run=run_interface)
-    elif command == "report":
-        from semiotui.engine.reports import DEFAULT_MAPS, FORMATS
-
-        parser.add_argument("-o", "--out", metavar="DIR", required=True, help="report folder to create")
-        parser.add_argument("--force", action="store_true", help="replace DIR if it already holds a report")
-        parser.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS),
-                            help="files to write (default: all)")
-        parser.add_argument("--maps", type=int, default=DEFAULT_MAPS, metavar="N",
-                            help=f"images whose maps are drawn in the report, chosen across the classes and "
-                            f"both outcomes (default {DEFAULT_MAPS})")
-        parser.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
-        parser.set_defaults(run=run_report)
-    elif command == "prune":
-        from semiotui.engine import CRITERIA
-
-        parser.add_argument("-o", "--out", metavar="OUT.pt", required=True,
-                            help="where to save the pruned model (a full module); its log goes to OUT.json")
-        parser.add_argument("--force", action="store_true", help="replace OUT.pt and OUT.json if they exist")
-        parser.add_argument("--criterion", choices=CRITERIA, default="semiotic",
-                            help="channel importance: semiotic (docs/METHOD.md §5, default) or the l1 baseline")
-        parser.add_argument("--target-params", type=float, metavar="F",
-                            help="stop once the model has at most F of the original parameters (e.g. 0.5)")
-        parser.add_argument("--target-macs", type=float, metavar="F", help="stop at F of the original MACs")
-        parser.add_argument("--tolerance", type=float, default=0.02,
-                            help="largest accuracy drop from the original allowed (default 0.02)")
-        parser.add_argument("--max-steps", type=int, metavar="N", help="stop after N accepted moves")
-        parser.add_argument("--fraction", type=float, default=0.1,
-                            help="fraction of a layer's channels removed per move (default 0.1)")
-        parser.add_argument("--finetune-batches", type=int, default=20, metavar="N",
-                            help="batches of fine-tuning after each move (default 20; 0: none)")
-        parser.add_argument("--holdout", type=float, default=0.5, metavar="F",
-                            help="fraction of the images kept aside to measure accuracy (default 0.5; "
-                            "the demo has its own training split)")
-        parser.add_argument("--layers", nargs="+", metavar="NAME",
-                            help="conv layers to measure and prune: names or globs (default: all convs)")
-        parser.add_argument("--batch-size", type=int, default=32, help="images per batch")
-        parser.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
-        parser.set_defaults(run=run_prune)
-    elif command == "compare":
-        parser.add_argument("a", metavar="A", help="a model file (the options below apply to both), 'demo' for "
-                            "the bundled model, or a report folder")
-        parser.add_argument("b", metavar="B", help="the other model file, or report folder")
-        parser.add_argument("-o", "--out", metavar="DIR", required=True, help="comparison report folder to create")
-        parser.add_argument("--force", action="store_true", help="replace DIR if it already holds a report; "
-                            "compare two analyses made with different settings (they are named first)")
-        parser.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
-        parser.set_defaults(run=run_compare)
-    elif command == "open":
-        parser.add_argument("directory", metavar="DIR", help="a report folder written by semiotui report")
-        parser.set_defaults(run=run_open)
-    elif command == "demo":
-        parser.add_argument("--export", metavar="DIR", required=True,
-                            help="write the demo's validation images, model and preprocessing into DIR")
-        parser.set_defaults(run=run_demo)
-
-
 def run_interface(args: argparse.Namespace) -> int:
     from .app import run_app
 

@@ -1,4 +1,5 @@
-"""The compare view (docs/METHOD.md §4): an image against the dataset, the classes, right against wrong, the mistakes."""
+"""The compare view (semiotui/docs/METHOD.md §4): an image against the dataset, the classes, right against wrong,
+the mistakes."""
 
 from __future__ import annotations
 

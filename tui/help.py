@@ -18,7 +18,7 @@ HELP = """\
 **semiotui** shows each layer's saliency map, its **spatial entropy**, and **superization**:
 a drop of entropy from one layer to a deeper one, beyond what copies of the model with shuffled
 weights show, read as signs aggregated into a supersign. Entropy is the *arrangement* entropy by
-default: bits below the same pixels in random orders (0: no structure; docs/METHOD.md §2.1).
+default: bits below the same pixels in random orders (0: no structure; semiotui/docs/METHOD.md §2.1).
 
 ### Keys
 - `j` `k` `↑` `↓`: move in the layer tree; `enter`: open or close a group
@@ -34,7 +34,7 @@ default: bits below the same pixels in random orders (0: no structure; docs/METH
 - `a`: the curve against the control (the model minus its shuffled copies), or the entropy itself
 - `e`: export the analysis as a report folder (HTML, Markdown, JSON, CSV, with a screenshot);
   while the analysis runs, the report covers the images finished so far, marked partial
-- `g`: greedy pruning of a copy of the model (docs/METHOD.md §5): set the options, `s` starts,
+- `g`: greedy pruning of a copy of the model (semiotui/docs/METHOD.md §5): set the options, `s` starts,
   `x` stops after the current step (both also from the number fields); then save the pruned
   model, export its report or compare it with the original (or `ctrl+p`); `esc` back
 - `tab` `shift+tab`: move between panes

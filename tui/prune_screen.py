@@ -1,4 +1,4 @@
-"""The pruning screen: settings, start and stop, and live plots and steps of greedy pruning (docs/METHOD.md §5)."""
+"""The pruning screen: settings, start and stop, and live plots and steps of greedy pruning (semiotui/docs/METHOD.md §5)."""
 
 from __future__ import annotations
 

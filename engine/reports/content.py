@@ -21,10 +21,10 @@ from .png import Tile, map_tiles
 
 ESTIMATOR_TEXT = {
     "arrangement": "arrangement entropy: the aura entropy of each map less the mean aura entropy of its own pixels "
-                   f"in {PERMUTATIONS} random orders at its native resolution (docs/METHOD.md §2.1)",
-    "aura": "the aura (4-neighbour co-occurrence) entropy, the paper's plain estimator (docs/METHOD.md §2)",
-    "histogram": "the Shannon entropy of the grey levels (docs/METHOD.md §2)",
-    "location": "the entropy of the map's mass over pixel positions (docs/METHOD.md §2)",
+                   f"in {PERMUTATIONS} random orders at its native resolution (semiotui/docs/METHOD.md §2.1)",
+    "aura": "the aura (4-neighbour co-occurrence) entropy, the paper's plain estimator (semiotui/docs/METHOD.md §2)",
+    "histogram": "the Shannon entropy of the grey levels (semiotui/docs/METHOD.md §2)",
+    "location": "the entropy of the map's mass over pixel positions (semiotui/docs/METHOD.md §2)",
 }
 LAYER_COLUMNS = ("layer", "type", "output", "parameters", "entropy (bits)", "95% CI", "empty", "vs control",
                  "p (below)", "ΔH", "n", "p (drop)", "ΔH control", "p (beyond)", "verdict")

@@ -172,7 +172,7 @@ def report_warnings(workspace: Workspace, result: AnalysisResult, sup: Superizat
         out.append(f"The model is not better than chance on these labels ({score.top1:.1%}, chance "
                    f"{score.chance:.1%}), yet its maps order themselves beyond its shuffled copies': a network "
                    "that memorises does too, so this superization is not evidence of the labelled task "
-                   "(docs/METHOD.md §3.5).")
+                   "(semiotui/docs/METHOD.md §3.5).")
     return out
 
 
