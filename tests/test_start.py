@@ -65,7 +65,7 @@ def test_help_names_the_installed_method_description():
 def test_the_choices_the_parser_offers_are_the_engines():
     from semiotui.engine.entropy import ESTIMATORS
     from semiotui.engine.greedy import CRITERIA
-    from semiotui.engine.report import DEFAULT_MAPS, FORMATS
+    from semiotui.engine.reports import DEFAULT_MAPS, FORMATS
     from semiotui.engine.saliency import METHODS
 
     assert (cli.METHODS, cli.ESTIMATORS, cli.CRITERIA) == (METHODS, ESTIMATORS, CRITERIA)
