@@ -76,7 +76,8 @@ async def test_start_shows_steps_live_stop_ends_after_the_step_and_save_writes_a
         await wait_until(pilot, finished(app))
         await press(pilot, "g")
         await wait_until(pilot, lambda: isinstance(app.screen, PruneScreen))
-        assert app.screen is not screen and app.screen.pruned is None and not screen.is_attached
+        assert app.screen is not screen and app.screen.pruned is None
+        await wait_until(pilot, lambda: not screen.is_attached)  # the old screen is removed (its removal is a message)
 
 
 async def test_leaving_while_it_runs_asks_then_stops_the_run_at_once_and_frees_the_model():

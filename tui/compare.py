@@ -130,7 +130,7 @@ class GroupPlot(BackgroundPlot):
             self.curve(line.values, color=line.color, label=line.label)
         for position in data.marks:
             plt.vertical_line(position + 1, color="magenta")
-        layer_ticks(plt, data.names, self.size.width)
+        layer_ticks(plt, data.names, self.plot_size.width)
         self.title(data.title)
 
 

@@ -11,6 +11,7 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import events, work
+from textual.geometry import Size
 from textual.reactive import reactive
 from textual.strip import Strip
 from textual_plotext import PlotextPlot
@@ -53,6 +54,7 @@ class BackgroundPlot(PlotextPlot, can_focus=True):
         self._lock = threading.Lock()  # one build at a time uses the figure
         self._lines: list[list[Segment]] = []
         self._legend: list[tuple[str, str | tuple[int, int, int]]] = []  # (label, colour) of this build's curves
+        self.plot_size = Size(0, 0)  # the size the build under way draws for (`draw` reads its width)
 
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self._build())
@@ -63,14 +65,19 @@ class BackgroundPlot(PlotextPlot, can_focus=True):
     def on_resize(self, event: events.Resize) -> None:
         self._build()
 
-    @work(thread=True, exclusive=True, group="plot")
     def _build(self) -> None:
+        """Build the plot at the widget's size now, in a worker thread (which must not ask Textual for a layout)."""
+        self.plot_size = self.size
+        self._build_plot()
+
+    @work(thread=True, exclusive=True, group="plot")
+    def _build_plot(self) -> None:
         with self._lock:
             self.plt.clear_data()
             self.plt.clear_figure()
             self._legend = []
             self.draw(self.data)
-            width, height = self.size.width, self.size.height
+            width, height = self.plot_size
             # Its own console: the app's holds a lock while rendering, which would stall the UI thread.
             console = Console(width=width, height=height, color_system="truecolor")
             legend = self._legend_lines(console)
@@ -100,7 +107,7 @@ class BackgroundPlot(PlotextPlot, can_focus=True):
 
         `readable`, as the ticks: plotext's drawing is read back as ANSI, where a name's escapes would act.
         """
-        self.plt.title(clip(readable(text), max(4, self.size.width - 4)))
+        self.plt.title(clip(readable(text), max(4, self.plot_size.width - 4)))
 
     def curve(self, values: np.ndarray, *, color: str | tuple[int, int, int], label: str | None = None) -> None:
         """One curve over layers 1..n, broken where a layer has no value (empty maps): not drawn as 0, not bridged.
@@ -152,7 +159,7 @@ class EntropyCurve(BackgroundPlot):
         self.curve(data.mean, color="cyan", label=data.labels[0])
         if data.image is not None:
             self.curve(data.image, color="orange", label=data.labels[1])
-        names = layer_ticks(plt, data.names, self.size.width)
+        names = layer_ticks(plt, data.names, self.plot_size.width)
         if data.selected is not None:
             plt.vertical_line(data.selected + 1, color="magenta")
             self.title(f"▏ {names[data.selected]} (layer {data.selected + 1} of {len(names)})")
