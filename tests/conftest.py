@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from helpers import TinyNet
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `-n 2`: each worker one thread, or two workers fight over two cores
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

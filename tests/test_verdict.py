@@ -247,6 +247,18 @@ def test_zero_differences_count_half_each_way():
     assert s.p_value[1] == pytest.approx(p)
 
 
+@pytest.mark.parametrize("n", range(7, 16))
+def test_the_signed_rank_p_is_scipys_with_ties_zeros_or_neither(n):
+    rng = np.random.default_rng(n)
+    samples = [rng.normal(0.3, 1, n), np.round(rng.normal(0.3, 1, n), 1), rng.integers(-1, 3, n).astype(float),
+               np.abs(rng.normal(0, 1, n)), -np.abs(rng.normal(0, 1, n))]
+    for d in samples:
+        if not np.any(d != 0):
+            continue
+        expected = scipy_stats.wilcoxon(d, alternative="greater", zero_method="zsplit").pvalue
+        assert wilcoxon_greater(d) == pytest.approx(expected, rel=1e-12, abs=1e-15), d
+
+
 def test_holm_counts_untested_hypotheses_in_its_family():
     assert np.allclose(holm([0.004, np.nan, np.nan], family=3), [0.012, np.nan, np.nan], equal_nan=True)
     assert np.allclose(holm([0.004, np.nan, np.nan]), [0.004, np.nan, np.nan], equal_nan=True)
