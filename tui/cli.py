@@ -36,16 +36,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         command = argv[0] if argv and argv[0] in COMMANDS else None
         args = build_parser(command).parse_args(argv[1:] if command else argv)
-        with interruptible_imports():
+        with interruptible_imports() as pressed:  # PyTorch is imported by the command, on its first lines
             from . import commands  # the commands' bodies, with the engine behind them
-        return run(getattr(commands, args.run), args)
+            return run(getattr(commands, args.run), args, interrupted=pressed)
     except KeyboardInterrupt:  # also while the engine is imported, before a command installs its own handler
         print("semiotui: interrupted", file=sys.stderr)  # not `say`: importing it may be what was interrupted
         return 130
 
 
-def run(command: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
-    """Run a parsed command: every failure becomes one line (`--debug` shows the traceback first)."""
+def run(command: Callable[[argparse.Namespace], int | None], args: argparse.Namespace, *,
+        interrupted: Sequence[int] = ()) -> int:
+    """Run a parsed command: every failure becomes one line (`--debug` shows the traceback first).
+
+    A failure after a Ctrl-C (`interrupted`, as `interruptible_imports` notes it) is the interrupt, however a
+    C extension reported it.
+    """
     from .errors import for_command_line
     from .plain import say, set_quiet
 
@@ -53,6 +58,8 @@ def run(command: Callable[[argparse.Namespace], int | None], args: argparse.Name
     try:
         return int(command(args) or 0)
     except Exception as exc:
+        if interrupted:
+            raise KeyboardInterrupt from None
         if args.debug:
             traceback.print_exc()
         say(f"semiotui: error: {for_command_line(exc)}", always=True)

@@ -42,11 +42,13 @@ class Interrupts:
 
 
 @contextmanager
-def interruptible_imports() -> Iterator[None]:
+def interruptible_imports() -> Iterator[list[int]]:
     """Ctrl-C while modules import is a KeyboardInterrupt, even where a C extension reports it as another error.
 
-    NumPy's C initialisation turns it into an ImportError; the handler here notes the signal, so it is said as one.
-    Only where Ctrl-C has Python's default handler (not where it is ignored, as for a background job).
+    NumPy's C initialisation turns it into an ImportError; the handler here notes the signal in the list it
+    yields, so that the error is said as an interrupt: here, or by whoever catches it first (`cli.run`, around a
+    command whose first lines import PyTorch). Only where Ctrl-C has Python's default handler (not where it is
+    ignored, as for a background job).
     """
     pressed: list[int] = []
 
@@ -59,7 +61,7 @@ def interruptible_imports() -> Iterator[None]:
     if own:
         signal.signal(signal.SIGINT, handle)
     try:
-        yield
+        yield pressed
     except Exception:
         if pressed:
             raise KeyboardInterrupt from None
