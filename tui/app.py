@@ -60,7 +60,6 @@ class SemiotuiApp(App[int]):
         times and memory, for reproducible screenshots; `tracebacks` (`--debug`) shows a bug's traceback with
         its message."""
         super().__init__()
-        preload.start()  # the statistics' library, before the first steps need it
         for theme in THEMES.values():
             self.register_theme(theme)
         self.show_timings, self.keep_maps, self.tracebacks = show_timings, keep_maps, tracebacks
@@ -82,8 +81,12 @@ class SemiotuiApp(App[int]):
 
         from .controller import RunController
 
-        return RunController(open_session(workspace), self.call_later, keep_maps=self.keep_maps,
-                             tracebacks=self.tracebacks)
+        controller = RunController(open_session(workspace), self.call_later, keep_maps=self.keep_maps,
+                                   tracebacks=self.tracebacks)
+        # The statistics' library, before the first steps need it; not sooner: beside PyTorch's import the two
+        # contend for the interpreter and the first image came a second later.
+        preload.start()
+        return controller
 
     def _take(self, controller: RunController) -> None:
         from .explorer import ExplorerScreen

@@ -2,8 +2,8 @@
 
 `scipy.stats` takes about 2 s to import on a small machine. The interface first
 needs it for the superization tests, on its own thread, a second or two after
-it opens: imported there, it froze the screen for 2 s. Started when the
-interface is built, the import overlaps its first batch. (The headless
+it opens: imported there, it froze the screen for 2 s. Started once the
+model is open, the import overlaps the first batch. (The headless
 commands import it where they need it: beside the analysis, on two cores, the
 import slowed `semiotui report` by a second.)
 """
