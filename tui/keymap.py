@@ -76,16 +76,20 @@ def read_keymap(config: dict) -> tuple[dict[str, str], list[str]]:
 
 
 def clashes(keymap: dict[str, str]) -> list[str]:
-    """A line for each key the keymap gives a binding that another one has too (where both apply, Textual gives
-    it to the remapped one, and the other loses it)."""
+    """A line for each key the keymap gives a binding that another one has too.
+
+    Textual offers a key to the focused widget first, then to each container up to the screen, then to the app;
+    the keymap's binding takes it from another only within one of them. So the layer tree's space (measure)
+    still measures while the tree has the focus, whatever the screen's keys say.
+    """
     keys = {binding: normal_keys(keymap.get(binding, default)) for binding, (default, _) in BINDINGS.items()}
     said = []
     for binding in keymap:
         for key in keys[binding]:
             others = [other for other in BINDINGS if other != binding and key in keys[other]]
             if others:
-                said.append(f"config.json keymap: {key} is {' and '.join(others)}'s key too; where both apply, "
-                            f"{binding} takes it")
+                said.append(f"config.json keymap: {key} is {' and '.join(others)}'s key too: {binding} takes it "
+                            "where both are keys of one screen; a focused pane's own key acts first")
     return said
 
 
