@@ -16,8 +16,6 @@ from .interrupts import interruptible_imports
 # their seconds of import (once a command runs) is `main`'s.
 
 COMMANDS = ("report", "open", "prune", "compare", "demo")  # grows as each subcommand lands
-RUNS = {None: "run_interface", "report": "run_report", "open": "run_open", "prune": "run_prune",
-        "compare": "run_compare", "demo": "run_demo"}  # each command's function in `commands`
 
 # The engine's choices and defaults, written here because the engine's modules import PyTorch;
 # tests/test_start.py checks that they equal the engine's.
@@ -98,7 +96,7 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
     if command in (None, "report", "compare"):
         add_analysis_options(parser)
     add_command_options(command, parser)
-    parser.set_defaults(run=RUNS[command])
+    parser.set_defaults(run=f"run_{command or 'interface'}")  # the function in `commands` that runs it
     return parser
 
 

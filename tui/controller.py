@@ -27,7 +27,7 @@ from semiotui.engine.workspace import ModelInfo
 from .errors import for_interface
 from .export import OnProgress, ReportInput, ReportSource
 from .messages import (JobNotice, MapsDrawn, ModelAnalysed, PruneEnded, PruneFailed, PrunePhase, PruneStep,
-                       PruneTrying, PruneWaiting, RunChanged)
+                       PruneWaiting, RunChanged)
 from .run_state import RunState
 
 Receive = Callable[[Job, object], None]
@@ -173,10 +173,8 @@ class RunController:
 
         def receive(job: Job, event: object) -> None:
             nonlocal ended
-            if isinstance(event, (Preparing, Working)):
+            if isinstance(event, (Preparing, Working, Trying)):
                 post(PrunePhase(event.text))
-            elif isinstance(event, Trying):
-                post(PruneTrying(event.text))
             elif isinstance(event, StepDone):
                 post(PruneStep(event.step, event.log.original))
             elif isinstance(event, PruneFinished):

@@ -60,14 +60,7 @@ class PruneWaiting(Message):
 
 @dataclass
 class PrunePhase(Message):
-    """What the job is doing before its first step, or within a step."""
-
-    text: str
-
-
-@dataclass
-class PruneTrying(Message):
-    """A step tries to cut a layer: "step N: trying LAYER" (the engine's words)."""
+    """What the job is doing, in the engine's words ("step 3: trying conv4")."""
 
     text: str
 

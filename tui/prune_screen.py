@@ -34,7 +34,7 @@ from .curve import BackgroundPlot, CurveData, EntropyCurve, units
 from .errors import for_interface
 from .export import ExportDialog
 from .messages import (ModelAnalysed, PruneEnded, PruneFailed, PrunePhase, PruneSaved, PruneSaveFailed, PruneStep,
-                       PruneTrying, PruneWaiting)
+                       PruneWaiting)
 from .models_screen import ModelsScreen
 from .palette import PruneCommands
 from .plain import plain
@@ -377,11 +377,6 @@ class PruneScreen(Screen[None]):
     def on_prune_phase(self, message: PrunePhase) -> None:
         stopping = self.job is not None and self.job.cancel.is_set()
         self._activity = f"stopping after the current step ({message.text})" if stopping else message.text
-        self._dirty = True
-
-    def on_prune_trying(self, message: PruneTrying) -> None:
-        if not self.job.cancel.is_set():
-            self._activity = message.text
         self._dirty = True
 
     def on_prune_step(self, message: PruneStep) -> None:
